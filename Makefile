@@ -1,0 +1,61 @@
+# The suite's commands. `make demo` and `make test` work on a fresh clone:
+# they create the virtual environment and install what they need.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+
+.PHONY: help venv tools protos docs lint test demo up down status clean
+
+help:
+	@echo "make demo    start the suite in the background and show it at work"
+	@echo "make up      run the suite in the foreground (Ctrl-C stops it)"
+	@echo "make down    stop a suite started by make demo"
+	@echo "make test    install what the tests need, lint, run every test"
+	@echo "make protos  regenerate the Python stubs from protos/"
+	@echo "make docs    regenerate the README's API and configuration tables"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# buf (proto lint) comes from npm, pinned in package-lock.json.
+tools: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+protos: venv
+	$(PY) scripts/gen_protos.py
+
+docs: venv
+	$(PY) scripts/gen_docs.py
+
+lint: venv tools
+	$(VENV)/bin/ruff check .
+	npx --no-install buf lint
+
+test: lint
+	$(PY) -m pytest
+
+demo: venv
+	$(PY) scripts/suite.py demo
+
+up: venv
+	$(PY) scripts/suite.py up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) scripts/suite.py down; else echo "nothing to stop"; fi
+
+status: venv
+	$(PY) scripts/suite.py status
+
+clean:
+	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""Outgoing channels between services: every call carries the current request
+id and tenant, and every unary call has a deadline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from automl.common import context
+from automl.common.settings import Settings
+
+
+class _ForwardContext(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds the call context to the metadata and a default deadline to unary calls
+    (streams run as long as their caller keeps them; callers set their own)."""
+
+    def __init__(self, unary_timeout: float) -> None:
+        self.unary_timeout = unary_timeout
+
+    def _details(self, details: grpc.aio.ClientCallDetails, unary: bool) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        for key, value in context.outgoing_metadata():
+            if key not in metadata:
+                metadata.add(key, value)
+        timeout = details.timeout if details.timeout is not None or not unary else self.unary_timeout
+        return grpc.aio.ClientCallDetails(
+            details.method, timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details, True), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details, False), request)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details, False), request_iterator)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self._details(details, False), request_iterator)
+
+
+def channel_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+    ]
+
+
+def connect(target: str, settings: Settings) -> grpc.aio.Channel:
+    """An asyncio channel to another service of the suite."""
+    return grpc.aio.insecure_channel(
+        target,
+        options=channel_options(settings),
+        interceptors=[_ForwardContext(settings.call_timeout_seconds)],
+    )

@@ -1,0 +1,82 @@
+"""Domain errors: what went wrong, in terms a user can act on.
+
+Domain code raises these and knows nothing of gRPC; automl.common.status maps
+each class to its status code in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One wrong field of a request: its path (e.g. "experiment.cv_folds") and the fix."""
+
+    field: str
+    description: str
+
+
+class AutoMLError(Exception):
+    """Base of every error a service reports to its caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(AutoMLError):
+    """The request is wrong; `violations` names each wrong field."""
+
+    def __init__(self, message: str, violations: list[FieldViolation] | None = None) -> None:
+        super().__init__(message)
+        self.violations = list(violations or [])
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidArgument:
+        """One wrong field; the message is the field and its fix."""
+        return cls(f"{field}: {description}", [FieldViolation(field, description)])
+
+
+class NotFound(AutoMLError):
+    """The resource does not exist (or belongs to another tenant)."""
+
+
+class AlreadyExists(AutoMLError):
+    """A resource with that id already exists."""
+
+
+class FailedPrecondition(AutoMLError):
+    """The system is not in a state where the request can run (e.g. a run is active)."""
+
+
+class OutOfRange(AutoMLError):
+    """A position is past what is kept (e.g. events older than the log)."""
+
+
+class ResourceExhausted(AutoMLError):
+    """A quota, a size limit or a capacity was reached."""
+
+
+class Unauthenticated(AutoMLError):
+    """No valid credentials."""
+
+
+class PermissionDenied(AutoMLError):
+    """Credentials are valid but do not allow the call."""
+
+
+class Unavailable(AutoMLError):
+    """A dependency cannot be reached; retrying later may work."""
+
+
+class Cancelled(AutoMLError):
+    """The caller went away before the call completed."""
+
+
+class DataLoss(AutoMLError):
+    """Bytes were lost or corrupted (e.g. a checksum mismatch)."""
+
+
+class Unimplemented(AutoMLError):
+    """The method exists in the contract but is not built yet."""

@@ -1,0 +1,37 @@
+"""Health probe of a suite service over grpc.health.v1.
+
+`python -m automl.common.health HOST:PORT [SERVICE]` exits 0 when the service
+answers SERVING, 1 otherwise: the container health check and `make demo` use it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def check(target: str, service: str = "", timeout: float = 2.0) -> str:
+    """The health status name ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE"."""
+    try:
+        with grpc.insecure_channel(target) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    except grpc.RpcError:
+        return "UNREACHABLE"
+
+
+def main(argv: list[str]) -> int:
+    if not 1 <= len(argv) <= 2:
+        print("usage: python -m automl.common.health HOST:PORT [SERVICE]", file=sys.stderr)
+        return 2
+    state = check(*argv)
+    print(state)
+    return 0 if state == "SERVING" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,179 @@
+"""The server interceptor chain every service runs: call context (request id,
+tenant), structured access log, metrics, and the one place that maps errors
+to gRPC status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+from automl.common import context, errors, status
+
+log = logging.getLogger("automl.rpc")
+
+RPC_REQUESTS = Counter("automl_rpc_requests_total", "gRPC calls served.", ["service", "method", "code"])
+RPC_LATENCY = Histogram(
+    "automl_rpc_duration_seconds",
+    "Duration of served gRPC calls (streams: until the last message).",
+    ["service", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every method handler so that each call gets a request id and tenant
+    from its metadata, one log line and metrics when it ends, and a status code
+    and message a caller can act on when it fails:
+
+    - automl.common.errors.*  -> their code, with rich details (automl.common.status)
+    - an error from a downstream gRPC call -> passed through unchanged
+    - NotImplementedError     -> UNIMPLEMENTED (generated servicer stubs raise it)
+    - anything else           -> INTERNAL with the request id; the traceback is logged
+    """
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method = details.method
+        if handler.response_streaming:
+            kind, behavior = (
+                ("stream_stream", handler.stream_stream)
+                if handler.request_streaming
+                else ("unary_stream", handler.unary_stream)
+            )
+            wrapped: Behavior = self._wrap_streaming(method, behavior)
+        else:
+            kind, behavior = (
+                ("stream_unary", handler.stream_unary)
+                if handler.request_streaming
+                else ("unary_unary", handler.unary_unary)
+            )
+            wrapped = self._wrap_unary(method, behavior)
+        factory = getattr(grpc, f"{kind}_rpc_method_handler")
+        return factory(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap_unary(self, method: str, behavior: Behavior) -> Behavior:
+        async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            started = self._enter(ctx)
+            code = grpc.StatusCode.OK
+            try:
+                result = behavior(request, ctx)
+                return await result if inspect.isawaitable(result) else result
+            except BaseException as exc:  # mapped, then re-raised or aborted
+                code = await self._fail(ctx, method, exc)
+                raise
+            finally:
+                self._exit(method, ctx, started, code)
+
+        return unary
+
+    def _wrap_streaming(self, method: str, behavior: Behavior) -> Behavior:
+        async def streaming(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = self._enter(ctx)
+            code = grpc.StatusCode.OK
+            try:
+                result = behavior(request, ctx)
+                if inspect.isawaitable(result):  # a handler that writes with ctx.write()
+                    await result
+                elif hasattr(result, "__aiter__"):
+                    async for message in result:
+                        yield message
+                else:
+                    for message in result:
+                        yield message
+            except BaseException as exc:  # mapped, then re-raised or aborted
+                code = await self._fail(ctx, method, exc)
+                raise
+            finally:
+                self._exit(method, ctx, started, code)
+
+        return streaming
+
+    def _enter(self, ctx: grpc.aio.ServicerContext) -> float:
+        metadata = dict(ctx.invocation_metadata() or ())
+        context.request_id.set(str(metadata.get(context.REQUEST_ID_KEY) or context.new_request_id()))
+        context.tenant.set(str(metadata.get(context.TENANT_KEY) or ""))
+        return time.perf_counter()
+
+    async def _fail(self, ctx: grpc.aio.ServicerContext, method: str, exc: BaseException) -> grpc.StatusCode:
+        """Abort the call with the status `exc` maps to; return that code.
+
+        ctx.abort* raises grpc.aio.AbortError, which the caller's `raise` then
+        replaces; either way the status sent is the one set here."""
+        rid = context.request_id.get()
+        if isinstance(exc, grpc.aio.AbortError):  # the handler aborted by itself
+            return ctx.code() or grpc.StatusCode.UNKNOWN
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            return grpc.StatusCode.CANCELLED
+        if isinstance(exc, errors.AutoMLError):
+            await _abort(ctx, status.to_status(exc, rid))
+        if isinstance(exc, grpc.aio.AioRpcError):  # a downstream service's answer: pass it on as is
+            trailing = tuple((k, v) for k, v in (exc.trailing_metadata() or ()) if k == "grpc-status-details-bin")
+            await _abort(ctx, _Status(exc.code(), exc.details() or "", trailing))
+        if isinstance(exc, NotImplementedError):
+            name = method.rsplit("/", 1)[-1]
+            message = str(exc) if str(exc) and str(exc) != "Method not implemented!" else ""
+            error = errors.Unimplemented(message or f"{name} is not implemented yet in this version of the suite")
+            await _abort(ctx, status.to_status(error, rid))
+        log.error("unexpected error in %s", method, exc_info=exc)
+        await _abort(ctx, status.internal_status(rid))
+        return grpc.StatusCode.INTERNAL  # not reached: _abort raises
+
+    def _exit(self, method: str, ctx: grpc.aio.ServicerContext, started: float, code: grpc.StatusCode) -> None:
+        if code is grpc.StatusCode.OK and ctx.code() not in (None, grpc.StatusCode.OK):
+            code = ctx.code()
+        elapsed = time.perf_counter() - started
+        name = method.rsplit("/", 1)[-1]
+        RPC_REQUESTS.labels(self.service, name, code.name).inc()
+        RPC_LATENCY.labels(self.service, name).observe(elapsed)
+        if method.startswith(_PROBES):
+            level = logging.DEBUG
+        else:
+            level = logging.INFO if code in _QUIET_CODES else logging.WARNING
+        log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)})
+
+
+# Health checks and reflection come every few seconds from probes: logged at DEBUG.
+_PROBES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+_QUIET_CODES = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+async def _abort(ctx: grpc.aio.ServicerContext, st: grpc.Status) -> None:
+    rid = context.request_id.get()
+    trailing = (*(st.trailing_metadata or ()), (context.REQUEST_ID_KEY, rid))
+    await ctx.abort(st.code, st.details, trailing)

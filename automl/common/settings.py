@@ -1,0 +1,125 @@
+"""Every setting of the suite, read from environment variables in one place.
+
+Each field of `Settings` names its environment variable and says what it is
+for; the README's configuration table is generated from these fields
+(`make docs`), and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+def _setting(env: str, default: Any, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of the suite's processes. Build it with `from_env()`."""
+
+    host: str = _setting("AUTOML_HOST", "127.0.0.1", "Address every service binds to.")
+    gateway_port: int = _setting("AUTOML_GATEWAY_PORT", 50051, "gRPC port of the public gateway.")
+    storage_port: int = _setting("AUTOML_STORAGE_PORT", 50052, "gRPC port of the storage service.")
+    runner_port: int = _setting("AUTOML_RUNNER_PORT", 50053, "gRPC port of the runner service.")
+    notifier_port: int = _setting("AUTOML_NOTIFIER_PORT", 50054, "gRPC port of the notifier service.")
+    http_port: int = _setting("AUTOML_HTTP_PORT", 8080, "HTTP port of the gateway (metrics, health, dashboard).")
+    storage_target: str = _setting(
+        "AUTOML_STORAGE_TARGET", "", "Address the other services call storage at. Empty: 127.0.0.1:<storage port>."
+    )
+    runner_target: str = _setting(
+        "AUTOML_RUNNER_TARGET", "", "Address the gateway calls the runner at. Empty: 127.0.0.1:<runner port>."
+    )
+    notifier_target: str = _setting(
+        "AUTOML_NOTIFIER_TARGET", "", "Address the notifier is called at. Empty: 127.0.0.1:<notifier port>."
+    )
+    data_dir: Path = _setting(
+        "AUTOML_DATA_DIR", Path("var"), "Folder of the embedded defaults: logs and pid files of `make up`/`make demo`."
+    )
+    log_level: str = _setting("AUTOML_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = _setting("AUTOML_LOG_FORMAT", "text", "Log line format: text (key=value) or json.")
+    call_timeout_seconds: float = _setting(
+        "AUTOML_CALL_TIMEOUT_SECONDS", 30.0, "Deadline of every outgoing unary call between services, in seconds."
+    )
+    shutdown_grace_seconds: float = _setting(
+        "AUTOML_SHUTDOWN_GRACE_SECONDS", 10.0, "On SIGTERM, how long calls in flight may finish before they are cut."
+    )
+    max_message_bytes: int = _setting(
+        "AUTOML_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, "Largest gRPC message a service sends or accepts, in bytes."
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from `environ` (default: os.environ); unset ones keep their default."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is not None and raw.strip() != "":
+                values[f.name] = _parse(f.metadata["env"], raw.strip(), type(f.default))
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise SettingsError naming the first setting whose value cannot work."""
+        for name in ("gateway_port", "storage_port", "runner_port", "notifier_port", "http_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"{env_name(name)}={port}: a port is between 0 and 65535")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"AUTOML_LOG_LEVEL={self.log_level}: use DEBUG, INFO, WARNING or ERROR")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"AUTOML_LOG_FORMAT={self.log_format}: use text or json")
+        for name in ("call_timeout_seconds", "shutdown_grace_seconds", "max_message_bytes"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")
+
+    @property
+    def storage_address(self) -> str:
+        return self.storage_target or f"127.0.0.1:{self.storage_port}"
+
+    @property
+    def runner_address(self) -> str:
+        return self.runner_target or f"127.0.0.1:{self.runner_port}"
+
+    @property
+    def notifier_address(self) -> str:
+        return self.notifier_target or f"127.0.0.1:{self.notifier_port}"
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a Settings field."""
+    return next(f.metadata["env"] for f in dataclasses.fields(Settings) if f.name == field_name)
+
+
+def _parse(env: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{env}={raw!r}: expected {kind.__name__}") from None
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default != "" else "(empty)"
+        rows.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['help']} |")
+    return "\n".join(rows)

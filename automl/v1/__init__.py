@@ -1,0 +1,1 @@
+"""Generated Python stubs of protos/automl/v1 (regenerate with `make protos`)."""

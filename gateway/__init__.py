@@ -1,0 +1,1 @@
+"""The gateway: the suite's only public door (gRPC and HTTP)."""

@@ -1,0 +1,1 @@
+"""The suite's internal services; each talks to the others only over gRPC."""

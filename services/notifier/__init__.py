@@ -1,0 +1,1 @@
+"""The notifier service: run events to streams and webhooks, with replay."""

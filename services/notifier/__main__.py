@@ -1,0 +1,6 @@
+"""Process entry point: `python -m services.notifier`."""
+
+from automl.common.server import run
+from services.notifier.server import build
+
+run(build)

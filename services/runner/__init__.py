@@ -1,0 +1,1 @@
+"""The runner service: AutoML searches with aikit, refit, test and predict."""

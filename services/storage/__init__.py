@@ -1,0 +1,1 @@
+"""The storage service: the only owner of persistent state (SQL metadata and blobs)."""

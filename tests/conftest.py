@@ -1,0 +1,88 @@
+"""Shared test helpers: free ports and the four services as real processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from automl.common import health
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name, module, gRPC service, port variable
+SERVICES = (
+    ("storage", "services.storage", "automl.v1.Storage", "AUTOML_STORAGE_PORT"),
+    ("notifier", "services.notifier", "automl.v1.Notifier", "AUTOML_NOTIFIER_PORT"),
+    ("runner", "services.runner", "automl.v1.Runner", "AUTOML_RUNNER_PORT"),
+    ("gateway", "gateway", "automl.v1.AutoML", "AUTOML_GATEWAY_PORT"),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def suite_env(tmp_path: Path) -> dict[str, str]:
+    """Environment of a suite on free ports with its own data folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_")}
+    env.update({var: str(free_port()) for *_, var in SERVICES})
+    env["AUTOML_HTTP_PORT"] = str(free_port())
+    env["AUTOML_DATA_DIR"] = str(tmp_path / "data")
+    env["AUTOML_SHUTDOWN_GRACE_SECONDS"] = "2"
+    return env
+
+
+def wait_serving(target: str, service: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while health.check(target, service, 1.0) != "SERVING":
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{service} exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{service} at {target} not SERVING after {timeout} s")
+        time.sleep(0.1)
+
+
+@dataclass
+class Suite:
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def target(self, name: str) -> str:
+        var = next(v for n, _, _, v in SERVICES if n == name)
+        return f"127.0.0.1:{self.env[var]}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.env['AUTOML_HTTP_PORT']}"
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    """The four services as real processes, started with `python -m`."""
+    running = Suite(suite_env(tmp_path_factory.mktemp("suite")))
+    try:
+        for name, module, service, _ in SERVICES:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module], cwd=ROOT, env=running.env, stderr=subprocess.PIPE
+            )
+            running.procs[name] = proc
+            wait_serving(running.target(name), service, proc)
+        yield running
+    finally:
+        for proc in running.procs.values():
+            proc.terminate()
+        for proc in running.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -1,0 +1,154 @@
+"""The interceptor chain, in-process: error mapping to status codes with rich
+details, request ids, pass-through of downstream errors, UNIMPLEMENTED."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from automl.common import channels, context, errors, status
+from automl.common.server import Server, ServiceDefinition, make_server
+from automl.common.settings import Settings
+from automl.v1 import dataset_pb2, run_pb2, storage_service_pb2, storage_service_pb2_grpc
+
+SETTINGS = Settings()
+
+
+class FakeStorage(storage_service_pb2_grpc.StorageServicer):
+    """Raises what the request's name asks for; records the metadata it saw."""
+
+    def __init__(self, downstream: str | None = None) -> None:
+        self.downstream = downstream
+        self.seen_request_ids: list[str] = []
+
+    async def GetDataset(self, request: dataset_pb2.GetDatasetRequest, ctx: grpc.aio.ServicerContext):
+        self.seen_request_ids.append(context.request_id.get())
+        if self.downstream:
+            async with channels.connect(self.downstream, SETTINGS) as channel:
+                return await storage_service_pb2_grpc.StorageStub(channel).GetDataset(request)
+        match request.name:
+            case "datasets/invalid":
+                raise errors.InvalidArgument(
+                    "2 fields are wrong",
+                    [
+                        errors.FieldViolation("name", "must look like datasets/{id}"),
+                        errors.FieldViolation("page_size", "must be between 1 and 1000"),
+                    ],
+                )
+            case "datasets/missing":
+                raise errors.NotFound("datasets/missing does not exist")
+            case "datasets/boom":
+                raise RuntimeError("secret internal detail")
+        return dataset_pb2.Dataset(name=request.name)
+
+    async def DownloadDataset(self, request, ctx) -> AsyncIterator[dataset_pb2.DownloadDatasetResponse]:
+        yield dataset_pb2.DownloadDatasetResponse(chunk=b"first")
+        raise errors.DataLoss("blob checksum mismatch after the first chunk")
+
+
+async def start(servicer: FakeStorage) -> Server:
+    definition = ServiceDefinition(
+        name="test",
+        descriptors=(storage_service_pb2.DESCRIPTOR.services_by_name["Storage"],),
+        port=0,
+        register=lambda s: storage_service_pb2_grpc.add_StorageServicer_to_server(servicer, s),
+    )
+    server = make_server(definition, SETTINGS, port=0)
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def stub():
+    server = await start(FakeStorage())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield storage_service_pb2_grpc.StorageStub(channel)
+    await server.stop(0)
+
+
+async def test_ok(stub):
+    reply = await stub.GetDataset(dataset_pb2.GetDatasetRequest(name="datasets/a"))
+    assert reply.name == "datasets/a"
+
+
+async def test_invalid_argument_carries_field_violations_and_request_id(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetDataset(
+            dataset_pb2.GetDatasetRequest(name="datasets/invalid"), metadata=[("x-request-id", "req-42")]
+        )
+    err = caught.value
+    assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details() == "2 fields are wrong"
+    assert [(v.field, v.description) for v in status.field_violations(err)] == [
+        ("name", "must look like datasets/{id}"),
+        ("page_size", "must be between 1 and 1000"),
+    ]
+    details = rpc_status.from_call(err).details
+    infos = [d for d in details if d.Is(error_details_pb2.RequestInfo.DESCRIPTOR)]
+    info = error_details_pb2.RequestInfo()
+    infos[0].Unpack(info)
+    assert info.request_id == "req-42"
+    assert ("x-request-id", "req-42") in tuple(err.trailing_metadata())
+
+
+async def test_not_found(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetDataset(dataset_pb2.GetDatasetRequest(name="datasets/missing"))
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert caught.value.details() == "datasets/missing does not exist"
+
+
+async def test_unexpected_error_is_internal_without_leaking(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetDataset(dataset_pb2.GetDatasetRequest(name="datasets/boom"))
+    assert caught.value.code() is grpc.StatusCode.INTERNAL
+    assert "secret" not in caught.value.details()
+    assert "request id" in caught.value.details()
+
+
+async def test_error_in_a_stream_after_messages(stub):
+    call = stub.DownloadDataset(dataset_pb2.DownloadDatasetRequest(name="datasets/a"))
+    received = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for message in call:
+            received.append(message.chunk)
+    assert received == [b"first"]
+    assert caught.value.code() is grpc.StatusCode.DATA_LOSS
+
+
+async def test_method_not_built_yet_is_unimplemented(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetRun(run_pb2.GetRunRequest(name="runs/x"))
+    assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.details() == "GetRun is not implemented yet in this version of the suite"
+
+
+async def test_downstream_errors_pass_through_with_details_and_request_id():
+    leaf_servicer = FakeStorage()
+    leaf = await start(leaf_servicer)
+    front_servicer = FakeStorage(downstream=f"127.0.0.1:{leaf.port}")
+    front = await start(front_servicer)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{front.port}") as channel:
+            stub = storage_service_pb2_grpc.StorageStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetDataset(
+                    dataset_pb2.GetDatasetRequest(name="datasets/invalid"), metadata=[("x-request-id", "chain-1")]
+                )
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert len(status.field_violations(caught.value)) == 2
+        assert front_servicer.seen_request_ids == ["chain-1"]
+        assert leaf_servicer.seen_request_ids == ["chain-1"]
+    finally:
+        await front.stop(0)
+        await leaf.stop(0)
+
+
+async def test_every_domain_error_has_a_code():
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.AutoMLError)]
+    unmapped = [c.__name__ for c in classes if c is not errors.AutoMLError and c not in status.CODES]
+    assert unmapped == []
