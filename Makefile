@@ -25,11 +25,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# buf (proto lint) comes from npm, pinned in package-lock.json.
+# buf (proto lint) comes from npm, pinned exactly in package.json (buf pins its
+# platform binaries exactly too). No lock file: registries that carry only some
+# platforms' binaries make `npm ci` refuse any lock.
 tools: $(NODE_STAMP)
 
-$(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+$(NODE_STAMP): package.json
+	npm install --no-package-lock --no-audit --no-fund --loglevel=error
 	touch $@
 
 protos: venv
