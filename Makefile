@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: help venv tools protos docs lint test demo up down status clean
+.PHONY: help venv tools system-deps protos docs lint test demo up down status clean
 
 help:
 	@echo "make demo    start the suite in the background and show it at work"
@@ -44,7 +44,11 @@ lint: venv tools
 	$(VENV)/bin/ruff check .
 	npx --no-install buf lint
 
-test: lint
+# PostgreSQL (real server for the storage tests) and unixODBC (pyodbc), from apt when missing.
+system-deps:
+	bash scripts/install-system-deps.sh
+
+test: lint system-deps
 	$(PY) -m pytest
 
 demo: venv

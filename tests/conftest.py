@@ -15,6 +15,8 @@ import pytest
 
 from automl.common import health
 
+pytest_plugins = ["tests.servers"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # name, module, gRPC service, port variable

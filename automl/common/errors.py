@@ -37,6 +37,13 @@ class InvalidArgument(AutoMLError):
         """One wrong field; the message is the field and its fix."""
         return cls(f"{field}: {description}", [FieldViolation(field, description)])
 
+    @classmethod
+    def of(cls, violations: list[FieldViolation]) -> InvalidArgument:
+        """Several wrong fields; the message names the first and counts the rest."""
+        first = violations[0]
+        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+        return cls(f"{first.field}: {first.description}{more}", violations)
+
 
 class NotFound(AutoMLError):
     """The resource does not exist (or belongs to another tenant)."""

@@ -43,7 +43,32 @@ class Settings:
         "AUTOML_NOTIFIER_TARGET", "", "Address the notifier is called at. Empty: 127.0.0.1:<notifier port>."
     )
     data_dir: Path = _setting(
-        "AUTOML_DATA_DIR", Path("var"), "Folder of the embedded defaults: logs and pid files of `make up`/`make demo`."
+        "AUTOML_DATA_DIR",
+        Path("var"),
+        "Folder of the embedded defaults: SQLite database, blob folder, logs and pid files of `make up`/`make demo`.",
+    )
+    database_url: str = _setting(
+        "AUTOML_DATABASE_URL",
+        "",
+        "SQLAlchemy URL of the metadata database: sqlite:///path, postgresql+psycopg://..., "
+        "mssql+pyodbc://... Empty: sqlite:///<data dir>/automl.db.",
+    )
+    blob_url: str = _setting(
+        "AUTOML_BLOB_URL",
+        "",
+        "Where payloads over the inline limit go: file:///path (a local folder) or s3://bucket. "
+        "Empty: file://<data dir>/blobs.",
+    )
+    s3_endpoint: str = _setting("AUTOML_S3_ENDPOINT", "", "host:port of the S3/MinIO server for an s3:// blob URL.")
+    s3_access_key: str = _setting("AUTOML_S3_ACCESS_KEY", "", "Access key of the S3/MinIO server.")
+    s3_secret_key: str = _setting("AUTOML_S3_SECRET_KEY", "", "Secret key of the S3/MinIO server.")
+    s3_secure: bool = _setting("AUTOML_S3_SECURE", False, "Use HTTPS to reach the S3/MinIO server.")
+    s3_region: str = _setting("AUTOML_S3_REGION", "", "Region of the S3 bucket (empty: the server's default).")
+    inline_max_bytes: int = _setting(
+        "AUTOML_INLINE_MAX_BYTES", 256 * 1024, "Payloads up to this size are stored inline in SQL, larger in blobs."
+    )
+    migrate_on_start: bool = _setting(
+        "AUTOML_MIGRATE_ON_START", True, "Storage upgrades the database schema (Alembic) to head before serving."
     )
     log_level: str = _setting("AUTOML_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _setting("AUTOML_LOG_FORMAT", "text", "Log line format: text (key=value) or json.")
@@ -80,9 +105,21 @@ class Settings:
             raise SettingsError(f"AUTOML_LOG_LEVEL={self.log_level}: use DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"AUTOML_LOG_FORMAT={self.log_format}: use text or json")
-        for name in ("call_timeout_seconds", "shutdown_grace_seconds", "max_message_bytes"):
+        if self.blob_url.startswith("s3://") and not self.s3_endpoint:
+            raise SettingsError("AUTOML_BLOB_URL is s3://...: set AUTOML_S3_ENDPOINT (host:port) too")
+        for name in ("call_timeout_seconds", "shutdown_grace_seconds", "max_message_bytes", "inline_max_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")
+
+    @property
+    def database(self) -> str:
+        """The metadata database URL, with the embedded default filled in."""
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'automl.db'}"
+
+    @property
+    def blobs(self) -> str:
+        """The blob store URL, with the embedded default filled in."""
+        return self.blob_url or f"file://{self.data_dir.resolve() / 'blobs'}"
 
     @property
     def storage_address(self) -> str:

@@ -1,17 +1,41 @@
-"""How the storage process is put together."""
+"""How the storage process is put together: the database (migrated to head),
+the blob store (checked), the servicer."""
 
 from __future__ import annotations
 
+import logging
+
+from automl.common import errors
 from automl.common.server import ServiceDefinition
 from automl.common.settings import Settings
 from automl.v1 import storage_service_pb2, storage_service_pb2_grpc
+from services.storage import db
+from services.storage.blobs import open_blob_store
+from services.storage.repository import MetadataStore
 from services.storage.servicer import StorageServicer
 
+log = logging.getLogger("automl.storage")
 
-def build(settings: Settings) -> ServiceDefinition:
+
+def make_servicer(settings: Settings) -> StorageServicer:
+    """The servicer over the configured database (migrated) and blob store (checked)."""
+    engine = db.make_engine(settings.database)
+    if settings.migrate_on_start:
+        db.upgrade(engine)
+        log.info("database schema at head", extra={"database": engine.url.render_as_string(hide_password=True)})
+    blobs = open_blob_store(settings.blobs, settings)
+    try:
+        blobs.check()
+    except errors.Unavailable as exc:
+        raise SystemExit(f"storage: {exc}") from None
+    return StorageServicer(MetadataStore(engine), blobs, settings)
+
+
+def build(settings: Settings, servicer: StorageServicer | None = None) -> ServiceDefinition:
+    servicer = servicer or make_servicer(settings)
     return ServiceDefinition(
         name="storage",
         descriptors=(storage_service_pb2.DESCRIPTOR.services_by_name["Storage"],),
         port=settings.storage_port,
-        register=lambda server: storage_service_pb2_grpc.add_StorageServicer_to_server(StorageServicer(), server),
+        register=lambda server: storage_service_pb2_grpc.add_StorageServicer_to_server(servicer, server),
     )

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# System packages the tests need, installed only when missing (so repeated
+# `make test` runs never call apt): PostgreSQL (a real server for the storage
+# tests) and unixODBC (the runtime pyodbc loads for SQL Server).
+set -euo pipefail
+
+packages=(postgresql unixodbc)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system packages present: ${packages[*]}"
+  exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing system packages: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "installed: ${missing[*]}"

@@ -1,0 +1,485 @@
+"""Validate and profile a CSV file as it streams, in bounded memory.
+
+`profile_csv` reads a file-like object to its end and returns the row count and
+a profile of every column (type, missing and distinct counts, numeric range,
+frequent values), or raises CsvFormatError with a message a user can act on
+(row and column where it applies). It runs in a worker thread of the storage
+service while the upload streams.
+
+Two layers: a byte scanner (NUL bytes, encoding errors, overlong lines, found
+at any offset and across chunk boundaries) and pyarrow's CSV reader (exact
+field counts per row, quoting), reading every column as text. Statistics are
+computed per batch with vectorised kernels; distinct counts are exact up to
+10,000 values, then a HyperLogLog estimate. Rows are numbered as in a
+spreadsheet: the header is row 1, a quoted multi-line field is one row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+DEFAULT_NA_VALUES: tuple[str, ...] = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+EXACT_DISTINCT = 10_000
+BLOCK = 1 << 20
+BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "t", "f", "y", "n"})
+_NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    delimiter: str = ","
+    has_header: bool = True
+    encoding: str = "utf-8"
+    na_values: tuple[str, ...] = DEFAULT_NA_VALUES
+    quote_char: str = '"'
+
+
+class CsvFormatError(ValueError):
+    """A file that cannot be used. `row` is the 1-based row of the file (the header
+    is row 1) where it applies, `column` the column's name or position."""
+
+    def __init__(self, message: str, row: int | None = None, column: str | None = None) -> None:
+        super().__init__(message)
+        self.row = row
+        self.column = column
+
+
+@dataclass
+class ColumnProfile:
+    name: str
+    index: int
+    inferred_type: str  # numeric, categorical, text, boolean, datetime, identifier, unspecified
+    missing_count: int
+    distinct_count: int
+    distinct_is_estimate: bool
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    top_values: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CsvProfile:
+    row_count: int
+    columns: list[ColumnProfile]
+
+
+def check_format(fmt: CsvFormat) -> None:
+    """Refuse options that cannot describe a CSV file."""
+    for label, value in (("delimiter", fmt.delimiter), ("quote_char", fmt.quote_char)):
+        if len(value) != 1:
+            raise CsvFormatError(f"{label} must be exactly one character, not {value!r}")
+        if value in "\r\n":
+            raise CsvFormatError(f"{label} cannot be a line break")
+    if fmt.delimiter == fmt.quote_char:
+        raise CsvFormatError("delimiter and quote_char must differ")
+    try:
+        codecs.lookup(fmt.encoding)
+    except LookupError:
+        raise CsvFormatError(
+            f"unknown encoding {fmt.encoding!r}: use a Python codec name such as utf-8 or latin-1"
+        ) from None
+
+
+# ----------------------------------------------------------------- byte layer
+
+
+class _Scanner(io.RawIOBase):
+    """Passes the bytes of `source` through, checking each chunk as it goes."""
+
+    def __init__(self, source: BinaryIO, encoding: str, max_line_bytes: int) -> None:
+        self.source = source
+        self.decoder = codecs.getincrementaldecoder(encoding)("strict")
+        self.max_line = max_line_bytes
+        self.offset = 0  # bytes passed so far
+        self.lines = 0  # newlines passed so far
+        self.since_newline = 0
+        self.pushed_back = b""
+        self.first = True
+        self.utf8 = codecs.lookup(encoding).name == "utf-8"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        if self.pushed_back:
+            size = len(self.pushed_back) if size < 0 else size
+            out, self.pushed_back = self.pushed_back[:size], self.pushed_back[size:]
+            return out
+        chunk = self.source.read(BLOCK if size < 0 else size)
+        if self.first and chunk:
+            self.first = False
+            if self.utf8 and chunk.startswith(codecs.BOM_UTF8):
+                chunk = chunk[len(codecs.BOM_UTF8) :]
+        if chunk:
+            self._check(chunk)
+        else:
+            self._finish()
+        return chunk
+
+    def push_back(self, data: bytes) -> None:
+        """Bytes read ahead (the header) that the CSV reader must see again."""
+        self.pushed_back = data + self.pushed_back
+
+    def _line_at(self, chunk: bytes, position: int) -> int:
+        return self.lines + chunk.count(b"\n", 0, position) + 1
+
+    def _check(self, chunk: bytes) -> None:
+        nul = chunk.find(b"\x00")
+        if nul >= 0:
+            line = self._line_at(chunk, nul)
+            raise CsvFormatError(f"line {line} holds a NUL byte: the file looks binary, not CSV text", line)
+        try:
+            self.decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            pending = len(self.decoder.getstate()[0])
+            position = max(0, exc.start - pending)
+            line = self._line_at(chunk, position)
+            raise CsvFormatError(
+                f"line {line} is not valid {self.decoder_name()} (byte 0x{exc.object[exc.start]:02x} at offset "
+                f"{self.offset + position}): set csv_options.encoding to the file's encoding (e.g. latin-1)",
+                line,
+            ) from None
+        first_newline = chunk.find(b"\n")
+        if first_newline < 0:
+            self.since_newline += len(chunk)
+        else:
+            self._check_line(self.since_newline + first_newline, chunk, 0)
+            if len(chunk) > self.max_line:  # a whole overlong line may sit inside one big chunk
+                start = first_newline + 1
+                while (end := chunk.find(b"\n", start)) >= 0:
+                    self._check_line(end - start, chunk, start)
+                    start = end + 1
+            self.since_newline = len(chunk) - chunk.rfind(b"\n") - 1
+        if self.since_newline > self.max_line:
+            self._check_line(self.since_newline, chunk, len(chunk))
+        self.offset += len(chunk)
+        self.lines += chunk.count(b"\n")
+
+    def _check_line(self, length: int, chunk: bytes, position: int) -> None:
+        if length > self.max_line:
+            line = self._line_at(chunk, position)
+            raise CsvFormatError(
+                f"line {line} is longer than {self.max_line // (1 << 20)} MiB: not a CSV row "
+                "(wrong delimiter or line endings?)",
+                line,
+            )
+
+    def _finish(self) -> None:
+        try:
+            self.decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise CsvFormatError(
+                f"the file ends inside a {self.decoder_name()} character: it was cut or has another encoding",
+                self.lines + 1,
+            ) from None
+
+    def decoder_name(self) -> str:
+        return "UTF-8" if self.utf8 else "text in the declared encoding"
+
+
+def _read_header(scanner: _Scanner, fmt: CsvFormat) -> list[str]:
+    """The first record's fields; the bytes read are pushed back for the CSV reader."""
+    buffered = b""
+    while True:
+        chunk = scanner.read(BLOCK)
+        buffered += chunk
+        text = buffered.decode(fmt.encoding, errors="ignore")
+        stripped = text.lstrip("\r\n")
+        records = csv.reader(io.StringIO(stripped, newline=""), delimiter=fmt.delimiter, quotechar=fmt.quote_char)
+        first = next(records, None)
+        complete = first is not None and (records.line_num < stripped.count("\n") or not chunk)
+        if complete or not chunk:
+            scanner.push_back(buffered)
+            if not stripped.strip():
+                raise CsvFormatError("the file is empty: it has no header and no rows")
+            return first or []
+
+
+def _check_header(names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if not name.strip():
+            raise CsvFormatError(
+                f"column {position} has an empty name: name every column in the header", 1, str(position)
+            )
+        if name in seen:
+            raise CsvFormatError(
+                f"duplicate column name {name!r} (columns {seen[name]} and {position}): column names must be unique",
+                1,
+                name,
+            )
+        seen[name] = position
+    if names and all(_NUMBER.match(name) for name in names):
+        raise CsvFormatError(
+            "the first line looks like data (every field is a number), not a header: "
+            "set csv_options.has_header to false, or add a header line",
+            1,
+        )
+
+
+# ----------------------------------------------------------------- statistics
+
+
+class _Hll:
+    """HyperLogLog over 64-bit hashes (p = 14: about 1 % standard error)."""
+
+    P = 14
+    M = 1 << P
+
+    def __init__(self) -> None:
+        self.registers = np.zeros(self.M, dtype=np.uint8)
+
+    def add(self, hashes: np.ndarray) -> None:
+        index = (hashes >> np.uint64(64 - self.P)).astype(np.intp)
+        rest = (hashes << np.uint64(self.P)) | np.uint64(1 << (self.P - 1))  # never zero
+        _, exponent = np.frexp(rest.astype(np.float64))  # bit length of rest
+        rank = (65 - exponent).astype(np.uint8)
+        # Only ranks above their register change anything: once the registers
+        # fill up that is a small fraction, and ufunc.at is slow per element.
+        better = rank > self.registers[index]
+        np.maximum.at(self.registers, index[better], rank[better])
+
+    def estimate(self) -> int:
+        m = self.M
+        raw = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-self.registers.astype(np.float64)))
+        zeros = int(np.count_nonzero(self.registers == 0))
+        if raw <= 2.5 * m and zeros:
+            return round(m * np.log(m / zeros))  # linear counting for small sets
+        return round(raw)
+
+
+def _hashes(values: pa.Array) -> np.ndarray:
+    return pd.util.hash_array(np.asarray(values.to_numpy(zero_copy_only=False), dtype=object))
+
+
+class _Column:
+    """Running statistics of one column."""
+
+    def __init__(self, name: str, index: int) -> None:
+        self.name = name
+        self.index = index
+        self.missing = 0
+        self.present = 0
+        self.numeric = True
+        self.integral = True
+        self.low = float("inf")
+        self.high = float("-inf")
+        self.total = 0.0
+        self.exact: set[str] | None = set()
+        self.counts: Counter[str] = Counter()
+        self.hll: _Hll | None = None
+        self.sample: list[str] = []
+
+    def add(self, column: pa.Array) -> None:
+        self.missing += column.null_count
+        values = column.drop_null()
+        if len(values) == 0:
+            return
+        self.present += len(values)
+        if len(self.sample) < 1000:
+            self.sample += values.slice(0, 1000 - len(self.sample)).to_pylist()
+        numbers = self._add_numbers(values) if self.numeric else None
+        self._add_distinct(values, numbers)
+
+    def _add_numbers(self, values: pa.Array) -> pa.Array | None:
+        try:
+            numbers = pc.cast(values, pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            self.numeric = False
+            return None
+        low, high = pc.min_max(numbers).values()
+        self.low = min(self.low, low.as_py())
+        self.high = max(self.high, high.as_py())
+        self.total += pc.sum(numbers).as_py()
+        if self.integral:
+            self.integral = bool(pc.all(pc.equal(pc.floor(numbers), numbers)).as_py())
+        return numbers
+
+    def _add_distinct(self, values: pa.Array, numbers: pa.Array | None) -> None:
+        if self.exact is not None:
+            counts = pc.value_counts(values)
+            self.exact.update(counts.field("values").to_pylist())
+            if len(self.exact) <= EXACT_DISTINCT:
+                self.counts.update(
+                    dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=False))
+                )
+                return
+            self.hll = _Hll()  # too many: from now on, an estimate
+            self.hll.add(pd.util.hash_array(np.array(list(self.exact), dtype=object)))
+            self.exact = None
+            return
+        assert self.hll is not None
+        if numbers is not None:  # hash the numbers themselves: no Python objects
+            self.hll.add(pd.util.hash_array(numbers.to_numpy(zero_copy_only=False)))
+        else:
+            self.hll.add(_hashes(values))
+
+    def profile(self, rows: int) -> ColumnProfile:
+        distinct = len(self.exact) if self.exact is not None else (self.hll.estimate() if self.hll else 0)
+        result = ColumnProfile(
+            name=self.name,
+            index=self.index,
+            inferred_type=self._type(rows, distinct),
+            missing_count=self.missing,
+            distinct_count=distinct,
+            distinct_is_estimate=self.exact is None,
+        )
+        if result.inferred_type == "numeric" or (result.inferred_type == "identifier" and self.numeric):
+            result.min, result.max, result.mean = self.low, self.high, self.total / self.present
+        if result.inferred_type in ("categorical", "boolean"):
+            result.top_values = [value for value, _ in self.counts.most_common(5)]
+        return result
+
+    def _type(self, rows: int, distinct: int) -> str:
+        """Rules, in order:
+        - unspecified: no value at all;
+        - numeric: every value is a number; 0/1 columns stay numeric. An integer
+          column holding each of min..max exactly once (a row counter) is an identifier;
+        - boolean: at most two values, all true/false, yes/no, t/f or y/n words;
+        - datetime: every sampled value is an ISO date or timestamp;
+        - identifier: a distinct value on every row (20+ rows) without spaces (codes, ids);
+        - text: mostly distinct values with spaces (names, comments);
+        - categorical: the rest."""
+        if self.present == 0:
+            return "unspecified"
+        all_distinct = self.exact is not None and distinct == self.present == rows and rows >= 20
+        if self.numeric:
+            sequential = self.integral and self.high - self.low + 1 == rows
+            return "identifier" if all_distinct and sequential else "numeric"
+        if distinct <= 2 and self.exact is not None and {v.lower() for v in self.exact} <= BOOLEAN_WORDS:
+            return "boolean"
+        if self.sample and all(_DATE.match(v.strip()) for v in self.sample):
+            return "datetime"
+        spaces = sum(v.strip().count(" ") for v in self.sample) / max(1, len(self.sample))
+        if (all_distinct or (self.exact is None and distinct >= 0.95 * self.present)) and spaces < 0.5:
+            return "identifier"
+        if distinct > 0.5 * self.present and spaces >= 1:
+            return "text"
+        return "categorical"
+
+
+# ---------------------------------------------------------------------- reader
+
+
+def _open(scanner: _Scanner, fmt: CsvFormat, columns: int, skip: int) -> pacsv.CSVStreamingReader:
+    return pacsv.open_csv(
+        scanner,
+        read_options=pacsv.ReadOptions(
+            use_threads=False,  # exact row numbers in errors; the other core serves the upload
+            block_size=BLOCK,
+            skip_rows=skip,
+            autogenerate_column_names=True,
+            encoding=fmt.encoding,
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=fmt.delimiter, quote_char=fmt.quote_char, newlines_in_values=True, ignore_empty_lines=True
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={f"f{i}": pa.string() for i in range(columns)},
+            null_values=list(fmt.na_values),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+
+
+def _batches(scanner: _Scanner, fmt: CsvFormat, columns: int) -> tuple[list[str], object]:
+    header = _read_header(scanner, fmt)
+    if fmt.has_header:
+        _check_header(header)
+    names = header if fmt.has_header else [f"column_{i}" for i in range(len(header))]
+    return names, _open(scanner, fmt, len(header), 1 if fmt.has_header else 0)
+
+
+def _reader_error(exc: pa.ArrowInvalid, fmt: CsvFormat, lines: int) -> CsvFormatError:
+    text = str(exc)
+    match = re.search(r"Row #(\d+): Expected (\d+) columns, got (\d+)", text)
+    if match:
+        row, expected, got = (int(g) for g in match.groups())  # pyarrow's rows count the skipped header
+        source = "as in the header" if fmt.has_header else "as in the first row"
+        if got < expected and "\n" in text.split(": ", 2)[-1]:
+            return CsvFormatError(f"row {row} opens a quoted field that never closes (check the quotes)", row)
+        return CsvFormatError(f"row {row} has {got} fields, expected {expected} ({source})", row)
+    if "Empty CSV file" in text:
+        if lines <= 1:
+            return CsvFormatError(
+                "the file has a header but no data rows" if fmt.has_header else "the file has no rows"
+            )
+        return CsvFormatError("a quoted field never closes: check the quote characters", 2)
+    if "CSV parse error" in text:
+        return CsvFormatError(f"the file cannot be read as CSV: {text.split(': ', 1)[-1][:200]}")
+    return CsvFormatError(f"the file cannot be read as CSV: {text[:200]}")
+
+
+def profile_csv(source: BinaryIO, fmt: CsvFormat, *, max_line_bytes: int = 8 * 1024 * 1024) -> CsvProfile:
+    """Read `source` to its end; the profile, or CsvFormatError."""
+    check_format(fmt)
+    scanner = _Scanner(source, fmt.encoding, max_line_bytes)
+    names: list[str] = []
+    rows = 0
+    try:
+        names, reader = _batches(scanner, fmt, 0)
+        columns = [_Column(name, i) for i, name in enumerate(names)]
+        for batch in reader:  # type: ignore[attr-defined]
+            rows += batch.num_rows
+            for column, values in zip(columns, batch.columns, strict=True):
+                column.add(values)
+    except pa.ArrowInvalid as exc:
+        raise _reader_error(exc, fmt, scanner.lines) from None
+    if rows == 0:
+        raise CsvFormatError("the file has a header but no data rows" if fmt.has_header else "the file has no rows")
+    return CsvProfile(rows, [column.profile(rows) for column in columns])
+
+
+def read_preview(source: BinaryIO, fmt: CsvFormat, rows: int) -> tuple[list[str], list[list[object]]]:
+    """Column names and the first `rows` rows: numbers as numbers (for columns
+    numeric in the preview), missing values as None, the rest as text. Reads no
+    more of `source` than those rows need."""
+    scanner = _Scanner(source, fmt.encoding, 8 * 1024 * 1024)
+    names: list[str] = []
+    collected: list[pa.RecordBatch] = []
+    have = 0
+    try:
+        names, reader = _batches(scanner, fmt, 0)
+        for batch in reader:  # type: ignore[attr-defined]
+            collected.append(batch)
+            have += batch.num_rows
+            if have >= rows:
+                break
+    except pa.ArrowInvalid as exc:
+        if not collected:
+            raise _reader_error(exc, fmt, scanner.lines) from None
+    if not collected:
+        return names, []
+    table = pa.Table.from_batches(collected).slice(0, rows)
+    out_columns = []
+    for column in table.columns:
+        values = column.to_pylist()
+        if all(v is None or _NUMBER.match(v) for v in values):
+            values = [None if v is None else _number(v) for v in values]
+        out_columns.append(values)
+    return names, [list(row) for row in zip(*out_columns, strict=True)]
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() and re.fullmatch(r"\s*[-+]?\d+\s*", text) else value

@@ -1,0 +1,128 @@
+"""Request plumbing of the storage domain: resource names, ids, page tokens
+and filter expressions, each refused with a message naming the field."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from automl.common.errors import InvalidArgument
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+CLIENT_ID = re.compile(r"^[a-z][a-z0-9-]{2,61}[a-z0-9]$")
+SERVER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def new_id() -> str:
+    """A random id: 16 hex characters (64 bits), unguessable enough for names."""
+    return secrets.token_hex(8)
+
+
+def parse_name(name: str, collection: str, field: str = "name") -> str:
+    """The id in "{collection}/{id}"; INVALID_ARGUMENT naming `field` otherwise."""
+    prefix = f"{collection}/"
+    if not name:
+        raise InvalidArgument.field(field, f"required: the resource name, like {collection}/abc123")
+    ident = name[len(prefix) :] if name.startswith(prefix) else ""
+    if not SERVER_ID.match(ident):
+        raise InvalidArgument.field(field, f"{name!r} is not a resource name like {collection}/abc123")
+    return ident
+
+
+def optional_name(name: str, collection: str, field: str) -> str:
+    return parse_name(name, collection, field) if name else ""
+
+
+def check_client_id(ident: str, field: str) -> None:
+    if not CLIENT_ID.match(ident):
+        raise InvalidArgument.field(
+            field, f"{ident!r}: use 4 to 63 lowercase letters, digits and hyphens, starting with a letter"
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    offset: int
+    size: int
+
+
+def page(page_size: int, page_token: str, scope: str, default: int = DEFAULT_PAGE_SIZE) -> Page:
+    """Decode a page request. `scope` names what the token was issued for (the
+    collection and filter), so a token cannot be replayed on another query."""
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        raise InvalidArgument.field("page_size", f"{page_size}: use 1 to {MAX_PAGE_SIZE} (0 for {default})")
+    size = page_size or default
+    if not page_token:
+        return Page(0, size)
+    try:
+        data = json.loads(base64.urlsafe_b64decode(page_token.encode() + b"=" * (-len(page_token) % 4)))
+        offset, digest = int(data["o"]), str(data["s"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument.field(
+            "page_token", "not a token this server issued: send next_page_token unchanged, or omit it"
+        ) from None
+    if digest != _digest(scope) or offset < 0:
+        raise InvalidArgument.field("page_token", "issued for another query (filter or collection changed)")
+    return Page(offset, size)
+
+
+def next_token(current: Page, returned: int, total: int, scope: str) -> str:
+    end = current.offset + returned
+    if returned == 0 or end >= total:
+        return ""
+    raw = json.dumps({"o": end, "s": _digest(scope)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _digest(scope: str) -> str:
+    return hashlib.sha256(scope.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Term:
+    key: str
+    op: str  # "=" exact, ":" substring
+    value: str
+
+
+_TERM = re.compile(r'^\s*([a-z_]+)\s*([=:])\s*("(?:[^"\\]|\\.)*"|[^\s"]+)\s*$')
+
+
+def parse_filter(text: str, allowed: dict[str, str]) -> list[Term]:
+    """Parse `key=value AND key:"text"`. `allowed` maps each key to the ops it takes."""
+    if not text.strip():
+        return []
+    terms = []
+    for part in re.split(r"\s+AND\s+", text.strip()):
+        match = _TERM.match(part)
+        if not match:
+            raise InvalidArgument.field("filter", f'cannot read {part!r}: write key=value or key:"text", joined by AND')
+        key, op, value = match.groups()
+        if key not in allowed:
+            raise InvalidArgument.field("filter", f"unknown key {key!r}: use {', '.join(sorted(allowed))}")
+        if op not in allowed[key]:
+            raise InvalidArgument.field("filter", f"{key} takes {' or '.join(allowed[key])}, not {op}")
+        if value.startswith('"'):
+            value = json.loads(value)
+        terms.append(Term(key, op, value))
+    return terms
+
+
+def enum_value(enum: Any, text: str) -> int:
+    try:
+        return enum.Value(text)
+    except ValueError:
+        raise InvalidArgument.field("filter", f"{text!r} is not one of {', '.join(enum.keys())}") from None
+
+
+def text_match(column: Any, term: Term) -> Any:
+    if term.op == "=":
+        return column == term.value
+    escaped = term.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(f"%{escaped}%", escape="\\")

@@ -1,0 +1,936 @@
+"""The storage domain: every read and write of metadata, on any SQL backend.
+
+Plain Python over SQLAlchemy; knows nothing of gRPC. Every method is confined
+to one tenant (ALL_TENANTS only where a docstring says so), raises
+automl.common.errors for what a caller can act on, and runs in one transaction.
+Nested documents (CSV options, column profiles, stop conditions, fold scores,
+evaluations) are stored as JSON in the proto3 JSON mapping of their message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, Select, and_, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from automl.common import errors, metrics
+from automl.common.errors import FieldViolation, InvalidArgument
+from automl.v1 import common_pb2 as c
+from automl.v1 import model_pb2, run_pb2
+from services.storage import query, schema, validation
+from services.storage.schema import utcnow
+
+ALL_TENANTS = "*"
+ACTIVE_STATES = (c.RUN_STATE_PENDING, c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING)
+TERMINAL_STATES = (c.RUN_STATE_SUCCEEDED, c.RUN_STATE_STOPPED, c.RUN_STATE_FAILED, c.RUN_STATE_CANCELLED)
+
+
+@dataclass(frozen=True)
+class StoredContent:
+    """Bytes already written: inline (small) or under a blob key (large)."""
+
+    sha256: str
+    size_bytes: int
+    inline_data: bytes | None = None
+    blob_key: str | None = None
+
+
+@dataclass
+class PageOf:
+    items: list[Any]
+    next_page_token: str
+    total_size: int
+
+
+@dataclass
+class Removed:
+    """Blob keys whose content rows a delete removed: the caller deletes the blobs
+    after the transaction committed (a failed commit then leaves every blob)."""
+
+    blob_keys: list[str] = field(default_factory=list)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class MetadataStore:
+    """All metadata of the suite, in one SQL database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    # ----------------------------------------------------------------- contents
+
+    def _attach_content(self, session: Session, content: StoredContent) -> bool:
+        """Make sure a content row exists for these bytes; True if this call added it."""
+        if session.get(schema.Content, content.sha256) is not None:
+            return False
+        try:
+            with session.begin_nested():
+                session.add(
+                    schema.Content(
+                        sha256=content.sha256,
+                        size_bytes=content.size_bytes,
+                        inline_data=content.inline_data,
+                        blob_key=content.blob_key,
+                    )
+                )
+        except IntegrityError:  # the same bytes committed concurrently: reuse them
+            return False
+        return True
+
+    def content(self, sha256: str) -> schema.Content:
+        with self._tx() as session:
+            row = session.get(schema.Content, sha256)
+            if row is None:
+                raise errors.DataLoss(f"content {sha256} is referenced but missing")
+            return row
+
+    def _collect_garbage(self, session: Session, shas: set[str]) -> Removed:
+        """Delete content rows among `shas` nothing references any more."""
+        removed = Removed()
+        for sha in shas:
+            used = session.scalar(
+                select(func.count()).select_from(schema.Dataset).where(schema.Dataset.content_sha256 == sha)
+            ) or session.scalar(
+                select(func.count()).select_from(schema.Artifact).where(schema.Artifact.content_sha256 == sha)
+            )
+            if not used:
+                row = session.get(schema.Content, sha)
+                if row is not None:
+                    if row.blob_key:
+                        removed.blob_keys.append(row.blob_key)
+                    session.delete(row)
+        return removed
+
+    # ----------------------------------------------------------------- datasets
+
+    def create_dataset(
+        self,
+        tenant: str,
+        *,
+        display_name: str,
+        description: str,
+        csv_options: dict[str, Any],
+        content: StoredContent,
+        row_count: int,
+        columns: list[dict[str, Any]],
+    ) -> tuple[schema.Dataset, bool]:
+        """Store a dataset over already written bytes. Returns (dataset, content_is_new):
+        when the same bytes were stored before, they are shared and the caller must
+        delete the blob it just wrote."""
+        with self._tx() as session:
+            is_new = self._attach_content(session, content)
+            row = schema.Dataset(
+                id=query.new_id(),
+                tenant=tenant,
+                display_name=display_name,
+                description=description,
+                csv_options=dumps(csv_options),
+                content_sha256=content.sha256,
+                size_bytes=content.size_bytes,
+                row_count=row_count,
+                columns=dumps(columns),
+                create_time=utcnow(),
+            )
+            session.add(row)
+        return row, is_new
+
+    def get_dataset(self, tenant: str, dataset_id: str) -> schema.Dataset:
+        with self._tx() as session:
+            return self._dataset(session, tenant, dataset_id)
+
+    def _dataset(self, session: Session, tenant: str, dataset_id: str) -> schema.Dataset:
+        row = session.get(schema.Dataset, dataset_id)
+        if row is None or row.tenant != tenant:
+            raise errors.NotFound(f"datasets/{dataset_id} does not exist")
+        return row
+
+    def list_datasets(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
+        terms = query.parse_filter(filter_text, {"display_name": ":="})
+        stmt = select(schema.Dataset).where(schema.Dataset.tenant == tenant)
+        for term in terms:
+            stmt = stmt.where(query.text_match(schema.Dataset.display_name, term))
+        order = (schema.Dataset.create_time.desc(), schema.Dataset.id)
+        return self._page(stmt, order, page_size, page_token, f"datasets|{tenant}|{filter_text}")
+
+    def delete_dataset(self, tenant: str, dataset_id: str, force: bool) -> Removed:
+        with self._tx() as session:
+            row = self._dataset(session, tenant, dataset_id)
+            experiments = session.scalars(
+                select(schema.Experiment).where(schema.Experiment.dataset_id == dataset_id)
+            ).all()
+            if experiments and not force:
+                names = ", ".join(f"experiments/{e.id}" for e in experiments[:5])
+                raise errors.FailedPrecondition(
+                    f"datasets/{dataset_id} is used by {len(experiments)} experiment(s) ({names}); "
+                    "delete them first or set force"
+                )
+            removed = Removed()
+            for experiment in experiments:
+                removed.blob_keys += self._delete_experiment(session, experiment).blob_keys
+            session.delete(row)
+            session.flush()
+            removed.blob_keys += self._collect_garbage(session, {row.content_sha256}).blob_keys
+            return removed
+
+    # -------------------------------------------------------------- experiments
+
+    def create_experiment(
+        self,
+        tenant: str,
+        *,
+        experiment_id: str,
+        dataset_id: str,
+        display_name: str,
+        description: str,
+        target_column: str,
+        task: int,
+        primary_metric: int,
+        cv_folds: int,
+        holdout_fraction: float,
+        seed: int,
+        allowed_model_families: Sequence[str],
+        excluded_columns: Sequence[str],
+        default_stop_conditions: dict[str, Any],
+    ) -> schema.Experiment:
+        """Check the experiment against its dataset's profile, fill the defaults, store it."""
+        if experiment_id:
+            query.check_client_id(experiment_id, "experiment_id")
+        with self._tx() as session:
+            dataset = self._dataset(session, tenant, dataset_id)
+            columns = {col["name"]: col for col in json.loads(dataset.columns)}
+            resolved_task, metric = validation.check_problem(
+                columns, target_column, task, primary_metric, excluded_columns, dataset.row_count
+            )
+            violations = validation.check_search_settings(cv_folds, holdout_fraction, allowed_model_families)
+            violations += validation.check_stop_conditions(
+                default_stop_conditions, "experiment.default_stop_conditions"
+            )
+            if violations:
+                raise InvalidArgument.of(violations)
+            now = utcnow()
+            row = schema.Experiment(
+                id=experiment_id or query.new_id(),
+                tenant=tenant,
+                dataset_id=dataset_id,
+                display_name=display_name or f"{target_column} on {dataset.display_name}"[:256],
+                description=description,
+                target_column=target_column,
+                task=task or c.TASK_AUTO,
+                resolved_task=resolved_task,
+                primary_metric=metric,
+                cv_folds=cv_folds or 5,
+                holdout_fraction=holdout_fraction or 0.2,
+                seed=seed,
+                allowed_model_families=dumps(list(allowed_model_families)),
+                excluded_columns=dumps(list(excluded_columns)),
+                default_stop_conditions=dumps(default_stop_conditions),
+                create_time=now,
+                update_time=now,
+            )
+            try:
+                with session.begin_nested():
+                    session.add(row)
+            except IntegrityError:
+                raise errors.AlreadyExists(f"experiments/{experiment_id} already exists") from None
+            return row
+
+    def get_experiment(self, tenant: str, experiment_id: str) -> tuple[schema.Experiment, int]:
+        """The experiment and its number of runs."""
+        with self._tx() as session:
+            row = self._experiment(session, tenant, experiment_id)
+            return row, self._run_count(session, row.pk)
+
+    def _experiment(self, session: Session, tenant: str, experiment_id: str) -> schema.Experiment:
+        row = session.scalar(
+            select(schema.Experiment).where(schema.Experiment.tenant == tenant, schema.Experiment.id == experiment_id)
+        )
+        if row is None:
+            raise errors.NotFound(f"experiments/{experiment_id} does not exist")
+        return row
+
+    def _run_count(self, session: Session, experiment_pk: int) -> int:
+        return (
+            session.scalar(
+                select(func.count()).select_from(schema.Run).where(schema.Run.experiment_pk == experiment_pk)
+            )
+            or 0
+        )
+
+    def list_experiments(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
+        """A page of (experiment, run count) pairs, newest first."""
+        terms = query.parse_filter(filter_text, {"dataset": "=", "display_name": ":=", "task": "="})
+        stmt = select(schema.Experiment).where(schema.Experiment.tenant == tenant)
+        for term in terms:
+            if term.key == "dataset":
+                stmt = stmt.where(schema.Experiment.dataset_id == query.parse_name(term.value, "datasets", "filter"))
+            elif term.key == "task":
+                stmt = stmt.where(schema.Experiment.resolved_task == query.enum_value(c.Task, term.value))
+            else:
+                stmt = stmt.where(query.text_match(schema.Experiment.display_name, term))
+        order = (schema.Experiment.create_time.desc(), schema.Experiment.pk.desc())
+        result = self._page(stmt, order, page_size, page_token, f"experiments|{tenant}|{filter_text}")
+        with self._tx() as session:
+            result.items = [(row, self._run_count(session, row.pk)) for row in result.items]
+        return result
+
+    MUTABLE_EXPERIMENT_FIELDS = ("display_name", "description", "default_stop_conditions")
+
+    def update_experiment(
+        self, tenant: str, experiment_id: str, paths: Sequence[str], values: dict[str, Any]
+    ) -> tuple[schema.Experiment, int]:
+        """Change the mutable fields named in `paths` (an update mask) to `values`."""
+        if not paths:
+            raise InvalidArgument.field("update_mask", "required: name the fields to change, e.g. display_name")
+        immutable = [p for p in paths if p.split(".")[0] not in self.MUTABLE_EXPERIMENT_FIELDS]
+        if immutable:
+            raise InvalidArgument.field(
+                "update_mask",
+                f"{', '.join(immutable)} cannot change; mutable: {', '.join(self.MUTABLE_EXPERIMENT_FIELDS)}",
+            )
+        with self._tx() as session:
+            row = self._experiment(session, tenant, experiment_id)
+            for path in {p.split(".")[0] for p in paths}:
+                if path == "display_name":
+                    validation.check_display_name(values["display_name"], "experiment.display_name", required=True)
+                    row.display_name = values["display_name"]
+                elif path == "description":
+                    validation.check_description(values["description"], "experiment.description")
+                    row.description = values["description"]
+                else:
+                    violations = validation.check_stop_conditions(values[path], "experiment.default_stop_conditions")
+                    if violations:
+                        raise InvalidArgument.of(violations)
+                    row.default_stop_conditions = dumps(values[path])
+            row.update_time = utcnow()
+            return row, self._run_count(session, row.pk)
+
+    def delete_experiment(self, tenant: str, experiment_id: str) -> Removed:
+        with self._tx() as session:
+            return self._delete_experiment(session, self._experiment(session, tenant, experiment_id))
+
+    def _delete_experiment(self, session: Session, experiment: schema.Experiment) -> Removed:
+        active = session.scalars(
+            select(schema.Run.id).where(schema.Run.experiment_pk == experiment.pk, schema.Run.state.in_(ACTIVE_STATES))
+        ).all()
+        if active:
+            raise errors.FailedPrecondition(
+                f"experiments/{experiment.id} has an active run (runs/{active[0]}): stop it first"
+            )
+        artifact_ids = session.scalars(
+            select(schema.TrainedModel.artifact_id).where(
+                schema.TrainedModel.experiment_pk == experiment.pk, schema.TrainedModel.artifact_id.is_not(None)
+            )
+        ).all()
+        shas = set(
+            session.scalars(select(schema.Artifact.content_sha256).where(schema.Artifact.id.in_(artifact_ids))).all()
+        )
+        session.execute(delete(schema.Artifact).where(schema.Artifact.id.in_(artifact_ids)))
+        # Runs cascade to results, metrics, trained models and events in the database.
+        session.execute(delete(schema.Run).where(schema.Run.experiment_pk == experiment.pk))
+        session.delete(experiment)
+        session.flush()
+        return self._collect_garbage(session, shas)
+
+    # --------------------------------------------------------------------- runs
+
+    def create_run(
+        self, tenant: str, experiment_id: str, stop_conditions: dict[str, Any] | None, parallel_workers: int
+    ) -> schema.Run:
+        """A PENDING run; without stop conditions it takes the experiment's defaults."""
+        with self._tx() as session:
+            experiment = self._experiment(session, tenant, experiment_id)
+            conditions = stop_conditions if stop_conditions else json.loads(experiment.default_stop_conditions)
+            violations = validation.check_stop_conditions(conditions, "stop_conditions", require_bound=True)
+            if not 0 <= parallel_workers <= 64:
+                violations.append(FieldViolation("parallel_workers", f"{parallel_workers}: use 1 to 64 (0: cores)"))
+            if violations:
+                raise InvalidArgument.of(violations)
+            row = schema.Run(
+                id=query.new_id(),
+                tenant=tenant,
+                experiment_pk=experiment.pk,
+                state=c.RUN_STATE_PENDING,
+                stop_conditions=dumps(conditions),
+                parallel_workers=parallel_workers,
+                primary_metric=experiment.primary_metric,
+                create_time=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return row
+
+    def get_run(self, tenant: str, run_id: str) -> tuple[schema.Run, str]:
+        """The run and its experiment's id."""
+        with self._tx() as session:
+            row = self._run(session, tenant, run_id)
+            return row, self._experiment_id(session, row.experiment_pk)
+
+    def _run(self, session: Session, tenant: str, run_id: str, lock: bool = False) -> schema.Run:
+        stmt = select(schema.Run).where(schema.Run.id == run_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = session.scalar(stmt)
+        if row is None or (tenant != ALL_TENANTS and row.tenant != tenant):
+            raise errors.NotFound(f"runs/{run_id} does not exist")
+        return row
+
+    def _experiment_id(self, session: Session, experiment_pk: int) -> str:
+        return session.scalar(select(schema.Experiment.id).where(schema.Experiment.pk == experiment_pk)) or ""
+
+    def list_runs(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
+        """A page of (run, experiment id) pairs, newest first. ALL_TENANTS allowed."""
+        terms = query.parse_filter(filter_text, {"experiment": "=", "state": "="})
+        stmt = select(schema.Run, schema.Experiment.id).join(
+            schema.Experiment, schema.Experiment.pk == schema.Run.experiment_pk
+        )
+        if tenant != ALL_TENANTS:
+            stmt = stmt.where(schema.Run.tenant == tenant)
+        for term in terms:
+            if term.key == "experiment":
+                stmt = stmt.where(schema.Experiment.id == query.parse_name(term.value, "experiments", "filter"))
+            else:
+                stmt = stmt.where(schema.Run.state == query.enum_value(c.RunState, term.value))
+        order = (schema.Run.create_time.desc(), schema.Run.id)
+        return self._page(stmt, order, page_size, page_token, f"runs|{tenant}|{filter_text}", rows=True)
+
+    def update_run_state(
+        self,
+        tenant: str,
+        run_id: str,
+        *,
+        expected: Sequence[int],
+        state: int,
+        stop_reason: int = 0,
+        status_message: str = "",
+        runner_id: str = "",
+    ) -> tuple[schema.Run, str]:
+        """Compare-and-set of the run's state: FAILED_PRECONDITION unless it is in `expected`."""
+        if not expected:
+            raise InvalidArgument.field("expected_states", "required: the states the run may be in")
+        if state == c.RUN_STATE_UNSPECIFIED:
+            raise InvalidArgument.field("state", "required")
+        with self._tx() as session:
+            row = self._run(session, tenant, run_id, lock=True)
+            if row.state not in expected:
+                raise errors.FailedPrecondition(
+                    f"runs/{run_id} is {c.RunState.Name(row.state)}, not "
+                    + " or ".join(c.RunState.Name(s) for s in expected)
+                )
+            now = utcnow()
+            row.state = state
+            if stop_reason and not row.stop_reason:
+                row.stop_reason = stop_reason
+            if status_message:
+                row.status_message = status_message
+            if runner_id:
+                row.runner_id = runner_id
+            if state == c.RUN_STATE_RUNNING and row.start_time is None:
+                row.start_time = now
+                row.heartbeat_time = now
+            if state in TERMINAL_STATES:
+                row.end_time = now
+            return row, self._experiment_id(session, row.experiment_pk)
+
+    def heartbeat_run(self, tenant: str, run_id: str, runner_id: str) -> tuple[schema.Run, str]:
+        with self._tx() as session:
+            row = self._run(session, tenant, run_id, lock=True)
+            if row.runner_id != runner_id:
+                raise errors.FailedPrecondition(f"runs/{run_id} belongs to runner {row.runner_id or '(none)'}")
+            if row.state in TERMINAL_STATES:
+                raise errors.FailedPrecondition(f"runs/{run_id} already ended ({c.RunState.Name(row.state)})")
+            row.heartbeat_time = utcnow()
+            return row, self._experiment_id(session, row.experiment_pk)
+
+    # ------------------------------------------------------------ model results
+
+    def create_results(self, tenant: str, run_id: str, results: Sequence[dict[str, Any]]) -> tuple[list, schema.Run]:
+        """Store a batch of a run's results and update its counters and best result.
+
+        Each dict has the ModelResult fields (position, job_id, model_family,
+        pipeline_steps, model_json, outcome, error_message, folds, metrics (a list
+        of {metric, mean, std, train_mean}), primary_score, folds_run, fit/score
+        times). Position 0 means "next"."""
+        if not 1 <= len(results) <= 1000:
+            raise InvalidArgument.field("model_results", f"send 1 to 1000 results per batch, not {len(results)}")
+        with self._tx() as session:
+            run = self._run(session, tenant, run_id, lock=True)
+            if run.state in TERMINAL_STATES:
+                raise errors.FailedPrecondition(f"runs/{run_id} already ended; its results are final")
+            next_position = (
+                session.scalar(select(func.max(schema.ModelResult.position)).where(schema.ModelResult.run_id == run_id))
+                or 0
+            ) + 1
+            rows = []
+            metric_rows = []
+            for i, result in enumerate(results):
+                validation.check_result(result, f"model_results[{i}]")
+                succeeded = result["outcome"] == run_pb2.ModelResult.OUTCOME_SUCCEEDED
+                score = result.get("primary_score")
+                new_best = (
+                    succeeded and score is not None and metrics.is_better(score, run.best_score, run.primary_metric)
+                )
+                row = schema.ModelResult(
+                    id=query.new_id(),
+                    run_id=run_id,
+                    tenant=tenant,
+                    position=result.get("position") or next_position,
+                    job_id=result.get("job_id", ""),
+                    model_family=result.get("model_family", ""),
+                    pipeline_steps=dumps(result.get("pipeline_steps", [])),
+                    model_json=result.get("model_json", ""),
+                    outcome=result["outcome"],
+                    error_message=result.get("error_message", ""),
+                    folds=dumps(result.get("folds", [])),
+                    primary_score=score if succeeded else None,
+                    folds_run=result.get("folds_run", 0),
+                    fit_time_seconds=result.get("fit_time_seconds", 0.0),
+                    score_time_seconds=result.get("score_time_seconds", 0.0),
+                    was_new_best=new_best,
+                    create_time=utcnow(),
+                )
+                next_position = max(next_position, row.position) + 1
+                rows.append(row)
+                if succeeded:
+                    run.models_evaluated += 1
+                    metric_rows += [
+                        schema.ModelResultMetric(
+                            result_id=row.id,
+                            metric=m["metric"],
+                            run_id=run_id,
+                            mean=m["mean"],
+                            std=m.get("std", 0.0),
+                            train_mean=m.get("train_mean"),
+                        )
+                        for m in result.get("metrics", [])
+                    ]
+                else:
+                    run.models_failed += 1
+                if new_best:
+                    run.best_score = score
+                    run.best_result_id = row.id
+            try:
+                with session.begin_nested():
+                    session.add_all(rows)
+                    session.flush()
+                    session.add_all(metric_rows)
+                    session.flush()
+            except IntegrityError:
+                raise errors.AlreadyExists(f"runs/{run_id} already has a result at one of these positions") from None
+            return rows, run
+
+    def get_result(self, tenant: str, result_id: str) -> tuple[schema.ModelResult, list[schema.ModelResultMetric]]:
+        with self._tx() as session:
+            row = session.get(schema.ModelResult, result_id)
+            if row is None or row.tenant != tenant:
+                raise errors.NotFound(f"modelResults/{result_id} does not exist")
+            return row, self._metrics_of(session, [row.id]).get(row.id, [])
+
+    def _metrics_of(self, session: Session, result_ids: list[str]) -> dict[str, list[schema.ModelResultMetric]]:
+        by_result: dict[str, list[schema.ModelResultMetric]] = {rid: [] for rid in result_ids}
+        for chunk_start in range(0, len(result_ids), 500):  # bounded IN lists
+            chunk = result_ids[chunk_start : chunk_start + 500]
+            stmt = select(schema.ModelResultMetric).where(schema.ModelResultMetric.result_id.in_(chunk))
+            for metric_row in session.scalars(stmt.order_by(schema.ModelResultMetric.metric)):
+                by_result[metric_row.result_id].append(metric_row)
+        return by_result
+
+    def list_results(self, tenant: str, run_id: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
+        """A page of (result, metrics) pairs in evaluation order."""
+        terms = query.parse_filter(filter_text, {"outcome": "="})
+        with self._tx() as session:
+            self._run(session, tenant, run_id)
+        stmt = select(schema.ModelResult).where(schema.ModelResult.run_id == run_id)
+        for term in terms:
+            stmt = stmt.where(schema.ModelResult.outcome == query.enum_value(run_pb2.ModelResult.Outcome, term.value))
+        result = self._page(
+            stmt, (schema.ModelResult.position,), page_size, page_token, f"results|{run_id}|{filter_text}"
+        )
+        with self._tx() as session:
+            found = self._metrics_of(session, [r.id for r in result.items])
+        result.items = [(r, found[r.id]) for r in result.items]
+        return result
+
+    def leaderboard(self, tenant: str, run_id: str, metric: int, page_size: int, page_token: str) -> tuple[PageOf, int]:
+        """Succeeded results ranked by `metric`'s mean (0: the run's primary metric).
+        Returns a page of (rank, result, metrics) and the metric used. Ties share the
+        better rank."""
+        with self._tx() as session:
+            run = self._run(session, tenant, run_id)
+        metric = metric or run.primary_metric
+        higher = metrics.higher_is_better(metric)
+        stmt, order = leaderboard_query(run_id, metric)
+        ranked = and_(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
+        mean = schema.ModelResultMetric.mean
+        result = self._page(stmt, order, page_size, page_token, f"leaderboard|{run_id}|{metric}", rows=True)
+        offset = query.page(page_size, page_token, f"leaderboard|{run_id}|{metric}").offset
+        entries = []
+        with self._tx() as session:
+            found = self._metrics_of(session, [r.id for r, _ in result.items])
+            previous: tuple[int, float] | None = None
+            for i, (row, value) in enumerate(result.items):
+                if previous is not None and value == previous[1]:
+                    rank = previous[0]  # a tie shares the better rank
+                elif previous is not None:
+                    rank = offset + i + 1  # ordered by value: everything before is strictly better
+                else:  # the page's first entry may tie with the previous page: count what is better
+                    better = mean > value if higher else mean < value
+                    count = select(func.count()).select_from(schema.ModelResultMetric).where(ranked, better)
+                    rank = 1 + (session.scalar(count) or 0)
+                entries.append((rank, row, found[row.id]))
+                previous = (rank, value)
+        result.items = entries
+        return result, metric
+
+    # ---------------------------------------------------------------- artifacts
+
+    def create_artifact(self, tenant: str, kind: str, content: StoredContent) -> tuple[schema.Artifact, bool]:
+        """Store an artifact over written bytes; (artifact, content_is_new) as for datasets."""
+        if not kind or len(kind) > 64:
+            raise InvalidArgument.field("header.kind", "required: what the payload is, e.g. model/joblib (≤ 64 chars)")
+        with self._tx() as session:
+            is_new = self._attach_content(session, content)
+            row = schema.Artifact(id=query.new_id(), tenant=tenant, kind=kind, content_sha256=content.sha256)
+            session.add(row)
+            return row, is_new
+
+    def get_artifact(self, tenant: str, artifact_id: str) -> tuple[schema.Artifact, schema.Content]:
+        with self._tx() as session:
+            row = session.get(schema.Artifact, artifact_id)
+            if row is None or row.tenant != tenant:
+                raise errors.NotFound(f"artifacts/{artifact_id} does not exist")
+            content = session.get(schema.Content, row.content_sha256)
+            assert content is not None  # guaranteed by the foreign key
+            return row, content
+
+    def delete_artifact(self, tenant: str, artifact_id: str) -> Removed:
+        with self._tx() as session:
+            row = session.get(schema.Artifact, artifact_id)
+            if row is None or row.tenant != tenant:
+                raise errors.NotFound(f"artifacts/{artifact_id} does not exist")
+            session.execute(
+                update(schema.TrainedModel)
+                .where(schema.TrainedModel.artifact_id == artifact_id)
+                .values(artifact_id=None)
+            )
+            session.delete(row)
+            session.flush()
+            return self._collect_garbage(session, {row.content_sha256})
+
+    # ----------------------------------------------------------- trained models
+
+    def create_trained_model(self, tenant: str, result_id: str) -> schema.TrainedModel:
+        """A TRAINING model for a succeeded result."""
+        with self._tx() as session:
+            result = session.get(schema.ModelResult, result_id)
+            if result is None or result.tenant != tenant:
+                raise errors.NotFound(f"modelResults/{result_id} does not exist")
+            if result.outcome != run_pb2.ModelResult.OUTCOME_SUCCEEDED:
+                outcome = run_pb2.ModelResult.Outcome.Name(result.outcome)
+                raise errors.FailedPrecondition(f"modelResults/{result_id} did not succeed ({outcome}); train another")
+            run = self._run(session, tenant, result.run_id)
+            experiment_task = session.scalar(
+                select(schema.Experiment.resolved_task).where(schema.Experiment.pk == run.experiment_pk)
+            )
+            now = utcnow()
+            row = schema.TrainedModel(
+                id=query.new_id(),
+                tenant=tenant,
+                result_id=result_id,
+                run_id=run.id,
+                experiment_pk=run.experiment_pk,
+                state=model_pb2.TrainedModel.STATE_TRAINING,
+                task=experiment_task or 0,
+                create_time=now,
+                update_time=now,
+            )
+            session.add(row)
+            return row
+
+    def get_trained_model(self, tenant: str, model_id: str) -> tuple[schema.TrainedModel, str]:
+        """The model and its experiment's id."""
+        with self._tx() as session:
+            row = self._trained_model(session, tenant, model_id)
+            return row, self._experiment_id(session, row.experiment_pk)
+
+    def _trained_model(self, session: Session, tenant: str, model_id: str) -> schema.TrainedModel:
+        row = session.get(schema.TrainedModel, model_id)
+        if row is None or row.tenant != tenant:
+            raise errors.NotFound(f"trainedModels/{model_id} does not exist")
+        return row
+
+    def list_trained_models(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
+        terms = query.parse_filter(filter_text, {"run": "=", "model_result": "=", "state": "="})
+        stmt = select(schema.TrainedModel, schema.Experiment.id).join(
+            schema.Experiment, schema.Experiment.pk == schema.TrainedModel.experiment_pk
+        )
+        stmt = stmt.where(schema.TrainedModel.tenant == tenant)
+        for term in terms:
+            if term.key == "run":
+                stmt = stmt.where(schema.TrainedModel.run_id == query.parse_name(term.value, "runs", "filter"))
+            elif term.key == "model_result":
+                result_id = query.parse_name(term.value, "modelResults", "filter")
+                stmt = stmt.where(schema.TrainedModel.result_id == result_id)
+            else:
+                stmt = stmt.where(
+                    schema.TrainedModel.state == query.enum_value(model_pb2.TrainedModel.State, term.value)
+                )
+        order = (schema.TrainedModel.create_time.desc(), schema.TrainedModel.id)
+        return self._page(stmt, order, page_size, page_token, f"models|{tenant}|{filter_text}", rows=True)
+
+    TRAINED_MODEL_FIELDS = (
+        "state",
+        "error_message",
+        "feature_columns",
+        "classes",
+        "training_rows",
+        "fit_time_seconds",
+        "artifact",
+        "holdout_evaluation",
+    )
+
+    def update_trained_model(
+        self, tenant: str, model_id: str, paths: Sequence[str], values: dict[str, Any]
+    ) -> tuple[schema.TrainedModel, str]:
+        """Set the fields named in `paths`; JSON-valued ones (feature_columns, classes,
+        holdout_evaluation) come as Python values, artifact as an artifact id."""
+        unknown = [p for p in paths if p not in self.TRAINED_MODEL_FIELDS]
+        if not paths or unknown:
+            raise InvalidArgument.field("update_mask", f"use some of {', '.join(self.TRAINED_MODEL_FIELDS)}")
+        with self._tx() as session:
+            row = self._trained_model(session, tenant, model_id)
+            for path in paths:
+                value = values[path]
+                if path == "artifact":
+                    if value:
+                        artifact = session.get(schema.Artifact, value)
+                        if artifact is None or artifact.tenant != tenant:
+                            raise errors.NotFound(f"artifacts/{value} does not exist")
+                    row.artifact_id = value or None
+                elif path in ("feature_columns", "classes", "holdout_evaluation"):
+                    setattr(row, path, dumps(value) if value is not None else None)
+                else:
+                    setattr(row, path, value)
+            row.update_time = utcnow()
+            return row, self._experiment_id(session, row.experiment_pk)
+
+    # ------------------------------------------------------------------- events
+
+    def append_events(self, tenant: str, events: Sequence[dict[str, Any]]) -> list[int]:
+        """Append events ({run_id, sequence, event_type, payload, create_time}) in one
+        transaction; each must carry its run's next sequence. Returns their global
+        sequences, in order."""
+        if not 1 <= len(events) <= 1000:
+            raise InvalidArgument.field("events", f"send 1 to 1000 events per call, not {len(events)}")
+        with self._tx() as session:
+            runs: dict[str, schema.Run] = {}
+            rows = []
+            for i, event in enumerate(events):
+                run = runs.get(event["run_id"])
+                if run is None:
+                    run = runs[event["run_id"]] = self._run(session, tenant, event["run_id"], lock=True)
+                expected = run.last_sequence + 1
+                if event["sequence"] < expected:
+                    raise errors.AlreadyExists(
+                        f"events[{i}]: runs/{run.id} already has event {event['sequence']} (next is {expected})"
+                    )
+                if event["sequence"] > expected:
+                    raise errors.FailedPrecondition(
+                        f"events[{i}]: runs/{run.id} expects event {expected} next, not {event['sequence']}"
+                    )
+                run.last_sequence = expected
+                row = schema.Event(
+                    tenant=run.tenant,
+                    run_id=run.id,
+                    experiment_pk=run.experiment_pk,
+                    sequence=expected,
+                    event_type=event["event_type"],
+                    payload=event["payload"],
+                    create_time=event.get("create_time") or utcnow(),
+                )
+                session.add(row)
+                rows.append(row)
+            session.flush()
+            return [row.global_sequence for row in rows]
+
+    def list_events(
+        self,
+        tenant: str,
+        *,
+        run_id: str = "",
+        experiment_id: str = "",
+        after_global_sequence: int = 0,
+        after_sequence: int = 0,
+        event_types: Sequence[int] = (),
+        page_size: int = 0,
+    ) -> tuple[list[schema.Event], bool, int]:
+        """Events in log order after a position: (events, has_more, first kept global
+        sequence). ALL_TENANTS allowed."""
+        if run_id and experiment_id:
+            raise InvalidArgument.field("experiment", "set run or experiment, not both")
+        if not 0 <= page_size <= 10_000:
+            raise InvalidArgument.field("page_size", f"{page_size}: use 1 to 10000 (0 for 1000)")
+        limit = page_size or 1000
+        with self._tx() as session:
+            stmt = select(schema.Event).where(schema.Event.global_sequence > after_global_sequence)
+            if tenant != ALL_TENANTS:
+                stmt = stmt.where(schema.Event.tenant == tenant)
+            if run_id:
+                self._run(session, tenant, run_id)
+                stmt = stmt.where(schema.Event.run_id == run_id, schema.Event.sequence > after_sequence)
+            elif experiment_id:
+                experiment = self._experiment(session, tenant, experiment_id)
+                stmt = stmt.where(schema.Event.experiment_pk == experiment.pk)
+            if event_types:
+                stmt = stmt.where(schema.Event.event_type.in_(list(event_types)))
+            rows = session.scalars(stmt.order_by(schema.Event.global_sequence).limit(limit + 1)).all()
+            first = session.scalar(select(func.min(schema.Event.global_sequence))) or 0
+            return list(rows[:limit]), len(rows) > limit, first
+
+    # ------------------------------------------------------------ subscriptions
+
+    def create_subscription(self, tenant: str, fields: dict[str, Any]) -> schema.Subscription:
+        """Store a subscription: run_id or experiment_id (or neither), event_types,
+        webhook_url, webhook_secret, token_sha256, state."""
+        with self._tx() as session:
+            if fields.get("run_id"):
+                self._run(session, tenant, fields["run_id"])
+            if fields.get("experiment_id"):
+                self._experiment(session, tenant, fields["experiment_id"])
+            row = schema.Subscription(
+                id=query.new_id(),
+                tenant=tenant,
+                run_id=fields.get("run_id", ""),
+                experiment_id=fields.get("experiment_id", ""),
+                event_types=dumps(list(fields.get("event_types", []))),
+                webhook_url=fields.get("webhook_url", ""),
+                webhook_secret=fields.get("webhook_secret", ""),
+                webhook_status=dumps(fields["webhook_status"]) if fields.get("webhook_status") else None,
+                state=fields["state"],
+                token_sha256=fields["token_sha256"],
+                create_time=utcnow(),
+            )
+            session.add(row)
+            return row
+
+    def get_subscription(
+        self, tenant: str, *, subscription_id: str = "", token_sha256: str = ""
+    ) -> schema.Subscription:
+        """By id (within the tenant) or by token hash (any tenant: the token is the credential)."""
+        with self._tx() as session:
+            if subscription_id:
+                row = session.get(schema.Subscription, subscription_id)
+                if row is None or (tenant != ALL_TENANTS and row.tenant != tenant):
+                    raise errors.NotFound(f"subscriptions/{subscription_id} does not exist")
+                return row
+            row = session.scalar(select(schema.Subscription).where(schema.Subscription.token_sha256 == token_sha256))
+            if row is None:
+                raise errors.NotFound("no subscription has this token")
+            return row
+
+    def list_subscriptions(self, tenant: str, page_size: int, page_token: str, active_webhooks_only: bool) -> PageOf:
+        """ALL_TENANTS allowed (the notifier's webhook dispatcher)."""
+        stmt = select(schema.Subscription)
+        if tenant != ALL_TENANTS:
+            stmt = stmt.where(schema.Subscription.tenant == tenant)
+        if active_webhooks_only:
+            stmt = stmt.where(schema.Subscription.webhook_url != "", schema.Subscription.state == 1)
+        order = (schema.Subscription.create_time.desc(), schema.Subscription.id)
+        return self._page(stmt, order, page_size, page_token, f"subs|{tenant}|{active_webhooks_only}")
+
+    def update_subscription(self, tenant: str, subscription_id: str, values: dict[str, Any]) -> schema.Subscription:
+        """Set state and/or webhook_status (a dict)."""
+        with self._tx() as session:
+            row = session.get(schema.Subscription, subscription_id)
+            if row is None or (tenant != ALL_TENANTS and row.tenant != tenant):
+                raise errors.NotFound(f"subscriptions/{subscription_id} does not exist")
+            if "state" in values:
+                row.state = values["state"]
+            if "webhook_status" in values:
+                row.webhook_status = dumps(values["webhook_status"])
+            return row
+
+    # ----------------------------------------------------------------- API keys
+
+    def create_api_key(self, tenant: str, display_name: str, prefix: str, key_sha256: str) -> schema.ApiKey:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", tenant):
+            raise InvalidArgument.field("api_key.tenant", "1 to 64 letters, digits, '_', '.', '-'")
+        if not re.fullmatch(r"[0-9a-f]{64}", key_sha256):
+            raise InvalidArgument.field("key_sha256", "the lowercase hex SHA-256 of the key")
+        with self._tx() as session:
+            row = schema.ApiKey(
+                id=query.new_id(), tenant=tenant, display_name=display_name, prefix=prefix[:16], key_sha256=key_sha256
+            )
+            session.add(row)
+            return row
+
+    def lookup_api_key(self, key_sha256: str) -> schema.ApiKey:
+        with self._tx() as session:
+            row = session.scalar(select(schema.ApiKey).where(schema.ApiKey.key_sha256 == key_sha256))
+            if row is None:
+                raise errors.NotFound("no API key has this hash")
+            return row
+
+    def list_api_keys(self, page_size: int, page_token: str) -> PageOf:
+        stmt = select(schema.ApiKey)
+        return self._page(stmt, (schema.ApiKey.create_time.desc(), schema.ApiKey.id), page_size, page_token, "keys")
+
+    def revoke_api_key(self, key_id: str) -> schema.ApiKey:
+        with self._tx() as session:
+            row = session.get(schema.ApiKey, key_id)
+            if row is None:
+                raise errors.NotFound(f"apiKeys/{key_id} does not exist")
+            if row.revoke_time is None:
+                row.revoke_time = utcnow()
+            return row
+
+    # ------------------------------------------------------------------ helpers
+
+    def _page(
+        self, stmt: Select, order: Sequence[Any], page_size: int, page_token: str, scope: str, rows: bool = False
+    ) -> PageOf:
+        """One page of `stmt` in `order`, with the total count. `rows`: keep result
+        rows (several entities) instead of the first entity."""
+        page = query.page(page_size, page_token, scope)
+        with self._tx() as session:
+            total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+            ordered = paged(stmt, order, page)
+            items = list(session.execute(ordered).all()) if rows else list(session.scalars(ordered).all())
+        return PageOf(
+            [tuple(i) for i in items] if rows else items, query.next_token(page, len(items), total, scope), total
+        )
+
+
+# ------------------------------------------------------------------- queries
+
+
+def paged(stmt: Select, order: Sequence[Any], page: query.Page) -> Select:
+    """One page of `stmt`: OFFSET ... FETCH on SQL Server, LIMIT ... OFFSET elsewhere."""
+    return stmt.order_by(*order).offset(page.offset).limit(page.size)
+
+
+def leaderboard_query(run_id: str, metric: int) -> tuple[Select, tuple[Any, ...]]:
+    """A run's succeeded results with their mean on `metric`, and the ranking order
+    (served by the index on model_result_metrics (run_id, metric, mean))."""
+    mean = schema.ModelResultMetric.mean
+    stmt = (
+        select(schema.ModelResult, mean)
+        .join(schema.ModelResultMetric, schema.ModelResultMetric.result_id == schema.ModelResult.id)
+        .where(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
+    )
+    return stmt, (mean.desc() if metrics.higher_is_better(metric) else mean.asc(), schema.ModelResult.position)

@@ -1,0 +1,261 @@
+"""The metadata schema (SQLAlchemy 2, typed ORM).
+
+Portable on SQLite, PostgreSQL and SQL Server: no server defaults, no
+dialect functions; every default is set by Python. Types with a SQL Server
+variant say so (DATETIME2, NVARCHAR via Unicode, VARBINARY(MAX) via
+LargeBinary). Alembic migrations (services/storage/migrations) are the only
+way the schema reaches a database; a test checks they match these models.
+
+Cascades run along one path only (SQL Server refuses multiple cascade paths):
+dataset <- experiment <- run <- model_result <- metric, run <- event, model_result <- trained_model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Unicode,
+    UnicodeText,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mssql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Explicit constraint names: Alembic and SQL Server both need stable ones.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQL Server types spelled out: without a known server version (offline Alembic
+# rendering) the dialect would fall back to the deprecated IMAGE / NTEXT / DATETIME.
+Timestamp = DateTime().with_variant(mssql.DATETIME2(), "mssql")
+LongText = UnicodeText().with_variant(mssql.NVARCHAR("max"), "mssql")
+Bytes = LargeBinary().with_variant(mssql.VARBINARY("max"), "mssql")
+# JSON documents as text: portable, and SQL Server's JSON type is too new to rely on.
+JsonText = LongText
+Id = String(40)
+TenantId = String(64)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Content(Base):
+    """Bytes stored once per distinct sha256: inline up to the limit, else in the blob store."""
+
+    __tablename__ = "contents"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    inline_data: Mapped[bytes | None] = mapped_column(Bytes)
+    blob_key: Mapped[str | None] = mapped_column(String(256))
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    tenant: Mapped[str] = mapped_column(TenantId)
+    display_name: Mapped[str] = mapped_column(Unicode(256))
+    description: Mapped[str] = mapped_column(LongText, default="")
+    csv_options: Mapped[str] = mapped_column(JsonText)
+    content_sha256: Mapped[str] = mapped_column(ForeignKey("contents.sha256"))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    row_count: Mapped[int] = mapped_column(BigInteger)
+    columns: Mapped[str] = mapped_column("column_profiles", JsonText)
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (Index(None, "tenant", "create_time"),)
+
+
+class Experiment(Base):
+    """Client-chosen ids are unique per tenant, so rows have a surrogate key."""
+
+    __tablename__ = "experiments"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(63))
+    tenant: Mapped[str] = mapped_column(TenantId)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    display_name: Mapped[str] = mapped_column(Unicode(256))
+    description: Mapped[str] = mapped_column(LongText, default="")
+    target_column: Mapped[str] = mapped_column(Unicode(1024))
+    task: Mapped[int] = mapped_column(Integer)
+    resolved_task: Mapped[int] = mapped_column(Integer)
+    primary_metric: Mapped[int] = mapped_column(Integer)
+    cv_folds: Mapped[int] = mapped_column(Integer)
+    holdout_fraction: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    allowed_model_families: Mapped[str] = mapped_column(JsonText)
+    excluded_columns: Mapped[str] = mapped_column(JsonText)
+    default_stop_conditions: Mapped[str] = mapped_column(JsonText)
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    update_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("tenant", "id"),
+        Index(None, "tenant", "create_time"),
+        Index(None, "dataset_id"),
+    )
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    tenant: Mapped[str] = mapped_column(TenantId)
+    experiment_pk: Mapped[int] = mapped_column(ForeignKey("experiments.pk", ondelete="CASCADE"))
+    state: Mapped[int] = mapped_column("run_state", Integer)
+    stop_reason: Mapped[int] = mapped_column(Integer, default=0)
+    status_message: Mapped[str] = mapped_column(LongText, default="")
+    stop_conditions: Mapped[str] = mapped_column(JsonText)
+    parallel_workers: Mapped[int] = mapped_column(Integer)
+    primary_metric: Mapped[int] = mapped_column(Integer)
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    start_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    end_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    heartbeat_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    runner_id: Mapped[str] = mapped_column(String(128), default="")
+    models_evaluated: Mapped[int] = mapped_column(Integer, default=0)
+    models_failed: Mapped[int] = mapped_column(Integer, default=0)
+    best_result_id: Mapped[str | None] = mapped_column(Id)
+    best_score: Mapped[float | None] = mapped_column(Float)
+    last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (
+        Index(None, "tenant", "create_time"),
+        Index(None, "experiment_pk", "create_time"),
+        Index(None, "run_state"),
+    )
+
+
+class ModelResult(Base):
+    __tablename__ = "model_results"
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    tenant: Mapped[str] = mapped_column(TenantId)
+    position: Mapped[int] = mapped_column("eval_order", Integer)  # INDEX and POSITION are reserved
+    job_id: Mapped[str] = mapped_column(String(64), default="")
+    model_family: Mapped[str] = mapped_column(String(128), default="")
+    pipeline_steps: Mapped[str] = mapped_column(JsonText)
+    model_json: Mapped[str] = mapped_column(LongText, default="")
+    outcome: Mapped[int] = mapped_column(Integer)
+    error_message: Mapped[str] = mapped_column(LongText, default="")
+    folds: Mapped[str] = mapped_column(JsonText)
+    primary_score: Mapped[float | None] = mapped_column(Float)
+    folds_run: Mapped[int] = mapped_column(Integer, default=0)
+    fit_time_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    score_time_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    was_new_best: Mapped[bool] = mapped_column(Boolean, default=False)
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("run_id", "eval_order"),)
+
+
+class ModelResultMetric(Base):
+    """One metric's summary of one result: the leaderboard ranks on (run, metric, mean)."""
+
+    __tablename__ = "model_result_metrics"
+    result_id: Mapped[str] = mapped_column(ForeignKey("model_results.id", ondelete="CASCADE"), primary_key=True)
+    metric: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(Id)  # denormalised for the ranking index; no FK (one cascade path)
+    mean: Mapped[float] = mapped_column(Float)
+    std: Mapped[float] = mapped_column(Float)
+    train_mean: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (Index(None, "run_id", "metric", "mean"),)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    tenant: Mapped[str] = mapped_column(TenantId)
+    kind: Mapped[str] = mapped_column(String(64))
+    content_sha256: Mapped[str] = mapped_column(ForeignKey("contents.sha256"))
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class TrainedModel(Base):
+    __tablename__ = "trained_models"
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    tenant: Mapped[str] = mapped_column(TenantId)
+    result_id: Mapped[str] = mapped_column(ForeignKey("model_results.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(Id)
+    experiment_pk: Mapped[int] = mapped_column(Integer)
+    state: Mapped[int] = mapped_column("model_state", Integer)
+    error_message: Mapped[str] = mapped_column(LongText, default="")
+    task: Mapped[int] = mapped_column(Integer, default=0)
+    feature_columns: Mapped[str] = mapped_column(JsonText, default="[]")
+    classes: Mapped[str] = mapped_column(JsonText, default="[]")
+    training_rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    fit_time_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    artifact_id: Mapped[str | None] = mapped_column(Id)
+    holdout_evaluation: Mapped[str | None] = mapped_column(JsonText)
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    update_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (Index(None, "tenant", "create_time"), Index(None, "run_id"))
+
+
+class Event(Base):
+    """The durable event log. `payload` is the serialized automl.v1.Event."""
+
+    __tablename__ = "events"
+    global_sequence: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    tenant: Mapped[str] = mapped_column(TenantId)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    experiment_pk: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column("run_sequence", BigInteger)
+    event_type: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(Bytes)
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "run_sequence"),
+        Index(None, "tenant", "global_sequence"),
+        Index(None, "experiment_pk", "global_sequence"),
+    )
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    tenant: Mapped[str] = mapped_column(TenantId)
+    run_id: Mapped[str] = mapped_column(Id, default="")
+    experiment_id: Mapped[str] = mapped_column(String(63), default="")
+    event_types: Mapped[str] = mapped_column(JsonText, default="[]")
+    webhook_url: Mapped[str] = mapped_column(Unicode(2048), default="")
+    webhook_secret: Mapped[str] = mapped_column(String(128), default="")
+    webhook_status: Mapped[str | None] = mapped_column(JsonText)
+    state: Mapped[int] = mapped_column("subscription_state", Integer)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (Index(None, "tenant", "create_time"),)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    tenant: Mapped[str] = mapped_column(TenantId)
+    display_name: Mapped[str] = mapped_column(Unicode(256), default="")
+    prefix: Mapped[str] = mapped_column(String(16), default="")
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    revoke_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -1,0 +1,396 @@
+"""Experiments, runs, model results, the leaderboard, trained models, artifacts
+and the event log through the storage service, on every backend."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2, field_mask_pb2
+
+from automl.common import status
+from automl.v1 import common_pb2 as c
+from automl.v1 import dataset_pb2, event_pb2, experiment_pb2, model_pb2, run_pb2
+from automl.v1 import storage_service_pb2 as pb
+from services.storage import schema
+from tests.storage.helpers import mixed_csv, upload_stream
+
+R = run_pb2.ModelResult
+BOUND = c.StopConditions(max_models=10)
+
+
+async def dataset(storage, rows: int = 100) -> dataset_pb2.Dataset:
+    return await storage.stub.UploadDataset(upload_stream(mixed_csv(rows)))
+
+
+async def experiment(storage, **fields) -> experiment_pb2.Experiment:
+    data = await dataset(storage)
+    spec = experiment_pb2.Experiment(dataset=data.name, target_column="label", **fields)
+    return await storage.stub.CreateExperiment(experiment_pb2.CreateExperimentRequest(experiment=spec))
+
+
+async def run(storage, exp=None, **conditions) -> run_pb2.Run:
+    exp = exp or await experiment(storage)
+    cond = c.StopConditions(**conditions) if conditions else BOUND
+    return await storage.stub.CreateRun(pb.CreateRunRequest(run=run_pb2.Run(experiment=exp.name, stop_conditions=cond)))
+
+
+def result(score: float | None, outcome=R.OUTCOME_SUCCEEDED, family="RandomForestClassifier") -> R:
+    message = R(outcome=outcome, model_family=family, model_json='["RandomForestClassifier", {}]', folds_run=5)
+    if score is not None:
+        message.primary_score = score
+        message.metrics.add(metric=c.METRIC_ACCURACY, mean=score, std=0.01, train_mean=min(1.0, score + 0.05))
+        message.metrics.add(metric=c.METRIC_LOG_LOSS, mean=1 - score, std=0.02)
+        message.folds.add(fold_nb=0, values={"test_accuracy": score, "fit_time": 0.5, "n_test_samples": 20})
+    else:
+        message.error_message = "ValueError: cannot fit"
+    return message
+
+
+async def invalid(coro) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await coro
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    return caught.value
+
+
+# ------------------------------------------------------------------ experiments
+
+
+async def test_experiment_defaults_and_task_resolution(storage):
+    exp = await experiment(storage)
+    assert exp.resolved_task == c.TASK_CLASSIFICATION
+    assert exp.primary_metric == c.METRIC_ACCURACY
+    assert (exp.cv_folds, exp.holdout_fraction) == (5, pytest.approx(0.2))
+    assert exp.display_name.startswith("label on ")
+    data = await dataset(storage, rows=300)
+    fare = await storage.stub.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(
+            experiment=experiment_pb2.Experiment(dataset=data.name, target_column="fare")
+        )
+    )
+    assert fare.resolved_task == c.TASK_REGRESSION and fare.primary_metric == c.METRIC_R2
+
+
+async def test_client_chosen_id_and_already_exists(storage):
+    data = await dataset(storage)
+    spec = experiment_pb2.Experiment(dataset=data.name, target_column="label")
+    made = await storage.stub.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(experiment=spec, experiment_id="churn-v1")
+    )
+    assert made.name == "experiments/churn-v1"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage.stub.CreateExperiment(
+            experiment_pb2.CreateExperimentRequest(experiment=spec, experiment_id="churn-v1")
+        )
+    assert caught.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    other = await storage.stub.UploadDataset(upload_stream(mixed_csv(10)), metadata=storage.tenant("bob"))
+    theirs = await storage.stub.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(
+            experiment=experiment_pb2.Experiment(dataset=other.name, target_column="label"), experiment_id="churn-v1"
+        ),
+        metadata=storage.tenant("bob"),
+    )
+    assert theirs.name == "experiments/churn-v1", "ids are per tenant"
+    error = await invalid(
+        storage.stub.CreateExperiment(experiment_pb2.CreateExperimentRequest(experiment=spec, experiment_id="A!"))
+    )
+    assert status.field_violations(error)[0].field == "experiment_id"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "text"),
+    [
+        ({"target_column": "nope"}, "experiment.target_column", "'nope' is not a column"),
+        ({"task": c.TASK_REGRESSION, "target_column": "city"}, "experiment.task", "numeric target"),
+        ({"primary_metric": c.METRIC_R2}, "experiment.primary_metric", "does not suit"),
+        ({"cv_folds": 1}, "experiment.cv_folds", "2 to 20"),
+        ({"holdout_fraction": 0.9}, "experiment.holdout_fraction", "0 to 0.5"),
+        ({"excluded_columns": ["label"]}, "experiment.excluded_columns", "cannot be excluded"),
+        ({"excluded_columns": ["ghost"]}, "experiment.excluded_columns", "ghost"),
+        (
+            {"default_stop_conditions": c.StopConditions(max_models=-1)},
+            "experiment.default_stop_conditions.max_models",
+            "0 (no limit) or more",
+        ),
+    ],
+)
+async def test_bad_experiments_name_the_field(storage, fields, field, text):
+    data = await dataset(storage)
+    spec = experiment_pb2.Experiment(dataset=data.name, target_column="label")
+    for key, value in fields.items():
+        if isinstance(value, list):
+            getattr(spec, key).extend(value)
+        elif hasattr(value, "CopyFrom"):
+            getattr(spec, key).CopyFrom(value)
+        else:
+            setattr(spec, key, value)
+    error = await invalid(storage.stub.CreateExperiment(experiment_pb2.CreateExperimentRequest(experiment=spec)))
+    assert status.field_violations(error)[0].field == field
+    assert text in error.details()
+    assert storage.count(schema.Experiment) == 0
+
+
+async def test_one_class_target_is_refused(storage):
+    data = await storage.stub.UploadDataset(upload_stream(b"x,y\n1,a\n2,a\n3,a\n"))
+    spec = experiment_pb2.Experiment(dataset=data.name, target_column="y")
+    error = await invalid(storage.stub.CreateExperiment(experiment_pb2.CreateExperimentRequest(experiment=spec)))
+    assert "one class" in error.details()
+
+
+async def test_update_mask(storage):
+    exp = await experiment(storage)
+    change = experiment_pb2.Experiment(
+        name=exp.name, display_name="renamed", default_stop_conditions=c.StopConditions(max_models=3), cv_folds=9
+    )
+    updated = await storage.stub.UpdateExperiment(
+        experiment_pb2.UpdateExperimentRequest(
+            experiment=change, update_mask=field_mask_pb2.FieldMask(paths=["display_name", "default_stop_conditions"])
+        )
+    )
+    assert updated.display_name == "renamed" and updated.default_stop_conditions.max_models == 3
+    assert updated.cv_folds == 5, "fields outside the mask are untouched"
+    error = await invalid(
+        storage.stub.UpdateExperiment(
+            experiment_pb2.UpdateExperimentRequest(
+                experiment=change, update_mask=field_mask_pb2.FieldMask(paths=["cv_folds"])
+            )
+        )
+    )
+    assert "cv_folds cannot change" in error.details()
+
+
+async def test_list_experiments_filters(storage):
+    first = await experiment(storage)
+    await experiment(storage)
+    by_dataset = await storage.stub.ListExperiments(
+        experiment_pb2.ListExperimentsRequest(filter=f'dataset="{first.dataset}"')
+    )
+    assert [e.name for e in by_dataset.experiments] == [first.name]
+    error = await invalid(storage.stub.ListExperiments(experiment_pb2.ListExperimentsRequest(filter="colour=red")))
+    assert "unknown key 'colour'" in error.details()
+
+
+# ------------------------------------------------------------------------- runs
+
+
+async def test_run_needs_a_bound_and_takes_experiment_defaults(storage):
+    exp = await experiment(storage)
+    error = await invalid(storage.stub.CreateRun(pb.CreateRunRequest(run=run_pb2.Run(experiment=exp.name))))
+    assert "cannot go on forever" in error.details()
+    assert storage.count(schema.Run) == 0
+    exp2 = await experiment(
+        storage, default_stop_conditions=c.StopConditions(max_duration=duration_pb2.Duration(seconds=60))
+    )
+    created = await storage.stub.CreateRun(pb.CreateRunRequest(run=run_pb2.Run(experiment=exp2.name)))
+    assert created.state == c.RUN_STATE_PENDING
+    assert created.stop_conditions.max_duration.seconds == 60
+
+
+async def test_run_state_is_compare_and_set(storage):
+    created = await run(storage)
+    claim = pb.UpdateRunStateRequest(
+        name=created.name, expected_states=[c.RUN_STATE_PENDING], state=c.RUN_STATE_RUNNING, runner_id="r1"
+    )
+    running = await storage.stub.UpdateRunState(claim)
+    assert running.state == c.RUN_STATE_RUNNING and running.runner_id == "r1" and running.HasField("start_time")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage.stub.UpdateRunState(claim)  # a second runner cannot pick it up
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    await storage.stub.HeartbeatRun(pb.HeartbeatRunRequest(name=created.name, runner_id="r1"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage.stub.HeartbeatRun(pb.HeartbeatRunRequest(name=created.name, runner_id="r2"))
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    done = await storage.stub.UpdateRunState(
+        pb.UpdateRunStateRequest(
+            name=created.name,
+            expected_states=[c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING],
+            state=c.RUN_STATE_SUCCEEDED,
+            stop_reason=c.STOP_REASON_MAX_MODELS,
+        )
+    )
+    assert done.state == c.RUN_STATE_SUCCEEDED and done.HasField("end_time")
+
+
+async def test_delete_experiment_refused_while_a_run_is_active_then_cascades(storage):
+    exp = await experiment(storage)
+    active = await run(storage, exp)
+    await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=active.name, model_results=[result(0.8)])
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage.stub.DeleteExperiment(experiment_pb2.DeleteExperimentRequest(name=exp.name))
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    await storage.stub.UpdateRunState(
+        pb.UpdateRunStateRequest(name=active.name, expected_states=[c.RUN_STATE_PENDING], state=c.RUN_STATE_CANCELLED)
+    )
+    await storage.stub.DeleteExperiment(experiment_pb2.DeleteExperimentRequest(name=exp.name))
+    for table in (schema.Experiment, schema.Run, schema.ModelResult, schema.ModelResultMetric):
+        assert storage.count(table) == 0, table.__tablename__
+
+
+# --------------------------------------------------------- results, leaderboard
+
+
+async def test_results_update_counters_best_and_leaderboard(storage):
+    created = await run(storage)
+    batch = [result(0.80), result(0.90), result(None, R.OUTCOME_FAILED), result(0.85), result(0.90)]
+    stored = await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=batch)
+    )
+    assert [r.index for r in stored.model_results] == [1, 2, 3, 4, 5]
+    assert [r.was_new_best for r in stored.model_results] == [True, True, False, False, False]
+    assert stored.run.models_evaluated == 4 and stored.run.models_failed == 1
+    assert stored.run.best_score == pytest.approx(0.90)
+    assert stored.run.best_model_result == stored.model_results[1].name
+
+    board = await storage.stub.GetLeaderboard(run_pb2.GetLeaderboardRequest(run=created.name))
+    assert board.metric == c.METRIC_ACCURACY and board.higher_is_better and board.total_size == 4
+    assert [(e.rank, e.model_result.index) for e in board.entries] == [(1, 2), (1, 5), (3, 4), (4, 1)]
+    top = board.entries[0].model_result
+    assert not top.model_json and not top.folds, "the leaderboard is the BASIC view"
+    accuracy = next(m for m in top.metrics if m.metric == c.METRIC_ACCURACY)
+    assert (accuracy.mean, accuracy.std, accuracy.train_mean) == pytest.approx((0.90, 0.01, 0.95))
+
+    by_loss = await storage.stub.GetLeaderboard(
+        run_pb2.GetLeaderboardRequest(run=created.name, metric=c.METRIC_LOG_LOSS)
+    )
+    assert not by_loss.higher_is_better
+    assert [e.model_result.index for e in by_loss.entries] == [2, 5, 4, 1]
+
+    paged = await storage.stub.GetLeaderboard(run_pb2.GetLeaderboardRequest(run=created.name, page_size=3))
+    rest = await storage.stub.GetLeaderboard(
+        run_pb2.GetLeaderboardRequest(run=created.name, page_size=3, page_token=paged.next_page_token)
+    )
+    assert [(e.rank, e.model_result.index) for e in rest.entries] == [(4, 1)]
+
+    full = await storage.stub.GetModelResult(run_pb2.GetModelResultRequest(name=top.name))
+    assert full.model_json and full.folds[0].values["test_accuracy"] == pytest.approx(0.90)
+    failed = await storage.stub.ListModelResults(
+        run_pb2.ListModelResultsRequest(run=created.name, filter="outcome=OUTCOME_FAILED")
+    )
+    assert [r.error_message for r in failed.model_results] == ["ValueError: cannot fit"]
+
+
+async def test_bad_results_are_refused_whole(storage):
+    created = await run(storage)
+    bad = result(0.8)
+    bad.ClearField("primary_score")
+    error = await invalid(
+        storage.stub.BatchCreateModelResults(
+            pb.BatchCreateModelResultsRequest(run=created.name, model_results=[result(0.7), bad])
+        )
+    )
+    assert status.field_violations(error)[0].field == "model_results[1].primary_score"
+    assert storage.count(schema.ModelResult) == 0
+
+
+# ------------------------------------------------------- models and artifacts
+
+
+async def artifact_stream(data: bytes, kind: str = "model/joblib"):
+    yield pb.WriteArtifactRequest(header=pb.WriteArtifactHeader(kind=kind))
+    for start in range(0, len(data), 1 << 20):
+        yield pb.WriteArtifactRequest(chunk=data[start : start + (1 << 20)])
+
+
+async def test_trained_model_with_a_large_artifact(storage):
+    created = await run(storage)
+    stored = await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(
+            run=created.name, model_results=[result(0.8), result(None, R.OUTCOME_TIMED_OUT)]
+        )
+    )
+    good, timed_out = stored.model_results
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage.stub.CreateTrainedModel(
+            pb.CreateTrainedModelRequest(trained_model=model_pb2.TrainedModel(model_result=timed_out.name))
+        )
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    model = await storage.stub.CreateTrainedModel(
+        pb.CreateTrainedModelRequest(trained_model=model_pb2.TrainedModel(model_result=good.name))
+    )
+    assert model.state == model_pb2.TrainedModel.STATE_TRAINING and model.task == c.TASK_CLASSIFICATION
+
+    payload = bytes(range(256)) * 5000  # 1.28 MB: over the inline limit
+    art = await storage.stub.WriteArtifact(artifact_stream(payload))
+    assert art.size_bytes == len(payload) and art.storage_location == dataset_pb2.Dataset.STORAGE_LOCATION_BLOB
+    update = model_pb2.TrainedModel(
+        name=model.name, state=model_pb2.TrainedModel.STATE_READY, artifact=art.name, classes=["no", "yes"]
+    )
+    ready = await storage.stub.UpdateTrainedModel(
+        pb.UpdateTrainedModelRequest(
+            trained_model=update, update_mask=field_mask_pb2.FieldMask(paths=["state", "artifact", "classes"])
+        )
+    )
+    assert ready.state == model_pb2.TrainedModel.STATE_READY and ready.artifact_sha256 == art.sha256
+    assert list(ready.classes) == ["no", "yes"]
+    messages = [m async for m in storage.stub.ReadArtifact(pb.ReadArtifactRequest(name=art.name))]
+    assert messages[0].artifact == art
+    assert b"".join(m.chunk for m in messages[1:]) == payload
+    blobs_before = len(storage.blob_keys())
+    assert blobs_before >= 1
+    # Deleting the experiment removes the model, its artifact row and its blob.
+    await storage.stub.UpdateRunState(
+        pb.UpdateRunStateRequest(name=created.name, expected_states=[c.RUN_STATE_PENDING], state=c.RUN_STATE_CANCELLED)
+    )
+    await storage.stub.DeleteExperiment(experiment_pb2.DeleteExperimentRequest(name=created.experiment))
+    assert storage.count(schema.TrainedModel) == 0 and storage.count(schema.Artifact) == 0
+    assert len(storage.blob_keys()) == blobs_before - 1
+
+
+# ------------------------------------------------------------------ event log
+
+
+def event(run_name: str, experiment: str, sequence: int) -> event_pb2.Event:
+    return event_pb2.Event(
+        run=run_name,
+        experiment=experiment,
+        sequence=sequence,
+        type=event_pb2.EVENT_TYPE_STOP_REQUESTED,
+        stop_requested=event_pb2.StopRequested(reason=c.STOP_REASON_USER, message=f"#{sequence}"),
+    )
+
+
+async def test_event_log_sequences_and_reads(storage):
+    created = await run(storage)
+    other = await run(storage)
+    appended = await storage.stub.AppendEvents(
+        pb.AppendEventsRequest(events=[event(created.name, created.experiment, i) for i in (1, 2, 3)])
+    )
+    positions = [e.global_sequence for e in appended.events]
+    assert positions == sorted(positions) and len(set(positions)) == 3
+    await storage.stub.AppendEvents(pb.AppendEventsRequest(events=[event(other.name, other.experiment, 1)]))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage.stub.AppendEvents(pb.AppendEventsRequest(events=[event(created.name, created.experiment, 3)]))
+    assert caught.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage.stub.AppendEvents(pb.AppendEventsRequest(events=[event(created.name, created.experiment, 5)]))
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    after = await storage.stub.ListEvents(pb.ListEventsRequest(run=created.name, after_sequence=1))
+    assert [(e.sequence, e.stop_requested.message) for e in after.events] == [(2, "#2"), (3, "#3")]
+    assert after.events[0].global_sequence == positions[1]
+    everything = await storage.stub.ListEvents(pb.ListEventsRequest(page_size=3))
+    assert len(everything.events) == 3 and everything.has_more
+    assert everything.first_kept_global_sequence == positions[0]
+    got = await storage.stub.GetRun(run_pb2.GetRunRequest(name=created.name))
+    assert got.last_sequence == 3
+
+
+async def test_subscription_records_and_api_keys(storage):
+    created = await run(storage)
+    record = pb.SubscriptionRecord(
+        subscription=event_pb2.Subscription(run=created.name, webhook_url="https://example.test/hook"),
+        token_sha256="a" * 64,
+        webhook_secret="s3cret",
+    )
+    stored = await storage.stub.CreateSubscriptionRecord(pb.CreateSubscriptionRecordRequest(record=record))
+    assert stored.subscription.state == event_pb2.Subscription.STATE_ACTIVE
+    by_token = await storage.stub.GetSubscriptionRecord(pb.GetSubscriptionRecordRequest(token_sha256="a" * 64))
+    assert by_token.subscription.name == stored.subscription.name and by_token.webhook_secret == "s3cret"
+    key = await storage.stub.CreateApiKey(
+        pb.CreateApiKeyRequest(api_key=pb.ApiKey(tenant="acme", display_name="ci", prefix="ak_12"), key_sha256="b" * 64)
+    )
+    found = await storage.stub.LookupApiKey(pb.LookupApiKeyRequest(key_sha256="b" * 64))
+    assert found.tenant == "acme" and not found.HasField("revoke_time")
+    revoked = await storage.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.name))
+    assert revoked.HasField("revoke_time")
