@@ -20,7 +20,6 @@ import codecs
 import csv
 import io
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -124,7 +123,16 @@ class _Scanner(io.RawIOBase):
             size = len(self.pushed_back) if size < 0 else size
             out, self.pushed_back = self.pushed_back[:size], self.pushed_back[size:]
             return out
-        chunk = self.source.read(BLOCK if size < 0 else size)
+        want = BLOCK if size < 0 else size
+        parts = []
+        have = 0
+        while have < want:  # a short read means end of file to pyarrow: fill it
+            part = self.source.read(want - have)
+            if not part:
+                break
+            parts.append(part)
+            have += len(part)
+        chunk = b"".join(parts)
         if self.first and chunk:
             self.first = False
             if self.utf8 and chunk.startswith(codecs.BOM_UTF8):
@@ -284,8 +292,10 @@ class _Column:
         self.low = float("inf")
         self.high = float("-inf")
         self.total = 0.0
-        self.exact: set[str] | None = set()
-        self.counts: Counter[str] = Counter()
+        self.exact = True  # distinct values counted exactly (as Arrow value counts) so far
+        self.counts: list[pa.StructArray] = []  # per-batch value counts, merged when they pile up
+        self.pending = 0
+        self.top: list[str] = []  # most frequent values when the exact phase ended
         self.hll: _Hll | None = None
         self.sample: list[str] = []
 
@@ -315,17 +325,12 @@ class _Column:
         return numbers
 
     def _add_distinct(self, values: pa.Array, numbers: pa.Array | None) -> None:
-        if self.exact is not None:
-            counts = pc.value_counts(values)
-            self.exact.update(counts.field("values").to_pylist())
-            if len(self.exact) <= EXACT_DISTINCT:
-                self.counts.update(
-                    dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=False))
-                )
-                return
-            self.hll = _Hll()  # too many: from now on, an estimate
-            self.hll.add(pd.util.hash_array(np.array(list(self.exact), dtype=object)))
-            self.exact = None
+        if self.exact:
+            counts = pc.value_counts(values)  # all in Arrow: no Python object per value
+            self.counts.append(counts)
+            self.pending += len(counts)
+            if self.pending > 4 * EXACT_DISTINCT:
+                self._merge()
             return
         assert self.hll is not None
         if numbers is not None:  # hash the numbers themselves: no Python objects
@@ -333,23 +338,67 @@ class _Column:
         else:
             self.hll.add(_hashes(values))
 
+    def _merge(self) -> pa.Table:
+        """Fold the per-batch counts into one table; past EXACT_DISTINCT values,
+        switch to the HyperLogLog estimate."""
+        table = pa.Table.from_arrays(
+            [
+                pa.concat_arrays([c.field("values") for c in self.counts]),
+                pa.concat_arrays([c.field("counts") for c in self.counts]),
+            ],
+            names=["value", "count"],
+        )
+        table = table.group_by("value").aggregate([("count", "sum")])
+        table = table.combine_chunks()
+        self.counts = [
+            pa.StructArray.from_arrays(
+                [c.chunk(0) if c.num_chunks else c.combine_chunks() for c in table.columns], names=["values", "counts"]
+            )
+        ]
+        self.pending = table.num_rows
+        if table.num_rows > EXACT_DISTINCT:
+            self.top = _top(table)
+            self.hll = _Hll()
+            values = table.column("value").combine_chunks()
+            if self.numeric:  # the same hash domain as the batches to come
+                self.hll.add(pd.util.hash_array(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)))
+            else:
+                self.hll.add(_hashes(values))
+            self.exact = False
+            self.counts = []
+        return table
+
+    def _distinct(self) -> tuple[int, list[str], set[str]]:
+        """Distinct count, top values and (when few) the values themselves."""
+        if not self.exact:
+            assert self.hll is not None
+            return self.hll.estimate(), self.top, set()
+        if not self.counts:
+            return 0, [], set()
+        table = self._merge()
+        if not self.exact:
+            return self._distinct()
+        few = set(table.column("value").to_pylist()) if table.num_rows <= 2 else set()
+        return table.num_rows, _top(table), few
+
     def profile(self, rows: int) -> ColumnProfile:
-        distinct = len(self.exact) if self.exact is not None else (self.hll.estimate() if self.hll else 0)
+        distinct, top, few = self._distinct()
+        kind = self._type(rows, distinct, few)
         result = ColumnProfile(
             name=self.name,
             index=self.index,
-            inferred_type=self._type(rows, distinct),
+            inferred_type=kind,
             missing_count=self.missing,
             distinct_count=distinct,
-            distinct_is_estimate=self.exact is None,
+            distinct_is_estimate=not self.exact,
         )
-        if result.inferred_type == "numeric" or (result.inferred_type == "identifier" and self.numeric):
+        if self.numeric and self.present and kind in ("numeric", "identifier"):
             result.min, result.max, result.mean = self.low, self.high, self.total / self.present
-        if result.inferred_type in ("categorical", "boolean"):
-            result.top_values = [value for value, _ in self.counts.most_common(5)]
+        if kind in ("categorical", "boolean"):
+            result.top_values = top
         return result
 
-    def _type(self, rows: int, distinct: int) -> str:
+    def _type(self, rows: int, distinct: int, few: set[str]) -> str:
         """Rules, in order:
         - unspecified: no value at all;
         - numeric: every value is a number; 0/1 columns stay numeric. An integer
@@ -361,20 +410,25 @@ class _Column:
         - categorical: the rest."""
         if self.present == 0:
             return "unspecified"
-        all_distinct = self.exact is not None and distinct == self.present == rows and rows >= 20
+        all_distinct = self.exact and distinct == self.present == rows and rows >= 20
         if self.numeric:
             sequential = self.integral and self.high - self.low + 1 == rows
             return "identifier" if all_distinct and sequential else "numeric"
-        if distinct <= 2 and self.exact is not None and {v.lower() for v in self.exact} <= BOOLEAN_WORDS:
+        if few and {v.lower() for v in few} <= BOOLEAN_WORDS:
             return "boolean"
         if self.sample and all(_DATE.match(v.strip()) for v in self.sample):
             return "datetime"
         spaces = sum(v.strip().count(" ") for v in self.sample) / max(1, len(self.sample))
-        if (all_distinct or (self.exact is None and distinct >= 0.95 * self.present)) and spaces < 0.5:
+        if (all_distinct or (not self.exact and distinct >= 0.95 * self.present)) and spaces < 0.5:
             return "identifier"
         if distinct > 0.5 * self.present and spaces >= 1:
             return "text"
         return "categorical"
+
+
+def _top(table: pa.Table, n: int = 5) -> list[str]:
+    order = pc.sort_indices(table, sort_keys=[("count_sum", "descending"), ("value", "ascending")])
+    return table.column("value").take(order[:n]).to_pylist()
 
 
 # ---------------------------------------------------------------------- reader
@@ -452,25 +506,20 @@ def profile_csv(source: BinaryIO, fmt: CsvFormat, *, max_line_bytes: int = 8 * 1
 
 def read_preview(source: BinaryIO, fmt: CsvFormat, rows: int) -> tuple[list[str], list[list[object]]]:
     """Column names and the first `rows` rows: numbers as numbers (for columns
-    numeric in the preview), missing values as None, the rest as text. Reads no
-    more of `source` than those rows need."""
-    scanner = _Scanner(source, fmt.encoding, 8 * 1024 * 1024)
-    names: list[str] = []
-    collected: list[pa.RecordBatch] = []
-    have = 0
-    try:
-        names, reader = _batches(scanner, fmt, 0)
-        for batch in reader:  # type: ignore[attr-defined]
-            collected.append(batch)
-            have += batch.num_rows
-            if have >= rows:
-                break
-    except pa.ArrowInvalid as exc:
-        if not collected:
-            raise _reader_error(exc, fmt, scanner.lines) from None
-    if not collected:
-        return names, []
-    table = pa.Table.from_batches(collected).slice(0, rows)
+    numeric in the preview), missing values as None, the rest as text. Reads a
+    prefix of `source` (1 MiB, more only if the rows need it), never all of it."""
+    prefix = b""
+    limit = BLOCK
+    while True:
+        more = source.read(limit - len(prefix))
+        prefix += more
+        complete = not more or len(prefix) < limit
+        cut = prefix if complete else prefix[: prefix.rfind(b"\n") + 1]
+        names, table = _parse_prefix(cut, fmt)
+        if complete or table.num_rows > rows or limit >= 64 * BLOCK:
+            break
+        limit *= 4
+    table = table.slice(0, rows)
     out_columns = []
     for column in table.columns:
         values = column.to_pylist()
@@ -478,6 +527,15 @@ def read_preview(source: BinaryIO, fmt: CsvFormat, rows: int) -> tuple[list[str]
             values = [None if v is None else _number(v) for v in values]
         out_columns.append(values)
     return names, [list(row) for row in zip(*out_columns, strict=True)]
+
+
+def _parse_prefix(data: bytes, fmt: CsvFormat) -> tuple[list[str], pa.Table]:
+    scanner = _Scanner(io.BytesIO(data), fmt.encoding, 8 * 1024 * 1024)
+    try:
+        names, reader = _batches(scanner, fmt, 0)
+        return names, reader.read_all()  # type: ignore[attr-defined]
+    except pa.ArrowInvalid as exc:
+        raise _reader_error(exc, fmt, scanner.lines) from None
 
 
 def _number(text: str) -> int | float:

@@ -1,0 +1,124 @@
+"""The streaming CSV profiler on its own: byte-level checks across awkward
+chunk boundaries, type rules, exact and estimated distinct counts, preview."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from services.storage.csvprofile import CsvFormat, CsvFormatError, check_format, profile_csv, read_preview
+
+
+class Trickle(io.RawIOBase):
+    """Hands out a few bytes per read(): every boundary is somewhere awkward."""
+
+    def __init__(self, data: bytes, step: int = 7) -> None:
+        self.data = data
+        self.step = step
+        self.at = 0
+
+    def read(self, size: int = -1) -> bytes:
+        out = self.data[self.at : self.at + min(self.step, size if size > 0 else self.step)]
+        self.at += len(out)
+        return out
+
+
+def profile(data: bytes, step: int = 1 << 20, **fmt):
+    return profile_csv(Trickle(data, step), CsvFormat(**fmt))
+
+
+def columns(data: bytes, **fmt):
+    return {c.name: c for c in profile(data, **fmt).columns}
+
+
+def test_multibyte_characters_split_across_reads_are_valid():
+    data = "ville,n\n" + "".join(f"Zürich-éàü-{i},{i}\n" for i in range(300))
+    result = profile(data.encode(), step=7)
+    assert result.row_count == 300
+    assert result.columns[0].distinct_count == 300
+
+
+def test_invalid_utf8_deep_in_the_file_names_its_line():
+    data = b"a,b\n" + b"1,2\n" * 300_000 + b"3,\xff\n"
+    with pytest.raises(CsvFormatError) as caught:
+        profile(data, step=65536)
+    assert caught.value.row == 300_002
+    assert "line 300002 is not valid UTF-8 (byte 0xff" in str(caught.value)
+
+
+def test_other_encodings_and_bom():
+    assert list(columns("nom,prix\ncafé,1\n".encode("latin-1"), encoding="latin-1")) == ["nom", "prix"]
+    assert list(columns(b"\xef\xbb\xbfa,b\n1,2\n")) == ["a", "b"]
+
+
+def test_delimiter_quotes_and_multiline_fields():
+    data = b'name;note\nx;"a;b"\ny;"two\nlines"\n'
+    result = profile(data, delimiter=";")
+    assert result.row_count == 2
+    with pytest.raises(CsvFormatError) as caught:
+        profile(b'a,b\n"x\ny",2\n3,4,5\n')
+    assert str(caught.value) == "row 3 has 3 fields, expected 2 (as in the header)"
+
+
+def test_no_header_names_columns():
+    assert list(columns(b"1,2\n3,4\n", has_header=False)) == ["column_0", "column_1"]
+
+
+def test_missing_values_and_custom_markers():
+    cols = columns(b"a,b\n1,x\n,y\nNA,?\n4,z\n", na_values=("", "NA", "?"))
+    assert cols["a"].missing_count == 2 and cols["b"].missing_count == 1
+    assert (cols["a"].min, cols["a"].max, cols["a"].mean) == (1.0, 4.0, 2.5)
+
+
+def test_type_rules():
+    n = 200
+    rng = np.random.default_rng(1)
+    lines = ["id,amount,flag,when,city,code,comment,empty"]
+    for i in range(n):
+        lines.append(
+            f"{i + 1},{rng.normal():.3f},{'yes' if i % 3 else 'no'},2024-01-{i % 28 + 1:02d},"
+            f"{['Paris', 'Lyon'][i % 2]},K{i:05d},a comment number {i},"
+        )
+    cols = columns(("\n".join(lines) + "\n").encode())
+    assert {name: c.inferred_type for name, c in cols.items()} == {
+        "id": "identifier",
+        "amount": "numeric",
+        "flag": "boolean",
+        "when": "datetime",
+        "city": "categorical",
+        "code": "identifier",
+        "comment": "text",
+        "empty": "unspecified",
+    }
+    assert cols["city"].top_values == ["Paris", "Lyon"] or cols["city"].top_values == ["Lyon", "Paris"]
+    assert cols["empty"].missing_count == n
+
+
+def test_distinct_is_exact_then_estimated():
+    small = columns(b"v\n" + b"".join(f"{i % 500}\n".encode() for i in range(5000)))["v"]
+    assert (small.distinct_count, small.distinct_is_estimate) == (500, False)
+    big = columns(b"v,w\n" + b"".join(f"{i},k{i}\n".encode() for i in range(100_000)))
+    for column in big.values():
+        assert column.distinct_is_estimate
+        assert abs(column.distinct_count - 100_000) / 100_000 < 0.03
+
+
+def test_bad_options_are_refused():
+    for fmt in (
+        CsvFormat(delimiter=",,"),
+        CsvFormat(delimiter="\n"),
+        CsvFormat(quote_char=","),
+        CsvFormat(encoding="x"),
+    ):
+        with pytest.raises(CsvFormatError):
+            check_format(fmt)
+
+
+def test_preview_reads_only_what_it_needs():
+    data = b"a,b\n" + b"1,x\n" * 2_000_000  # 8 MB
+    source = Trickle(data, step=1 << 20)
+    names, rows = read_preview(source, CsvFormat(), 3)
+    assert names == ["a", "b"] and rows == [[1, "x"], [1, "x"], [1, "x"]]
+    assert source.at < 4 << 20
