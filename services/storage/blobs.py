@@ -156,7 +156,7 @@ class _FileWriter(BlobWriter):
 
 
 class S3BlobStore(BlobStore):
-    PART_SIZE = 16 * 1024 * 1024
+    PART_SIZE = 8 * 1024 * 1024  # minio holds one part in memory while it sends it
 
     def __init__(self, client: Minio, bucket: str, prefix: str = "", endpoint: str = "") -> None:
         self.client = client
@@ -244,7 +244,7 @@ class _QueueReader:
 
 class _S3Writer(BlobWriter):
     def __init__(self, store: S3BlobStore, key: str) -> None:
-        self.q: queue.Queue[object] = queue.Queue(maxsize=8)
+        self.q: queue.Queue[object] = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._upload, args=(store, key), daemon=True)
         self.thread.start()

@@ -116,7 +116,7 @@ async def write_stream(
     bytes (e.g. the CSV profiler) and its result is returned beside the content.
     The caller owns `writer` until this returns: on an exception it is aborted here."""
     loop = asyncio.get_running_loop()
-    feed: queue.Queue[object] = queue.Queue(maxsize=16)
+    feed: queue.Queue[object] = queue.Queue(maxsize=4)
     task: Future[Any] | None = None
     if consumer is not None:
         task = Future()

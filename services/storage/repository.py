@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from automl.common import errors, metrics
 from automl.common.errors import FieldViolation, InvalidArgument
@@ -569,33 +569,36 @@ class MetadataStore:
     def leaderboard(self, tenant: str, run_id: str, metric: int, page_size: int, page_token: str) -> tuple[PageOf, int]:
         """Succeeded results ranked by `metric`'s mean (0: the run's primary metric).
         Returns a page of (rank, result, metrics) and the metric used. Ties share the
-        better rank."""
+        better rank. One transaction; the large model_json and folds columns are
+        not loaded (the leaderboard shows the BASIC view)."""
         with self._tx() as session:
             run = self._run(session, tenant, run_id)
-        metric = metric or run.primary_metric
-        higher = metrics.higher_is_better(metric)
-        stmt, order = leaderboard_query(run_id, metric)
-        ranked = and_(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
-        mean = schema.ModelResultMetric.mean
-        result = self._page(stmt, order, page_size, page_token, f"leaderboard|{run_id}|{metric}", rows=True)
-        offset = query.page(page_size, page_token, f"leaderboard|{run_id}|{metric}").offset
-        entries = []
-        with self._tx() as session:
-            found = self._metrics_of(session, [r.id for r, _ in result.items])
+            metric = metric or run.primary_metric
+            scope = f"leaderboard|{run_id}|{metric}"
+            page = query.page(page_size, page_token, scope)
+            higher = metrics.higher_is_better(metric)
+            mean = schema.ModelResultMetric.mean
+            ranked = and_(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
+            # Served by the index on (run_id, metric, mean) alone.
+            total = session.scalar(select(func.count()).select_from(schema.ModelResultMetric).where(ranked)) or 0
+            stmt, order = leaderboard_query(run_id, metric)
+            stmt = stmt.options(defer(schema.ModelResult.model_json), defer(schema.ModelResult.folds))
+            items = [tuple(row) for row in session.execute(paged(stmt, order, page)).all()]
+            found = self._metrics_of(session, [r.id for r, _ in items])
+            entries = []
             previous: tuple[int, float] | None = None
-            for i, (row, value) in enumerate(result.items):
+            for i, (row, value) in enumerate(items):
                 if previous is not None and value == previous[1]:
                     rank = previous[0]  # a tie shares the better rank
                 elif previous is not None:
-                    rank = offset + i + 1  # ordered by value: everything before is strictly better
+                    rank = page.offset + i + 1  # ordered by value: everything before is strictly better
                 else:  # the page's first entry may tie with the previous page: count what is better
                     better = mean > value if higher else mean < value
                     count = select(func.count()).select_from(schema.ModelResultMetric).where(ranked, better)
                     rank = 1 + (session.scalar(count) or 0)
                 entries.append((rank, row, found[row.id]))
                 previous = (rank, value)
-        result.items = entries
-        return result, metric
+        return PageOf(entries, query.next_token(page, len(entries), total, scope), total), metric
 
     # ---------------------------------------------------------------- artifacts
 
