@@ -14,6 +14,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -104,14 +105,25 @@ class FileBlobStore(BlobStore):
             raise errors.InvalidArgument(f"blob key {key!r} leaves the blob folder")
         return path
 
+    STALE_TEMP_SECONDS = 3600
+
     def check(self) -> None:
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
+            self._sweep_stale_temps()
             probe = self.tmp / f"probe-{uuid.uuid4().hex}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
             raise errors.Unavailable(f"blob folder {self.root} is not writable: {exc}") from exc
+
+    def _sweep_stale_temps(self) -> None:
+        """Remove temp files a crashed process left (an hour old: no write lasts that long idle)."""
+        cutoff = time.time() - self.STALE_TEMP_SECONDS
+        for path in self.tmp.glob("*.part"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
 
     def writer(self, key: str) -> BlobWriter:
         return _FileWriter(self._path(key), self.tmp)

@@ -311,17 +311,22 @@ class _Column:
         self._add_distinct(values, numbers)
 
     def _add_numbers(self, values: pa.Array) -> pa.Array | None:
-        try:
-            numbers = pc.cast(values, pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            self.numeric = False
-            return None
+        numbers = None
+        if self.integral:  # an int64 cast fails fast on the first non-integer
+            try:
+                numbers = pc.cast(pc.cast(values, pa.int64()), pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                self.integral = False
+        if numbers is None:
+            try:
+                numbers = pc.cast(values, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                self.numeric = False
+                return None
         low, high = pc.min_max(numbers).values()
         self.low = min(self.low, low.as_py())
         self.high = max(self.high, high.as_py())
         self.total += pc.sum(numbers).as_py()
-        if self.integral:
-            self.integral = bool(pc.all(pc.equal(pc.floor(numbers), numbers)).as_py())
         return numbers
 
     def _add_distinct(self, values: pa.Array, numbers: pa.Array | None) -> None:

@@ -1,0 +1,83 @@
+"""The blob stores' contract, on the local folder and on a real S3 server."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from automl.common import errors
+from automl.common.settings import Settings
+from services.storage.blobs import FileBlobStore, open_blob_store
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    if request.param == "file":
+        return open_blob_store(f"file://{tmp_path / 'blobs'}", Settings())
+    server = request.getfixturevalue("s3_server")
+    bucket = request.getfixturevalue("s3_bucket")
+    settings = Settings.from_env(
+        {
+            "AUTOML_BLOB_URL": f"s3://{bucket}",
+            "AUTOML_S3_ENDPOINT": server.endpoint,
+            "AUTOML_S3_ACCESS_KEY": server.access_key,
+            "AUTOML_S3_SECRET_KEY": server.secret_key,
+        }
+    )
+    return open_blob_store(settings.blob_url, settings)
+
+
+def test_write_commit_read_delete(store):
+    store.check()
+    data = os.urandom(20 * 1024 * 1024 + 17)  # several multipart parts
+    writer = store.writer("a/b")
+    for i in range(0, len(data), 1 << 20):
+        writer.write(data[i : i + (1 << 20)])
+    assert not store.exists("a/b"), "invisible until commit"
+    writer.commit()
+    assert store.exists("a/b")
+    assert b"".join(store.read("a/b")) == data
+    store.delete("a/b")
+    store.delete("a/b")  # idempotent
+    assert not store.exists("a/b")
+    with pytest.raises(errors.NotFound):
+        b"".join(store.read("a/b"))
+
+
+def test_abort_leaves_nothing(store):
+    store.check()
+    writer = store.writer("gone")
+    writer.write(os.urandom(12 * 1024 * 1024))
+    writer.abort()
+    assert not store.exists("gone")
+
+
+def test_s3_wrong_keys_stop_with_a_clear_error(s3_server):
+    settings = Settings.from_env(
+        {
+            "AUTOML_BLOB_URL": "s3://anything",
+            "AUTOML_S3_ENDPOINT": s3_server.endpoint,
+            "AUTOML_S3_ACCESS_KEY": s3_server.access_key,
+            "AUTOML_S3_SECRET_KEY": "wrong",
+        }
+    )
+    with pytest.raises(errors.Unavailable) as caught:
+        open_blob_store(settings.blob_url, settings).check()
+    assert "check AUTOML_S3_ACCESS_KEY / AUTOML_S3_SECRET_KEY" in str(caught.value)
+
+
+def test_folder_store_refuses_keys_that_escape_and_sweeps_stale_temps(tmp_path):
+    store = FileBlobStore(tmp_path / "blobs")
+    with pytest.raises(errors.InvalidArgument):
+        store.writer("../outside")
+    store.check()
+    stale = store.tmp / "old.part"
+    fresh = store.tmp / "new.part"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    old = time.time() - 2 * FileBlobStore.STALE_TEMP_SECONDS
+    os.utime(stale, (old, old))
+    store.check()
+    assert not stale.exists() and fresh.exists()
