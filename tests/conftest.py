@@ -44,11 +44,30 @@ def suite_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def wait_serving(target: str, service: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
+def spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `python -m module` with its output in `log`. A long-lived process must
+    not log into a pipe nobody reads: once the pipe is full, the process blocks."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def _output(proc: subprocess.Popen[bytes], log: Path | None) -> str:
+    if log is not None:
+        return log.read_text(errors="replace")
+    return proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+
+
+def wait_serving(
+    target: str,
+    service: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = 30,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while health.check(target, service, 1.0) != "SERVING":
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{service} exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            raise AssertionError(f"{service} exited with {proc.returncode}: {_output(proc, log)[-2000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{service} at {target} not SERVING after {timeout} s")
         time.sleep(0.1)
@@ -71,14 +90,14 @@ class Suite:
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     """The four services as real processes, started with `python -m`."""
-    running = Suite(suite_env(tmp_path_factory.mktemp("suite")))
+    folder = tmp_path_factory.mktemp("suite")
+    running = Suite(suite_env(folder))
     try:
         for name, module, service, _ in SERVICES:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", module], cwd=ROOT, env=running.env, stderr=subprocess.PIPE
-            )
+            log = folder / f"{name}.log"
+            proc = spawn(module, running.env, log)
             running.procs[name] = proc
-            wait_serving(running.target(name), service, proc)
+            wait_serving(running.target(name), service, proc, log=log)
         yield running
     finally:
         for proc in running.procs.values():

@@ -44,8 +44,10 @@ def test_buf_lint_catches_a_violation(tmp_path):
     shutil.copytree(ROOT / "protos", tmp_path / "protos")
     shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
     bad = tmp_path / "protos" / "automl" / "v1" / "bad.proto"
-    bad.write_text('syntax = "proto3";\npackage automl.v1;\noption go_package = "automl/v1;automlv1";\n'
-                   "message bad_name { int32 x = 1; }\n")
+    bad.write_text(
+        'syntax = "proto3";\npackage automl.v1;\noption go_package = "automl/v1;automlv1";\n'
+        "message bad_name { int32 x = 1; }\n"
+    )
     result = subprocess.run([str(BUF), "lint"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "should be PascalCase" in result.stdout

@@ -86,7 +86,7 @@ def test_sigterm_stops_gracefully(tmp_path):
     assert proc.wait(timeout=10) == 0
     assert time.monotonic() - started < 5
     log = proc.stderr.read().decode()
-    assert "msg=\"shutting down\"" in log
+    assert 'msg="shutting down"' in log
     assert "msg=stopped" in log
     assert health.check(target) == "UNREACHABLE"
 

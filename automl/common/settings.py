@@ -67,6 +67,20 @@ class Settings:
     inline_max_bytes: int = _setting(
         "AUTOML_INLINE_MAX_BYTES", 256 * 1024, "Payloads up to this size are stored inline in SQL, larger in blobs."
     )
+    heartbeat_seconds: float = _setting(
+        "AUTOML_HEARTBEAT_SECONDS", 10.0, "An idle event stream sends a heartbeat this often, in seconds."
+    )
+    subscriber_queue: int = _setting(
+        "AUTOML_SUBSCRIBER_QUEUE",
+        10_000,
+        "Events a stream subscriber may fall behind before its stream ends (RESOURCE_EXHAUSTED; it resumes).",
+    )
+    webhook_max_attempts: int = _setting(
+        "AUTOML_WEBHOOK_MAX_ATTEMPTS", 8, "Delivery attempts of one webhook event before the subscription gives up."
+    )
+    webhook_backoff_seconds: float = _setting(
+        "AUTOML_WEBHOOK_BACKOFF_SECONDS", 0.5, "First retry delay of a failed webhook delivery; doubles each attempt."
+    )
     migrate_on_start: bool = _setting(
         "AUTOML_MIGRATE_ON_START", True, "Storage upgrades the database schema (Alembic) to head before serving."
     )
@@ -107,7 +121,16 @@ class Settings:
             raise SettingsError(f"AUTOML_LOG_FORMAT={self.log_format}: use text or json")
         if self.blob_url.startswith("s3://") and not self.s3_endpoint:
             raise SettingsError("AUTOML_BLOB_URL is s3://...: set AUTOML_S3_ENDPOINT (host:port) too")
-        for name in ("call_timeout_seconds", "shutdown_grace_seconds", "max_message_bytes", "inline_max_bytes"):
+        for name in (
+            "call_timeout_seconds",
+            "shutdown_grace_seconds",
+            "max_message_bytes",
+            "inline_max_bytes",
+            "heartbeat_seconds",
+            "subscriber_queue",
+            "webhook_max_attempts",
+            "webhook_backoff_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")
 

@@ -1,17 +1,85 @@
-"""How the notifier process is put together."""
+"""How the notifier process is put together: a channel to storage, the hub,
+webhook dispatchers (resumed from storage at start), the servicer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from automl.common.channels import connect
 from automl.common.server import ServiceDefinition
 from automl.common.settings import Settings
 from automl.v1 import notifier_service_pb2, notifier_service_pb2_grpc
+from services.notifier.hub import Hub
+from services.notifier.log import StorageLog
 from services.notifier.servicer import NotifierServicer
+from services.notifier.subscriptions import Subscriptions
+from services.notifier.webhooks import Policy, Webhooks
+
+log = logging.getLogger("automl.notifier")
+
+
+class Notifier:
+    """The notifier's parts. Built in start(), inside the server's event loop
+    (channels, queues and tasks belong to it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.channel: grpc.aio.Channel | None = None
+        self.resuming: asyncio.Task[None]
+        self.hub: Hub
+        self.webhooks: Webhooks
+        self.subscriptions: Subscriptions
+
+    async def start(self) -> None:
+        self.channel = connect(self.settings.storage_address, self.settings)
+        log_store = StorageLog(self.channel)
+        self.hub = Hub(log_store, self.settings.subscriber_queue)
+        self.webhooks = Webhooks(
+            log_store, Policy(self.settings.webhook_max_attempts, self.settings.webhook_backoff_seconds)
+        )
+        self.subscriptions = Subscriptions(log_store, self.hub, self.webhooks)
+        self.hub.listeners.append(self.webhooks.notify)
+        await self.hub.start()
+        self.resuming = asyncio.create_task(self._resume_webhooks(), name="resume webhooks")
+
+    async def _resume_webhooks(self) -> None:
+        """Restart webhook deliveries; storage may still be starting: retry."""
+        while True:
+            try:
+                await self.webhooks.resume_all()
+                return
+            except grpc.aio.AioRpcError as exc:
+                log.warning("cannot resume webhooks yet, retrying", extra={"error": exc.code().name})
+                await asyncio.sleep(2)
+
+    async def stop(self) -> None:
+        self.resuming.cancel()
+        await self.hub.stop()
+        await self.webhooks.close()
+        if self.channel is not None:
+            await self.channel.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
 
 
 def build(settings: Settings) -> ServiceDefinition:
+    notifier = Notifier(settings)
+    servicer = NotifierServicer(notifier, settings)
     return ServiceDefinition(
         name="notifier",
         descriptors=(notifier_service_pb2.DESCRIPTOR.services_by_name["Notifier"],),
         port=settings.notifier_port,
-        register=lambda server: notifier_service_pb2_grpc.add_NotifierServicer_to_server(NotifierServicer(), server),
+        register=lambda server: notifier_service_pb2_grpc.add_NotifierServicer_to_server(servicer, server),
+        lifespan=notifier.running,
     )

@@ -1,0 +1,200 @@
+"""Publishing and streaming run events through the notifier process: numbering,
+durability, the replay/live seam, resume, restart, back-pressure, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from automl.v1 import common_pb2, event_pb2
+from automl.v1 import notifier_service_pb2 as pb
+
+
+def stop_event(run, i: int) -> event_pb2.Event:
+    return event_pb2.Event(
+        run=run.name,
+        experiment=run.experiment,
+        stop_requested=event_pb2.StopRequested(reason=common_pb2.STOP_REASON_USER, message=f"event {i}"),
+    )
+
+
+async def publish(stub, run, count: int, batch: int = 10, start: int = 0) -> None:
+    end = start + count
+    for first in range(start, end, batch):
+        events = [stop_event(run, i) for i in range(first, min(first + batch, end))]
+        await stub.Publish(pb.PublishRequest(events=events))
+
+
+async def collect(stub, request: pb.StreamEventsRequest, count: int, timeout: float = 60) -> list[event_pb2.Event]:
+    """Read `count` events; when the server cuts the stream off for falling behind,
+    resume after the last event received, as the error message says."""
+    events: list[event_pb2.Event] = []
+    async with asyncio.timeout(timeout):
+        while len(events) < count:
+            call = stub.StreamEvents(request)
+            try:
+                async for message in call:
+                    if message.WhichOneof("content") == "event":
+                        events.append(message.event)
+                        if len(events) == count:
+                            break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                resumed = pb.StreamEventsRequest()
+                resumed.CopyFrom(request)
+                if request.run:
+                    resumed.after_sequence = events[-1].sequence if events else 0
+                else:
+                    resumed.after_global_sequence = events[-1].global_sequence if events else 0
+                request = resumed
+            finally:
+                call.cancel()
+    return events
+
+
+async def test_publish_numbers_events_and_sets_their_type(services):
+    run = services.new_run()
+    channel, stub = services.aio_notifier()
+    async with channel:
+        reply = await stub.Publish(pb.PublishRequest(events=[stop_event(run, 0), stop_event(run, 1)]))
+    assert [e.sequence for e in reply.events] == [1, 2]
+    assert all(e.type == event_pb2.EVENT_TYPE_STOP_REQUESTED for e in reply.events)
+    assert reply.events[0].global_sequence < reply.events[1].global_sequence
+    assert reply.events[0].HasField("create_time")
+
+
+async def test_replay_and_live_seam_under_concurrent_publishing(services):
+    runs = [services.new_run(), services.new_run()]
+    per_run = 1500
+    channel, stub = services.aio_notifier()
+    async with channel:
+        early = [asyncio.create_task(collect(stub, pb.StreamEventsRequest(run=r.name), per_run)) for r in runs]
+        await asyncio.sleep(0.3)  # live-only subscribers are registered
+        publishers = [asyncio.create_task(publish(stub, r, per_run // 2, start=k * per_run // 2))
+                      for r in runs for k in range(2)]  # fmt: skip
+        await asyncio.sleep(0.5)  # publishing is under way: late subscribers replay, then go live
+        late = [
+            asyncio.create_task(collect(stub, pb.StreamEventsRequest(run=r.name, after_sequence=0), per_run))
+            for r in runs
+        ]
+        experiment_wide = asyncio.create_task(
+            collect(stub, pb.StreamEventsRequest(experiment=runs[0].experiment, after_global_sequence=0), per_run)
+        )
+        await asyncio.gather(*publishers)
+        results = await asyncio.gather(*early, *late, experiment_wide)
+    for events in results:
+        assert [e.sequence for e in events] == list(range(1, per_run + 1)), "every sequence exactly once, in order"
+        assert len({e.global_sequence for e in events}) == per_run
+    assert {e.run for e in results[-1]} == {runs[0].name}
+
+
+async def test_resume_after_a_disconnect_misses_nothing(services):
+    run = services.new_run()
+    channel, stub = services.aio_notifier()
+    async with channel:
+        await publish(stub, run, 100)
+        first = await collect(stub, pb.StreamEventsRequest(run=run.name, after_sequence=0), 40)
+        await publish(stub, run, 50, start=100)
+        rest = await collect(stub, pb.StreamEventsRequest(run=run.name, after_sequence=first[-1].sequence), 110)
+    assert [e.sequence for e in first + rest] == list(range(1, 151))
+
+
+async def test_restart_of_the_notifier_loses_nothing(own_services):
+    run = own_services.new_run()
+    channel, stub = own_services.aio_notifier()
+    async with channel:
+        await publish(stub, run, 300)
+        seen = await collect(stub, pb.StreamEventsRequest(run=run.name, after_sequence=0), 120)
+    assert own_services.stop_notifier() == 0
+    own_services.start_notifier()
+    channel, stub = own_services.aio_notifier()
+    async with channel:
+        reply = await stub.Publish(pb.PublishRequest(events=[stop_event(run, 300)]))
+        assert reply.events[0].sequence == 301, "numbering continues from the durable log"
+        await publish(stub, run, 99, batch=9, start=301)
+        rest = await collect(stub, pb.StreamEventsRequest(run=run.name, after_sequence=seen[-1].sequence), 280)
+    assert [e.sequence for e in seen + rest] == list(range(1, 401))
+
+
+async def test_a_stuck_subscriber_is_cut_off_without_slowing_others(services):
+    run = services.new_run()
+    total = 8000
+    channel, stub = services.aio_notifier()
+    async with channel:
+        stuck = stub.StreamEvents(pb.StreamEventsRequest(run=run.name))
+        await stuck.wait_for_connection()
+        fast = asyncio.create_task(collect(stub, pb.StreamEventsRequest(run=run.name), total))
+        await asyncio.sleep(0.3)
+        await publish(stub, run, total, batch=100)
+        assert [e.sequence for e in await fast] == list(range(1, total + 1))
+        received = 0
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async with asyncio.timeout(30):
+                async for message in stuck:
+                    received += message.WhichOneof("content") == "event"
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"resume with after_sequence={received}" in caught.value.details()
+    assert received < total
+
+
+async def test_idle_streams_get_heartbeats(services):
+    run = services.new_run()
+    channel, stub = services.aio_notifier()
+    async with channel:
+        await publish(stub, run, 3)
+        call = stub.StreamEvents(pb.StreamEventsRequest(run=run.name, after_sequence=0))
+        kinds = []
+        async with asyncio.timeout(10):
+            async for message in call:
+                kinds.append(message.WhichOneof("content"))
+                if kinds.count("heartbeat") == 2:
+                    break
+        call.cancel()
+    assert kinds[:3] == ["event"] * 3 and kinds[3:] == ["heartbeat", "heartbeat"]
+
+
+async def test_a_run_stream_can_end_with_the_run(services):
+    run = services.new_run()
+    channel, stub = services.aio_notifier()
+    async with channel:
+        await publish(stub, run, 2)
+        finished = event_pb2.Event(
+            run=run.name,
+            experiment=run.experiment,
+            run_finished=event_pb2.RunFinished(state=common_pb2.RUN_STATE_SUCCEEDED),
+        )
+        await stub.Publish(pb.PublishRequest(events=[finished]))
+        events = [
+            m.event
+            async for m in stub.StreamEvents(pb.StreamEventsRequest(run=run.name, after_sequence=0, end_with_run=True))
+            if m.WhichOneof("content") == "event"
+        ]
+    assert [e.type for e in events][-1] == event_pb2.EVENT_TYPE_RUN_FINISHED and len(events) == 3
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (event_pb2.Event(experiment="experiments/x", stop_requested=event_pb2.StopRequested()), "events[0].run"),
+        (event_pb2.Event(run="runs/x", experiment="experiments/x"), "events[0].payload"),
+    ],
+)
+async def test_bad_events_are_refused(services, event, field):
+    channel, stub = services.aio_notifier()
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Publish(pb.PublishRequest(events=[event]))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field in caught.value.details()
+
+
+async def test_unknown_run_and_other_tenants_are_not_found(services):
+    run = services.new_run(tenant="alice")
+    channel, stub = services.aio_notifier()
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Publish(pb.PublishRequest(events=[stop_event(run, 0)]), metadata=[("x-automl-tenant", "bob")])
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
