@@ -75,6 +75,11 @@ class Settings:
         10_000,
         "Events a stream subscriber may fall behind before its stream ends (RESOURCE_EXHAUSTED; it resumes).",
     )
+    stream_messages_per_second: int = _setting(
+        "AUTOML_STREAM_MESSAGES_PER_SECOND",
+        10_000,
+        "Messages per second the notifier's streams send together at most; past it, events are batched per message.",
+    )
     webhook_max_attempts: int = _setting(
         "AUTOML_WEBHOOK_MAX_ATTEMPTS", 8, "Delivery attempts of one webhook event before the subscription gives up."
     )
@@ -128,6 +133,7 @@ class Settings:
             "inline_max_bytes",
             "heartbeat_seconds",
             "subscriber_queue",
+            "stream_messages_per_second",
             "webhook_max_attempts",
             "webhook_backoff_seconds",
         ):

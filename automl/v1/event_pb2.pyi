@@ -207,15 +207,21 @@ class WatchRunRequest(_message.Message):
     after_sequence: int
     def __init__(self, name: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
 
+class EventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
 class WatchRunResponse(_message.Message):
-    __slots__ = ("snapshot", "event", "heartbeat")
+    __slots__ = ("snapshot", "batch", "heartbeat")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
-    EVENT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     snapshot: RunSnapshot
-    event: Event
+    batch: EventBatch
     heartbeat: _common_pb2.Heartbeat
-    def __init__(self, snapshot: _Optional[_Union[RunSnapshot, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., heartbeat: _Optional[_Union[_common_pb2.Heartbeat, _Mapping]] = ...) -> None: ...
+    def __init__(self, snapshot: _Optional[_Union[RunSnapshot, _Mapping]] = ..., batch: _Optional[_Union[EventBatch, _Mapping]] = ..., heartbeat: _Optional[_Union[_common_pb2.Heartbeat, _Mapping]] = ...) -> None: ...
 
 class Subscription(_message.Message):
     __slots__ = ("name", "run", "experiment", "event_types", "webhook_url", "state", "webhook_status", "create_time")
@@ -322,9 +328,9 @@ class SubscribeRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., after_global_sequence: _Optional[int] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
-    __slots__ = ("event", "heartbeat")
-    EVENT_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("batch", "heartbeat")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
-    event: Event
+    batch: EventBatch
     heartbeat: _common_pb2.Heartbeat
-    def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., heartbeat: _Optional[_Union[_common_pb2.Heartbeat, _Mapping]] = ...) -> None: ...
+    def __init__(self, batch: _Optional[_Union[EventBatch, _Mapping]] = ..., heartbeat: _Optional[_Union[_common_pb2.Heartbeat, _Mapping]] = ...) -> None: ...

@@ -38,9 +38,9 @@ class StreamEventsRequest(_message.Message):
     def __init__(self, run: _Optional[str] = ..., experiment: _Optional[str] = ..., event_types: _Optional[_Iterable[_Union[_event_pb2.EventType, str]]] = ..., after_sequence: _Optional[int] = ..., after_global_sequence: _Optional[int] = ..., end_with_run: _Optional[bool] = ...) -> None: ...
 
 class StreamEventsResponse(_message.Message):
-    __slots__ = ("event", "heartbeat")
-    EVENT_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("batch", "heartbeat")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
-    event: _event_pb2.Event
+    batch: _event_pb2.EventBatch
     heartbeat: _common_pb2.Heartbeat
-    def __init__(self, event: _Optional[_Union[_event_pb2.Event, _Mapping]] = ..., heartbeat: _Optional[_Union[_common_pb2.Heartbeat, _Mapping]] = ...) -> None: ...
+    def __init__(self, batch: _Optional[_Union[_event_pb2.EventBatch, _Mapping]] = ..., heartbeat: _Optional[_Union[_common_pb2.Heartbeat, _Mapping]] = ...) -> None: ...

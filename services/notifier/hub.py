@@ -9,7 +9,9 @@ A stream registers its subscriber *before* it replays history from the log,
 and drops live events it already replayed (by position): no gap and no
 duplicate at the seam. Each subscriber has a bounded queue; a subscriber that
 falls too far behind is dropped and its stream ends with RESOURCE_EXHAUSTED and
-the position to resume from, so it never slows the others.
+the position to resume from, so it never slows the others. A stream sends
+its whole backlog in one message: under load, the cost per message (which
+dominates a gRPC server's fan-out) is shared by many events.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,7 +31,8 @@ from automl.v1 import common_pb2, event_pb2
 from services.notifier.log import StorageLog
 
 log = logging.getLogger("automl.notifier")
-MAX_BATCH = 1000
+MAX_BATCH = 1000  # events per Publish, and per append to the log
+MESSAGE_EVENTS = 256  # events per stream message: far below gRPC's 4 MiB message limit
 
 
 @dataclass(frozen=True)
@@ -57,32 +61,39 @@ class Position:
     global_sequence: int | None = None
 
 
-_OVERFLOW = object()
-_CLOSED = object()
-
-
 @dataclass(eq=False)
 class Subscriber:
+    """One open stream's mailbox: events not yet sent, and why to wake up."""
+
     filter: Filter
-    queue: asyncio.Queue[object]
+    capacity: int
     tag: str = ""  # the subscription a token stream serves, to end it on revocation
+    pending: list[event_pb2.Event] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    overflowed: bool = False
     closed_reason: errors.AutoMLError | None = None
+    heartbeat_due: bool = False
+    last_sent: float = field(default_factory=time.monotonic)
 
     def offer(self, event: event_pb2.Event) -> bool:
-        """Queue `event`; False when the queue is full (the subscriber is dropped)."""
-        try:
-            self.queue.put_nowait(event)
-            return True
-        except asyncio.QueueFull:
-            while not self.queue.empty():  # what is queued will be re-read from the log
-                self.queue.get_nowait()
-            self.queue.put_nowait(_OVERFLOW)
+        """Queue `event`; False when the mailbox is full (the subscriber is dropped)."""
+        if len(self.pending) >= self.capacity:
+            self.pending.clear()  # the client re-reads these from the log when it resumes
+            self.overflowed = True
+            self.wake.set()
             return False
+        self.pending.append(event)
+        self.wake.set()
+        return True
 
     def close(self, reason: errors.AutoMLError) -> None:
         self.closed_reason = reason
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(_CLOSED)
+        self.wake.set()
+
+    def take(self, limit: int) -> list[event_pb2.Event]:
+        taken = self.pending[:limit]
+        del self.pending[:limit]
+        return taken
 
 
 @dataclass
@@ -100,23 +111,30 @@ def event_type(event: event_pb2.Event) -> int:
 
 
 class Hub:
-    def __init__(self, log_store: StorageLog, queue_size: int) -> None:
+    def __init__(
+        self, log_store: StorageLog, queue_size: int, heartbeat_seconds: float, messages_per_second: int = 10_000
+    ) -> None:
         self.log = log_store
         self.queue_size = queue_size
+        self.heartbeat_seconds = heartbeat_seconds
+        self.messages_per_second = messages_per_second
         self.inbox: asyncio.Queue[_Request] = asyncio.Queue()
         self.subscribers: set[Subscriber] = set()
         self.sequences: dict[tuple[str, str], int] = {}  # (tenant, run) -> last sequence assigned
         self.listeners: list[Callable[[str, list[event_pb2.Event]], None]] = []
-        self.writer: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self.writer = asyncio.create_task(self._write_forever(), name="event-writer")
+        self.tasks = [
+            asyncio.create_task(self._write_forever(), name="event writer"),
+            asyncio.create_task(self._beat_forever(), name="heartbeats"),
+        ]
 
     async def stop(self) -> None:
-        if self.writer is not None:
-            self.writer.cancel()
+        for task in self.tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.writer
+                await task
         for subscriber in list(self.subscribers):
             subscriber.close(errors.Unavailable("the notifier is shutting down: resume from your last event"))
 
@@ -200,49 +218,88 @@ class Hub:
         flt: Filter,
         after: Position | None,
         *,
-        heartbeat_seconds: float,
         end_with_run: bool = False,
         tag: str = "",
-    ) -> AsyncIterator[event_pb2.Event | common_pb2.Heartbeat]:
-        """Replay what matches `flt` after `after` (None: nothing), then go on live."""
-        subscriber = Subscriber(flt, asyncio.Queue(maxsize=self.queue_size), tag)
+    ) -> AsyncIterator[list[event_pb2.Event] | common_pb2.Heartbeat]:
+        """Replay what matches `flt` after `after` (None: nothing), then go on
+        live; yields batches of events (each one stream message) and heartbeats."""
+        subscriber = Subscriber(flt, self.queue_size, tag)
         self.subscribers.add(subscriber)  # before the replay: nothing published from now on is missed
-        last_global = 0
-        last_sequence = 0
+        last_global = (after.global_sequence or 0) if after else 0
+        last_sequence = (after.sequence or 0) if after else 0
+
+        def unseen(events: list[event_pb2.Event]) -> list[event_pb2.Event]:
+            """Drop what was sent already (the seam), and stop after the run's end."""
+            nonlocal last_global, last_sequence
+            fresh = []
+            for event in events:
+                if event.global_sequence <= last_global or (flt.run and event.sequence <= last_sequence):
+                    continue
+                last_global, last_sequence = event.global_sequence, event.sequence
+                fresh.append(event)
+                if end_with_run and event.type == event_pb2.EVENT_TYPE_RUN_FINISHED:
+                    break
+            return fresh
+
+        def finished(batch: list[event_pb2.Event]) -> bool:
+            return end_with_run and bool(batch) and batch[-1].type == event_pb2.EVENT_TYPE_RUN_FINISHED
+
         try:
             if after is not None:
-                async for event in self._replay(flt, after):
-                    last_global, last_sequence = event.global_sequence, event.sequence
-                    yield event
-                    if end_with_run and event.type == event_pb2.EVENT_TYPE_RUN_FINISHED:
-                        return
-                last_global = max(last_global, after.global_sequence or 0)
-                last_sequence = max(last_sequence, after.sequence or 0)
+                async for page in self._replay(flt, after):
+                    if batch := unseen(page):
+                        yield batch
+                        if finished(batch):
+                            return
             while True:
-                try:
-                    item = await asyncio.wait_for(subscriber.queue.get(), heartbeat_seconds)
-                except TimeoutError:
-                    yield common_pb2.Heartbeat(last_sequence=last_sequence if flt.run else last_global)
-                    continue
-                if item is _OVERFLOW:
+                await subscriber.wake.wait()
+                subscriber.wake.clear()
+                if subscriber.closed_reason is not None:
+                    raise subscriber.closed_reason
+                if subscriber.overflowed:
                     where = f"after_sequence={last_sequence}" if flt.run else f"after_global_sequence={last_global}"
                     raise errors.ResourceExhausted(
                         f"this stream fell more than {self.queue_size} events behind and was ended: resume with {where}"
                     )
-                if item is _CLOSED:
-                    assert subscriber.closed_reason is not None
-                    raise subscriber.closed_reason
-                assert isinstance(item, event_pb2.Event)
-                if item.global_sequence <= last_global or (flt.run and item.sequence <= last_sequence):
-                    continue  # already replayed (the seam) or already seen by the client
-                last_global, last_sequence = item.global_sequence, item.sequence
-                yield item
-                if end_with_run and item.type == event_pb2.EVENT_TYPE_RUN_FINISHED:
-                    return
+                sent = False
+                while subscriber.pending:
+                    if batch := unseen(subscriber.take(MESSAGE_EVENTS)):
+                        yield batch
+                        sent = True
+                        if finished(batch):
+                            return
+                if subscriber.heartbeat_due and not sent:
+                    yield common_pb2.Heartbeat(last_sequence=last_sequence if flt.run else last_global)
+                    sent = True
+                subscriber.heartbeat_due = False
+                if sent:
+                    subscriber.last_sent = time.monotonic()
+                    await self._pace()
         finally:
             self.subscribers.discard(subscriber)
 
-    async def _replay(self, flt: Filter, after: Position) -> AsyncIterator[event_pb2.Event]:
+    async def _pace(self) -> None:
+        """Share the message budget among the streams: each waits its share of a
+        second before its next message. A gRPC message costs the event loop tens
+        of microseconds whatever it holds; without a budget, a thousand streams
+        sending one event each would saturate the loop, and every Publish would
+        wait behind them. With it, events that arrive meanwhile go out together."""
+        gap = len(self.subscribers) / self.messages_per_second
+        if gap >= 0.002:  # below that, a timer costs more than it saves
+            await asyncio.sleep(gap)
+
+    async def _beat_forever(self) -> None:
+        """Wake the streams that sent nothing for a heartbeat period: one timer
+        for all of them, rather than one per stream and message."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds / 2)
+            idle_since = time.monotonic() - self.heartbeat_seconds
+            for subscriber in self.subscribers:
+                if subscriber.last_sent <= idle_since:
+                    subscriber.heartbeat_due = True
+                    subscriber.wake.set()
+
+    async def _replay(self, flt: Filter, after: Position) -> AsyncIterator[list[event_pb2.Event]]:
         cursor_global = after.global_sequence or 0
         cursor_sequence = (after.sequence or 0) if flt.run else 0
         first = True
@@ -262,9 +319,10 @@ class Hub:
                     "after_global_sequence"
                 )
             first = False
-            for event in page.events:
-                cursor_global = event.global_sequence
-                yield event
+            if page.events:
+                cursor_global = page.events[-1].global_sequence
+            for start in range(0, len(page.events), MESSAGE_EVENTS):
+                yield page.events[start : start + MESSAGE_EVENTS]
             if not page.has_more:
                 return
 

@@ -38,7 +38,12 @@ class Notifier:
     async def start(self) -> None:
         self.channel = connect(self.settings.storage_address, self.settings)
         log_store = StorageLog(self.channel)
-        self.hub = Hub(log_store, self.settings.subscriber_queue)
+        self.hub = Hub(
+            log_store,
+            self.settings.subscriber_queue,
+            self.settings.heartbeat_seconds,
+            self.settings.stream_messages_per_second,
+        )
         self.webhooks = Webhooks(
             log_store, Policy(self.settings.webhook_max_attempts, self.settings.webhook_backoff_seconds)
         )

@@ -57,13 +57,11 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServicer):
             after = Position(sequence=request.after_sequence)
         elif request.WhichOneof("after") == "after_global_sequence":
             after = Position(global_sequence=request.after_global_sequence)
-        async for item in self.hub.stream(
-            flt, after, heartbeat_seconds=self.settings.heartbeat_seconds, end_with_run=request.end_with_run
-        ):
+        async for item in self.hub.stream(flt, after, end_with_run=request.end_with_run):
             if isinstance(item, common_pb2.Heartbeat):
                 yield pb.StreamEventsResponse(heartbeat=item)
             else:
-                yield pb.StreamEventsResponse(event=item)
+                yield pb.StreamEventsResponse(batch=event_pb2.EventBatch(events=item))
 
     async def CreateSubscription(self, request: event_pb2.CreateSubscriptionRequest, ctx: Any) -> Any:
         return await self.subscriptions.create(tenant(), request.subscription)
@@ -85,10 +83,8 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServicer):
             if request.HasField("after_global_sequence")
             else None
         )
-        async for item in self.hub.stream(
-            flt, after, heartbeat_seconds=self.settings.heartbeat_seconds, tag=record.subscription.name
-        ):
+        async for item in self.hub.stream(flt, after, tag=record.subscription.name):
             if isinstance(item, common_pb2.Heartbeat):
                 yield event_pb2.SubscribeResponse(heartbeat=item)
             else:
-                yield event_pb2.SubscribeResponse(event=item)
+                yield event_pb2.SubscribeResponse(batch=event_pb2.EventBatch(events=item))

@@ -87,7 +87,7 @@ class Services:
             )
 
 
-def _start(tmp: Path, extra: dict[str, str]) -> Services:
+def start_services(tmp: Path, extra: dict[str, str]) -> Services:
     env = suite_env(tmp) | NOTIFIER_ENV | extra
     log = tmp / "storage.log"
     storage = spawn("services.storage", env, log)
@@ -97,7 +97,7 @@ def _start(tmp: Path, extra: dict[str, str]) -> Services:
     return services
 
 
-def _stop(services: Services) -> None:
+def stop_services(services: Services) -> None:
     for proc in (services.notifier, services.storage):
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -109,18 +109,18 @@ def _stop(services: Services) -> None:
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    running = _start(tmp_path_factory.mktemp("notifier"), {})
+    running = start_services(tmp_path_factory.mktemp("notifier"), {})
     try:
         yield running
     finally:
-        _stop(running)
+        stop_services(running)
 
 
 @pytest.fixture
 def own_services(tmp_path: Path) -> Iterator[Services]:
     """A private pair, for tests that restart the notifier."""
-    running = _start(tmp_path, {})
+    running = start_services(tmp_path, {})
     try:
         yield running
     finally:
-        _stop(running)
+        stop_services(running)

@@ -10,20 +10,23 @@ import pytest
 
 from automl.v1 import common_pb2, event_pb2
 from automl.v1 import notifier_service_pb2 as pb
+from tests.notifier.conftest import start_services, stop_services
 
 
-def stop_event(run, i: int) -> event_pb2.Event:
+def stop_event(run, i: int, padding: int = 0) -> event_pb2.Event:
     return event_pb2.Event(
         run=run.name,
         experiment=run.experiment,
-        stop_requested=event_pb2.StopRequested(reason=common_pb2.STOP_REASON_USER, message=f"event {i}"),
+        stop_requested=event_pb2.StopRequested(
+            reason=common_pb2.STOP_REASON_USER, message=f"event {i}".ljust(padding, ".")
+        ),
     )
 
 
-async def publish(stub, run, count: int, batch: int = 10, start: int = 0) -> None:
+async def publish(stub, run, count: int, batch: int = 10, start: int = 0, padding: int = 0) -> None:
     end = start + count
     for first in range(start, end, batch):
-        events = [stop_event(run, i) for i in range(first, min(first + batch, end))]
+        events = [stop_event(run, i, padding) for i in range(first, min(first + batch, end))]
         await stub.Publish(pb.PublishRequest(events=events))
 
 
@@ -36,10 +39,9 @@ async def collect(stub, request: pb.StreamEventsRequest, count: int, timeout: fl
             call = stub.StreamEvents(request)
             try:
                 async for message in call:
-                    if message.WhichOneof("content") == "event":
-                        events.append(message.event)
-                        if len(events) == count:
-                            break
+                    events += message.batch.events
+                    if len(events) >= count:
+                        break
             except grpc.aio.AioRpcError as exc:
                 if exc.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
                     raise
@@ -52,7 +54,7 @@ async def collect(stub, request: pb.StreamEventsRequest, count: int, timeout: fl
                 request = resumed
             finally:
                 call.cancel()
-    return events
+    return events[:count]  # a client that stops reading here resumes after the last one it kept
 
 
 async def test_publish_numbers_events_and_sets_their_type(services):
@@ -121,20 +123,20 @@ async def test_restart_of_the_notifier_loses_nothing(own_services):
 
 async def test_a_stuck_subscriber_is_cut_off_without_slowing_others(services):
     run = services.new_run()
-    total = 8000
+    total = 4000  # of 4 KiB: more than the transport buffers of a stream that is not read
     channel, stub = services.aio_notifier()
     async with channel:
         stuck = stub.StreamEvents(pb.StreamEventsRequest(run=run.name))
         await stuck.wait_for_connection()
         fast = asyncio.create_task(collect(stub, pb.StreamEventsRequest(run=run.name), total))
         await asyncio.sleep(0.3)
-        await publish(stub, run, total, batch=100)
+        await publish(stub, run, total, batch=100, padding=4096)
         assert [e.sequence for e in await fast] == list(range(1, total + 1))
         received = 0
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             async with asyncio.timeout(30):
                 async for message in stuck:
-                    received += message.WhichOneof("content") == "event"
+                    received += len(message.batch.events)
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert f"resume with after_sequence={received}" in caught.value.details()
     assert received < total
@@ -146,14 +148,16 @@ async def test_idle_streams_get_heartbeats(services):
     async with channel:
         await publish(stub, run, 3)
         call = stub.StreamEvents(pb.StreamEventsRequest(run=run.name, after_sequence=0))
-        kinds = []
+        messages = []
         async with asyncio.timeout(10):
             async for message in call:
-                kinds.append(message.WhichOneof("content"))
-                if kinds.count("heartbeat") == 2:
+                messages.append(message)
+                if len(messages) == 3:
                     break
         call.cancel()
-    assert kinds[:3] == ["event"] * 3 and kinds[3:] == ["heartbeat", "heartbeat"]
+    assert [e.sequence for e in messages[0].batch.events] == [1, 2, 3], "the replay, in one message"
+    assert [m.WhichOneof("content") for m in messages[1:]] == ["heartbeat", "heartbeat"]
+    assert [m.heartbeat.last_sequence for m in messages[1:]] == [3, 3]
 
 
 async def test_a_run_stream_can_end_with_the_run(services):
@@ -167,11 +171,8 @@ async def test_a_run_stream_can_end_with_the_run(services):
             run_finished=event_pb2.RunFinished(state=common_pb2.RUN_STATE_SUCCEEDED),
         )
         await stub.Publish(pb.PublishRequest(events=[finished]))
-        events = [
-            m.event
-            async for m in stub.StreamEvents(pb.StreamEventsRequest(run=run.name, after_sequence=0, end_with_run=True))
-            if m.WhichOneof("content") == "event"
-        ]
+        request = pb.StreamEventsRequest(run=run.name, after_sequence=0, end_with_run=True)
+        events = [e async for m in stub.StreamEvents(request) for e in m.batch.events]
     assert [e.type for e in events][-1] == event_pb2.EVENT_TYPE_RUN_FINISHED and len(events) == 3
 
 
@@ -198,3 +199,35 @@ async def test_unknown_run_and_other_tenants_are_not_found(services):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Publish(pb.PublishRequest(events=[stop_event(run, 0)]), metadata=[("x-automl-tenant", "bob")])
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_streams_share_a_message_budget_by_batching(tmp_path):
+    """With a budget of 100 messages/s for 5 streams, each stream sends at most
+    one message per 50 ms: events published faster arrive batched, all of them,
+    in order."""
+    services = start_services(tmp_path, {"AUTOML_STREAM_MESSAGES_PER_SECOND": "100"})
+    try:
+        run = services.new_run()
+        channel, stub = services.aio_notifier()
+        async with channel:
+            calls = [stub.StreamEvents(pb.StreamEventsRequest(run=run.name)) for _ in range(5)]
+            for call in calls:
+                await call.wait_for_connection()
+            await asyncio.sleep(0.3)
+            await publish(stub, run, 40, batch=1)
+
+            async def messages(call) -> list[list[int]]:
+                out: list[list[int]] = []
+                async with asyncio.timeout(20):
+                    async for message in call:
+                        out.append([e.sequence for e in message.batch.events])
+                        if out[-1] and out[-1][-1] == 40:
+                            return out
+                return out
+
+            received = await asyncio.gather(*(messages(call) for call in calls))
+    finally:
+        stop_services(services)
+    for batches in received:
+        assert [s for batch in batches for s in batch] == list(range(1, 41))
+        assert len(batches) < 40, "events that came within one stream's share of a second went out together"

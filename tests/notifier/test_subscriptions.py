@@ -33,10 +33,9 @@ async def read_events(call, count: int, timeout: float = 20) -> list[event_pb2.E
     events = []
     async with asyncio.timeout(timeout):
         async for message in call:
-            if message.WhichOneof("content") == "event":
-                events.append(message.event)
-                if len(events) == count:
-                    return events
+            events += message.batch.events
+            if len(events) >= count:
+                return events
     return events
 
 
