@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import grpc  # noqa: E402
+
 from automl.common import health  # noqa: E402
 from automl.common.settings import Settings, SettingsError, env_name  # noqa: E402
 
@@ -214,11 +216,16 @@ def cmd_demo(settings: Settings) -> int:
     if cmd_start(settings) != 0:
         return 1
     print()
-    healthy = print_status(settings)
+    if not print_status(settings):
+        return 1
     print()
-    print("All four services answer grpc.health.v1. The AutoML run of the demo arrives with the")
-    print("storage, runner and gateway issues; until then the public API answers UNIMPLEMENTED.")
-    return 0 if healthy else 1
+    from scripts.demo_run import demo
+
+    try:
+        return demo(settings)
+    except grpc.RpcError as exc:
+        print(f"the demo run failed: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
 
 
 def main() -> int:

@@ -116,13 +116,13 @@ def test_json_logs_carry_request_ids(tmp_path):
     try:
         wait_serving(target, "automl.v1.Runner", proc)
         with grpc.insecure_channel(target) as channel:
-            call = channel.unary_unary("/automl.v1.Runner/GetRunnerStatus", lambda m: b"", lambda b: b)
+            call = channel.unary_unary("/automl.v1.Runner/ExecuteRun", lambda m: b"", lambda b: b)
             with pytest.raises(grpc.RpcError):
                 call(b"", metadata=[("x-request-id", "trace-me")], timeout=5)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
     lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines()]
-    rpc = [line for line in lines if line.get("method") == "/automl.v1.Runner/GetRunnerStatus"]
-    assert rpc and rpc[0]["request_id"] == "trace-me" and rpc[0]["code"] == "UNIMPLEMENTED"
-    assert rpc[0]["service"] == "runner" and rpc[0]["level"] == "warning"
+    rpc = [line for line in lines if line.get("method") == "/automl.v1.Runner/ExecuteRun"]
+    assert rpc and rpc[0]["request_id"] == "trace-me" and rpc[0]["code"] == "INVALID_ARGUMENT"
+    assert rpc[0]["service"] == "runner" and rpc[0]["level"] == "info"  # a caller's mistake, not ours

@@ -86,6 +86,31 @@ class Settings:
     webhook_backoff_seconds: float = _setting(
         "AUTOML_WEBHOOK_BACKOFF_SECONDS", 0.5, "First retry delay of a failed webhook delivery; doubles each attempt."
     )
+    runner_max_workers: int = _setting(
+        "AUTOML_RUNNER_MAX_WORKERS",
+        0,
+        "Worker processes one runner uses at most, over all its runs. 0: the number of cores.",
+    )
+    runner_model_time_limit_seconds: float = _setting(
+        "AUTOML_RUNNER_MODEL_TIME_LIMIT_SECONDS",
+        300.0,
+        "Per-candidate time limit when a run sets none; the worker is killed past it.",
+    )
+    runner_worker_memory_mb: int = _setting(
+        "AUTOML_RUNNER_WORKER_MEMORY_MB",
+        4096,
+        "Resident memory one worker process may use; past it, the worker is killed and the candidate "
+        "recorded OUT_OF_MEMORY. 0: no limit.",
+    )
+    runner_stop_grace_seconds: float = _setting(
+        "AUTOML_RUNNER_STOP_GRACE_SECONDS",
+        5.0,
+        "When a run stops, how long candidates under way may finish before their workers are killed.",
+    )
+    runner_heartbeat_seconds: float = _setting(
+        "AUTOML_RUNNER_HEARTBEAT_SECONDS", 5.0, "How often a runner tells storage that each of its runs is alive."
+    )
+    runner_id: str = _setting("AUTOML_RUNNER_ID", "", "Id of this runner process. Empty: <hostname>-<pid>.")
     migrate_on_start: bool = _setting(
         "AUTOML_MIGRATE_ON_START", True, "Storage upgrades the database schema (Alembic) to head before serving."
     )
@@ -124,6 +149,9 @@ class Settings:
             raise SettingsError(f"AUTOML_LOG_LEVEL={self.log_level}: use DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"AUTOML_LOG_FORMAT={self.log_format}: use text or json")
+        for name in ("runner_max_workers", "runner_worker_memory_mb"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 or more")
         if self.blob_url.startswith("s3://") and not self.s3_endpoint:
             raise SettingsError("AUTOML_BLOB_URL is s3://...: set AUTOML_S3_ENDPOINT (host:port) too")
         for name in (
@@ -136,6 +164,9 @@ class Settings:
             "stream_messages_per_second",
             "webhook_max_attempts",
             "webhook_backoff_seconds",
+            "runner_model_time_limit_seconds",
+            "runner_stop_grace_seconds",
+            "runner_heartbeat_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")

@@ -68,20 +68,26 @@ class Event(_message.Message):
     def __init__(self, run: _Optional[str] = ..., experiment: _Optional[str] = ..., sequence: _Optional[int] = ..., global_sequence: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., model_evaluated: _Optional[_Union[ModelEvaluated, _Mapping]] = ..., model_failed: _Optional[_Union[ModelFailed, _Mapping]] = ..., run_state_changed: _Optional[_Union[RunStateChanged, _Mapping]] = ..., stop_requested: _Optional[_Union[StopRequested, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., model_trained: _Optional[_Union[ModelTrained, _Mapping]] = ..., model_tested: _Optional[_Union[ModelTested, _Mapping]] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("runner_id", "stop_conditions", "parallel_workers", "primary_metric", "task", "search_rows")
+    __slots__ = ("runner_id", "stop_conditions", "parallel_workers", "primary_metric", "task", "search_rows", "split_artifact", "holdout_rows", "feature_columns")
     RUNNER_ID_FIELD_NUMBER: _ClassVar[int]
     STOP_CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     PARALLEL_WORKERS_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_METRIC_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     SEARCH_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_ROWS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     runner_id: str
     stop_conditions: _common_pb2.StopConditions
     parallel_workers: int
     primary_metric: _common_pb2.Metric
     task: _common_pb2.Task
     search_rows: int
-    def __init__(self, runner_id: _Optional[str] = ..., stop_conditions: _Optional[_Union[_common_pb2.StopConditions, _Mapping]] = ..., parallel_workers: _Optional[int] = ..., primary_metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., search_rows: _Optional[int] = ...) -> None: ...
+    split_artifact: str
+    holdout_rows: int
+    feature_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, runner_id: _Optional[str] = ..., stop_conditions: _Optional[_Union[_common_pb2.StopConditions, _Mapping]] = ..., parallel_workers: _Optional[int] = ..., primary_metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., search_rows: _Optional[int] = ..., split_artifact: _Optional[str] = ..., holdout_rows: _Optional[int] = ..., feature_columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelEvaluated(_message.Message):
     __slots__ = ("model_result", "index", "model_family", "primary_score", "metrics", "fit_time_seconds", "folds_run", "is_new_best", "best_score", "models_evaluated", "models_failed")

@@ -262,6 +262,8 @@ class Hub:
                         f"this stream fell more than {self.queue_size} events behind and was ended: resume with {where}"
                     )
                 sent = False
+                if subscriber.pending:
+                    await self._pace(subscriber)
                 while subscriber.pending:
                     if batch := unseen(subscriber.take(MESSAGE_EVENTS)):
                         yield batch
@@ -274,19 +276,20 @@ class Hub:
                 subscriber.heartbeat_due = False
                 if sent:
                     subscriber.last_sent = time.monotonic()
-                    await self._pace()
         finally:
             self.subscribers.discard(subscriber)
 
-    async def _pace(self) -> None:
-        """Share the message budget among the streams: each waits its share of a
-        second before its next message. A gRPC message costs the event loop tens
-        of microseconds whatever it holds; without a budget, a thousand streams
-        sending one event each would saturate the loop, and every Publish would
-        wait behind them. With it, events that arrive meanwhile go out together."""
-        gap = len(self.subscribers) / self.messages_per_second
-        if gap >= 0.002:  # below that, a timer costs more than it saves
-            await asyncio.sleep(gap)
+    async def _pace(self, subscriber: Subscriber) -> None:
+        """Share the message budget among the streams: a stream sends at most one
+        message per its share of a second. A gRPC message costs the event loop
+        tens of microseconds whatever it holds; without a budget, a thousand
+        streams sending one event each would saturate the loop, and every
+        Publish would wait behind them. With it, the events that arrive within a
+        share go out together; a stream that was quiet longer sends at once."""
+        share = len(self.subscribers) / self.messages_per_second
+        wait = subscriber.last_sent + share - time.monotonic()
+        if wait >= 0.002:  # below that, a timer costs more than it saves
+            await asyncio.sleep(wait)
 
     async def _beat_forever(self) -> None:
         """Wake the streams that sent nothing for a heartbeat period: one timer

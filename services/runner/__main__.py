@@ -3,4 +3,5 @@
 from automl.common.server import run
 from services.runner.server import build
 
-run(build)
+if __name__ == "__main__":  # worker processes import the main module: they must not serve
+    run(build)

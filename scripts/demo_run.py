@@ -1,0 +1,124 @@
+"""The AutoML run of `make demo`: a real search on scikit-learn's breast
+cancer table (written to CSV at run time), followed live, then its
+leaderboard.
+
+Until the public gateway serves runs, the demo calls the internal services
+the gateway will call: storage (upload, experiment, run, leaderboard), the
+runner (execute) and the notifier (the live event stream).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterator
+
+import grpc
+
+from automl.common.settings import Settings
+from automl.v1 import (
+    common_pb2,
+    dataset_pb2,
+    event_pb2,
+    experiment_pb2,
+    notifier_service_pb2,
+    notifier_service_pb2_grpc,
+    run_pb2,
+    runner_service_pb2,
+    runner_service_pb2_grpc,
+    storage_service_pb2,
+    storage_service_pb2_grpc,
+)
+
+MODELS = 12
+
+
+def breast_cancer_csv() -> bytes:
+    from sklearn.datasets import load_breast_cancer
+
+    out = io.StringIO()
+    load_breast_cancer(as_frame=True).frame.to_csv(out, index=False)
+    return out.getvalue().encode()
+
+
+def demo(settings: Settings, out: object = sys.stdout) -> int:
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)  # type: ignore[call-overload]
+
+    storage = storage_service_pb2_grpc.StorageStub(grpc.insecure_channel(settings.storage_address))
+    runner = runner_service_pb2_grpc.RunnerStub(grpc.insecure_channel(settings.runner_address))
+    notifier = notifier_service_pb2_grpc.NotifierStub(grpc.insecure_channel(settings.notifier_address))
+
+    data = breast_cancer_csv()
+
+    def upload() -> Iterator[dataset_pb2.UploadDatasetRequest]:
+        yield dataset_pb2.UploadDatasetRequest(header=dataset_pb2.UploadDatasetHeader(display_name="breast cancer"))
+        yield dataset_pb2.UploadDatasetRequest(chunk=data)
+
+    dataset = storage.UploadDataset(upload(), timeout=60)
+    say(
+        f"uploaded {dataset.name}: {dataset.row_count} rows, {len(dataset.columns)} columns, {dataset.size_bytes} bytes"
+    )
+    experiment = storage.CreateExperiment(
+        experiment_pb2.CreateExperimentRequest(
+            experiment=experiment_pb2.Experiment(
+                display_name="demo", dataset=dataset.name, target_column="target", cv_folds=3, seed=0
+            )
+        ),
+        timeout=30,
+    )
+    say(
+        f"created {experiment.name}: {common_pb2.Task.Name(experiment.resolved_task)}, "
+        f"ranked by {common_pb2.Metric.Name(experiment.primary_metric)}"
+    )
+    run = storage.CreateRun(
+        storage_service_pb2.CreateRunRequest(
+            run=run_pb2.Run(experiment=experiment.name, stop_conditions=common_pb2.StopConditions(max_models=MODELS))
+        ),
+        timeout=30,
+    )
+    runner.ExecuteRun(runner_service_pb2.ExecuteRunRequest(name=run.name), timeout=120)
+    say(f"started {run.name}: {MODELS} candidates from aikit, 3-fold cross-validation, in worker processes")
+    say()
+    stream = notifier.StreamEvents(
+        notifier_service_pb2.StreamEventsRequest(run=run.name, after_sequence=0, end_with_run=True), timeout=600
+    )
+    for message in stream:
+        for event in message.batch.events:
+            show(event, say)
+    board = storage.GetLeaderboard(run_pb2.GetLeaderboardRequest(run=run.name, page_size=5), timeout=30)
+    say()
+    say(f"leaderboard of {run.name} (mean ± spread over folds):")
+    for entry in board.entries:
+        result = entry.model_result
+        score = next(m for m in result.metrics if m.metric == board.metric)
+        say(
+            f"  {entry.rank:>2}. {result.model_family:<24} {score.mean:.4f} ± {score.std:.4f}  "
+            f"fit {result.fit_time_seconds:.2f} s  {' > '.join(result.pipeline_steps)}"
+        )
+    final = storage.GetRun(run_pb2.GetRunRequest(name=run.name), timeout=30)
+    return 0 if final.state == common_pb2.RUN_STATE_SUCCEEDED else 1
+
+
+def show(event: event_pb2.Event, say: object) -> None:
+    kind = event.WhichOneof("payload")
+    payload = getattr(event, kind)
+    if kind == "model_evaluated":
+        best = "  new best" if payload.is_new_best else ""
+        line = f"  model {payload.index:>2}  {payload.model_family:<24} {payload.primary_score:.4f}{best}"
+    elif kind == "model_failed":
+        outcome = run_pb2.ModelResult.Outcome.Name(payload.outcome)
+        line = f"  model {payload.index:>2}  {payload.model_family:<24} {outcome}: {payload.error_message[:60]}"
+    elif kind == "run_finished":
+        state, reason = common_pb2.RunState.Name(payload.state), common_pb2.StopReason.Name(payload.stop_reason)
+        seconds = payload.duration.ToTimedelta().total_seconds()
+        line = f"run finished: {state} ({reason}), {payload.models_evaluated} models in {seconds:.1f} s"
+        if payload.HasField("best_score"):
+            line += f", best {payload.best_score:.4f}"
+    elif kind == "run_started":
+        line = (
+            f"runner {payload.runner_id}: {payload.search_rows} search rows, {payload.holdout_rows} kept for the test"
+        )
+    else:
+        return
+    say(line)  # type: ignore[operator]

@@ -1,0 +1,199 @@
+"""aikit's candidate generator for one run: default models first, then random
+exploration, then (past ten results) proposals guided by a model of the
+results so far.
+
+aikit's generator talks to its guider through files (a FolderDataPersister);
+the run keeps such a folder of its own and writes every result there, so the
+guider sees what the runner saw. The guided phase draws from numpy's global
+random state (np.random.choice, a RandomForest without a seed): each draw
+runs with the run's own state swapped in, under a lock, so that runs sharing
+a process do not disturb each other and a seed reproduces its candidates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automl.common.errors import InvalidArgument
+from automl.v1 import common_pb2 as c
+from services.runner import aikit_compat
+
+_GLOBAL_RNG = threading.Lock()
+MAX_DUPLICATE_DRAWS = 200
+
+
+@dataclass(frozen=True)
+class Candidate:
+    job_id: str
+    """aikit's id: md5 of the model description."""
+    job_type: str
+    """default, block_search, exploration or guided."""
+    job_param: dict[str, Any]
+    """What a worker needs: model_json, stopping_round, stopping_threshold."""
+    model_json: str
+    """The model description in aikit's JSON encoding."""
+    model_family: str
+    pipeline_steps: list[str]
+
+
+class Exhausted(Exception):
+    """The generator keeps proposing candidates already evaluated."""
+
+
+def available_families(X: pd.DataFrame, y: pd.Series, task: int) -> list[str]:
+    """aikit model names that suit the task on this table."""
+    return [name for step, name in _config(X, y, task).models_to_keep if step == "Model"]
+
+
+def _config(X: pd.DataFrame, y: pd.Series, task: int) -> Any:
+    aikit_compat.load()
+    from aikit.enums import TypeOfProblem
+    from aikit.ml_machine import AutoMlConfig
+
+    config = AutoMlConfig(dfX=X, y=y)
+    config.guess_everything()
+    # The experiment decided the task; aikit's guess may differ (e.g. integer classes).
+    wanted = TypeOfProblem.REGRESSION if task == c.TASK_REGRESSION else TypeOfProblem.CLASSIFICATION
+    if config.type_of_problem != wanted:
+        config.type_of_problem = wanted
+    return config
+
+
+class Candidates:
+    """The run's candidate stream; next() draws one, record() feeds a result back."""
+
+    def __init__(
+        self,
+        X: pd.DataFrame,
+        y: pd.Series,
+        task: int,
+        families: list[str],
+        scorer_names: list[str],
+        seed: int,
+        folder: Path,
+    ) -> None:
+        aikit_compat.load()
+        from aikit.ml_machine import AutoMlModelGuider, AutoMlResultReader, JobConfig
+        from aikit.ml_machine.data_persister import FolderDataPersister, SavingType
+        from aikit.ml_machine.ml_machine import JobManagerQueue
+
+        self._saving = SavingType
+        config = _config(X, y, task)
+        if families:
+            known = [name for step, name in config.models_to_keep if step == "Model"]
+            unknown = [f for f in families if f not in known]
+            if unknown:
+                raise InvalidArgument.field(
+                    "experiment.allowed_model_families",
+                    f"unknown for {c.Task.Name(task)}: {', '.join(unknown)}; known: {', '.join(known)}",
+                )
+            config.filter_models(Model=list(families))
+            config.guess_models_to_keep_block_search()
+        job = JobConfig()
+        job.cv = 5  # the workers use the experiment's folds; aikit only needs a valid value here
+        job.scoring = list(scorer_names)
+        job.main_scorer = scorer_names[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        self.persister = FolderDataPersister(base_folder=str(folder))
+        guider = AutoMlModelGuider(result_reader=AutoMlResultReader(self.persister), job_config=job)
+        self._state = np.random.RandomState(seed % 2**32)
+        with self._own_random_state():
+            self.queue = JobManagerQueue(
+                config, job, guider, self.persister, random_state=np.random.RandomState(seed % 2**32)
+            )
+        self.seen: set[str] = set()
+
+    @contextlib.contextmanager
+    def _own_random_state(self) -> Iterator[None]:
+        with _GLOBAL_RNG:
+            saved = np.random.get_state()
+            np.random.set_state(self._state.get_state())
+            try:
+                yield
+            finally:
+                self._state.set_state(np.random.get_state())
+                np.random.set_state(saved)
+
+    def next(self) -> Candidate:
+        """Draw a candidate not evaluated yet in this run (blocking: the guided
+        phase fits a model; call it from a thread)."""
+        for _ in range(MAX_DUPLICATE_DRAWS):
+            with self._own_random_state():
+                job_id = self.queue.remove()
+            if job_id in self.seen:
+                continue
+            self.seen.add(job_id)
+            job_param = self.persister.read(job_id, path="job_param", write_type=self._saving.json)
+            from aikit.tools.json_helper import json_encoder
+
+            model = job_param["model_json"]
+            family, steps = describe(model)
+            return Candidate(
+                job_id=job_id,
+                job_type=job_param.get("job_type", ""),
+                job_param={
+                    "model_json": model,
+                    "stopping_round": job_param.get("stopping_round"),
+                    "stopping_threshold": job_param.get("stopping_threshold"),
+                },
+                # What aikit's save_json writes (its SpecialJSONEncoder.encode encodes twice).
+                model_json=json.dumps(json_encoder(model)),
+                model_family=family,
+                pipeline_steps=steps,
+            )
+        raise Exhausted(f"the generator proposed only evaluated candidates {MAX_DUPLICATE_DRAWS} times in a row")
+
+    def record(self, job_id: str, rows: list[dict[str, Any]] | None, error: str = "") -> None:
+        """Tell the guider how a candidate did (rows: aikit's score table)."""
+        if rows is not None:
+            self.persister.write(data=pd.DataFrame(rows), key=job_id, path="result", write_type=self._saving.csv)
+        else:
+            self.persister.write(data=error, key=job_id, path="error", write_type=self._saving.txt)
+
+
+def describe(model: Any) -> tuple[str, list[str]]:
+    """(final estimator, steps in order) of an aikit model description:
+    (class, *args, params) for one model, where an argument may itself be a
+    model (a wrapper such as BoxCoxTargetTransformer(Ridge)), or
+    ("GraphPipeline", {"models": {name: model}, "edges": [(a, b, ...), ...]})."""
+    try:
+        return _describe(model)
+    except (TypeError, ValueError, KeyError, IndexError):  # an unforeseen shape: show it whole
+        return str(model)[:100], []
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) >= 2 and isinstance(value[0], str) and isinstance(value[-1], dict)
+
+
+def _describe(model: Any) -> tuple[str, list[str]]:
+    kind = str(model[0])
+    if kind != "GraphPipeline":
+        inner = [arg for arg in model[1:-1] if _is_model(arg)]
+        if not inner:
+            return kind, [kind]
+        family, steps = _describe(inner[-1])
+        return family, [kind, *steps]
+    params = model[-1]
+    models, edges = params["models"], params.get("edges", [])
+    order: list[str] = []
+    for edge in edges:
+        for node in edge:
+            if node not in order:
+                order.append(node)
+    order += [n for n in models if n not in order]
+    sources = {n for edge in edges for n in edge[:-1]}
+    final = [n for n in order if n not in sources] or order[-1:]
+    steps: list[str] = []
+    for name in order:
+        steps += _describe(models[name])[1]
+    return _describe(models[final[-1]])[0], steps

@@ -1,0 +1,143 @@
+"""The runner's calls to storage and the notifier, for one tenant: every call
+carries the tenant explicitly (background work outlives the call that
+started it) and the channel's deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import grpc
+
+from automl.common import context
+from automl.v1 import (
+    dataset_pb2,
+    event_pb2,
+    experiment_pb2,
+    notifier_service_pb2,
+    notifier_service_pb2_grpc,
+    run_pb2,
+    storage_service_pb2,
+    storage_service_pb2_grpc,
+)
+from services.runner.execution import RunGone
+
+log = logging.getLogger("automl.runner.clients")
+
+CHUNK = 1024 * 1024
+RETRIES = 5
+GONE = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
+
+
+class Services:
+    """Storage and notifier, as this tenant sees them."""
+
+    def __init__(self, storage: grpc.aio.Channel, notifier: grpc.aio.Channel, tenant: str) -> None:
+        self.storage = storage_service_pb2_grpc.StorageStub(storage)
+        self.notifier = notifier_service_pb2_grpc.NotifierStub(notifier)
+        self.tenant = tenant
+        self.metadata = [(context.TENANT_KEY, tenant)] if tenant else []
+
+    async def get_run(self, name: str) -> run_pb2.Run:
+        return await self.storage.GetRun(run_pb2.GetRunRequest(name=name), metadata=self.metadata)
+
+    async def get_experiment(self, name: str) -> experiment_pb2.Experiment:
+        return await self.storage.GetExperiment(experiment_pb2.GetExperimentRequest(name=name), metadata=self.metadata)
+
+    async def get_dataset(self, name: str) -> dataset_pb2.Dataset:
+        return await self.storage.GetDataset(dataset_pb2.GetDatasetRequest(name=name), metadata=self.metadata)
+
+    async def download(self, name: str, path: Path) -> int:
+        """Stream a dataset's bytes into a file; returns the size."""
+        size = 0
+        with path.open("wb") as out:
+            call = self.storage.DownloadDataset(dataset_pb2.DownloadDatasetRequest(name=name), metadata=self.metadata)
+            async for message in call:
+                out.write(message.chunk)
+                size += len(message.chunk)
+        return size
+
+    async def write_artifact(self, kind: str, payload: bytes) -> storage_service_pb2.Artifact:
+        async def requests() -> AsyncIterator[storage_service_pb2.WriteArtifactRequest]:
+            yield storage_service_pb2.WriteArtifactRequest(header=storage_service_pb2.WriteArtifactHeader(kind=kind))
+            for start in range(0, len(payload), CHUNK):
+                yield storage_service_pb2.WriteArtifactRequest(chunk=payload[start : start + CHUNK])
+
+        return await self.storage.WriteArtifact(requests(), metadata=self.metadata, timeout=60)
+
+    async def set_state(
+        self, name: str, expected: Sequence[int], state: int, reason: int = 0, message: str = "", runner_id: str = ""
+    ) -> run_pb2.Run:
+        request = storage_service_pb2.UpdateRunStateRequest(
+            name=name,
+            expected_states=list(expected),
+            state=state,
+            stop_reason=reason,
+            status_message=message,
+            runner_id=runner_id,
+        )
+        return await self._retry(lambda: self.storage.UpdateRunState(request, metadata=self.metadata))
+
+    async def publish(self, events: list[event_pb2.Event]) -> None:
+        """Publish events; they are a view of what storage holds, so a notifier
+        that stays away costs watchers their live feed, not the results."""
+        request = notifier_service_pb2.PublishRequest(events=events)
+        try:
+            await self._retry(lambda: self.notifier.Publish(request, metadata=self.metadata))
+        except grpc.aio.AioRpcError as exc:
+            log.error("events not published", extra={"count": len(events), "error": exc.code().name})
+
+    async def _retry(self, call: object) -> object:
+        delay = 0.25
+        for attempt in range(RETRIES):
+            try:
+                return await call()  # type: ignore[operator]
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.UNAVAILABLE or attempt == RETRIES - 1:
+                    raise
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+
+class GrpcRecorder:
+    """execution.RunRecorder over storage and the notifier."""
+
+    def __init__(self, services: Services, run: str, runner_id: str) -> None:
+        self.services = services
+        self.run = run
+        self.runner_id = runner_id
+
+    async def set_state(self, expected: Sequence[int], state: int, reason: int = 0, message: str = "") -> run_pb2.Run:
+        try:
+            return await self.services.set_state(self.run, expected, state, reason, message)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in GONE:
+                raise RunGone(exc.details()) from None
+            raise
+
+    async def heartbeat(self) -> run_pb2.Run:
+        request = storage_service_pb2.HeartbeatRunRequest(name=self.run, runner_id=self.runner_id)
+        try:
+            return await self.services.storage.HeartbeatRun(request, metadata=self.services.metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in GONE:
+                raise RunGone(exc.details()) from None
+            raise
+
+    async def store_result(self, result: run_pb2.ModelResult) -> tuple[run_pb2.ModelResult, run_pb2.Run]:
+        request = storage_service_pb2.BatchCreateModelResultsRequest(run=self.run, model_results=[result])
+        try:
+            reply = await self.services._retry(
+                lambda: self.services.storage.BatchCreateModelResults(request, metadata=self.services.metadata)
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in GONE:
+                raise RunGone(exc.details()) from None
+            raise
+        return reply.model_results[0], reply.run  # type: ignore[attr-defined]
+
+    async def publish(self, events: list[event_pb2.Event]) -> None:
+        await self.services.publish(events)

@@ -1,0 +1,291 @@
+"""The runner: takes PENDING runs, checks that their data can be searched,
+claims them and executes them in the background, within its worker capacity.
+
+A run is checked before it is claimed, so a run whose data cannot be searched
+goes from PENDING straight to FAILED (its ExecuteRun answers INVALID_ARGUMENT)
+and is never left PENDING; the claim is storage's compare-and-set, so two
+runners never execute the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pickle
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from automl.common import errors
+from automl.common.channels import connect
+from automl.common.errors import FieldViolation, InvalidArgument
+from automl.common.settings import Settings
+from automl.v1 import common_pb2 as c
+from automl.v1 import event_pb2, run_pb2, runner_service_pb2
+from services.runner import aikit_compat, problem, scoring, workers
+from services.runner.candidates import Candidates
+from services.runner.clients import GrpcRecorder, Services
+from services.runner.execution import Execution, Limits, RunGone
+
+log = logging.getLogger("automl.runner")
+
+
+@dataclass
+class Prepared:
+    """A run checked and ready to claim."""
+
+    run: run_pb2.Run
+    problem: problem.Problem
+    candidates: Candidates
+    limits: Limits
+    scorers: list[scoring.Scorer]
+    workers: int
+    folder: Path
+    split_artifact: str
+
+
+class Runner:
+    """The runner's state: its executions and its capacity."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runner_id = settings.runner_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.max_workers = settings.runner_max_workers or os.cpu_count() or 1
+        self.folder = settings.data_dir.resolve() / "runner" / self.runner_id
+        self.executions: dict[str, Execution] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.reserved = 0
+        self.start_time = timestamp_pb2.Timestamp()
+        self.storage: grpc.aio.Channel
+        self.notifier: grpc.aio.Channel
+
+    # ------------------------------------------------------------ lifespan
+
+    async def start(self) -> None:
+        # Fail at start-up, not mid-run, when aikit cannot be patched.
+        aikit_compat.load()
+        shutil.rmtree(self.folder, ignore_errors=True)  # leftovers of a previous process with this id
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # The fork server imports aikit once (seconds): do it now, not on the first run.
+        from multiprocessing import forkserver
+
+        workers.context()
+        await asyncio.to_thread(forkserver.ensure_running)
+        self.storage = connect(self.settings.storage_address, self.settings)
+        self.notifier = connect(self.settings.notifier_address, self.settings)
+        self.start_time.GetCurrentTime()
+        log.info("runner ready", extra={"runner_id": self.runner_id, "max_workers": self.max_workers})
+
+    async def stop(self) -> None:
+        """Shutting down: the runs under way end FAILED (RUNNER_LOST) with
+        every result already stored."""
+        for execution in list(self.executions.values()):
+            execution.pool.interrupt()
+            with contextlib.suppress(Exception):
+                await execution.request_stop(c.STOP_REASON_RUNNER_LOST, "the runner shut down", grace=0)
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()), timeout=self.settings.shutdown_grace_seconds)
+        await self.storage.close()
+        await self.notifier.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # ---------------------------------------------------------------- runs
+
+    @property
+    def busy_workers(self) -> int:
+        return self.reserved
+
+    async def execute(self, tenant: str, name: str) -> run_pb2.Run:
+        """Check, claim and start a PENDING run."""
+        services = Services(self.storage, self.notifier, tenant)
+        run = await services.get_run(name)
+        if run.state != c.RUN_STATE_PENDING:
+            raise errors.FailedPrecondition(f"{name} is {c.RunState.Name(run.state)}, not RUN_STATE_PENDING")
+        if name in self.executions:
+            raise errors.FailedPrecondition(f"{name} is already executed by this runner")
+        wanted = min(run.parallel_workers or self.max_workers, self.max_workers)
+        if self.reserved + wanted > self.max_workers:
+            raise errors.ResourceExhausted(
+                f"runner {self.runner_id} has {self.max_workers - self.reserved} of {self.max_workers} workers free; "
+                f"{name} needs {wanted}: retry later or on another runner"
+            )
+        self.reserved += wanted
+        started = False
+        folder = self.folder / name.removeprefix("runs/")
+        try:
+            try:
+                prepared = await self._prepare(services, run, wanted, folder)
+            except InvalidArgument as exc:
+                await self._refuse(services, run, exc)
+                raise
+            claimed = await services.set_state(
+                name, [c.RUN_STATE_PENDING], c.RUN_STATE_RUNNING, runner_id=self.runner_id
+            )
+            self._launch(services, prepared, claimed)
+            started = True
+            return claimed
+        finally:
+            if not started:
+                self.reserved -= wanted
+                shutil.rmtree(folder, ignore_errors=True)
+
+    async def _prepare(self, services: Services, run: run_pb2.Run, wanted: int, folder: Path) -> Prepared:
+        experiment = await services.get_experiment(run.experiment)
+        dataset = await services.get_dataset(experiment.dataset)
+        limits = Limits.of(run.stop_conditions, self.settings.runner_model_time_limit_seconds)
+        if problems := limits.problems():
+            raise InvalidArgument.of([FieldViolation(f, d) for f, d in problems])
+        folder.mkdir(parents=True, exist_ok=True)
+        csv = folder / "dataset.csv"
+        await services.download(dataset.name, csv)
+        data = await asyncio.to_thread(problem.load, csv, dataset, experiment)
+        csv.unlink()
+        try:
+            scorers = scoring.scorers(data.task, run.primary_metric or experiment.primary_metric)
+        except ValueError as exc:
+            raise InvalidArgument.field("experiment.primary_metric", str(exc)) from None
+        candidates = await asyncio.to_thread(
+            Candidates,
+            data.X,
+            data.y,
+            data.task,
+            list(experiment.allowed_model_families),
+            [s.name for s in scorers],
+            data.seed,
+            folder / "aikit",
+        )
+        with (folder / "data.pkl").open("wb") as f:
+            pickle.dump((data.X, data.y), f, protocol=pickle.HIGHEST_PROTOCOL)
+        split = json.dumps(data.split_record(dataset, experiment), sort_keys=True).encode()
+        artifact = await services.write_artifact("split/json", split)
+        return Prepared(run, data, candidates, limits, scorers, wanted, folder, artifact.name)
+
+    async def _refuse(self, services: Services, run: run_pb2.Run, error: InvalidArgument) -> None:
+        """The run cannot be searched: PENDING -> FAILED, with the reason."""
+        try:
+            failed = await services.set_state(
+                run.name, [c.RUN_STATE_PENDING], c.RUN_STATE_FAILED, c.STOP_REASON_ERROR, error.message
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("cannot mark the refused run FAILED", extra={"run": run.name, "error": exc.code().name})
+            return
+        events = [
+            event_pb2.Event(
+                run=run.name,
+                experiment=run.experiment,
+                run_state_changed=event_pb2.RunStateChanged(
+                    previous_state=c.RUN_STATE_PENDING,
+                    state=c.RUN_STATE_FAILED,
+                    stop_reason=c.STOP_REASON_ERROR,
+                    message=error.message,
+                ),
+            ),
+            event_pb2.Event(
+                run=run.name,
+                experiment=run.experiment,
+                run_finished=event_pb2.RunFinished(
+                    state=c.RUN_STATE_FAILED, stop_reason=c.STOP_REASON_ERROR, message=failed.status_message
+                ),
+            ),
+        ]
+        for event in events:
+            event.create_time.GetCurrentTime()
+        await services.publish(events)
+        log.info("run refused", extra={"run": run.name, "reason": error.message})
+
+    def _launch(self, services: Services, prepared: Prepared, run: run_pb2.Run) -> None:
+        setup = {
+            "classification": prepared.problem.task == c.TASK_CLASSIFICATION,
+            "folds": prepared.problem.folds,
+            "seed": prepared.problem.random_state,
+            "scorers": [s.name for s in prepared.scorers],
+        }
+        execution = Execution(
+            run=run,
+            task=prepared.problem.task,
+            limits=prepared.limits,
+            scorers=prepared.scorers,
+            candidates=prepared.candidates,
+            pool=workers.Pool(prepared.workers, str(prepared.folder / "data.pkl"), setup),
+            recorder=GrpcRecorder(services, run.name, self.runner_id),
+            grace=self.settings.runner_stop_grace_seconds,
+            memory_limit=self.settings.runner_worker_memory_mb * 2**20,
+            heartbeat_seconds=self.settings.runner_heartbeat_seconds,
+        )
+        self.executions[run.name] = execution
+        started = execution.event(
+            run_state_changed=event_pb2.RunStateChanged(previous_state=c.RUN_STATE_PENDING, state=c.RUN_STATE_RUNNING)
+        )
+        begun = execution.event(
+            run_started=event_pb2.RunStarted(
+                runner_id=self.runner_id,
+                stop_conditions=run.stop_conditions,
+                parallel_workers=prepared.workers,
+                primary_metric=run.primary_metric,
+                task=prepared.problem.task,
+                search_rows=len(prepared.problem.search_rows),
+                split_artifact=prepared.split_artifact,
+                holdout_rows=len(prepared.problem.holdout_rows),
+                feature_columns=list(prepared.problem.columns.values()),
+            )
+        )
+
+        async def execute() -> None:
+            try:
+                await services.publish([started, begun])
+                await execution.execute()
+            finally:
+                self.executions.pop(run.name, None)
+                self.tasks.pop(run.name, None)
+                self.reserved -= prepared.workers
+                shutil.rmtree(prepared.folder, ignore_errors=True)
+
+        self.tasks[run.name] = asyncio.create_task(execute(), name=f"execute {run.name}")
+        log.info("run started", extra={"run": run.name, "workers": prepared.workers})
+
+    async def stop_execution(self, name: str, reason: int, message: str, grace: float | None) -> run_pb2.Run:
+        execution = self.executions.get(name)
+        if execution is None:
+            raise errors.NotFound(f"runner {self.runner_id} does not execute {name}")
+        try:
+            return await execution.request_stop(reason, message, grace)
+        except RunGone as exc:
+            raise errors.FailedPrecondition(f"{name} already ended: {exc}") from None
+
+    def status(self) -> runner_service_pb2.RunnerStatus:
+        from automl import __version__
+
+        return runner_service_pb2.RunnerStatus(
+            runner_id=self.runner_id,
+            version=__version__,
+            aikit_version=version("aikit"),
+            max_workers=self.max_workers,
+            busy_workers=self.busy_workers,
+            active_runs=[
+                runner_service_pb2.ActiveRun(
+                    run=name,
+                    state=e.run.state,
+                    workers=e.pool.size,
+                    models_evaluated=e.progress.done,
+                )
+                for name, e in self.executions.items()
+            ],
+            executor="local",
+            start_time=self.start_time,
+        )

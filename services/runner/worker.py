@@ -1,0 +1,106 @@
+"""What runs inside a worker process: one candidate's cross-validation at a time.
+
+The runner's fork server preloads this module, so every worker starts with
+aikit imported and patched, and only has to load its run's data. A worker
+talks to its parent over one pipe:
+
+    parent -> worker   (job_id, job_param)      evaluate this candidate
+                       None                      exit
+    worker -> parent   ("ready", pid)            data loaded, waiting for jobs
+                       ("ok", job_id, rows)      aikit's score table, one dict per fold
+                       ("error", job_id, text)   the candidate raised
+
+Time limits and the memory guard are the parent's job: it kills the process.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import traceback
+import warnings
+from multiprocessing.connection import Connection
+from typing import Any
+
+from services.runner import aikit_compat
+
+aikit_compat.load()
+
+from aikit.cross_validation import cross_validation  # noqa: E402  (after the compatibility layer)
+from aikit.model_definition import sklearn_model_from_param  # noqa: E402
+from aikit.scorer import SCORERS  # noqa: E402
+from sklearn.model_selection import KFold, StratifiedKFold  # noqa: E402
+
+ERROR_CHARS = 4000
+
+
+class Evaluator:
+    """Cross-validates candidates on one table, as aikit's MlJobRunner.do_job
+    does, but with our folds (seeded by the experiment) and no files."""
+
+    def __init__(self, X: Any, y: Any, classification: bool, folds: int, seed: int, scorer_names: list[str]) -> None:
+        self.X = X
+        self.y = y
+        splitter = StratifiedKFold if classification else KFold
+        self.cv = splitter(n_splits=folds, shuffle=True, random_state=seed)
+        self.scorers = {name: SCORERS[name] for name in scorer_names}
+        self.method = "predict_proba" if classification else "predict"
+
+    def evaluate(self, job_param: dict[str, Any]) -> list[dict[str, Any]]:
+        model = sklearn_model_from_param(job_param["model_json"])
+        result = cross_validation(
+            model,
+            X=self.X,
+            y=self.y,
+            cv=self.cv,
+            scoring=self.scorers,
+            verbose=0,
+            method=self.method,
+            stopping_round=job_param.get("stopping_round"),
+            stopping_threshold=job_param.get("stopping_threshold"),
+        )
+        return result.to_dict(orient="records")
+
+
+def describe(exc: BaseException) -> str:
+    """The error and where it happened, short enough to store and show."""
+    text = f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {os.path.basename(last.filename)}:{last.lineno} in {last.name})"
+    return text[:ERROR_CHARS]
+
+
+def main(conn: Connection, data_path: str, setup: dict[str, Any]) -> None:
+    """Entry point of a worker process."""
+    from threadpoolctl import threadpool_limits
+
+    # One core per worker: the pool is the parallelism. Without this, each
+    # LightGBM or BLAS call would start a thread per core and workers would fight.
+    threadpool_limits(1)
+    # Candidates chatter: LightGBM's C++ warnings and joblib's progress lines go
+    # to stdout, convergence and deprecation warnings to stderr, thousands per
+    # run. Errors still reach stderr, and each failure is stored with its result.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    warnings.simplefilter("ignore")
+    with open(data_path, "rb") as f:
+        X, y = pickle.load(f)
+    evaluator = Evaluator(X, y, setup["classification"], setup["folds"], setup["seed"], setup["scorers"])
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        job_id, job_param = message
+        try:
+            rows = evaluator.evaluate(job_param)
+        except Exception as exc:  # noqa: BLE001 - a candidate failing for any reason is a result
+            conn.send(("error", job_id, describe(exc)))
+        else:
+            conn.send(("ok", job_id, rows))

@@ -1,0 +1,177 @@
+"""The runner's domain logic without processes: reading and checking the
+problem, scoring summaries, stop conditions, aikit model descriptions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from automl.common.errors import InvalidArgument
+from automl.v1 import common_pb2 as c
+from automl.v1 import dataset_pb2, experiment_pb2
+from services.runner import problem, scoring
+from services.runner.candidates import describe
+from services.runner.execution import Limits, Progress, limit_reached
+from tests.runner.conftest import mixed_table, seconds
+
+
+def experiment(target: str = "label", task: int = c.TASK_CLASSIFICATION, **fields: object):
+    fields.setdefault("primary_metric", c.METRIC_ACCURACY if task == c.TASK_CLASSIFICATION else c.METRIC_R2)
+    return experiment_pb2.Experiment(
+        name="experiments/e", dataset="datasets/d", target_column=target, resolved_task=task, cv_folds=3, **fields
+    )
+
+
+def refusal(frame: pd.DataFrame, exp: experiment_pb2.Experiment, dataset=None) -> InvalidArgument:
+    with pytest.raises(InvalidArgument) as caught:
+        problem.prepare(frame, dataset or dataset_pb2.Dataset(), exp)
+    return caught.value
+
+
+def test_mixed_table_is_split_stratified_seeded_and_sanitized():
+    frame = mixed_table(300)
+    made = problem.prepare(frame, dataset_pb2.Dataset(), experiment(seed=7))
+    assert len(made.holdout_rows) == 60 and len(made.search_rows) == 240
+    assert sorted(made.holdout_rows + made.search_rows) == list(range(300))
+    assert made.y.value_counts().to_dict() == {"no": 120, "yes": 120}  # stratified
+    assert list(made.columns) == ["amount_eur", "colour_main", "note", "ratio_x"]
+    assert list(made.columns.values()) == ["amount: eur", "colour[main]", "note", "ratio,x"]
+    again = problem.prepare(frame, dataset_pb2.Dataset(), experiment(seed=7))
+    other = problem.prepare(frame, dataset_pb2.Dataset(), experiment(seed=8))
+    assert again.holdout_rows == made.holdout_rows != other.holdout_rows
+
+
+def test_rows_without_target_are_left_out_and_counted():
+    frame = mixed_table(100)
+    frame.loc[[3, 5], "label"] = np.nan
+    made = problem.prepare(frame, dataset_pb2.Dataset(), experiment())
+    assert made.rows_without_target == 2
+    assert 3 not in made.holdout_rows + made.search_rows
+
+
+def test_identifier_and_excluded_columns_are_not_features():
+    frame = mixed_table(100).assign(row_id=range(100))
+    dataset = dataset_pb2.Dataset(
+        columns=[dataset_pb2.ColumnProfile(name="row_id", inferred_type=c.COLUMN_TYPE_IDENTIFIER)]
+    )
+    made = problem.prepare(frame, dataset, experiment(excluded_columns=["note"]))
+    assert "row_id" not in made.X and "note" not in made.X
+    assert made.dropped == {"note": "excluded by the experiment", "row_id": "an identifier (distinct on every row)"}
+
+
+def test_a_class_of_one_row_is_refused_naming_it():
+    frame = mixed_table(100)
+    frame.loc[0, "label"] = "maybe"
+    error = refusal(frame, experiment())
+    assert error.violations[0].field == "experiment.target_column"
+    assert "'maybe' (1 row)" in error.message and "lower cv_folds" in error.message
+
+
+def test_one_class_is_refused():
+    frame = mixed_table(50).assign(label="yes")
+    assert "one class only" in refusal(frame, experiment()).message
+
+
+def test_a_target_without_values_is_refused():
+    frame = mixed_table(50).assign(label=np.nan)
+    assert "no value on any row" in refusal(frame, experiment()).message
+
+
+def test_regression_on_a_text_target_is_refused():
+    error = refusal(mixed_table(50), experiment(task=c.TASK_REGRESSION))
+    assert error.violations[0].field == "experiment.task"
+    assert "holds text such as" in error.message
+
+
+def test_constant_features_are_refused():
+    frame = pd.DataFrame({"a": [1] * 60, "b": ["x"] * 60, "label": ["p", "q"] * 30})
+    assert "every feature column is constant" in refusal(frame, experiment()).message
+
+
+def test_no_feature_left_is_refused():
+    frame = pd.DataFrame({"a": range(60), "label": ["p", "q"] * 30})
+    error = refusal(frame, experiment(excluded_columns=["a"]))
+    assert error.violations[0].field == "experiment.excluded_columns"
+
+
+def test_sanitized_names_stay_unique():
+    assert list(problem.sanitized_names(["a:b", "a,b", "a b", '"q"', ""])) == ["a_b", "a_b_2", "a_b_3", "q", "column"]
+
+
+def test_summary_is_in_natural_units_with_population_spread():
+    rows = [
+        {"fold_nb": 0, "test_r2": 0.5, "train_r2": 0.9, "test_neg_root_mean_squared_error": -2.0, "fit_time": 1.0},
+        {"fold_nb": 1, "test_r2": 0.7, "train_r2": 0.8, "test_neg_root_mean_squared_error": -4.0, "fit_time": 2.0},
+    ]
+    used = scoring.scorers(c.TASK_REGRESSION, c.METRIC_RMSE)
+    summary = scoring.summarize(rows, used)
+    by_metric = {m["metric"]: m for m in summary.metrics}
+    assert summary.primary_score == pytest.approx(3.0)
+    assert by_metric[c.METRIC_RMSE]["std"] == pytest.approx(1.0)
+    assert by_metric[c.METRIC_R2]["mean"] == pytest.approx(0.6)
+    assert by_metric[c.METRIC_R2]["train_mean"] == pytest.approx(0.85)
+    assert c.METRIC_MAE not in by_metric  # not in the table: not reported
+    assert summary.fit_time == 3.0 and summary.folds_run == 2
+
+
+def test_a_metric_undefined_on_a_fold_is_not_summarized():
+    rows = [{"test_accuracy": 0.9, "test_avg_roc_auc": math.nan}, {"test_accuracy": 0.8, "test_avg_roc_auc": 0.7}]
+    summary = scoring.summarize(rows, scoring.scorers(c.TASK_CLASSIFICATION, c.METRIC_ROC_AUC))
+    assert summary.primary_score is None
+    assert [m["metric"] for m in summary.metrics] == [c.METRIC_ACCURACY]
+
+
+def test_metric_must_suit_the_task():
+    with pytest.raises(ValueError, match="does not suit"):
+        scoring.scorers(c.TASK_REGRESSION, c.METRIC_ACCURACY)
+
+
+def limits(**conditions: object) -> Limits:
+    return Limits.of(c.StopConditions(**conditions), default_time_limit=300)
+
+
+def test_stop_conditions_in_order_and_direction():
+    progress = Progress(done=5, best_score=0.31, best_result="modelResults/x", since_improvement=3)
+    assert limit_reached(limits(max_models=10), c.METRIC_RMSE, progress, 1) is None
+    reason, message = limit_reached(limits(target_score=0.35), c.METRIC_RMSE, progress, 1)
+    assert reason == c.STOP_REASON_TARGET_SCORE and "modelResults/x" in message  # a loss: lower is better
+    assert limit_reached(limits(target_score=0.35), c.METRIC_R2, progress, 1) is None
+    assert limit_reached(limits(max_models=5), c.METRIC_R2, progress, 1)[0] == c.STOP_REASON_MAX_MODELS
+    assert limit_reached(limits(no_improvement_models=3), c.METRIC_R2, progress, 1)[0] == c.STOP_REASON_NO_IMPROVEMENT
+    assert limit_reached(limits(max_duration=seconds(60)), c.METRIC_R2, progress, 60)[0] == c.STOP_REASON_TIME_BUDGET
+
+
+def test_limits_that_cannot_work_are_named():
+    assert limits(max_models=3).problems() == []
+    assert limits(max_models=3).per_model_time_limit == 300
+    assert [f for f, _ in limits().problems()] == ["stop_conditions"]
+    assert [f for f, _ in limits(max_models=-1).problems()] == ["stop_conditions.max_models"]
+    fields = [f for f, _ in limits(max_models=2, per_model_time_limit=seconds(-1)).problems()]
+    assert fields == ["stop_conditions.per_model_time_limit"]
+
+
+def test_describe_a_pipeline_and_a_single_model():
+    pipeline = (
+        "GraphPipeline",
+        {
+            "models": {
+                "enc": ("NumericalEncoder", {}),
+                "sel": ("ColumnsSelector", {}),
+                "imp": ("NumImputer", {}),
+                "rf": ("RandomForestClassifier", {}),
+            },
+            "edges": [("sel", "imp"), ("enc", "imp", "rf")],
+        },
+    )
+    assert describe(pipeline) == (
+        "RandomForestClassifier",
+        ["ColumnsSelector", "NumImputer", "NumericalEncoder", "RandomForestClassifier"],
+    )
+    assert describe(("Ridge", {"alpha": 1.0})) == ("Ridge", ["Ridge"])
+    wrapped = ("BoxCoxTargetTransformer", ("Ridge", {"alpha": 1.0}), {"ll": 0})
+    assert describe(wrapped) == ("Ridge", ["BoxCoxTargetTransformer", "Ridge"])
+    assert describe(("GraphPipeline", {"models": {"m": wrapped}, "edges": [("m",)]}))[0] == "Ridge"
+    assert describe(42) == ("42", [])
