@@ -13,9 +13,12 @@ through the runner end to end with one worker (storage, events, worker
 process); the figure is the wall-time ratio b/a, goal <= 1.05. The candidate
 lists of (a) and (b) are checked to be the same.
 
-scaling: models per minute with 1 worker and with 2 workers on the same
-candidates (aikit's defaults and first random drafts, which do not depend on
-the order results come back); goal >= 1.7x on 2 cores.
+scaling: models per minute with 1 worker and with 2 workers (breast cancer,
+5 folds, 40 candidates by default); goal >= 1.7x on 2 cores. aikit's first
+eleven candidates are the same either way; past them the guided proposals
+depend on the order results come back, so the two lists differ (the script
+counts how many match) but are drawn from the same distribution. Few
+candidates understate scaling: the last long candidate runs alone.
 
 limits: a run whose per-model limit is T s on a table where some candidates
 need far longer: the longest candidate (the runner's own measure, from its
@@ -52,6 +55,7 @@ GRACE = 2.0
 
 
 def stack(folder: Path, workers: int) -> Stack:
+    folder.mkdir(parents=True, exist_ok=True)
     return start_stack(
         folder,
         {"AUTOML_RUNNER_MAX_WORKERS": str(workers), "AUTOML_RUNNER_STOP_GRACE_SECONDS": str(GRACE)},
@@ -92,7 +96,7 @@ def bare_loop(models: int, folder: Path) -> tuple[float, list[str]]:
     started = time.perf_counter()
     data = problem.prepare(frame, dataset_pb2.Dataset(), exp)
     scorers = [s.name for s in scoring.scorers(data.task, data.metric)]
-    candidates = Candidates(data.X, data.y, data.task, [], scorers, data.seed, folder)
+    candidates = Candidates(data.X, data.y, data.task, [], scorers, data.folds, data.seed, folder)
     evaluator = Evaluator(data.X, data.y, True, data.folds, data.random_state, scorers)
     ids = []
     for _ in range(models):
@@ -130,7 +134,7 @@ def overhead(args: argparse.Namespace) -> None:
 
 
 def scaling(args: argparse.Namespace) -> None:
-    data = to_csv(slow_table(3000))
+    data = sklearn_csv("breast_cancer")
     rates: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
         s = stack(Path(tmp) / "suite", 2)
@@ -138,10 +142,11 @@ def scaling(args: argparse.Namespace) -> None:
             for i in range(args.repeat):
                 ids = {}
                 for workers in (1, 2):
-                    wall, ids[workers] = service_run(s, data, "label", workers, max_models=args.models)
+                    wall, ids[workers] = service_run(s, data, "target", workers, max_models=args.models)
                     rates[workers].append(args.models / wall * 60)
                     print(f"round {i + 1}: {workers} worker(s) {wall:.1f} s, {rates[workers][-1]:.1f} models/min")
-                print(f"  same candidates: {ids[1] == ids[2]}")
+                same = sum(a == b for a, b in zip(ids[1], ids[2], strict=False))
+                print(f"  same candidates in the same order: {same}/{args.models}")
         finally:
             stop_stack(s)
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
@@ -189,7 +194,7 @@ def main() -> None:
     o.add_argument("--models", type=int, default=30)
     o.add_argument("--repeat", type=int, default=2)
     p = sub.add_parser("scaling")
-    p.add_argument("--models", type=int, default=10)
+    p.add_argument("--models", type=int, default=40)
     p.add_argument("--repeat", type=int, default=2)
     li = sub.add_parser("limits")
     li.add_argument("--time-limit", type=float, default=5.0)

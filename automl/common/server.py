@@ -14,9 +14,10 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -53,6 +54,29 @@ class ServiceDefinition:
     def grpc_services(self) -> tuple[str, ...]:
         """Fully qualified names of the services, e.g. ("automl.v1.Storage",)."""
         return tuple(d.full_name for d in self.descriptors)
+
+
+class Part(Protocol):
+    """Something a service runs beside its servicer (channels, tasks, pools)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def lifespan(part: Part) -> Callable[[], AbstractAsyncContextManager[None]]:
+    """A ServiceDefinition.lifespan that starts `part` before the server
+    serves and stops it after the server stopped."""
+
+    @contextlib.asynccontextmanager
+    async def running() -> AsyncIterator[None]:
+        await part.start()
+        try:
+            yield
+        finally:
+            await part.stop()
+
+    return running
 
 
 @dataclass

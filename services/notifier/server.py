@@ -4,14 +4,12 @@ webhook dispatchers (resumed from storage at start), the servicer."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 import grpc
 
 from automl.common.channels import connect
-from automl.common.server import ServiceDefinition
+from automl.common.server import ServiceDefinition, lifespan
 from automl.common.settings import Settings
 from automl.v1 import notifier_service_pb2, notifier_service_pb2_grpc
 from services.notifier.hub import Hub
@@ -69,14 +67,6 @@ class Notifier:
         if self.channel is not None:
             await self.channel.close()
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.stop()
-
 
 def build(settings: Settings) -> ServiceDefinition:
     notifier = Notifier(settings)
@@ -86,5 +76,5 @@ def build(settings: Settings) -> ServiceDefinition:
         descriptors=(notifier_service_pb2.DESCRIPTOR.services_by_name["Notifier"],),
         port=settings.notifier_port,
         register=lambda server: notifier_service_pb2_grpc.add_NotifierServicer_to_server(servicer, server),
-        lifespan=notifier.running,
+        lifespan=lifespan(notifier),
     )

@@ -78,11 +78,16 @@ def load() -> types.ModuleType:
         for shim in IMPORT_SHIMS:
             _apply(shim)
         printed = io.StringIO()  # aikit prints notices about optional packages (nltk, gensim) at import
+        # ...and logs them as warnings: gensim and nltk are left out on purpose (aikit.md).
+        logging.getLogger("aikit").setLevel(logging.ERROR)
         with contextlib.redirect_stdout(printed):
             for name in MODULES:
                 importlib.import_module(name)
         for line in printed.getvalue().splitlines():
             log.debug("aikit: %s", line)
+        # aikit logs every draw and job at INFO ("I'll create a random model..."):
+        # the runner logs each candidate itself.
+        logging.getLogger("aikit").setLevel(logging.WARNING)
         for patch in RUNTIME_PATCHES:
             _apply(patch)
         _loaded = sys.modules["aikit"]

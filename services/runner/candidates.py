@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ class Candidates:
         task: int,
         families: list[str],
         scorer_names: list[str],
+        folds: int,
         seed: int,
         folder: Path,
     ) -> None:
@@ -99,7 +101,8 @@ class Candidates:
             config.filter_models(Model=list(families))
             config.guess_models_to_keep_block_search()
         job = JobConfig()
-        job.cv = 5  # the workers use the experiment's folds; aikit only needs a valid value here
+        job.guess_cv(config, n_splits=folds)
+        job.cv.random_state = seed % 2**32  # the folds the workers use (aikit's guess seeds them with 123)
         job.scoring = list(scorer_names)
         job.main_scorer = scorer_names[0]
         folder.mkdir(parents=True, exist_ok=True)
@@ -114,7 +117,10 @@ class Candidates:
 
     @contextlib.contextmanager
     def _own_random_state(self) -> Iterator[None]:
-        with _GLOBAL_RNG:
+        # The guider's forest warns on every draw ("X has feature names...");
+        # under the lock, so that silencing them cannot race another run.
+        with _GLOBAL_RNG, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             saved = np.random.get_state()
             np.random.set_state(self._state.get_state())
             try:
@@ -155,6 +161,7 @@ class Candidates:
     def record(self, job_id: str, rows: list[dict[str, Any]] | None, error: str = "") -> None:
         """Tell the guider how a candidate did (rows: aikit's score table)."""
         if rows is not None:
+            # aikit's result file: what its guider reads.
             self.persister.write(data=pd.DataFrame(rows), key=job_id, path="result", write_type=self._saving.csv)
         else:
             self.persister.write(data=error, key=job_id, path="error", write_type=self._saving.txt)

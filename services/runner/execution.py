@@ -34,6 +34,7 @@ from services.runner.workers import Evaluation, Outcome, Pool
 log = logging.getLogger("automl.runner.execution")
 
 TICK_SECONDS = 0.25
+ENDING_SECONDS = 0.3  # to store the interrupted candidates and the final state (measured: about 0.1 s)
 OUTCOMES = {
     Outcome.SUCCEEDED: run_pb2.ModelResult.OUTCOME_SUCCEEDED,
     Outcome.FAILED: run_pb2.ModelResult.OUTCOME_FAILED,
@@ -140,6 +141,13 @@ def limit_reached(limits: Limits, metric: int, progress: Progress, elapsed: floa
     return None
 
 
+def kill_time(grace: float) -> float:
+    """When the candidates still under way are killed: the end of the grace
+    period, less the time it takes to record them and end the run, so that
+    the run ends within the grace period."""
+    return time.monotonic() + max(0.0, grace - min(ENDING_SECONDS, grace / 4))
+
+
 @dataclass
 class Stop:
     reason: int
@@ -191,7 +199,7 @@ class Execution:
             if self.stop is not None:
                 return self.run
             grace = self.grace if grace is None else grace
-            self.stop = Stop(reason, message, time.monotonic() + grace)
+            self.stop = Stop(reason, message, kill_time(grace))
             self._wake.set()
             log.info("stopping", extra={"run": self.name, "reason": c.StopReason.Name(reason), "detail": message})
             run = await self.recorder.set_state([c.RUN_STATE_RUNNING], c.RUN_STATE_STOPPING, reason, message)
@@ -212,7 +220,7 @@ class Execution:
     def _stopped_elsewhere(self, run: run_pb2.Run) -> None:
         """STOPPING written by another party (seen on the heartbeat): obey it."""
         if run.state == c.RUN_STATE_STOPPING and self.stop is None:
-            self.stop = Stop(run.stop_reason or c.STOP_REASON_USER, run.status_message, time.monotonic() + self.grace)
+            self.stop = Stop(run.stop_reason or c.STOP_REASON_USER, run.status_message, kill_time(self.grace))
             self.run = run
             self._wake.set()
 
@@ -273,10 +281,14 @@ class Execution:
         return not self.limits.max_models or self.drawn < self.limits.max_models
 
     def _tick(self) -> float:
+        """How long to wait for a result: wake up on time for the budget and
+        for the end of the grace period."""
         tick = TICK_SECONDS
         if self.stop is not None:
-            tick = min(tick, max(0.05, self.stop.deadline - time.monotonic()))
-        return tick
+            tick = min(tick, self.stop.deadline - time.monotonic())
+        elif self.limits.max_duration:
+            tick = min(tick, self.limits.max_duration - self.elapsed)
+        return max(0.01, tick)
 
     @property
     def elapsed(self) -> float:

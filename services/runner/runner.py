@@ -17,7 +17,7 @@ import os
 import pickle
 import shutil
 import socket
-from collections.abc import AsyncIterator
+import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -63,6 +63,7 @@ class Runner:
         self.folder = settings.data_dir.resolve() / "runner" / self.runner_id
         self.executions: dict[str, Execution] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.preparing: set[str] = set()
         self.reserved = 0
         self.start_time = timestamp_pb2.Timestamp()
         self.storage: grpc.aio.Channel
@@ -73,7 +74,7 @@ class Runner:
     async def start(self) -> None:
         # Fail at start-up, not mid-run, when aikit cannot be patched.
         aikit_compat.load()
-        shutil.rmtree(self.folder, ignore_errors=True)  # leftovers of a previous process with this id
+        self._sweep()
         self.folder.mkdir(parents=True, exist_ok=True)
         # The fork server imports aikit once (seconds): do it now, not on the first run.
         from multiprocessing import forkserver
@@ -84,6 +85,16 @@ class Runner:
         self.notifier = connect(self.settings.notifier_address, self.settings)
         self.start_time.GetCurrentTime()
         log.info("runner ready", extra={"runner_id": self.runner_id, "max_workers": self.max_workers})
+
+    def _sweep(self) -> None:
+        """Remove the working folders of runners of this host that are gone
+        (killed before they could clean up), and any of this id."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        host = socket.gethostname()
+        for folder in self.folder.parent.glob(f"{host}-*"):
+            pid = folder.name.removeprefix(f"{host}-")
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
     async def stop(self) -> None:
         """Shutting down: the runs under way end FAILED (RUNNER_LOST) with
@@ -97,14 +108,6 @@ class Runner:
         await self.storage.close()
         await self.notifier.close()
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        await self.start()
-        try:
-            yield
-        finally:
-            await self.stop()
-
     # ---------------------------------------------------------------- runs
 
     @property
@@ -117,7 +120,7 @@ class Runner:
         run = await services.get_run(name)
         if run.state != c.RUN_STATE_PENDING:
             raise errors.FailedPrecondition(f"{name} is {c.RunState.Name(run.state)}, not RUN_STATE_PENDING")
-        if name in self.executions:
+        if name in self.executions or name in self.preparing:
             raise errors.FailedPrecondition(f"{name} is already executed by this runner")
         wanted = min(run.parallel_workers or self.max_workers, self.max_workers)
         if self.reserved + wanted > self.max_workers:
@@ -126,6 +129,7 @@ class Runner:
                 f"{name} needs {wanted}: retry later or on another runner"
             )
         self.reserved += wanted
+        self.preparing.add(name)
         started = False
         folder = self.folder / name.removeprefix("runs/")
         try:
@@ -141,6 +145,7 @@ class Runner:
             started = True
             return claimed
         finally:
+            self.preparing.discard(name)
             if not started:
                 self.reserved -= wanted
                 shutil.rmtree(folder, ignore_errors=True)
@@ -167,6 +172,7 @@ class Runner:
             data.task,
             list(experiment.allowed_model_families),
             [s.name for s in scorers],
+            data.folds,
             data.seed,
             folder / "aikit",
         )
@@ -228,6 +234,9 @@ class Runner:
             memory_limit=self.settings.runner_worker_memory_mb * 2**20,
             heartbeat_seconds=self.settings.runner_heartbeat_seconds,
         )
+        # The budget counts from RUNNING as storage recorded it, not from now.
+        since_claim = time.time() - run.start_time.ToNanoseconds() / 1e9
+        execution.started -= min(max(since_claim, 0.0), 5.0)
         self.executions[run.name] = execution
         started = execution.event(
             run_state_changed=event_pb2.RunStateChanged(previous_state=c.RUN_STATE_PENDING, state=c.RUN_STATE_RUNNING)

@@ -3,7 +3,7 @@ and the notifier, the worker fork server) lives as long as the server."""
 
 from __future__ import annotations
 
-from automl.common.server import ServiceDefinition
+from automl.common.server import ServiceDefinition, lifespan
 from automl.common.settings import Settings
 from automl.v1 import runner_service_pb2, runner_service_pb2_grpc
 from services.runner.runner import Runner
@@ -18,5 +18,5 @@ def build(settings: Settings) -> ServiceDefinition:
         descriptors=(runner_service_pb2.DESCRIPTOR.services_by_name["Runner"],),
         port=settings.runner_port,
         register=lambda server: runner_service_pb2_grpc.add_RunnerServicer_to_server(servicer, server),
-        lifespan=runner.running,
+        lifespan=lifespan(runner),
     )

@@ -48,6 +48,10 @@ class Evaluator:
 
     def evaluate(self, job_param: dict[str, Any]) -> list[dict[str, Any]]:
         model = sklearn_model_from_param(job_param["model_json"])
+        # One core per worker. LightGBM's n_jobs=None means "every physical
+        # core" and ignores the OpenMP limit; forests take n_jobs too.
+        threads = [key for key in model.get_params(deep=True) if key.endswith("n_jobs")]
+        model.set_params(**dict.fromkeys(threads, 1))
         result = cross_validation(
             model,
             X=self.X,
