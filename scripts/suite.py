@@ -77,7 +77,9 @@ def spawn(settings: Settings, background: bool) -> dict[str, subprocess.Popen[by
     logs_dir = settings.data_dir / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     children: dict[str, subprocess.Popen[bytes]] = {}
-    for process in PROCESSES:
+    for i, process in enumerate(PROCESSES):
+        if i:  # what a service calls at start serves before it starts (wait_healthy reports failures)
+            _await_serving(settings, PROCESSES[i - 1], children[PROCESSES[i - 1].name])
         out = open(logs_dir / f"{process.name}.log", "ab") if background else None  # noqa: SIM115
         children[process.name] = subprocess.Popen(
             [sys.executable, "-m", process.module],
@@ -87,6 +89,15 @@ def spawn(settings: Settings, background: bool) -> dict[str, subprocess.Popen[by
             start_new_session=background,
         )
     return children
+
+
+def _await_serving(settings: Settings, process: Process, child: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    target = f"127.0.0.1:{port_of(settings, process)}"
+    while child.poll() is None and time.monotonic() < deadline:
+        if health.check(target, process.grpc_service, 1.0) == "SERVING":
+            return
+        time.sleep(0.1)
 
 
 def wait_healthy(settings: Settings, children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -110,6 +110,14 @@ class Settings:
     runner_heartbeat_seconds: float = _setting(
         "AUTOML_RUNNER_HEARTBEAT_SECONDS", 5.0, "How often a runner tells storage that each of its runs is alive."
     )
+    runner_train_time_limit_seconds: float = _setting(
+        "AUTOML_RUNNER_TRAIN_TIME_LIMIT_SECONDS",
+        3600.0,
+        "Longest refit of a chosen model on every training row; the worker is killed past it.",
+    )
+    runner_model_cache: int = _setting(
+        "AUTOML_RUNNER_MODEL_CACHE", 8, "Trained models a runner keeps loaded for Predict (least recently used out)."
+    )
     runner_id: str = _setting("AUTOML_RUNNER_ID", "", "Id of this runner process. Empty: <hostname>-<pid>.")
     migrate_on_start: bool = _setting(
         "AUTOML_MIGRATE_ON_START", True, "Storage upgrades the database schema (Alembic) to head before serving."
@@ -167,6 +175,8 @@ class Settings:
             "runner_model_time_limit_seconds",
             "runner_stop_grace_seconds",
             "runner_heartbeat_seconds",
+            "runner_train_time_limit_seconds",
+            "runner_model_cache",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")

@@ -25,6 +25,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import grpc
+
 from automl.common import errors
 from automl.common.errors import InvalidArgument
 from automl.v1 import common_pb2, event_pb2
@@ -197,8 +199,10 @@ class Hub:
         if key not in self.sequences:  # first event of this run since start: continue the log
             try:
                 self.sequences[key] = await self.log.last_sequence(tenant, run)
-            except Exception as exc:
-                raise errors.NotFound(f"{run} does not exist") from exc
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is grpc.StatusCode.NOT_FOUND:
+                    raise errors.NotFound(f"{run} does not exist") from exc
+                raise  # storage unreachable: UNAVAILABLE, which the publisher retries
         self.sequences[key] += 1
         return self.sequences[key]
 

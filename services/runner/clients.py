@@ -5,17 +5,20 @@ started it) and the channel's deadline."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
+from google.protobuf import field_mask_pb2
 
-from automl.common import context
+from automl.common import context, errors
 from automl.v1 import (
     dataset_pb2,
     event_pb2,
     experiment_pb2,
+    model_pb2,
     notifier_service_pb2,
     notifier_service_pb2_grpc,
     run_pb2,
@@ -59,13 +62,68 @@ class Services:
                 size += len(message.chunk)
         return size
 
-    async def write_artifact(self, kind: str, payload: bytes) -> storage_service_pb2.Artifact:
+    async def write_artifact(self, kind: str, payload: bytes | Path) -> storage_service_pb2.Artifact:
+        """Store bytes, or a file streamed in chunks, as an artifact."""
+
         async def requests() -> AsyncIterator[storage_service_pb2.WriteArtifactRequest]:
             yield storage_service_pb2.WriteArtifactRequest(header=storage_service_pb2.WriteArtifactHeader(kind=kind))
-            for start in range(0, len(payload), CHUNK):
-                yield storage_service_pb2.WriteArtifactRequest(chunk=payload[start : start + CHUNK])
+            if isinstance(payload, bytes):
+                for start in range(0, len(payload), CHUNK):
+                    yield storage_service_pb2.WriteArtifactRequest(chunk=payload[start : start + CHUNK])
+                return
+            with payload.open("rb") as source:
+                while chunk := source.read(CHUNK):
+                    yield storage_service_pb2.WriteArtifactRequest(chunk=chunk)
 
-        return await self.storage.WriteArtifact(requests(), metadata=self.metadata, timeout=60)
+        return await self.storage.WriteArtifact(requests(), metadata=self.metadata, timeout=600)
+
+    async def get_model_result(self, name: str) -> run_pb2.ModelResult:
+        return await self.storage.GetModelResult(
+            run_pb2.GetModelResultRequest(name=name, view=run_pb2.MODEL_RESULT_VIEW_FULL), metadata=self.metadata
+        )
+
+    async def get_trained_model(self, name: str) -> model_pb2.TrainedModel:
+        return await self.storage.GetTrainedModel(model_pb2.GetTrainedModelRequest(name=name), metadata=self.metadata)
+
+    async def update_trained_model(self, model: model_pb2.TrainedModel, paths: list[str]) -> model_pb2.TrainedModel:
+        request = storage_service_pb2.UpdateTrainedModelRequest(
+            trained_model=model, update_mask=field_mask_pb2.FieldMask(paths=paths)
+        )
+        return await self._retry(lambda: self.storage.UpdateTrainedModel(request, metadata=self.metadata))
+
+    async def run_started(self, run: str) -> event_pb2.RunStarted:
+        """The RUN_STARTED event of a run: where its split is recorded."""
+        reply = await self.storage.ListEvents(
+            storage_service_pb2.ListEventsRequest(run=run, event_types=[event_pb2.EVENT_TYPE_RUN_STARTED], page_size=1),
+            metadata=self.metadata,
+        )
+        if not reply.events:
+            raise errors.FailedPrecondition(f"{run} has no RUN_STARTED event: its split was never recorded")
+        return reply.events[0].run_started
+
+    async def read_artifact(self, name: str, path: Path, expected_sha256: str = "") -> storage_service_pb2.Artifact:
+        """Stream an artifact into a file, hashing it on the way; DataLoss when
+        the bytes are not the ones storage recorded (or `expected_sha256`)."""
+        digest = hashlib.sha256()
+        artifact = None
+        call = self.storage.ReadArtifact(storage_service_pb2.ReadArtifactRequest(name=name), metadata=self.metadata)
+        with path.open("wb") as out:
+            async for message in call:
+                if message.WhichOneof("content") == "artifact":
+                    artifact = message.artifact
+                else:
+                    digest.update(message.chunk)
+                    out.write(message.chunk)
+        if artifact is None:
+            raise errors.DataLoss(f"{name}: storage sent no description of the artifact")
+        found = digest.hexdigest()
+        for recorded in filter(None, (artifact.sha256, expected_sha256)):
+            if found != recorded:
+                path.unlink(missing_ok=True)
+                raise errors.DataLoss(
+                    f"{name} has sha256 {found}, not the recorded {recorded}: it was altered, refusing to load it"
+                )
+        return artifact
 
     async def set_state(
         self, name: str, expected: Sequence[int], state: int, reason: int = 0, message: str = "", runner_id: str = ""

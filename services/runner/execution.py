@@ -204,17 +204,15 @@ class Execution:
             log.info("stopping", extra={"run": self.name, "reason": c.StopReason.Name(reason), "detail": message})
             run = await self.recorder.set_state([c.RUN_STATE_RUNNING], c.RUN_STATE_STOPPING, reason, message)
             self.run = run
+            changed = event_pb2.RunStateChanged(
+                previous_state=c.RUN_STATE_RUNNING, state=c.RUN_STATE_STOPPING, stop_reason=reason, message=message
+            )
             await self.recorder.publish(
                 [
                     self.event(stop_requested=event_pb2.StopRequested(reason=reason, message=message)),
-                    self.event(
-                        run_state_changed=event_pb2.RunStateChanged(
-                            previous_state=c.RUN_STATE_RUNNING, state=c.RUN_STATE_STOPPING, stop_reason=reason,
-                            message=message,
-                        )
-                    ),
+                    self.event(run_state_changed=changed),
                 ]
-            )  # fmt: skip
+            )
             return run
 
     def _stopped_elsewhere(self, run: run_pb2.Run) -> None:
@@ -254,6 +252,8 @@ class Execution:
                     candidate = await asyncio.to_thread(self.candidates.next)
                 except Exhausted as exc:
                     await self.request_stop(c.STOP_REASON_SEARCH_EXHAUSTED, str(exc))
+                    break
+                if self.stop is not None:  # asked to stop while drawing: start nothing new
                     break
                 self.drawn += 1
                 task = asyncio.create_task(

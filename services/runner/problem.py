@@ -51,6 +51,9 @@ class Problem:
     dropped: dict[str, str] = field(default_factory=dict)
     """Column of the file -> why it is not a feature."""
     rows_without_target: int = 0
+    holdout_X: pd.DataFrame | None = None
+    """Holdout rows, features as in X."""
+    holdout_y: pd.Series | None = None
 
     @property
     def random_state(self) -> int:
@@ -162,6 +165,8 @@ def prepare(frame: pd.DataFrame, dataset: dataset_pb2.Dataset, experiment: exper
         columns=columns,
         dropped=dropped,
         rows_without_target=int((~has_target).sum()),
+        holdout_X=X.iloc[np.sort(kept_out)].reset_index(drop=True),
+        holdout_y=y.iloc[np.sort(kept_out)].reset_index(drop=True),
     )
 
 
@@ -176,6 +181,8 @@ def _target(y: pd.Series, name: str, task: int) -> pd.Series:
                 "use TASK_CLASSIFICATION or another target",
             )
         return numbers.astype(float)
+    if pd.api.types.is_float_dtype(y) and (y == y.round()).all():
+        return y.astype("int64")  # class codes read as floats (the column had missing values): 1, not 1.0
     return y
 
 

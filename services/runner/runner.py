@@ -35,6 +35,7 @@ from services.runner import aikit_compat, problem, scoring, workers
 from services.runner.candidates import Candidates
 from services.runner.clients import GrpcRecorder, Services
 from services.runner.execution import Execution, Limits, RunGone
+from services.runner.models import Models
 
 log = logging.getLogger("automl.runner")
 
@@ -64,6 +65,7 @@ class Runner:
         self.executions: dict[str, Execution] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.preparing: set[str] = set()
+        self.models = Models(settings, self.folder)
         self.reserved = 0
         self.start_time = timestamp_pb2.Timestamp()
         self.storage: grpc.aio.Channel
@@ -105,6 +107,7 @@ class Runner:
                 await execution.request_stop(c.STOP_REASON_RUNNER_LOST, "the runner shut down", grace=0)
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()), timeout=self.settings.shutdown_grace_seconds)
+        await self.models.close()
         await self.storage.close()
         await self.notifier.close()
 
@@ -114,9 +117,12 @@ class Runner:
     def busy_workers(self) -> int:
         return self.reserved
 
+    def services(self, tenant: str) -> Services:
+        return Services(self.storage, self.notifier, tenant)
+
     async def execute(self, tenant: str, name: str) -> run_pb2.Run:
         """Check, claim and start a PENDING run."""
-        services = Services(self.storage, self.notifier, tenant)
+        services = self.services(tenant)
         run = await services.get_run(name)
         if run.state != c.RUN_STATE_PENDING:
             raise errors.FailedPrecondition(f"{name} is {c.RunState.Name(run.state)}, not RUN_STATE_PENDING")

@@ -1,24 +1,27 @@
-"""gRPC face of the runner: translates requests to the Runner and back.
-
-TrainModel, TestModel and Predict come with the runner's second issue; until
-then they answer UNIMPLEMENTED (the generated base class raises
-NotImplementedError, mapped by the interceptor)."""
+"""gRPC face of the runner: translates requests to the Runner (searches) and
+its Models (train, test, predict) and back."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from automl.common import context
 from automl.common.errors import InvalidArgument
-from automl.v1 import common_pb2, run_pb2, runner_service_pb2_grpc
+from automl.v1 import common_pb2, model_pb2, run_pb2, runner_service_pb2_grpc
 from automl.v1 import runner_service_pb2 as pb
 from services.runner.runner import Runner
 
 
-def run_name(value: str, field: str = "name") -> str:
-    if not value.startswith("runs/") or len(value) <= len("runs/") or "/" in value[len("runs/") :]:
-        raise InvalidArgument.field(field, f"{value!r} is not a run name: use runs/{{run}}")
+def resource_name(value: str, collection: str, field: str = "name") -> str:
+    prefix = f"{collection}/"
+    if not value.startswith(prefix) or len(value) <= len(prefix) or "/" in value[len(prefix) :]:
+        raise InvalidArgument.field(field, f"{value!r} is not a name of the form {collection}/{{id}}")
     return value
+
+
+def run_name(value: str, field: str = "name") -> str:
+    return resource_name(value, "runs", field)
 
 
 class RunnerServicer(runner_service_pb2_grpc.RunnerServicer):
@@ -43,3 +46,22 @@ class RunnerServicer(runner_service_pb2_grpc.RunnerServicer):
 
     async def GetRunnerStatus(self, request: pb.GetRunnerStatusRequest, ctx: Any) -> pb.RunnerStatus:
         return self.runner.status()
+
+    async def ExecuteTraining(self, request: pb.ExecuteTrainingRequest, ctx: Any) -> model_pb2.TrainedModel:
+        name = resource_name(request.name, "trainedModels")
+        return await self.runner.models.start_training(self.runner.services(context.tenant.get()), name)
+
+    async def TestModel(self, request: model_pb2.TestModelRequest, ctx: Any) -> model_pb2.HoldoutEvaluation:
+        name = resource_name(request.name, "trainedModels")
+        return await self.runner.models.test(self.runner.services(context.tenant.get()), name)
+
+    async def Predict(self, request: model_pb2.PredictRequest, ctx: Any) -> model_pb2.PredictResponse:
+        resource_name(request.name, "trainedModels")
+        return await self.runner.models.predict(self.runner.services(context.tenant.get()), request)
+
+    async def PredictStream(
+        self, request_iterator: AsyncIterator[model_pb2.PredictStreamRequest], ctx: Any
+    ) -> AsyncIterator[model_pb2.PredictStreamResponse]:
+        services = self.runner.services(context.tenant.get())
+        async for block in self.runner.models.predict_stream(services, request_iterator):
+            yield block

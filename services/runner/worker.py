@@ -4,10 +4,12 @@ The runner's fork server preloads this module, so every worker starts with
 aikit imported and patched, and only has to load its run's data. A worker
 talks to its parent over one pipe:
 
-    parent -> worker   (job_id, job_param)      evaluate this candidate
+    parent -> worker   (job_id, job_param)      evaluate this candidate (or, in a
+                                                 "fit" worker, refit it and write its file)
                        None                      exit
     worker -> parent   ("ready", pid)            data loaded, waiting for jobs
                        ("ok", job_id, rows)      aikit's score table, one dict per fold
+                                                 (a fit: its time and classes)
                        ("error", job_id, text)   the candidate raised
 
 Time limits and the memory guard are the parent's job: it kills the process.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 import traceback
 import warnings
 from multiprocessing.connection import Connection
@@ -26,6 +29,7 @@ from services.runner import aikit_compat
 
 aikit_compat.load()
 
+import joblib  # noqa: E402
 from aikit.cross_validation import cross_validation  # noqa: E402  (after the compatibility layer)
 from aikit.model_definition import sklearn_model_from_param  # noqa: E402
 from aikit.scorer import SCORERS  # noqa: E402
@@ -47,11 +51,7 @@ class Evaluator:
         self.method = "predict_proba" if classification else "predict"
 
     def evaluate(self, job_param: dict[str, Any]) -> list[dict[str, Any]]:
-        model = sklearn_model_from_param(job_param["model_json"])
-        # One core per worker. LightGBM's n_jobs=None means "every physical
-        # core" and ignores the OpenMP limit; forests take n_jobs too.
-        threads = [key for key in model.get_params(deep=True) if key.endswith("n_jobs")]
-        model.set_params(**dict.fromkeys(threads, 1))
+        model = build(job_param["model_json"])
         result = cross_validation(
             model,
             X=self.X,
@@ -64,6 +64,30 @@ class Evaluator:
             stopping_threshold=job_param.get("stopping_threshold"),
         )
         return result.to_dict(orient="records")
+
+
+def build(model_json: Any) -> Any:
+    """The scikit-learn pipeline of an aikit model description, on one core:
+    LightGBM's n_jobs=None means "every physical core" and ignores the
+    OpenMP limit; forests take n_jobs too."""
+    model = sklearn_model_from_param(model_json)
+    threads = [key for key in model.get_params(deep=True) if key.endswith("n_jobs")]
+    model.set_params(**dict.fromkeys(threads, 1))
+    return model
+
+
+def fit(X: Any, y: Any, job_param: dict[str, Any]) -> dict[str, Any]:
+    """Refit a candidate on all the rows given and write the model file
+    (joblib: the fitted pipeline and what predicting needs to know)."""
+    model = build(job_param["model_json"])
+    started = time.perf_counter()
+    model.fit(X, y)
+    seconds = time.perf_counter() - started
+    bundle = dict(job_param["bundle"], model=model)
+    if job_param["bundle"].get("classification"):
+        bundle["classes"] = list(getattr(model, "classes_", sorted(set(y))))
+    joblib.dump(bundle, job_param["path"], compress=3)
+    return {"fit_time": seconds, "classes": [str(label) for label in bundle.get("classes", [])]}
 
 
 def describe(exc: BaseException) -> str:
@@ -92,7 +116,10 @@ def main(conn: Connection, data_path: str, setup: dict[str, Any]) -> None:
     warnings.simplefilter("ignore")
     with open(data_path, "rb") as f:
         X, y = pickle.load(f)
-    evaluator = Evaluator(X, y, setup["classification"], setup["folds"], setup["seed"], setup["scorers"])
+    fitting = setup.get("mode") == "fit"
+    evaluator = (
+        None if fitting else Evaluator(X, y, setup["classification"], setup["folds"], setup["seed"], setup["scorers"])
+    )
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -103,7 +130,7 @@ def main(conn: Connection, data_path: str, setup: dict[str, Any]) -> None:
             return
         job_id, job_param = message
         try:
-            rows = evaluator.evaluate(job_param)
+            rows = fit(X, y, job_param) if evaluator is None else evaluator.evaluate(job_param)
         except Exception as exc:  # noqa: BLE001 - a candidate failing for any reason is a result
             conn.send(("error", job_id, describe(exc)))
         else:

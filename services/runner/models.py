@@ -1,0 +1,320 @@
+"""Using what a search found: refit a result's pipeline on every training row
+(in a worker process), test it on the experiment's holdout, predict.
+
+Train and test read the same rows the search used: the dataset is read again
+with the same code and seed, and the holdout is checked against the split
+recorded when the run started. A model file is only ever unpickled when its
+bytes hash to the sha256 storage recorded when this service wrote it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+import shutil
+import tempfile
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+from google.protobuf import json_format
+
+from automl.common import errors
+from automl.common.errors import InvalidArgument
+from automl.common.settings import Settings
+from automl.v1 import common_pb2 as c
+from automl.v1 import dataset_pb2, event_pb2, experiment_pb2, model_pb2
+from services.runner import aikit_compat, predicting, problem
+from services.runner.clients import Services
+from services.runner.workers import Outcome, Worker
+
+log = logging.getLogger("automl.runner.models")
+
+MODEL_KIND = "model/joblib"
+STREAM_BLOCK_ROWS = 10_000
+READY = model_pb2.TrainedModel.STATE_READY
+TRAINING = model_pb2.TrainedModel.STATE_TRAINING
+FAILED = model_pb2.TrainedModel.STATE_FAILED
+
+
+@dataclass
+class Data:
+    """An experiment's rows as its runs' recorded split cut them."""
+
+    problem: problem.Problem
+    dataset: dataset_pb2.Dataset
+    experiment: experiment_pb2.Experiment
+
+
+class Models:
+    """Training in the background, testing and predicting on demand, and a
+    bounded cache of loaded models."""
+
+    def __init__(self, settings: Settings, folder: Path) -> None:
+        self.settings = settings
+        self.folder = folder
+        self.training: dict[str, asyncio.Task[None]] = {}
+        self.cache: OrderedDict[tuple[str, str, str], predicting.Loaded] = OrderedDict()
+
+    # ------------------------------------------------------------ training
+
+    async def start_training(self, services: Services, name: str) -> model_pb2.TrainedModel:
+        model = await services.get_trained_model(name)
+        if model.state != TRAINING:
+            state = model_pb2.TrainedModel.State.Name(model.state)
+            raise errors.FailedPrecondition(f"{name} is {state}, not STATE_TRAINING: only a new model is trained")
+        if name in self.training:
+            raise errors.FailedPrecondition(f"{name} is already being trained")
+        self.training[name] = asyncio.create_task(self._train(services, model), name=f"train {name}")
+        return model
+
+    async def _train(self, services: Services, model: model_pb2.TrainedModel) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="train-", dir=self.folder))
+        try:
+            try:
+                ready = await self._fit(services, model, folder)
+            except Exception as exc:  # noqa: BLE001 - every failure ends the model FAILED, with its reason
+                reason = exc.message if isinstance(exc, errors.AutoMLError) else f"{type(exc).__name__}: {exc}"
+                log.warning("training failed", extra={"model": model.name, "error": reason})
+                failed = model_pb2.TrainedModel(name=model.name, state=FAILED, error_message=reason)
+                await services.update_trained_model(failed, ["state", "error_message"])
+                trained = event_pb2.ModelTrained(
+                    trained_model=model.name, model_result=model.model_result, state=FAILED, error_message=reason
+                )
+            else:
+                trained = event_pb2.ModelTrained(
+                    trained_model=model.name,
+                    model_result=model.model_result,
+                    state=READY,
+                    fit_time_seconds=ready.fit_time_seconds,
+                )
+            await services.publish([event(model, model_trained=trained)])
+        except Exception:
+            log.exception("cannot record the end of a training", extra={"model": model.name})
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            self.training.pop(model.name, None)
+
+    async def _fit(self, services: Services, model: model_pb2.TrainedModel, folder: Path) -> model_pb2.TrainedModel:
+        data = await self.data(services, model.run, folder)
+        result = await services.get_model_result(model.model_result)
+        aikit_compat.load()
+        from aikit.tools.json_helper import json_decoder
+
+        model_json = json_decoder(json.loads(result.model_json))
+        with (folder / "data.pkl").open("wb") as f:
+            pickle.dump((data.problem.X, data.problem.y), f, protocol=pickle.HIGHEST_PROTOCOL)
+        path = folder / "model.joblib"
+        job = {
+            "model_json": model_json,
+            "path": str(path),
+            "bundle": predicting.bundle_fields(data.problem, data.dataset.csv_options),
+        }
+        worker = Worker(str(folder / "data.pkl"), {"mode": "fit"})
+        try:
+            await worker.ready()
+            fitted = await worker.evaluate(
+                model.name,
+                job,
+                self.settings.runner_train_time_limit_seconds,
+                self.settings.runner_worker_memory_mb * 2**20,
+            )
+        finally:
+            worker.close()
+        if fitted.outcome != Outcome.SUCCEEDED or fitted.rows is None:
+            raise errors.FailedPrecondition(f"the refit failed: {fitted.error}")
+        artifact = await services.write_artifact(MODEL_KIND, path)
+        profiles = {p.name: p.inferred_type for p in data.dataset.columns}
+        ready = model_pb2.TrainedModel(
+            name=model.name,
+            state=READY,
+            artifact=artifact.name,
+            classes=fitted.rows["classes"],  # type: ignore[call-overload]
+            training_rows=len(data.problem.y),
+            fit_time_seconds=fitted.rows["fit_time"],  # type: ignore[call-overload]
+            feature_columns=[
+                model_pb2.FeatureColumn(name=str(original), type=profiles.get(str(original), 0))
+                for original in data.problem.columns.values()
+            ],
+        )
+        paths = ["state", "artifact", "classes", "training_rows", "fit_time_seconds", "feature_columns"]
+        stored = await services.update_trained_model(ready, paths)
+        log.info(
+            "model trained",
+            extra={"model": model.name, "rows": ready.training_rows, "seconds": round(ready.fit_time_seconds, 2)},
+        )
+        return stored
+
+    async def data(self, services: Services, run: str, folder: Path) -> Data:
+        """The experiment's rows, split as the run recorded it."""
+        run_message = await services.get_run(run)
+        experiment = await services.get_experiment(run_message.experiment)
+        dataset = await services.get_dataset(experiment.dataset)
+        started = await services.run_started(run)
+        split_path = folder / "split.json"
+        await services.read_artifact(started.split_artifact, split_path)
+        split = json.loads(split_path.read_text())
+        csv = folder / "dataset.csv"
+        await services.download(dataset.name, csv)
+        try:
+            made = await asyncio.to_thread(problem.load, csv, dataset, experiment)
+        finally:
+            csv.unlink(missing_ok=True)
+        if made.holdout_rows != split["holdout_rows"] or dataset.sha256 != split["dataset_sha256"]:
+            raise errors.FailedPrecondition(
+                f"the rows of {run} can no longer be split as they were for its search (data or split procedure "
+                "changed): start a new run"
+            )
+        return Data(made, dataset, experiment)
+
+    # ------------------------------------------------------------- loading
+
+    async def load(self, services: Services, model: model_pb2.TrainedModel) -> predicting.Loaded:
+        """A READY model, from the cache or from storage (checked by sha256)."""
+        if model.state != READY:
+            if model.state == TRAINING:
+                raise errors.FailedPrecondition(f"{model.name} is still training: wait until it is STATE_READY")
+            raise errors.FailedPrecondition(
+                f"{model.name} is {model_pb2.TrainedModel.State.Name(model.state)}: train the result again"
+            )
+        key = (services.tenant, model.name, model.artifact_sha256)
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        folder = Path(tempfile.mkdtemp(prefix="load-", dir=self.folder))
+        try:
+            path = folder / "model.joblib"
+            artifact = await services.read_artifact(model.artifact, path, expected_sha256=model.artifact_sha256)
+            if artifact.kind != MODEL_KIND:
+                raise errors.FailedPrecondition(f"{model.artifact} is a {artifact.kind}, not a model file")
+            aikit_compat.load()  # the pipeline's classes live in aikit
+            loaded = predicting.Loaded.of(await asyncio.to_thread(joblib.load, path))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.cache[key] = loaded
+        while len(self.cache) > self.settings.runner_model_cache:
+            self.cache.popitem(last=False)
+        return loaded
+
+    # ------------------------------------------------------------- testing
+
+    async def test(self, services: Services, name: str) -> model_pb2.HoldoutEvaluation:
+        model = await services.get_trained_model(name)
+        loaded = await self.load(services, model)
+        folder = Path(tempfile.mkdtemp(prefix="test-", dir=self.folder))
+        try:
+            data = await self.data(services, model.run, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        evaluation = await asyncio.to_thread(
+            predicting.evaluate, loaded, data.problem.holdout_X, data.problem.holdout_y
+        )
+        await services.update_trained_model(
+            model_pb2.TrainedModel(name=name, holdout_evaluation=evaluation), ["holdout_evaluation"]
+        )
+        tested = event_pb2.ModelTested(trained_model=name, evaluation=evaluation)
+        await services.publish([event(model, model_tested=tested)])
+        return evaluation
+
+    # ---------------------------------------------------------- predicting
+
+    async def predict(self, services: Services, request: model_pb2.PredictRequest) -> model_pb2.PredictResponse:
+        loaded = await self.load(services, await services.get_trained_model(request.name))
+        kind = request.WhichOneof("input")
+        if kind == "csv":
+            options = request.csv_options if request.HasField("csv_options") else None
+            frame = await asyncio.to_thread(predicting.frame_from_csv, request.csv, options, loaded)
+        elif kind == "records":
+            frame = predicting.frame_from_records(records(request.records))
+        else:
+            raise InvalidArgument.field("input", "required: csv or records")
+        X = predicting.features(frame, loaded, kind)
+        predictions = await asyncio.to_thread(predicting.predict, loaded, X)
+        return model_pb2.PredictResponse(classes=loaded.labels, predictions=predictions)
+
+    async def predict_stream(
+        self, services: Services, requests: AsyncIterator[model_pb2.PredictStreamRequest]
+    ) -> AsyncIterator[model_pb2.PredictStreamResponse]:
+        """Records are answered message by message; CSV chunks go to a file
+        (any cut is allowed, quoted line breaks included) and are answered in
+        blocks once the file is complete. Memory stays bounded either way."""
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("content") != "header":
+            raise InvalidArgument.field("header", "the first message must carry the header")
+        header = first.header
+        loaded = await self.load(services, await services.get_trained_model(header.name))
+        folder = Path(tempfile.mkdtemp(prefix="predict-", dir=self.folder))
+        rows_done = 0
+        csv = folder / "input.csv"
+        try:
+            with csv.open("wb") as sink:
+                async for message in requests:
+                    kind = message.WhichOneof("content")
+                    if kind == "csv_chunk":
+                        sink.write(message.csv_chunk)
+                    elif kind == "records":
+                        frame = predicting.frame_from_records(records(message.records))
+                        X = predicting.features(frame, loaded, "records", first_row=rows_done)
+                        answers = await asyncio.to_thread(predicting.predict, loaded, X)
+                        yield self._block(loaded, rows_done, answers)
+                        rows_done += len(answers)
+                    else:
+                        raise InvalidArgument.field("header", "only the first message carries a header")
+            if csv.stat().st_size:
+                if rows_done:
+                    raise InvalidArgument.field("csv_chunk", "send CSV chunks or records, not both")
+                options = header.csv_options if header.HasField("csv_options") else None
+                async for block in self._csv_blocks(csv, options, loaded):
+                    yield block
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    async def _csv_blocks(
+        self, path: Path, options: c.CsvOptions | None, loaded: predicting.Loaded
+    ) -> AsyncIterator[model_pb2.PredictStreamResponse]:
+        if options is None or options.ByteSize() == 0:
+            options = c.CsvOptions(**loaded.csv_options)
+        try:
+            reader = problem.read_csv(path, options, dtype=str, chunksize=STREAM_BLOCK_ROWS)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidArgument.field("csv_chunk", f"cannot be read as CSV: {exc}") from None
+        done = 0
+        with reader:
+            while True:
+                try:
+                    frame = await asyncio.to_thread(next, reader, None)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise InvalidArgument.field("csv_chunk", f"cannot be read as CSV: {exc}") from None
+                if frame is None:
+                    return
+                X = predicting.features(frame, loaded, "csv_chunk", first_row=done)
+                answers = await asyncio.to_thread(predicting.predict, loaded, X)
+                yield self._block(loaded, done, answers)
+                done += len(answers)
+
+    @staticmethod
+    def _block(
+        loaded: predicting.Loaded, first_row: int, answers: list[model_pb2.Prediction]
+    ) -> model_pb2.PredictStreamResponse:
+        block = model_pb2.PredictStreamResponse(first_row=first_row, predictions=answers)
+        if first_row == 0:
+            block.classes.extend(loaded.labels)
+        return block
+
+    async def close(self) -> None:
+        for task in list(self.training.values()):
+            task.cancel()
+
+
+def records(message: model_pb2.PredictRecords) -> list[dict[str, object]]:
+    return [json_format.MessageToDict(row) for row in message.rows]
+
+
+def event(model: model_pb2.TrainedModel, **payload: object) -> event_pb2.Event:
+    out = event_pb2.Event(run=model.run, experiment=model.experiment, **payload)  # type: ignore[arg-type]
+    out.create_time.GetCurrentTime()
+    return out

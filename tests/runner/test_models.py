@@ -1,0 +1,214 @@
+"""Train, test and predict through the runner service (real processes): the
+refit on the training rows, holdout scores, predictions in input order, and
+clear refusals of bad input and altered model files."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+from google.protobuf import struct_pb2
+
+from automl.v1 import common_pb2 as c
+from automl.v1 import event_pb2, model_pb2, run_pb2, runner_service_pb2, storage_service_pb2
+from tests.runner.conftest import Stack, mixed_table, sklearn_csv, to_csv
+
+pytestmark = pytest.mark.slow
+READY = model_pb2.TrainedModel.STATE_READY
+
+
+def best_result(stack: Stack, data: bytes, target: str, families: list[str], **fields: object) -> run_pb2.ModelResult:
+    experiment = stack.experiment(data, target, allowed_model_families=families, **fields)
+    run = stack.new_run(experiment, workers=2, max_models=2)
+    stack.execute(run)
+    end = stack.wait_end(run)
+    assert end.state == c.RUN_STATE_SUCCEEDED
+    return stack.storage.GetModelResult(run_pb2.GetModelResultRequest(name=end.best_model_result), timeout=30)
+
+
+def train(stack: Stack, result: run_pb2.ModelResult, wait: bool = True) -> model_pb2.TrainedModel:
+    model = stack.storage.CreateTrainedModel(
+        storage_service_pb2.CreateTrainedModelRequest(trained_model=model_pb2.TrainedModel(model_result=result.name)),
+        timeout=30,
+    )
+    started = stack.runner.ExecuteTraining(runner_service_pb2.ExecuteTrainingRequest(name=model.name), timeout=30)
+    assert started.state == model_pb2.TrainedModel.STATE_TRAINING
+    if not wait:
+        return started
+    deadline = time.monotonic() + 120
+    while (current := get_model(stack, model.name)).state == model_pb2.TrainedModel.STATE_TRAINING:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return current
+
+
+def get_model(stack: Stack, name: str) -> model_pb2.TrainedModel:
+    return stack.storage.GetTrainedModel(model_pb2.GetTrainedModelRequest(name=name), timeout=30)
+
+
+def holdout_test(stack: Stack, name: str) -> model_pb2.HoldoutEvaluation:
+    return stack.runner.TestModel(model_pb2.TestModelRequest(name=name), timeout=60)
+
+
+def predict_csv(stack: Stack, name: str, frame: pd.DataFrame) -> model_pb2.PredictResponse:
+    return stack.runner.Predict(model_pb2.PredictRequest(name=name, csv=to_csv(frame)), timeout=60)
+
+
+def error_of(call, *args, **kwargs) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call(*args, **kwargs)
+    return caught.value
+
+
+@pytest.fixture(scope="module")
+def classifier(stack: Stack) -> Iterator[tuple[model_pb2.TrainedModel, pd.DataFrame]]:
+    frame = mixed_table(300)
+    result = best_result(stack, to_csv(frame), "label", ["RandomForestClassifier"], seed=4)
+    yield train(stack, result), frame
+
+
+def test_training_refits_on_every_training_row(stack: Stack, classifier):
+    model, _ = classifier
+    assert model.state == READY, model.error_message
+    assert model.training_rows == 240  # 300 rows, 20 % held out
+    assert list(model.classes) == ["no", "yes"]
+    assert [f.name for f in model.feature_columns] == ["amount: eur", "colour[main]", "note", "ratio,x"]
+    assert model.feature_columns[0].type == c.COLUMN_TYPE_NUMERIC
+    assert model.artifact and len(model.artifact_sha256) == 64 and model.artifact_size_bytes > 0
+    assert model.fit_time_seconds > 0
+    trained = [e.model_trained for e in stack.events(run_pb2.Run(name=model.run)) if e.HasField("model_trained")]
+    assert [(t.trained_model, t.state) for t in trained] == [(model.name, READY)]
+
+
+def test_holdout_scores_are_stored_and_published(stack: Stack, classifier):
+    model, _ = classifier
+    evaluation = holdout_test(stack, model.name)
+    values = {m.metric: m.value for m in evaluation.metrics}
+    assert set(values) == {
+        c.METRIC_ACCURACY,
+        c.METRIC_BALANCED_ACCURACY,
+        c.METRIC_F1_MACRO,
+        c.METRIC_ROC_AUC,
+        c.METRIC_LOG_LOSS,
+    }
+    assert values[c.METRIC_ACCURACY] > 0.7 and values[c.METRIC_ROC_AUC] > 0.7
+    assert evaluation.row_count == 60
+    assert list(evaluation.confusion_matrix.labels) == ["no", "yes"]
+    assert sum(sum(r.counts) for r in evaluation.confusion_matrix.rows) == 60
+    assert get_model(stack, model.name).holdout_evaluation == evaluation
+    tested = [e for e in stack.events(run_pb2.Run(name=model.run)) if e.type == event_pb2.EVENT_TYPE_MODEL_TESTED]
+    assert tested[-1].model_tested.evaluation == evaluation
+
+
+def test_predict_csv_and_records_in_input_order(stack: Stack, classifier):
+    model, frame = classifier
+    rows = frame.drop(columns=["label"]).iloc[:50]
+    shuffled = rows[list(reversed(rows.columns))].assign(extra="ignored")
+    by_csv = predict_csv(stack, model.name, shuffled)
+    assert list(by_csv.classes) == ["no", "yes"]
+    assert len(by_csv.predictions) == 50
+    assert all(p.label in ("no", "yes") and abs(sum(p.probabilities) - 1) < 1e-6 for p in by_csv.predictions)
+    structs = []
+    for record in rows.to_dict(orient="records"):
+        struct = struct_pb2.Struct()
+        struct.update({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in record.items()})
+        structs.append(struct)
+    by_records = stack.runner.Predict(
+        model_pb2.PredictRequest(name=model.name, records=model_pb2.PredictRecords(rows=structs)), timeout=60
+    )
+    assert [p.label for p in by_records.predictions] == [p.label for p in by_csv.predictions]
+    reversed_rows = predict_csv(stack, model.name, rows.iloc[::-1])
+    assert [p.label for p in reversed_rows.predictions] == [p.label for p in by_csv.predictions][::-1]
+
+
+def test_predict_stream_cuts_anywhere_and_answers_in_blocks(stack: Stack, classifier):
+    model, frame = classifier
+    rows = pd.concat([frame.drop(columns=["label"])] * 70, ignore_index=True)  # 21,000 rows: 3 blocks
+    data = to_csv(rows)
+
+    def requests() -> Iterator[model_pb2.PredictStreamRequest]:
+        yield model_pb2.PredictStreamRequest(header=model_pb2.PredictStreamHeader(name=model.name))
+        for start in range(0, len(data), 65_537):  # cuts inside lines and quoted fields
+            yield model_pb2.PredictStreamRequest(csv_chunk=data[start : start + 65_537])
+
+    blocks = list(stack.runner.PredictStream(requests(), timeout=120))
+    assert [b.first_row for b in blocks] == [0, 10_000, 20_000]
+    assert list(blocks[0].classes) == ["no", "yes"] and not blocks[1].classes
+    labels = [p.label for b in blocks for p in b.predictions]
+    assert len(labels) == 21_000
+    assert labels[:300] == labels[300:600]  # the same rows, the same answers, in order
+
+
+def test_missing_columns_and_wrong_types_are_refused(stack: Stack, classifier):
+    model, frame = classifier
+    rows = frame.drop(columns=["label"]).iloc[:5]
+    error = error_of(predict_csv, stack, model.name, rows.drop(columns=["note", "ratio,x"]))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "missing columns the model needs: note, ratio,x" in error.details()
+    bad = rows.copy()
+    bad["amount: eur"] = bad["amount: eur"].astype(object)
+    bad.iloc[3, 0] = "lots"
+    error = error_of(predict_csv, stack, model.name, bad)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "column 'amount: eur' takes numbers; row 3 has 'lots'" in error.details()
+    error = error_of(stack.runner.Predict, model_pb2.PredictRequest(name=model.name), timeout=30)
+    assert "csv or records" in error.details()
+
+
+def test_unknown_models_and_test_before_train(stack: Stack, classifier):
+    model, _ = classifier
+    error = error_of(holdout_test, stack, "trainedModels/absent")
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    error = error_of(predict_csv, stack, "models/x", pd.DataFrame({"a": [1]}))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    result = stack.storage.GetModelResult(run_pb2.GetModelResultRequest(name=model.model_result), timeout=30)
+    pending = train(stack, result, wait=False)
+    error = error_of(holdout_test, stack, pending.name)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "still training" in error.details()
+    error = error_of(
+        stack.runner.ExecuteTraining, runner_service_pb2.ExecuteTrainingRequest(name=model.name), timeout=30
+    )
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "STATE_READY" in error.details()
+
+
+def tamper(stack: Stack, sha256: str) -> None:
+    """Change a stored model file's bytes behind storage's back."""
+    data = Path(stack.env["AUTOML_DATA_DIR"])
+    with sqlite3.connect(data / "automl.db") as db:
+        inline, key = db.execute("SELECT inline_data, blob_key FROM contents WHERE sha256 = ?", (sha256,)).fetchone()
+        if key:
+            path = data / "blobs" / key
+            path.write_bytes(b"tampered" + path.read_bytes()[8:])
+        else:
+            db.execute("UPDATE contents SET inline_data = ? WHERE sha256 = ?", (b"tampered" + inline[8:], sha256))
+
+
+def test_an_altered_model_file_is_never_loaded(stack: Stack):
+    result = best_result(stack, sklearn_csv("iris"), "target", ["LogisticRegression"])
+    model = train(stack, result)
+    assert model.state == READY
+    tamper(stack, model.artifact_sha256)
+    error = error_of(holdout_test, stack, model.name)
+    assert error.code() == grpc.StatusCode.DATA_LOSS and "refusing to load it" in error.details()
+    status = stack.runner.GetRunnerStatus(runner_service_pb2.GetRunnerStatusRequest(), timeout=10)
+    assert status.runner_id  # the runner is still there
+
+
+def test_regression_model_scores_and_values(stack: Stack):
+    result = best_result(stack, sklearn_csv("diabetes"), "target", ["Ridge"], task=c.TASK_REGRESSION)
+    model = train(stack, result)
+    assert model.state == READY and not model.classes
+    evaluation = holdout_test(stack, model.name)
+    assert {m.metric for m in evaluation.metrics} == {c.METRIC_RMSE, c.METRIC_MAE, c.METRIC_R2}
+    assert not evaluation.confusion_matrix.labels
+    rows = pd.read_csv(io.BytesIO(sklearn_csv("diabetes"))).drop(columns=["target"]).iloc[:10]
+    answers = predict_csv(stack, model.name, rows)
+    assert len(answers.predictions) == 10 and len({p.value for p in answers.predictions}) > 1
+    assert not answers.classes
