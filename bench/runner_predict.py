@@ -86,9 +86,7 @@ def main() -> None:
                     bare.append(time.perf_counter() - started)
                 assert len(answer.predictions) == rows
                 a, b = rows / best(served), rows / best(bare)
-                print(
-                    f"{rows:>7} rows/call: service {a:>10,.0f} rows/s, bare pipeline {b:>10,.0f} rows/s, ratio {a / b:.2f}"
-                )
+                print(f"{rows:>7} rows/call: service {a:>10,.0f} rows/s, bare {b:>10,.0f} rows/s, ratio {a / b:.2f}")
         finally:
             stop_stack(s)
 
