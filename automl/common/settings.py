@@ -115,6 +115,12 @@ class Settings:
         3600.0,
         "Longest refit of a chosen model on every training row; the worker is killed past it.",
     )
+    runner_sample_cells: int = _setting(
+        "AUTOML_RUNNER_SAMPLE_CELLS",
+        1_000_000,
+        "A dataset of more cells (rows x columns) is searched on a stratified sample of about this many cells, "
+        "read in two streamed passes; the chosen model is refitted on every training row. 0: never sample.",
+    )
     runner_model_cache: int = _setting(
         "AUTOML_RUNNER_MODEL_CACHE", 8, "Trained models a runner keeps loaded for Predict (least recently used out)."
     )
@@ -157,7 +163,7 @@ class Settings:
             raise SettingsError(f"AUTOML_LOG_LEVEL={self.log_level}: use DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"AUTOML_LOG_FORMAT={self.log_format}: use text or json")
-        for name in ("runner_max_workers", "runner_worker_memory_mb"):
+        for name in ("runner_max_workers", "runner_worker_memory_mb", "runner_sample_cells"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 or more")
         if self.blob_url.startswith("s3://") and not self.s3_endpoint:

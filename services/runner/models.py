@@ -100,7 +100,7 @@ class Models:
             self.training.pop(model.name, None)
 
     async def _fit(self, services: Services, model: model_pb2.TrainedModel, folder: Path) -> model_pb2.TrainedModel:
-        data = await self.data(services, model.run, folder)
+        data = await self.data(services, model.run, folder, "train")
         result = await services.get_model_result(model.model_result)
         aikit_compat.load()
         from aikit.tools.json_helper import json_decoder
@@ -149,11 +149,14 @@ class Models:
         )
         return stored
 
-    async def data(self, services: Services, run: str, folder: Path) -> Data:
-        """The experiment's rows, split as the run recorded it."""
+    async def data(self, services: Services, run: str, folder: Path, part: str) -> Data:
+        """The experiment's rows, split as the run recorded it: every training
+        row (part "train") or the holdout ("holdout")."""
         run_message = await services.get_run(run)
         experiment = await services.get_experiment(run_message.experiment)
         dataset = await services.get_dataset(experiment.dataset)
+        if part == "train":
+            self._check_memory(dataset, experiment)
         started = await services.run_started(run)
         split_path = folder / "split.json"
         await services.read_artifact(started.split_artifact, split_path)
@@ -161,7 +164,9 @@ class Models:
         csv = folder / "dataset.csv"
         await services.download(dataset.name, csv)
         try:
-            made = await asyncio.to_thread(problem.load, csv, dataset, experiment)
+            made = await asyncio.to_thread(
+                problem.load, csv, dataset, experiment, self.settings.runner_sample_cells, part
+            )
         finally:
             csv.unlink(missing_ok=True)
         if made.holdout_rows != split["holdout_rows"] or dataset.sha256 != split["dataset_sha256"]:
@@ -170,6 +175,19 @@ class Models:
                 "changed): start a new run"
             )
         return Data(made, dataset, experiment)
+
+    def _check_memory(self, dataset: dataset_pb2.Dataset, experiment: experiment_pb2.Experiment) -> None:
+        """A refit holds every training row in memory (no aikit pipeline fits
+        in chunks): say how much before trying, rather than die trying."""
+        limit = self.settings.runner_worker_memory_mb * 2**20
+        # Measured on mixed tables: pandas holds a CSV in 2-5x its bytes; the fit copies it once more.
+        needed = int(dataset.size_bytes * (1 - problem.holdout_fraction(experiment)) * 8)
+        if limit and needed > limit:
+            raise errors.FailedPrecondition(
+                f"refitting on every training row of {dataset.name} ({dataset.row_count:,} rows, "
+                f"{dataset.size_bytes / 2**30:.1f} GiB of CSV) needs about {needed / 2**30:.1f} GiB of memory; "
+                f"a worker may use {limit / 2**30:.1f} GiB: raise AUTOML_RUNNER_WORKER_MEMORY_MB"
+            )
 
     # ------------------------------------------------------------- loading
 
@@ -207,7 +225,7 @@ class Models:
         loaded = await self.load(services, model)
         folder = Path(tempfile.mkdtemp(prefix="test-", dir=self.folder))
         try:
-            data = await self.data(services, model.run, folder)
+            data = await self.data(services, model.run, folder, "holdout")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         evaluation = await asyncio.to_thread(

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from automl.common.errors import InvalidArgument
 from automl.v1 import common_pb2 as c
@@ -54,6 +53,10 @@ class Problem:
     holdout_X: pd.DataFrame | None = None
     """Holdout rows, features as in X."""
     holdout_y: pd.Series | None = None
+    training_rows: int = 0
+    """Rows a chosen model is refitted on: every row with a target but the holdout."""
+    sampled: bool = False
+    """X is a stratified sample of the training rows (a large dataset)."""
 
     @property
     def random_state(self) -> int:
@@ -70,6 +73,8 @@ class Problem:
             "holdout_fraction": holdout_fraction(experiment),
             "holdout_rows": self.holdout_rows,
             "search_row_count": len(self.search_rows),
+            "training_row_count": self.training_rows,
+            "sampled": self.sampled,
             "feature_columns": self.columns,
             "dropped_columns": self.dropped,
             "rows_without_target": self.rows_without_target,
@@ -100,8 +105,23 @@ def read_csv(path: Path, options: c.CsvOptions, **kwargs: Any) -> pd.DataFrame:
     return frame
 
 
-def load(path: Path, dataset: dataset_pb2.Dataset, experiment: experiment_pb2.Experiment) -> Problem:
-    """Read and check the experiment's data; InvalidArgument says what cannot work."""
+def load(
+    path: Path,
+    dataset: dataset_pb2.Dataset,
+    experiment: experiment_pb2.Experiment,
+    sample_cells: int = 0,
+    part: str = "search",
+) -> Problem:
+    """Read and check the experiment's data; InvalidArgument says what cannot work.
+
+    A dataset of more than `sample_cells` cells is read in two streamed passes
+    (services.runner.largedata), and `part` says which rows X holds: "search"
+    a stratified sample of the training rows, "train" every training row,
+    "holdout" none (the holdout rows are in holdout_X)."""
+    if sample_cells and dataset.row_count * max(len(dataset.columns) - 1, 1) > sample_cells:
+        from services.runner import largedata
+
+        return largedata.load(path, dataset, experiment, sample_cells, part)
     try:
         frame = read_csv(path, dataset.csv_options)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -109,10 +129,25 @@ def load(path: Path, dataset: dataset_pb2.Dataset, experiment: experiment_pb2.Ex
     return prepare(frame, dataset, experiment)
 
 
-def prepare(frame: pd.DataFrame, dataset: dataset_pb2.Dataset, experiment: experiment_pb2.Experiment) -> Problem:
-    target = experiment.target_column
-    if target not in frame.columns:
-        raise InvalidArgument.field("experiment.target_column", f"{target!r} is not a column of the file")
+@dataclass
+class Split:
+    """Which data rows (0-based, of the whole file) go where."""
+
+    task: int
+    folds: int
+    y: pd.Series
+    """Target of the rows that have one, indexed by their data row number."""
+    search: np.ndarray
+    """Sorted data rows of the search (training) part."""
+    holdout: np.ndarray
+    """Sorted data rows kept out."""
+    rows_without_target: int
+
+
+def split(target: pd.Series, experiment: experiment_pb2.Experiment) -> Split:
+    """Check the target of every data row and split off the holdout
+    (stratified for classification, seeded)."""
+    name = experiment.target_column
     task = experiment.resolved_task
     if task not in (c.TASK_CLASSIFICATION, c.TASK_REGRESSION):
         raise InvalidArgument.field("experiment.resolved_task", "must be TASK_CLASSIFICATION or TASK_REGRESSION")
@@ -122,56 +157,109 @@ def prepare(frame: pd.DataFrame, dataset: dataset_pb2.Dataset, experiment: exper
     holdout = holdout_fraction(experiment)
     if not 0 < holdout <= 0.5:
         raise InvalidArgument.field("experiment.holdout_fraction", f"{holdout}: use 0 to 0.5 (0 for 0.2)")
-
-    frame = frame.reset_index(drop=True)
-    y = frame[target]
-    has_target = y.notna().to_numpy()
+    target = target.reset_index(drop=True)
+    has_target = target.notna().to_numpy()
     if not has_target.any():
-        raise InvalidArgument.field("experiment.target_column", f"{target!r} has no value on any row: nothing to learn")
-    y = _target(y[has_target], target, task)
+        raise InvalidArgument.field("experiment.target_column", f"{name!r} has no value on any row: nothing to learn")
+    y = _target(target[has_target], name, task)
     rows = np.flatnonzero(has_target)
-
-    X, columns, dropped = _features(frame.loc[has_target], target, experiment, dataset)
-    seed = experiment.seed
-    stratify = y.to_numpy() if task == c.TASK_CLASSIFICATION else None
-    if stratify is not None:
-        _check_classes(y, target, folds, holdout)
-    try:
-        search, kept_out = train_test_split(
-            np.arange(len(rows)), test_size=holdout, random_state=seed % 2**32, stratify=stratify
-        )
-    except ValueError as exc:  # too few rows for the fraction
-        raise InvalidArgument.field("experiment.holdout_fraction", f"cannot split {len(rows)} rows: {exc}") from None
-    search = np.sort(search)
+    codes = class_codes(y) if task == c.TASK_CLASSIFICATION else None
+    if codes is not None:
+        _check_classes(y, name, folds, holdout)
+    kept_out = pick(codes, len(rows), holdout, experiment.seed)
+    search = np.flatnonzero(~kept_out)
     if len(search) < 2 * folds:
         raise InvalidArgument.field(
             "dataset",
             f"{len(search)} rows left for the search: {folds}-fold cross-validation needs {2 * folds} or more",
         )
-    X_search = X.iloc[search].reset_index(drop=True)
-    if all(X_search[name].nunique(dropna=True) <= 1 for name in X_search.columns):
+    return Split(task, folds, y, rows[search], rows[kept_out], int((~has_target).sum()))
+
+
+def class_codes(y: pd.Series) -> np.ndarray:
+    """A small integer per row: its class's rank among the sorted labels."""
+    codes, _ = pd.factorize(y, sort=True)
+    return codes
+
+
+def pick(codes: np.ndarray | None, n: int, fraction: float, seed: int) -> np.ndarray:
+    """A seeded choice of `fraction` of n positions (of each class's positions
+    when codes are given, at least one of each class), as a boolean mask.
+
+    Written for tens of millions of rows: a sort of the codes and a mask, where
+    scikit-learn's stratified splitter needs gigabytes."""
+    rng = np.random.RandomState(seed % 2**32)
+    chosen = np.zeros(n, dtype=bool)
+    if codes is None:
+        chosen[rng.permutation(n)[: int(n * fraction + 0.5)]] = True
+        return chosen
+    order = np.argsort(codes, kind="stable")
+    start = 0
+    for count in np.bincount(codes):
+        members = order[start : start + count]
+        start += count
+        take = min(max(int(count * fraction + 0.5), 1), count)
+        chosen[members[rng.permutation(count)[:take]]] = True
+    return chosen
+
+
+def prepare(frame: pd.DataFrame, dataset: dataset_pb2.Dataset, experiment: experiment_pb2.Experiment) -> Problem:
+    """The Problem of a table read whole."""
+    if experiment.target_column not in frame.columns:
+        raise InvalidArgument.field(
+            "experiment.target_column", f"{experiment.target_column!r} is not a column of the file"
+        )
+    frame = frame.reset_index(drop=True)
+    cut = split(frame[experiment.target_column], experiment)
+    X, columns, dropped = features(frame, experiment, dataset)
+    return problem_of(cut, experiment, X.loc[cut.search], X.loc[cut.holdout], columns, dropped)
+
+
+def problem_of(
+    cut: Split,
+    experiment: experiment_pb2.Experiment,
+    X_search: pd.DataFrame,
+    X_holdout: pd.DataFrame | None,
+    columns: dict[str, str],
+    dropped: dict[str, str],
+    sampled: bool = False,
+) -> Problem:
+    """A Problem of rows already cut: X_search holds the search rows (or a
+    sample of them), X_holdout the holdout rows, both indexed by data row."""
+    if len(X_search) and all(X_search[name].nunique(dropna=True) <= 1 for name in X_search.columns):
         raise InvalidArgument.field(
             "dataset", "every feature column is constant on the search rows: there is nothing to learn from"
         )
     return Problem(
-        X=X_search,
-        y=y.iloc[search].reset_index(drop=True),
-        task=task,
+        X=X_search.reset_index(drop=True),
+        y=_labels(cut.y.loc[X_search.index]),
+        task=cut.task,
         metric=experiment.primary_metric,
-        folds=folds,
-        seed=seed,
-        holdout_rows=sorted(int(r) for r in rows[kept_out]),
-        search_rows=[int(r) for r in rows[search]],
+        folds=cut.folds,
+        seed=experiment.seed,
+        holdout_rows=[int(r) for r in cut.holdout],
+        search_rows=[int(r) for r in X_search.index],
         columns=columns,
         dropped=dropped,
-        rows_without_target=int((~has_target).sum()),
-        holdout_X=X.iloc[np.sort(kept_out)].reset_index(drop=True),
-        holdout_y=y.iloc[np.sort(kept_out)].reset_index(drop=True),
+        rows_without_target=cut.rows_without_target,
+        holdout_X=None if X_holdout is None else X_holdout.reset_index(drop=True),
+        holdout_y=None if X_holdout is None else _labels(cut.y.loc[X_holdout.index]),
+        training_rows=len(cut.search),
+        sampled=sampled,
     )
+
+
+def _labels(y: pd.Series) -> pd.Series:
+    """The target of the rows kept, as the models see it (categories as their labels)."""
+    if isinstance(y.dtype, pd.CategoricalDtype):  # the large-data path: labels of their own type (1, not "1")
+        y = y.astype(y.cat.categories.dtype)
+    return y.reset_index(drop=True)
 
 
 def _target(y: pd.Series, name: str, task: int) -> pd.Series:
     if task == c.TASK_REGRESSION:
+        if isinstance(y.dtype, pd.CategoricalDtype):  # text read by the large-data path
+            y = y.astype(object)
         numbers = pd.to_numeric(y, errors="coerce")
         text = y[numbers.isna()]
         if len(text):
@@ -205,9 +293,12 @@ def _check_classes(y: pd.Series, name: str, folds: int, holdout: float) -> None:
         )
 
 
-def _features(
-    frame: pd.DataFrame, target: str, experiment: experiment_pb2.Experiment, dataset: dataset_pb2.Dataset
+def features(
+    frame: pd.DataFrame, experiment: experiment_pb2.Experiment, dataset: dataset_pb2.Dataset
 ) -> tuple[pd.DataFrame, dict[str, str], dict[str, str]]:
+    """The feature columns of `frame` (its index kept), renamed for LightGBM;
+    also sanitized name -> name in the file, and dropped column -> why."""
+    target = experiment.target_column
     identifiers = {p.name for p in dataset.columns if p.inferred_type == c.COLUMN_TYPE_IDENTIFIER}
     excluded = set(experiment.excluded_columns)
     dropped: dict[str, str] = {}

@@ -164,9 +164,12 @@ class Runner:
             raise InvalidArgument.of([FieldViolation(f, d) for f, d in problems])
         folder.mkdir(parents=True, exist_ok=True)
         csv = folder / "dataset.csv"
+        clock = time.perf_counter()
         await services.download(dataset.name, csv)
-        data = await asyncio.to_thread(problem.load, csv, dataset, experiment)
+        downloaded = time.perf_counter() - clock
+        data = await asyncio.to_thread(problem.load, csv, dataset, experiment, self.settings.runner_sample_cells)
         csv.unlink()
+        read = time.perf_counter() - clock - downloaded
         try:
             scorers = scoring.scorers(data.task, run.primary_metric or experiment.primary_metric)
         except ValueError as exc:
@@ -186,6 +189,17 @@ class Runner:
             pickle.dump((data.X, data.y), f, protocol=pickle.HIGHEST_PROTOCOL)
         split = json.dumps(data.split_record(dataset, experiment), sort_keys=True).encode()
         artifact = await services.write_artifact("split/json", split)
+        log.info(
+            "run prepared",
+            extra={
+                "run": run.name,
+                "rows": dataset.row_count,
+                "search_rows": len(data.y),
+                "download_s": round(downloaded, 2),
+                "read_s": round(read, 2),
+                "total_s": round(time.perf_counter() - clock, 2),
+            },
+        )
         return Prepared(run, data, candidates, limits, scorers, wanted, folder, artifact.name)
 
     async def _refuse(self, services: Services, run: run_pb2.Run, error: InvalidArgument) -> None:
@@ -254,7 +268,7 @@ class Runner:
                 parallel_workers=prepared.workers,
                 primary_metric=run.primary_metric,
                 task=prepared.problem.task,
-                search_rows=len(prepared.problem.search_rows),
+                search_rows=len(prepared.problem.y),
                 split_artifact=prepared.split_artifact,
                 holdout_rows=len(prepared.problem.holdout_rows),
                 feature_columns=list(prepared.problem.columns.values()),

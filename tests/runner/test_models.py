@@ -5,6 +5,7 @@ clear refusals of bad input and altered model files."""
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from google.protobuf import struct_pb2
 
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, model_pb2, run_pb2, runner_service_pb2, storage_service_pb2
-from tests.runner.conftest import Stack, mixed_table, sklearn_csv, to_csv
+from tests.runner.conftest import Stack, mixed_table, sklearn_csv, start_stack, stop_stack, to_csv
 
 pytestmark = pytest.mark.slow
 READY = model_pb2.TrainedModel.STATE_READY
@@ -212,3 +213,27 @@ def test_regression_model_scores_and_values(stack: Stack):
     answers = predict_csv(stack, model.name, rows)
     assert len(answers.predictions) == 10 and len({p.value for p in answers.predictions}) > 1
     assert not answers.classes
+
+
+@pytest.fixture(scope="module")
+def sampling_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A runner that searches tables of more than 2,000 cells on a sample."""
+    running = start_stack(tmp_path_factory.mktemp("sampling"), {"AUTOML_RUNNER_SAMPLE_CELLS": "2000"})
+    try:
+        yield running
+    finally:
+        stop_stack(running)
+
+
+def test_a_large_table_is_searched_on_a_sample_and_refitted_on_all(sampling_stack: Stack):
+    s = sampling_stack
+    result = best_result(s, to_csv(mixed_table(3000)), "label", ["RandomForestClassifier"], seed=2)
+    run = run_pb2.Run(name=result.run)
+    started = next(e.run_started for e in s.events(run) if e.HasField("run_started"))
+    assert (started.search_rows, started.holdout_rows) == (500, 600)  # 2,000 cells / 4 features
+    chunks = s.storage.ReadArtifact(storage_service_pb2.ReadArtifactRequest(name=started.split_artifact))
+    split = json.loads(b"".join(m.chunk for m in chunks))
+    assert split["sampled"] and split["training_row_count"] == 2400 and split["search_row_count"] == 500
+    model = train(s, result)
+    assert model.state == READY and model.training_rows == 2400
+    assert holdout_test(s, model.name).row_count == 600

@@ -175,3 +175,55 @@ def test_describe_a_pipeline_and_a_single_model():
     assert describe(wrapped) == ("Ridge", ["BoxCoxTargetTransformer", "Ridge"])
     assert describe(("GraphPipeline", {"models": {"m": wrapped}, "edges": [("m",)]}))[0] == "Ridge"
     assert describe(42) == ("42", [])
+
+
+def dataset_of(frame: pd.DataFrame) -> dataset_pb2.Dataset:
+    return dataset_pb2.Dataset(
+        name="datasets/d",
+        row_count=len(frame),
+        columns=[dataset_pb2.ColumnProfile(name=n, index=i) for i, n in enumerate(frame.columns)],
+    )
+
+
+def test_a_large_table_is_split_like_a_small_one_and_sampled(tmp_path):
+    frame = mixed_table(3000)
+    frame.loc[[7, 8], "label"] = np.nan
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    exp = experiment(seed=9)
+    whole = problem.load(path, dataset_of(frame), exp)
+    sampled = problem.load(path, dataset_of(frame), exp, sample_cells=2000)
+    assert sampled.holdout_rows == whole.holdout_rows and len(whole.holdout_rows) == 600
+    assert sampled.sampled and not whole.sampled
+    assert len(sampled.y) == 500 and sampled.training_rows == whole.training_rows == 2398
+    assert set(sampled.search_rows) <= set(whole.search_rows)
+    assert sampled.y.value_counts().to_dict() == {"no": 250, "yes": 250}  # stratified
+    assert list(sampled.X.columns) == list(whole.X.columns)
+    assert [k.kind for k in sampled.X.dtypes] == [k.kind for k in whole.X.dtypes] == ["f", "O", "O", "f"]
+    row = sampled.search_rows[0]
+    assert sampled.X.iloc[0]["note"] == frame.loc[row, "note"]
+    train = problem.load(path, dataset_of(frame), exp, sample_cells=2000, part="train")
+    assert len(train.y) == 2398 and train.search_rows == whole.search_rows
+    holdout = problem.load(path, dataset_of(frame), exp, sample_cells=2000, part="holdout")
+    assert holdout.holdout_y.tolist() == whole.holdout_y.tolist()
+    pd.testing.assert_frame_equal(holdout.holdout_X, whole.holdout_X, check_dtype=False)
+
+
+def test_large_regression_targets_are_numbers_and_text_is_refused(tmp_path):
+    frame = mixed_table(2000).assign(value=lambda f: np.arange(len(f)) * 0.5)
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    exp = experiment(target="value", task=c.TASK_REGRESSION)
+    made = problem.load(path, dataset_of(frame), exp, sample_cells=1000)
+    assert made.sampled and made.y.dtype.kind == "f" and len(made.holdout_rows) == 400
+    with pytest.raises(InvalidArgument, match="holds text such as"):
+        problem.load(path, dataset_of(frame), experiment(target="note", task=c.TASK_REGRESSION), sample_cells=1000)
+
+
+def test_pick_is_seeded_stratified_and_keeps_every_class():
+    codes = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    chosen = problem.pick(codes, 100, 0.2, seed=1)
+    assert chosen.sum() == 18 + 2 + 1 and chosen[99]  # at least one of each class
+    assert (chosen == problem.pick(codes, 100, 0.2, seed=1)).all()
+    assert not (chosen == problem.pick(codes, 100, 0.2, seed=2)).all()
+    assert problem.pick(None, 10, 0.3, seed=0).sum() == 3

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 
 from automl.v1 import common_pb2 as c
-from automl.v1 import run_pb2, runner_service_pb2, storage_service_pb2
+from automl.v1 import run_pb2, runner_service_pb2, runner_service_pb2_grpc, storage_service_pb2
+from tests.conftest import free_port, spawn, wait_serving
 from tests.runner.conftest import Stack, shared_csv, sklearn_csv, start_stack, stop_stack, to_csv
 from tests.runner.test_search import failures, kinds, slow_table
 
@@ -139,3 +142,36 @@ def test_shared_real_datasets(stack: Stack, file, target, task, models):
     assert end.state == c.RUN_STATE_SUCCEEDED, end.status_message
     assert failures(stack.results(run)) == []
     assert end.best_score > (0.5 if task == c.TASK_REGRESSION else 0.6)
+
+
+@pytest.mark.slow
+def test_two_runners_never_execute_one_run(tmp_path: Path):
+    """Several runners can serve one suite: the same run sent to two of them
+    at once is claimed by exactly one (storage's compare-and-set)."""
+    stack = start_stack(tmp_path)
+    env = stack.env | {"AUTOML_RUNNER_PORT": str(free_port()), "AUTOML_RUNNER_ID": "second-runner"}
+    second = spawn("services.runner", env, tmp_path / "runner2.log")
+    try:
+        target = f"127.0.0.1:{env['AUTOML_RUNNER_PORT']}"
+        wait_serving(target, "automl.v1.Runner", second, timeout=60, log=tmp_path / "runner2.log")
+        runners = [stack.runner, runner_service_pb2_grpc.RunnerStub(grpc.insecure_channel(target))]
+        experiment = stack.experiment(sklearn_csv("iris"), "target")
+        for _ in range(3):
+            run = stack.new_run(experiment, workers=1, max_models=1)
+
+            def claim(stub, run=run):
+                try:
+                    return stub.ExecuteRun(runner_service_pb2.ExecuteRunRequest(name=run.name), timeout=60).runner_id
+                except grpc.RpcError as exc:
+                    return exc.code()
+
+            with ThreadPoolExecutor(2) as pool:
+                outcomes = list(pool.map(claim, runners))
+            winners = [o for o in outcomes if isinstance(o, str)]
+            assert len(winners) == 1 and grpc.StatusCode.FAILED_PRECONDITION in outcomes, outcomes
+            end = stack.wait_end(run)
+            assert end.state == c.RUN_STATE_SUCCEEDED and end.runner_id == winners[0]
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+        stop_stack(stack)
