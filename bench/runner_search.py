@@ -5,6 +5,7 @@ folder in a temporary directory) and runs real aikit searches through them.
 
     .venv/bin/python bench/runner_search.py overhead [--models 30] [--repeat 2]
     .venv/bin/python bench/runner_search.py scaling [--models 10] [--repeat 2]
+    .venv/bin/python bench/runner_search.py dask [--models 40] [--repeat 2]
     .venv/bin/python bench/runner_search.py limits [--time-limit 5] [--budget 60]
 
 overhead: the same seeded candidates (breast cancer, 5 folds), evaluated (a)
@@ -19,6 +20,9 @@ eleven candidates are the same either way; past them the guided proposals
 depend on the order results come back, so the two lists differ (the script
 counts how many match) but are drawn from the same distribution. Few
 candidates understate scaling: the last long candidate runs alone.
+
+dask: the scaling search with candidates on a Dask LocalCluster of 2 worker
+processes, against the local pool of 2 workers: models per minute.
 
 limits: a run whose per-model limit is T s on a table where some candidates
 need far longer: the longest candidate (the runner's own measure, from its
@@ -153,6 +157,34 @@ def scaling(args: argparse.Namespace) -> None:
     print(f"scaling: {one:.1f} models/min with 1 worker, {two:.1f} with 2, ratio {two / one:.2f}")
 
 
+def dask(args: argparse.Namespace) -> None:
+    """Models per minute with candidates on a Dask LocalCluster of 2 worker
+    processes against the local pool of 2 workers, same search."""
+    from distributed import LocalCluster
+
+    data = sklearn_csv("breast_cancer")
+    rates: dict[str, list[float]] = {"local": [], "dask": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, host="127.0.0.1")
+        local = stack(Path(tmp) / "local", 2)
+        (Path(tmp) / "dask").mkdir()
+        on_dask = start_stack(
+            Path(tmp) / "dask", {"AUTOML_RUNNER_MAX_WORKERS": "2", "AUTOML_DASK_SCHEDULER": cluster.scheduler_address}
+        )
+        try:
+            for i in range(args.repeat):
+                for name, s in (("local", local), ("dask", on_dask)):
+                    wall, _ = service_run(s, data, "target", 2, max_models=args.models)
+                    rates[name].append(args.models / wall * 60)
+                    print(f"round {i + 1}: {name} {wall:.1f} s, {rates[name][-1]:.1f} models/min")
+        finally:
+            stop_stack(local)
+            stop_stack(on_dask)
+            cluster.close()
+    a, b = statistics.median(rates["local"]), statistics.median(rates["dask"])
+    print(f"dask: {b:.1f} models/min on a LocalCluster of 2, {a:.1f} on the local pool of 2, ratio {b / a:.2f}")
+
+
 def limits(args: argparse.Namespace) -> None:
     data = to_csv(slow_table(20000))
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,12 +228,15 @@ def main() -> None:
     p = sub.add_parser("scaling")
     p.add_argument("--models", type=int, default=40)
     p.add_argument("--repeat", type=int, default=2)
+    d = sub.add_parser("dask")
+    d.add_argument("--models", type=int, default=40)
+    d.add_argument("--repeat", type=int, default=2)
     li = sub.add_parser("limits")
     li.add_argument("--time-limit", type=float, default=5.0)
     li.add_argument("--budget", type=float, default=60.0)
     li.add_argument("--models", type=int, default=12)
     args = parser.parse_args()
-    {"overhead": overhead, "scaling": scaling, "limits": limits}[args.what](args)
+    {"overhead": overhead, "scaling": scaling, "dask": dask, "limits": limits}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,11 @@ class Settings:
     runner_model_cache: int = _setting(
         "AUTOML_RUNNER_MODEL_CACHE", 8, "Trained models a runner keeps loaded for Predict (least recently used out)."
     )
+    dask_scheduler: str = _setting(
+        "AUTOML_DASK_SCHEDULER",
+        "",
+        "Address of a Dask scheduler (tcp://host:8786) that evaluates candidates. Empty: local worker processes.",
+    )
     runner_id: str = _setting("AUTOML_RUNNER_ID", "", "Id of this runner process. Empty: <hostname>-<pid>.")
     migrate_on_start: bool = _setting(
         "AUTOML_MIGRATE_ON_START", True, "Storage upgrades the database schema (Alembic) to head before serving."

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from google.protobuf import duration_pb2
 
@@ -30,6 +30,9 @@ from automl.v1 import event_pb2, run_pb2
 from services.runner import scoring
 from services.runner.candidates import Candidate, Candidates, Exhausted
 from services.runner.workers import Evaluation, Outcome, Pool
+
+if TYPE_CHECKING:
+    from services.runner.dask_pool import DaskPool
 
 log = logging.getLogger("automl.runner.execution")
 
@@ -165,7 +168,7 @@ class Execution:
     limits: Limits
     scorers: list[scoring.Scorer]
     candidates: Candidates
-    pool: Pool
+    pool: Pool | DaskPool
     recorder: RunRecorder
     grace: float
     memory_limit: int

@@ -34,6 +34,7 @@ from automl.v1 import event_pb2, run_pb2, runner_service_pb2
 from services.runner import aikit_compat, problem, scoring, workers
 from services.runner.candidates import Candidates
 from services.runner.clients import GrpcRecorder, Services
+from services.runner.dask_pool import DaskPool
 from services.runner.execution import Execution, Limits, RunGone
 from services.runner.models import Models
 
@@ -235,6 +236,11 @@ class Runner:
         await services.publish(events)
         log.info("run refused", extra={"run": run.name, "reason": error.message})
 
+    def _pool(self, size: int, data_path: str, setup: dict[str, object]) -> workers.Pool | DaskPool:
+        if self.settings.dask_scheduler:
+            return DaskPool(self.settings.dask_scheduler, size, data_path, setup)
+        return workers.Pool(size, data_path, setup)
+
     def _launch(self, services: Services, prepared: Prepared, run: run_pb2.Run) -> None:
         setup = {
             "classification": prepared.problem.task == c.TASK_CLASSIFICATION,
@@ -248,7 +254,7 @@ class Runner:
             limits=prepared.limits,
             scorers=prepared.scorers,
             candidates=prepared.candidates,
-            pool=workers.Pool(prepared.workers, str(prepared.folder / "data.pkl"), setup),
+            pool=self._pool(prepared.workers, str(prepared.folder / "data.pkl"), setup),
             recorder=GrpcRecorder(services, run.name, self.runner_id),
             grace=self.settings.runner_stop_grace_seconds,
             memory_limit=self.settings.runner_worker_memory_mb * 2**20,
@@ -315,6 +321,6 @@ class Runner:
                 )
                 for name, e in self.executions.items()
             ],
-            executor="local",
+            executor=self.settings.dask_scheduler or "local",
             start_time=self.start_time,
         )
