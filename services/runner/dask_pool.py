@@ -50,10 +50,6 @@ class DaskPool:
         self.data = await self.client.scatter(payload, broadcast=True, hash=False)
         self.digest = hashlib.sha256(payload).hexdigest()
 
-    @property
-    def free(self) -> int:
-        return self.size - len(self.busy)
-
     async def evaluate(
         self, job_id: str, job_param: dict[str, Any], time_limit: float, memory_limit: int
     ) -> Evaluation:

@@ -210,10 +210,6 @@ class Pool:
             raise
         self.idle = workers
 
-    @property
-    def free(self) -> int:
-        return self.size - len(self.busy)
-
     async def evaluate(
         self, job_id: str, job_param: dict[str, Any], time_limit: float, memory_limit: int
     ) -> Evaluation:
