@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from automl.common import health
+from tests.ports import free_port
 
 pytest_plugins = ["tests.servers"]
 
@@ -26,12 +26,6 @@ SERVICES = (
     ("runner", "services.runner", "automl.v1.Runner", "AUTOML_RUNNER_PORT"),
     ("gateway", "gateway", "automl.v1.AutoML", "AUTOML_GATEWAY_PORT"),
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def suite_env(tmp_path: Path) -> dict[str, str]:

@@ -21,13 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 INSTALL_HINT = "run scripts/install-system-deps.sh (make test does)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 30) -> None:

@@ -169,7 +169,7 @@ class Models:
             )
         finally:
             csv.unlink(missing_ok=True)
-        if made.holdout_rows != split["holdout_rows"] or dataset.sha256 != split["dataset_sha256"]:
+        if made.holdout_digest != split["holdout_sha256"] or dataset.sha256 != split["dataset_sha256"]:
             raise errors.FailedPrecondition(
                 f"the rows of {run} can no longer be split as they were for its search (data or split procedure "
                 "changed): start a new run"

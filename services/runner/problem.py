@@ -9,6 +9,7 @@ scikit-learn: nothing here knows of gRPC or aikit.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,9 @@ class Problem:
     holdout_y: pd.Series | None = None
     training_rows: int = 0
     """Rows a chosen model is refitted on: every row with a target but the holdout."""
+    holdout_count: int = 0
+    holdout_digest: str = ""
+    """sha256 of the holdout's row numbers (row_digest): how later steps check the split."""
     sampled: bool = False
     """X is a stratified sample of the training rows (a large dataset)."""
 
@@ -71,7 +75,10 @@ class Problem:
             "target_column": experiment.target_column,
             "seed": self.seed,
             "holdout_fraction": holdout_fraction(experiment),
-            "holdout_rows": self.holdout_rows,
+            "holdout_count": self.holdout_count,
+            "holdout_sha256": self.holdout_digest,
+            # Small tables list the rows; a large one's are found again from the seed (largedata.py).
+            **({"holdout_rows": self.holdout_rows} if self.holdout_rows or not self.holdout_count else {}),
             "search_row_count": len(self.search_rows),
             "training_row_count": self.training_rows,
             "sampled": self.sampled,
@@ -165,7 +172,7 @@ def split(target: pd.Series, experiment: experiment_pb2.Experiment) -> Split:
     rows = np.flatnonzero(has_target)
     codes = class_codes(y) if task == c.TASK_CLASSIFICATION else None
     if codes is not None:
-        _check_classes(y, name, folds, holdout)
+        check_classes(y.value_counts(), name, folds, holdout)
     kept_out = pick(codes, len(rows), holdout, experiment.seed)
     search = np.flatnonzero(~kept_out)
     if len(search) < 2 * folds:
@@ -246,7 +253,17 @@ def problem_of(
         holdout_y=None if X_holdout is None else _labels(cut.y.loc[X_holdout.index]),
         training_rows=len(cut.search),
         sampled=sampled,
+        holdout_count=len(cut.holdout),
+        holdout_digest=row_digest([cut.holdout]),
     )
+
+
+def row_digest(parts: list[np.ndarray]) -> str:
+    """sha256 of row numbers (ascending, as little-endian int64), given in consecutive parts."""
+    digest = hashlib.sha256()
+    for rows in parts:
+        digest.update(np.asarray(rows, dtype="<i8").tobytes())
+    return digest.hexdigest()
 
 
 def _labels(y: pd.Series) -> pd.Series:
@@ -274,8 +291,8 @@ def _target(y: pd.Series, name: str, task: int) -> pd.Series:
     return y
 
 
-def _check_classes(y: pd.Series, name: str, folds: int, holdout: float) -> None:
-    counts = y.value_counts()
+def check_classes(counts: pd.Series, name: str, folds: int, holdout: float) -> None:
+    """Refuse a target with one class, or classes too small for the holdout and the folds."""
     if len(counts) < 2:
         raise InvalidArgument.field(
             "experiment.target_column", f"{name!r} has one class only ({counts.index[0]!r}): nothing to learn"

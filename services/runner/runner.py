@@ -276,7 +276,7 @@ class Runner:
                 task=prepared.problem.task,
                 search_rows=len(prepared.problem.y),
                 split_artifact=prepared.split_artifact,
-                holdout_rows=len(prepared.problem.holdout_rows),
+                holdout_rows=prepared.problem.holdout_count,
                 feature_columns=list(prepared.problem.columns.values()),
             )
         )

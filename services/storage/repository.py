@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, delete, func, select, update
+from sqlalchemy import Engine, Select, and_, delete, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
@@ -426,12 +426,24 @@ class MetadataStore:
         if state == c.RUN_STATE_UNSPECIFIED:
             raise InvalidArgument.field("state", "required")
         with self._tx() as session:
+            # The compare-and-set is one conditional UPDATE: atomic on every
+            # backend (SQLite ignores SELECT ... FOR UPDATE, so a read-then-write
+            # let two runners claim one run). Once it matched, the row is this
+            # transaction's until commit.
+            claimed = session.execute(
+                update(schema.Run)
+                .where(schema.Run.id == run_id, schema.Run.state.in_(list(expected)))
+                .where(true() if tenant == ALL_TENANTS else schema.Run.tenant == tenant)
+                .values(state=state)
+                .execution_options(synchronize_session=False)
+            )
             row = self._run(session, tenant, run_id, lock=True)
-            if row.state not in expected:
+            if claimed.rowcount != 1:
                 raise errors.FailedPrecondition(
                     f"runs/{run_id} is {c.RunState.Name(row.state)}, not "
                     + " or ".join(c.RunState.Name(s) for s in expected)
                 )
+            session.refresh(row)
             now = utcnow()
             row.state = state
             if stop_reason and not row.stop_reason:

@@ -3,6 +3,8 @@ and the event log through the storage service, on every backend."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
@@ -209,6 +211,28 @@ async def test_run_state_is_compare_and_set(storage):
         )
     )
     assert done.state == c.RUN_STATE_SUCCEEDED and done.HasField("end_time")
+
+
+async def test_concurrent_claims_of_one_run_have_one_winner(storage):
+    """Many runners claiming at once (the server handles the calls in threads):
+    exactly one moves the run to RUNNING, on every backend."""
+    for _ in range(5):
+        created = await run(storage)
+
+        async def claim(runner: str, created: run_pb2.Run = created) -> str:
+            request = pb.UpdateRunStateRequest(
+                name=created.name, expected_states=[c.RUN_STATE_PENDING], state=c.RUN_STATE_RUNNING, runner_id=runner
+            )
+            try:
+                return (await storage.stub.UpdateRunState(request)).runner_id
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() is grpc.StatusCode.FAILED_PRECONDITION
+                return ""
+
+        winners = [w for w in await asyncio.gather(*(claim(f"r{i}") for i in range(8))) if w]
+        assert len(winners) == 1
+        stored = await storage.stub.GetRun(run_pb2.GetRunRequest(name=created.name))
+        assert stored.runner_id == winners[0]
 
 
 async def test_delete_experiment_refused_while_a_run_is_active_then_cascades(storage):
