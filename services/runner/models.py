@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import pickle
 import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 from google.protobuf import json_format
@@ -100,21 +100,24 @@ class Models:
             self.training.pop(model.name, None)
 
     async def _fit(self, services: Services, model: model_pb2.TrainedModel, folder: Path) -> model_pb2.TrainedModel:
-        data = await self.data(services, model.run, folder, "train")
+        experiment, dataset, split = await self.recorded(services, model.run, folder)
+        self._check_memory(dataset, experiment)
         result = await services.get_model_result(model.model_result)
         aikit_compat.load()
         from aikit.tools.json_helper import json_decoder
 
-        model_json = json_decoder(json.loads(result.model_json))
-        with (folder / "data.pkl").open("wb") as f:
-            pickle.dump((data.problem.X, data.problem.y), f, protocol=pickle.HIGHEST_PROTOCOL)
+        csv = folder / "dataset.csv"
+        await services.download(dataset.name, csv)
         path = folder / "model.joblib"
         job = {
-            "model_json": model_json,
+            "model_json": json_decoder(json.loads(result.model_json)),
             "path": str(path),
-            "bundle": predicting.bundle_fields(data.problem, data.dataset.csv_options),
+            "csv": str(csv),
+            "dataset": dataset.SerializeToString(),
+            "experiment": experiment.SerializeToString(),
+            "sample_cells": self.settings.runner_sample_cells,
         }
-        worker = Worker(str(folder / "data.pkl"), {"mode": "fit"})
+        worker = Worker("", {"mode": "fit"})
         try:
             await worker.ready()
             fitted = await worker.evaluate(
@@ -127,18 +130,20 @@ class Models:
             worker.close()
         if fitted.outcome != Outcome.SUCCEEDED or fitted.rows is None:
             raise errors.FailedPrecondition(f"the refit failed: {fitted.error}")
+        done: dict[str, Any] = fitted.rows  # type: ignore[assignment]
+        check_split(done["holdout_digest"], dataset, split, model.run)
         artifact = await services.write_artifact(MODEL_KIND, path)
-        profiles = {p.name: p.inferred_type for p in data.dataset.columns}
+        profiles = {p.name: p.inferred_type for p in dataset.columns}
         ready = model_pb2.TrainedModel(
             name=model.name,
             state=READY,
             artifact=artifact.name,
-            classes=fitted.rows["classes"],  # type: ignore[call-overload]
-            training_rows=len(data.problem.y),
-            fit_time_seconds=fitted.rows["fit_time"],  # type: ignore[call-overload]
+            classes=done["classes"],
+            training_rows=done["training_rows"],
+            fit_time_seconds=done["fit_time"],
             feature_columns=[
                 model_pb2.FeatureColumn(name=str(original), type=profiles.get(str(original), 0))
-                for original in data.problem.columns.values()
+                for original in done["columns"]
             ],
         )
         paths = ["state", "artifact", "classes", "training_rows", "fit_time_seconds", "feature_columns"]
@@ -149,18 +154,22 @@ class Models:
         )
         return stored
 
-    async def data(self, services: Services, run: str, folder: Path, part: str) -> Data:
-        """The experiment's rows, split as the run recorded it: every training
-        row (part "train") or the holdout ("holdout")."""
+    async def recorded(
+        self, services: Services, run: str, folder: Path
+    ) -> tuple[experiment_pb2.Experiment, dataset_pb2.Dataset, dict[str, Any]]:
+        """The run's experiment, dataset and recorded split."""
         run_message = await services.get_run(run)
         experiment = await services.get_experiment(run_message.experiment)
         dataset = await services.get_dataset(experiment.dataset)
-        if part == "train":
-            self._check_memory(dataset, experiment)
         started = await services.run_started(run)
         split_path = folder / "split.json"
         await services.read_artifact(started.split_artifact, split_path)
-        split = json.loads(split_path.read_text())
+        return experiment, dataset, json.loads(split_path.read_text())
+
+    async def data(self, services: Services, run: str, folder: Path, part: str) -> Data:
+        """The experiment's rows, split as the run recorded it (part "holdout":
+        the holdout rows, in holdout_X)."""
+        experiment, dataset, split = await self.recorded(services, run, folder)
         csv = folder / "dataset.csv"
         await services.download(dataset.name, csv)
         try:
@@ -169,11 +178,7 @@ class Models:
             )
         finally:
             csv.unlink(missing_ok=True)
-        if made.holdout_digest != split["holdout_sha256"] or dataset.sha256 != split["dataset_sha256"]:
-            raise errors.FailedPrecondition(
-                f"the rows of {run} can no longer be split as they were for its search (data or split procedure "
-                "changed): start a new run"
-            )
+        check_split(made.holdout_digest, dataset, split, run)
         return Data(made, dataset, experiment)
 
     def _check_memory(self, dataset: dataset_pb2.Dataset, experiment: experiment_pb2.Experiment) -> None:
@@ -326,6 +331,15 @@ class Models:
     async def close(self) -> None:
         for task in list(self.training.values()):
             task.cancel()
+
+
+def check_split(digest: str, dataset: dataset_pb2.Dataset, split: dict[str, Any], run: str) -> None:
+    """The rows read now must be the ones the run's search was split on."""
+    if digest != split.get("holdout_sha256") or dataset.sha256 != split.get("dataset_sha256"):
+        raise errors.FailedPrecondition(
+            f"the rows of {run} can no longer be split as they were for its search (data or split procedure "
+            "changed): start a new run"
+        )
 
 
 def records(message: model_pb2.PredictRecords) -> list[dict[str, object]]:

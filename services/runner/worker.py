@@ -23,6 +23,7 @@ import time
 import traceback
 import warnings
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from services.runner import aikit_compat
@@ -90,6 +91,20 @@ def fit(X: Any, y: Any, job_param: dict[str, Any]) -> dict[str, Any]:
     return {"fit_time": seconds, "classes": [str(label) for label in bundle.get("classes", [])]}
 
 
+def fit_from_csv(job_param: dict[str, Any]) -> dict[str, Any]:
+    """Read every training row of the file here, in the worker, then refit:
+    the runner itself never holds a large training set."""
+    from automl.v1 import dataset_pb2, experiment_pb2
+    from services.runner import predicting, problem
+
+    dataset = dataset_pb2.Dataset.FromString(job_param["dataset"])
+    experiment = experiment_pb2.Experiment.FromString(job_param["experiment"])
+    data = problem.load(Path(job_param["csv"]), dataset, experiment, job_param["sample_cells"], "train")
+    out = fit(data.X, data.y, dict(job_param, bundle=predicting.bundle_fields(data, dataset.csv_options)))
+    out.update(training_rows=len(data.y), holdout_digest=data.holdout_digest, columns=list(data.columns.values()))
+    return out
+
+
 def describe(exc: BaseException) -> str:
     """The error and where it happened, short enough to store and show."""
     text = f"{type(exc).__name__}: {exc}"
@@ -114,12 +129,11 @@ def main(conn: Connection, data_path: str, setup: dict[str, Any]) -> None:
     os.dup2(devnull, 1)
     os.close(devnull)
     warnings.simplefilter("ignore")
-    with open(data_path, "rb") as f:
-        X, y = pickle.load(f)
-    fitting = setup.get("mode") == "fit"
-    evaluator = (
-        None if fitting else Evaluator(X, y, setup["classification"], setup["folds"], setup["seed"], setup["scorers"])
-    )
+    evaluator = None
+    if setup.get("mode") != "fit":  # a fit worker reads its rows with its job
+        with open(data_path, "rb") as f:
+            X, y = pickle.load(f)
+        evaluator = Evaluator(X, y, setup["classification"], setup["folds"], setup["seed"], setup["scorers"])
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -130,7 +144,7 @@ def main(conn: Connection, data_path: str, setup: dict[str, Any]) -> None:
             return
         job_id, job_param = message
         try:
-            rows = fit(X, y, job_param) if evaluator is None else evaluator.evaluate(job_param)
+            rows = fit_from_csv(job_param) if evaluator is None else evaluator.evaluate(job_param)
         except Exception as exc:  # noqa: BLE001 - a candidate failing for any reason is a result
             conn.send(("error", job_id, describe(exc)))
         else:
