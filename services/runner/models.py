@@ -1,5 +1,6 @@
-"""Using what a search found: refit a result's pipeline on every training row
-(in a worker process), test it on the experiment's holdout, predict.
+"""Using what a search found: refit a result's pipeline on every training row,
+test it on the experiment's holdout (each in a worker process that reads its
+rows itself, so the runner never holds a large table), predict.
 
 Train and test read the same rows the search used: the dataset is read again
 with the same code and seed, and the holdout is checked against the split
@@ -16,7 +17,6 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +39,6 @@ STREAM_BLOCK_ROWS = 10_000
 READY = model_pb2.TrainedModel.STATE_READY
 TRAINING = model_pb2.TrainedModel.STATE_TRAINING
 FAILED = model_pb2.TrainedModel.STATE_FAILED
-
-
-@dataclass
-class Data:
-    """An experiment's rows as its runs' recorded split cut them."""
-
-    problem: problem.Problem
-    dataset: dataset_pb2.Dataset
-    experiment: experiment_pb2.Experiment
 
 
 class Models:
@@ -166,21 +157,6 @@ class Models:
         await services.read_artifact(started.split_artifact, split_path)
         return experiment, dataset, json.loads(split_path.read_text())
 
-    async def data(self, services: Services, run: str, folder: Path, part: str) -> Data:
-        """The experiment's rows, split as the run recorded it (part "holdout":
-        the holdout rows, in holdout_X)."""
-        experiment, dataset, split = await self.recorded(services, run, folder)
-        csv = folder / "dataset.csv"
-        await services.download(dataset.name, csv)
-        try:
-            made = await asyncio.to_thread(
-                problem.load, csv, dataset, experiment, self.settings.runner_sample_cells, part
-            )
-        finally:
-            csv.unlink(missing_ok=True)
-        check_split(made.holdout_digest, dataset, split, run)
-        return Data(made, dataset, experiment)
-
     def _check_memory(self, dataset: dataset_pb2.Dataset, experiment: experiment_pb2.Experiment) -> None:
         """A refit holds every training row in memory (no aikit pipeline fits
         in chunks): say how much before trying, rather than die trying."""
@@ -196,14 +172,26 @@ class Models:
 
     # ------------------------------------------------------------- loading
 
+    @staticmethod
+    def _ready(model: model_pb2.TrainedModel) -> None:
+        if model.state == READY:
+            return
+        if model.state == TRAINING:
+            raise errors.FailedPrecondition(f"{model.name} is still training: wait until it is STATE_READY")
+        raise errors.FailedPrecondition(
+            f"{model.name} is {model_pb2.TrainedModel.State.Name(model.state)}: train the result again"
+        )
+
+    async def fetch(self, services: Services, model: model_pb2.TrainedModel, path: Path) -> None:
+        """A READY model's file, checked by sha256 and kind, into `path`."""
+        self._ready(model)
+        artifact = await services.read_artifact(model.artifact, path, expected_sha256=model.artifact_sha256)
+        if artifact.kind != MODEL_KIND:
+            raise errors.FailedPrecondition(f"{model.artifact} is a {artifact.kind}, not a model file")
+
     async def load(self, services: Services, model: model_pb2.TrainedModel) -> predicting.Loaded:
         """A READY model, from the cache or from storage (checked by sha256)."""
-        if model.state != READY:
-            if model.state == TRAINING:
-                raise errors.FailedPrecondition(f"{model.name} is still training: wait until it is STATE_READY")
-            raise errors.FailedPrecondition(
-                f"{model.name} is {model_pb2.TrainedModel.State.Name(model.state)}: train the result again"
-            )
+        self._ready(model)
         key = (services.tenant, model.name, model.artifact_sha256)
         if key in self.cache:
             self.cache.move_to_end(key)
@@ -211,9 +199,7 @@ class Models:
         folder = Path(tempfile.mkdtemp(prefix="load-", dir=self.folder))
         try:
             path = folder / "model.joblib"
-            artifact = await services.read_artifact(model.artifact, path, expected_sha256=model.artifact_sha256)
-            if artifact.kind != MODEL_KIND:
-                raise errors.FailedPrecondition(f"{model.artifact} is a {artifact.kind}, not a model file")
+            await self.fetch(services, model, path)
             aikit_compat.load()  # the pipeline's classes live in aikit
             loaded = predicting.Loaded.of(await asyncio.to_thread(joblib.load, path))
         finally:
@@ -226,16 +212,39 @@ class Models:
     # ------------------------------------------------------------- testing
 
     async def test(self, services: Services, name: str) -> model_pb2.HoldoutEvaluation:
+        """Score a READY model on the holdout, in a worker process that reads
+        the holdout rows itself."""
         model = await services.get_trained_model(name)
-        loaded = await self.load(services, model)
         folder = Path(tempfile.mkdtemp(prefix="test-", dir=self.folder))
         try:
-            data = await self.data(services, model.run, folder, "holdout")
+            await self.fetch(services, model, folder / "model.joblib")
+            experiment, dataset, split = await self.recorded(services, model.run, folder)
+            await services.download(dataset.name, folder / "dataset.csv")
+            job = {
+                "model_path": str(folder / "model.joblib"),
+                "csv": str(folder / "dataset.csv"),
+                "dataset": dataset.SerializeToString(),
+                "experiment": experiment.SerializeToString(),
+                "sample_cells": self.settings.runner_sample_cells,
+            }
+            worker = Worker("", {"mode": "test"})
+            try:
+                await worker.ready()
+                scored = await worker.evaluate(
+                    name,
+                    job,
+                    self.settings.runner_train_time_limit_seconds,
+                    self.settings.runner_worker_memory_mb * 2**20,
+                )
+            finally:
+                worker.close()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        evaluation = await asyncio.to_thread(
-            predicting.evaluate, loaded, data.problem.holdout_X, data.problem.holdout_y
-        )
+        if scored.outcome != Outcome.SUCCEEDED or scored.rows is None:
+            raise errors.FailedPrecondition(f"the test failed: {scored.error}")
+        done: dict[str, Any] = scored.rows  # type: ignore[assignment]
+        check_split(done["holdout_digest"], dataset, split, model.run)
+        evaluation = model_pb2.HoldoutEvaluation.FromString(done["evaluation"])
         await services.update_trained_model(
             model_pb2.TrainedModel(name=name, holdout_evaluation=evaluation), ["holdout_evaluation"]
         )

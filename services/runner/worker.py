@@ -105,6 +105,23 @@ def fit_from_csv(job_param: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def test_from_csv(job_param: dict[str, Any]) -> dict[str, Any]:
+    """Score a model file on the holdout rows, read here in the worker."""
+    from automl.v1 import dataset_pb2, experiment_pb2
+    from services.runner import predicting, problem
+
+    dataset = dataset_pb2.Dataset.FromString(job_param["dataset"])
+    experiment = experiment_pb2.Experiment.FromString(job_param["experiment"])
+    data = problem.load(Path(job_param["csv"]), dataset, experiment, job_param["sample_cells"], "holdout")
+    loaded = predicting.Loaded.of(joblib.load(job_param["model_path"]))
+    evaluation = predicting.evaluate(loaded, data.holdout_X, data.holdout_y)
+    return {"evaluation": evaluation.SerializeToString(), "holdout_digest": data.holdout_digest}
+
+
+# Workers that do one kind of job on rows they read themselves, by setup["mode"].
+JOBS = {"fit": fit_from_csv, "test": test_from_csv}
+
+
 def describe(exc: BaseException) -> str:
     """The error and where it happened, short enough to store and show."""
     text = f"{type(exc).__name__}: {exc}"
@@ -129,8 +146,9 @@ def main(conn: Connection, data_path: str, setup: dict[str, Any]) -> None:
     os.dup2(devnull, 1)
     os.close(devnull)
     warnings.simplefilter("ignore")
+    job = JOBS.get(setup.get("mode", ""))
     evaluator = None
-    if setup.get("mode") != "fit":  # a fit worker reads its rows with its job
+    if job is None:  # a search worker: its run's rows, once
         with open(data_path, "rb") as f:
             X, y = pickle.load(f)
         evaluator = Evaluator(X, y, setup["classification"], setup["folds"], setup["seed"], setup["scorers"])
@@ -144,7 +162,7 @@ def main(conn: Connection, data_path: str, setup: dict[str, Any]) -> None:
             return
         job_id, job_param = message
         try:
-            rows = fit_from_csv(job_param) if evaluator is None else evaluator.evaluate(job_param)
+            rows = job(job_param) if evaluator is None else evaluator.evaluate(job_param)
         except Exception as exc:  # noqa: BLE001 - a candidate failing for any reason is a result
             conn.send(("error", job_id, describe(exc)))
         else:
