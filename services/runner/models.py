@@ -97,31 +97,9 @@ class Models:
         aikit_compat.load()
         from aikit.tools.json_helper import json_decoder
 
-        csv = folder / "dataset.csv"
-        await services.download(dataset.name, csv)
         path = folder / "model.joblib"
-        job = {
-            "model_json": json_decoder(json.loads(result.model_json)),
-            "path": str(path),
-            "csv": str(csv),
-            "dataset": dataset.SerializeToString(),
-            "experiment": experiment.SerializeToString(),
-            "sample_cells": self.settings.runner_sample_cells,
-        }
-        worker = Worker("", {"mode": "fit"})
-        try:
-            await worker.ready()
-            fitted = await worker.evaluate(
-                model.name,
-                job,
-                self.settings.runner_train_time_limit_seconds,
-                self.settings.runner_worker_memory_mb * 2**20,
-            )
-        finally:
-            worker.close()
-        if fitted.outcome != Outcome.SUCCEEDED or fitted.rows is None:
-            raise errors.FailedPrecondition(f"the refit failed: {fitted.error}")
-        done: dict[str, Any] = fitted.rows  # type: ignore[assignment]
+        job = {"model_json": json_decoder(json.loads(result.model_json)), "path": str(path)}
+        done = await self._in_worker("fit", services, model, dataset, experiment, folder, job)
         check_split(done["holdout_digest"], dataset, split, model.run)
         artifact = await services.write_artifact(MODEL_KIND, path)
         profiles = {p.name: p.inferred_type for p in dataset.columns}
@@ -144,6 +122,42 @@ class Models:
             extra={"model": model.name, "rows": ready.training_rows, "seconds": round(ready.fit_time_seconds, 2)},
         )
         return stored
+
+    async def _in_worker(
+        self,
+        mode: str,
+        services: Services,
+        model: model_pb2.TrainedModel,
+        dataset: dataset_pb2.Dataset,
+        experiment: experiment_pb2.Experiment,
+        folder: Path,
+        job: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Run a "fit" or "test" job in a worker process that reads the
+        dataset (streamed into `folder`) itself; its answer, or why it failed."""
+        csv = folder / "dataset.csv"
+        await services.download(dataset.name, csv)
+        job = dict(
+            job,
+            csv=str(csv),
+            dataset=dataset.SerializeToString(),
+            experiment=experiment.SerializeToString(),
+            sample_cells=self.settings.runner_sample_cells,
+        )
+        worker = Worker("", {"mode": mode})
+        try:
+            await worker.ready()
+            done = await worker.evaluate(
+                model.name,
+                job,
+                self.settings.runner_train_time_limit_seconds,
+                self.settings.runner_worker_memory_mb * 2**20,
+            )
+        finally:
+            worker.close()
+        if done.outcome != Outcome.SUCCEEDED or done.rows is None:
+            raise errors.FailedPrecondition(f"the {'refit' if mode == 'fit' else 'test'} failed: {done.error}")
+        return done.rows  # type: ignore[return-value]
 
     async def recorded(
         self, services: Services, run: str, folder: Path
@@ -219,30 +233,10 @@ class Models:
         try:
             await self.fetch(services, model, folder / "model.joblib")
             experiment, dataset, split = await self.recorded(services, model.run, folder)
-            await services.download(dataset.name, folder / "dataset.csv")
-            job = {
-                "model_path": str(folder / "model.joblib"),
-                "csv": str(folder / "dataset.csv"),
-                "dataset": dataset.SerializeToString(),
-                "experiment": experiment.SerializeToString(),
-                "sample_cells": self.settings.runner_sample_cells,
-            }
-            worker = Worker("", {"mode": "test"})
-            try:
-                await worker.ready()
-                scored = await worker.evaluate(
-                    name,
-                    job,
-                    self.settings.runner_train_time_limit_seconds,
-                    self.settings.runner_worker_memory_mb * 2**20,
-                )
-            finally:
-                worker.close()
+            job = {"model_path": str(folder / "model.joblib")}
+            done = await self._in_worker("test", services, model, dataset, experiment, folder, job)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        if scored.outcome != Outcome.SUCCEEDED or scored.rows is None:
-            raise errors.FailedPrecondition(f"the test failed: {scored.error}")
-        done: dict[str, Any] = scored.rows  # type: ignore[assignment]
         check_split(done["holdout_digest"], dataset, split, model.run)
         evaluation = model_pb2.HoldoutEvaluation.FromString(done["evaluation"])
         await services.update_trained_model(
