@@ -89,7 +89,7 @@ class Services:
         request = storage_service_pb2.UpdateTrainedModelRequest(
             trained_model=model, update_mask=field_mask_pb2.FieldMask(paths=paths)
         )
-        return await self._retry(lambda: self.storage.UpdateTrainedModel(request, metadata=self.metadata))
+        return await self.retry(lambda: self.storage.UpdateTrainedModel(request, metadata=self.metadata))
 
     async def run_started(self, run: str) -> event_pb2.RunStarted:
         """The RUN_STARTED event of a run: where its split is recorded."""
@@ -136,18 +136,18 @@ class Services:
             status_message=message,
             runner_id=runner_id,
         )
-        return await self._retry(lambda: self.storage.UpdateRunState(request, metadata=self.metadata))
+        return await self.retry(lambda: self.storage.UpdateRunState(request, metadata=self.metadata))
 
     async def publish(self, events: list[event_pb2.Event]) -> None:
         """Publish events; they are a view of what storage holds, so a notifier
         that stays away costs watchers their live feed, not the results."""
         request = notifier_service_pb2.PublishRequest(events=events)
         try:
-            await self._retry(lambda: self.notifier.Publish(request, metadata=self.metadata))
+            await self.retry(lambda: self.notifier.Publish(request, metadata=self.metadata))
         except grpc.aio.AioRpcError as exc:
             log.error("events not published", extra={"count": len(events), "error": exc.code().name})
 
-    async def _retry(self, call: object) -> object:
+    async def retry(self, call: object) -> object:
         delay = 0.25
         for attempt in range(RETRIES):
             try:
@@ -188,7 +188,7 @@ class GrpcRecorder:
     async def store_result(self, result: run_pb2.ModelResult) -> tuple[run_pb2.ModelResult, run_pb2.Run]:
         request = storage_service_pb2.BatchCreateModelResultsRequest(run=self.run, model_results=[result])
         try:
-            reply = await self.services._retry(
+            reply = await self.services.retry(
                 lambda: self.services.storage.BatchCreateModelResults(request, metadata=self.services.metadata)
             )
         except grpc.aio.AioRpcError as exc:

@@ -53,6 +53,13 @@ FINAL_STATE = {
 }
 
 
+def run_event(run: str, experiment: str, **payload: object) -> event_pb2.Event:
+    """An event of a run, stamped now; the notifier numbers it."""
+    event = event_pb2.Event(run=run, experiment=experiment, **payload)  # type: ignore[arg-type]
+    event.create_time.GetCurrentTime()
+    return event
+
+
 class RunGone(Exception):
     """The run ended or changed hands elsewhere: stop without writing anything."""
 
@@ -164,7 +171,6 @@ class Execution:
     """A run this runner executes."""
 
     run: run_pb2.Run
-    task: int
     limits: Limits
     scorers: list[scoring.Scorer]
     candidates: Candidates
@@ -189,9 +195,7 @@ class Execution:
         return self.run.primary_metric
 
     def event(self, **payload: object) -> event_pb2.Event:
-        event = event_pb2.Event(run=self.run.name, experiment=self.run.experiment, **payload)  # type: ignore[arg-type]
-        event.create_time.GetCurrentTime()
-        return event
+        return run_event(self.run.name, self.run.experiment, **payload)
 
     # ------------------------------------------------------------ stopping
 

@@ -30,6 +30,7 @@ from automl.v1 import common_pb2 as c
 from automl.v1 import dataset_pb2, event_pb2, experiment_pb2, model_pb2
 from services.runner import aikit_compat, predicting, problem
 from services.runner.clients import Services
+from services.runner.execution import run_event
 from services.runner.workers import Outcome, Worker
 
 log = logging.getLogger("automl.runner.models")
@@ -350,6 +351,4 @@ def records(message: model_pb2.PredictRecords) -> list[dict[str, object]]:
 
 
 def event(model: model_pb2.TrainedModel, **payload: object) -> event_pb2.Event:
-    out = event_pb2.Event(run=model.run, experiment=model.experiment, **payload)  # type: ignore[arg-type]
-    out.create_time.GetCurrentTime()
-    return out
+    return run_event(model.run, model.experiment, **payload)

@@ -254,16 +254,14 @@ def problem_of(
         training_rows=len(cut.search),
         sampled=sampled,
         holdout_count=len(cut.holdout),
-        holdout_digest=row_digest([cut.holdout]),
+        holdout_digest=row_digest(cut.holdout),
     )
 
 
-def row_digest(parts: list[np.ndarray]) -> str:
-    """sha256 of row numbers (ascending, as little-endian int64), given in consecutive parts."""
-    digest = hashlib.sha256()
-    for rows in parts:
-        digest.update(np.asarray(rows, dtype="<i8").tobytes())
-    return digest.hexdigest()
+def row_digest(rows: np.ndarray) -> str:
+    """sha256 of row numbers (ascending, as little-endian int64). largedata
+    computes the same digest block by block."""
+    return hashlib.sha256(np.asarray(rows, dtype="<i8").tobytes()).hexdigest()
 
 
 def _labels(y: pd.Series) -> pd.Series:

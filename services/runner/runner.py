@@ -35,7 +35,7 @@ from services.runner import aikit_compat, problem, scoring, workers
 from services.runner.candidates import Candidates
 from services.runner.clients import GrpcRecorder, Services
 from services.runner.dask_pool import DaskPool
-from services.runner.execution import Execution, Limits, RunGone
+from services.runner.execution import Execution, Limits, RunGone, run_event
 from services.runner.models import Models
 
 log = logging.getLogger("automl.runner")
@@ -212,27 +212,19 @@ class Runner:
         except grpc.aio.AioRpcError as exc:
             log.warning("cannot mark the refused run FAILED", extra={"run": run.name, "error": exc.code().name})
             return
+        changed = event_pb2.RunStateChanged(
+            previous_state=c.RUN_STATE_PENDING,
+            state=c.RUN_STATE_FAILED,
+            stop_reason=c.STOP_REASON_ERROR,
+            message=error.message,
+        )
+        finished = event_pb2.RunFinished(
+            state=c.RUN_STATE_FAILED, stop_reason=c.STOP_REASON_ERROR, message=failed.status_message
+        )
         events = [
-            event_pb2.Event(
-                run=run.name,
-                experiment=run.experiment,
-                run_state_changed=event_pb2.RunStateChanged(
-                    previous_state=c.RUN_STATE_PENDING,
-                    state=c.RUN_STATE_FAILED,
-                    stop_reason=c.STOP_REASON_ERROR,
-                    message=error.message,
-                ),
-            ),
-            event_pb2.Event(
-                run=run.name,
-                experiment=run.experiment,
-                run_finished=event_pb2.RunFinished(
-                    state=c.RUN_STATE_FAILED, stop_reason=c.STOP_REASON_ERROR, message=failed.status_message
-                ),
-            ),
+            run_event(run.name, run.experiment, run_state_changed=changed),
+            run_event(run.name, run.experiment, run_finished=finished),
         ]
-        for event in events:
-            event.create_time.GetCurrentTime()
         await services.publish(events)
         log.info("run refused", extra={"run": run.name, "reason": error.message})
 
@@ -248,9 +240,10 @@ class Runner:
             "seed": prepared.problem.random_state,
             "scorers": [s.name for s in prepared.scorers],
         }
+        # The budget counts from RUNNING as storage recorded it (the claim), not from now.
+        since_claim = min(max(time.time() - run.start_time.ToNanoseconds() / 1e9, 0.0), 5.0)
         execution = Execution(
             run=run,
-            task=prepared.problem.task,
             limits=prepared.limits,
             scorers=prepared.scorers,
             candidates=prepared.candidates,
@@ -259,10 +252,8 @@ class Runner:
             grace=self.settings.runner_stop_grace_seconds,
             memory_limit=self.settings.runner_worker_memory_mb * 2**20,
             heartbeat_seconds=self.settings.runner_heartbeat_seconds,
+            started=time.monotonic() - since_claim,
         )
-        # The budget counts from RUNNING as storage recorded it, not from now.
-        since_claim = time.time() - run.start_time.ToNanoseconds() / 1e9
-        execution.started -= min(max(since_claim, 0.0), 5.0)
         self.executions[run.name] = execution
         started = execution.event(
             run_state_changed=event_pb2.RunStateChanged(previous_state=c.RUN_STATE_PENDING, state=c.RUN_STATE_RUNNING)
