@@ -1,22 +1,47 @@
-"""How the gateway process is put together: the public gRPC service and the
-HTTP port."""
+"""How the gateway process is put together: the public gRPC service with its
+authentication, the supervisor, and the HTTP port."""
 
 from __future__ import annotations
 
-import functools
+import contextlib
+from collections.abc import AsyncIterator
 
 from automl.common.server import ServiceDefinition
 from automl.common.settings import Settings
 from automl.v1 import automl_service_pb2, automl_service_pb2_grpc
+from gateway.auth import ApiKeyAuth, no_auth
+from gateway.backends import Backends
+from gateway.control import RunControl
 from gateway.http import serve_http
 from gateway.servicer import AutoMLServicer
+from gateway.supervisor import Supervisor
 
 
 def build(settings: Settings) -> ServiceDefinition:
+    backends = Backends(settings)
+    control = RunControl(backends)
+    supervisor = Supervisor(backends, control, settings)
+    authenticate = no_auth if settings.auth == "none" else ApiKeyAuth(backends, settings.api_key_cache_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        await backends.start()
+        await supervisor.start()
+        try:
+            async with serve_http(settings):
+                yield
+        finally:
+            await supervisor.stop()
+            await backends.stop()
+
     return ServiceDefinition(
         name="gateway",
         descriptors=(automl_service_pb2.DESCRIPTOR.services_by_name["AutoML"],),
         port=settings.gateway_port,
-        register=lambda server: automl_service_pb2_grpc.add_AutoMLServicer_to_server(AutoMLServicer(), server),
-        lifespan=functools.partial(serve_http, settings),
+        register=lambda server: automl_service_pb2_grpc.add_AutoMLServicer_to_server(
+            AutoMLServicer(backends, control), server
+        ),
+        lifespan=lifespan,
+        authenticate=authenticate,
+        public=True,
     )

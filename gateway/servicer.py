@@ -1,10 +1,262 @@
 """gRPC face of the public automl.v1.AutoML service.
 
-Every method answers UNIMPLEMENTED until the gateway issue lands (the
-generated base class raises NotImplementedError, mapped by the interceptor)."""
+Each method checks its request (gateway.validation), then forwards it to the
+service that owns the work; streams go through message by message, never
+buffered whole. The caller's tenant travels with every forwarded call
+(automl.common.channels), so storage confines each read and write to it and
+another tenant's resources answer NOT_FOUND. Errors of the internal services
+pass through unchanged, with their field violations.
+"""
 
-from automl.v1 import automl_service_pb2_grpc
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2, field_mask_pb2
+
+from automl.common import context
+from automl.common.errors import InvalidArgument
+from automl.v1 import (
+    automl_service_pb2_grpc,
+    dataset_pb2,
+    event_pb2,
+    experiment_pb2,
+    model_pb2,
+    notifier_service_pb2_grpc,
+    run_pb2,
+    runner_service_pb2,
+    runner_service_pb2_grpc,
+    storage_service_pb2,
+    storage_service_pb2_grpc,
+)
+from automl.v1 import common_pb2 as c
+from gateway import exports, watch
+from gateway.backends import Backends
+from gateway.control import RunControl
+from gateway.validation import check
+
+log = logging.getLogger("automl.gateway")
+
+STREAM_TIMEOUT = 3600.0  # uploads, downloads and predictions of large files
+
+
+async def _checked_stream(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for message in rest:
+        yield message
+
+
+async def _first(request_iterator: AsyncIterator[Any], empty: str) -> Any:
+    async for message in request_iterator:
+        return message
+    raise InvalidArgument.field("header", empty)
 
 
 class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     """automl.v1.AutoML."""
+
+    def __init__(self, backends: Backends, control: RunControl) -> None:
+        self.backends = backends
+        self.control = control
+
+    @property
+    def storage(self) -> storage_service_pb2_grpc.StorageStub:
+        return self.backends.storage
+
+    @property
+    def runner(self) -> runner_service_pb2_grpc.RunnerStub:
+        return self.backends.runner
+
+    @property
+    def notifier(self) -> notifier_service_pb2_grpc.NotifierStub:
+        return self.backends.notifier
+
+    # ------------------------------------------------------------ datasets
+
+    async def UploadDataset(self, request_iterator: AsyncIterator[Any], ctx: Any) -> dataset_pb2.Dataset:
+        first = await _first(request_iterator, "the stream is empty: send a header, then the file's bytes")
+        check(first)
+        return await self.storage.UploadDataset(_checked_stream(first, request_iterator), timeout=STREAM_TIMEOUT)
+
+    async def GetDataset(self, request: dataset_pb2.GetDatasetRequest, ctx: Any) -> dataset_pb2.Dataset:
+        check(request)
+        return await self.storage.GetDataset(request)
+
+    async def ListDatasets(self, request: dataset_pb2.ListDatasetsRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.ListDatasets(request)
+
+    async def DeleteDataset(self, request: dataset_pb2.DeleteDatasetRequest, ctx: Any) -> empty_pb2.Empty:
+        check(request)
+        return await self.storage.DeleteDataset(request)
+
+    async def PreviewDataset(self, request: dataset_pb2.PreviewDatasetRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.PreviewDataset(request)
+
+    async def DownloadDataset(self, request: dataset_pb2.DownloadDatasetRequest, ctx: Any) -> AsyncIterator[Any]:
+        check(request)
+        async for message in self.storage.DownloadDataset(request, timeout=STREAM_TIMEOUT):
+            yield message
+
+    # --------------------------------------------------------- experiments
+
+    async def CreateExperiment(self, request: experiment_pb2.CreateExperimentRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.CreateExperiment(request)
+
+    async def GetExperiment(self, request: experiment_pb2.GetExperimentRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.GetExperiment(request)
+
+    async def ListExperiments(self, request: experiment_pb2.ListExperimentsRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.ListExperiments(request)
+
+    async def UpdateExperiment(self, request: experiment_pb2.UpdateExperimentRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.UpdateExperiment(request)
+
+    async def DeleteExperiment(self, request: experiment_pb2.DeleteExperimentRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.DeleteExperiment(request)
+
+    # ---------------------------------------------------------------- runs
+
+    async def StartRun(self, request: run_pb2.StartRunRequest, ctx: Any) -> run_pb2.Run:
+        """Storage creates the run PENDING, a runner claims it. A run no runner
+        takes is ended at once (CANCELLED, with why), never left PENDING."""
+        check(request)
+        new = run_pb2.Run(experiment=request.experiment, parallel_workers=request.parallel_workers)
+        if request.HasField("stop_conditions"):
+            new.stop_conditions.CopyFrom(request.stop_conditions)
+        run = await self.storage.CreateRun(storage_service_pb2.CreateRunRequest(run=new))
+        try:
+            return await self.runner.ExecuteRun(runner_service_pb2.ExecuteRunRequest(name=run.name))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise  # the runner recorded the run FAILED with the same message
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                return await self.storage.GetRun(run_pb2.GetRunRequest(name=run.name))  # claimed meanwhile
+            why = {
+                grpc.StatusCode.RESOURCE_EXHAUSTED: "no runner has capacity",
+                grpc.StatusCode.UNAVAILABLE: "no runner is reachable",
+            }.get(exc.code(), f"the runner answered {exc.code().name}")
+            await self.control.end(
+                context.tenant.get(),
+                run,
+                c.RUN_STATE_CANCELLED,
+                c.STOP_REASON_ERROR,
+                f"{why}: {exc.details()}",
+                expected=[c.RUN_STATE_PENDING],
+            )
+            raise
+
+    async def GetRun(self, request: run_pb2.GetRunRequest, ctx: Any) -> run_pb2.Run:
+        check(request)
+        return await self.storage.GetRun(request)
+
+    async def ListRuns(self, request: run_pb2.ListRunsRequest, ctx: Any) -> run_pb2.ListRunsResponse:
+        check(request)
+        return await self.storage.ListRuns(request)
+
+    async def StopRun(self, request: run_pb2.StopRunRequest, ctx: Any) -> run_pb2.Run:
+        check(request)
+        tenant = context.tenant.get()
+        run = await self.storage.GetRun(run_pb2.GetRunRequest(name=request.name))
+        return await self.control.stop(tenant, run, c.STOP_REASON_USER, "stopped by the user")
+
+    async def WatchRun(self, request: event_pb2.WatchRunRequest, ctx: Any) -> AsyncIterator[event_pb2.WatchRunResponse]:
+        check(request)
+        async for message in watch.watch(self.backends, request):
+            yield message
+
+    async def GetLeaderboard(self, request: run_pb2.GetLeaderboardRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.GetLeaderboard(request)
+
+    async def ListModelResults(self, request: run_pb2.ListModelResultsRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.ListModelResults(request)
+
+    async def GetModelResult(self, request: run_pb2.GetModelResultRequest, ctx: Any) -> run_pb2.ModelResult:
+        check(request)
+        return await self.storage.GetModelResult(request)
+
+    async def ExportRunResults(self, request: run_pb2.ExportRunResultsRequest, ctx: Any) -> AsyncIterator[Any]:
+        check(request)
+        async for message in exports.export(self.backends, request):
+            yield message
+
+    # -------------------------------------------------------------- models
+
+    async def TrainModel(self, request: model_pb2.TrainModelRequest, ctx: Any) -> model_pb2.TrainedModel:
+        check(request)
+        model = await self.storage.CreateTrainedModel(
+            storage_service_pb2.CreateTrainedModelRequest(
+                trained_model=model_pb2.TrainedModel(model_result=request.model_result)
+            )
+        )
+        try:
+            return await self.runner.ExecuteTraining(runner_service_pb2.ExecuteTrainingRequest(name=model.name))
+        except grpc.aio.AioRpcError as exc:
+            # Not left TRAINING for ever: the model says why it never trained.
+            model.state = model_pb2.TrainedModel.STATE_FAILED
+            model.error_message = f"training could not start: {exc.code().name}: {exc.details()}"
+            await self.storage.UpdateTrainedModel(
+                storage_service_pb2.UpdateTrainedModelRequest(
+                    trained_model=model, update_mask=field_mask_pb2.FieldMask(paths=["state", "error_message"])
+                )
+            )
+            raise
+
+    async def GetTrainedModel(self, request: model_pb2.GetTrainedModelRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.GetTrainedModel(request)
+
+    async def ListTrainedModels(self, request: model_pb2.ListTrainedModelsRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.storage.ListTrainedModels(request)
+
+    async def TestModel(self, request: model_pb2.TestModelRequest, ctx: Any) -> model_pb2.HoldoutEvaluation:
+        check(request)
+        return await self.runner.TestModel(request, timeout=STREAM_TIMEOUT)
+
+    async def Predict(self, request: model_pb2.PredictRequest, ctx: Any) -> model_pb2.PredictResponse:
+        check(request)
+        return await self.runner.Predict(request)
+
+    async def PredictStream(
+        self, request_iterator: AsyncIterator[model_pb2.PredictStreamRequest], ctx: Any
+    ) -> AsyncIterator[model_pb2.PredictStreamResponse]:
+        first = await _first(request_iterator, "the stream is empty: send a header, then rows")
+        check(first)
+        call = self.runner.PredictStream(_checked_stream(first, request_iterator), timeout=STREAM_TIMEOUT)
+        async for message in call:
+            yield message
+
+    # ------------------------------------------------------- subscriptions
+
+    async def CreateSubscription(self, request: event_pb2.CreateSubscriptionRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.notifier.CreateSubscription(request)
+
+    async def GetSubscription(self, request: event_pb2.GetSubscriptionRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.notifier.GetSubscription(request)
+
+    async def ListSubscriptions(self, request: event_pb2.ListSubscriptionsRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.notifier.ListSubscriptions(request)
+
+    async def DeleteSubscription(self, request: event_pb2.DeleteSubscriptionRequest, ctx: Any) -> Any:
+        check(request)
+        return await self.notifier.DeleteSubscription(request)
+
+    async def Subscribe(self, request: event_pb2.SubscribeRequest, ctx: Any) -> AsyncIterator[Any]:
+        check(request)
+        async for message in self.notifier.Subscribe(request):
+            yield message

@@ -1,5 +1,5 @@
-"""The four services as real processes: health, reflection, UNIMPLEMENTED for
-what is not built yet, the gateway's HTTP port, graceful shutdown, clear
+"""The four services as real processes: health, reflection, the public API's
+default of wanting a key, the gateway's HTTP port, graceful shutdown, clear
 start-up errors."""
 
 from __future__ import annotations
@@ -58,13 +58,13 @@ def test_reflection_serves_full_descriptors(suite):
         assert method.output_type.full_name == "automl.v1.WatchRunResponse"
 
 
-def test_public_api_answers_unimplemented_until_built(suite):
+def test_public_api_wants_an_api_key_by_default(suite):
     with grpc.insecure_channel(suite.target("gateway")) as channel:
         stub = automl_service_pb2_grpc.AutoMLStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetDataset(dataset_pb2.GetDatasetRequest(name="datasets/x"), timeout=5)
-    assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
-    assert "GetDataset is not implemented yet" in caught.value.details()
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert "authorization: Bearer" in caught.value.details()
 
 
 def test_gateway_http_serves_health_and_metrics(suite):
@@ -73,7 +73,7 @@ def test_gateway_http_serves_health_and_metrics(suite):
         assert b"SERVING" in reply.read()
     with urllib.request.urlopen(f"{suite.http}/metrics", timeout=5) as reply:
         text = reply.read().decode()
-    assert 'automl_rpc_requests_total{code="UNIMPLEMENTED",method="GetDataset",service="gateway"}' in text
+    assert 'automl_rpc_requests_total{code="UNAUTHENTICATED",method="GetDataset",service="gateway"}' in text
 
 
 def test_sigterm_stops_gracefully(tmp_path):

@@ -11,12 +11,7 @@ from automl.common import context
 from automl.common.settings import Settings
 
 
-class _ForwardContext(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class _ForwardContext:
     """Adds the call context to the metadata and a default deadline to unary calls
     (streams run as long as their caller keeps them; callers set their own)."""
 
@@ -46,6 +41,25 @@ class _ForwardContext(
         return await continuation(self._details(details, False), request_iterator)
 
 
+# grpc.aio files each interceptor under the first call kind it implements
+# (an if/elif chain), so one object implementing all four would only ever see
+# unary-unary calls: one object per kind.
+class _ForwardUnaryUnary(_ForwardContext, grpc.aio.UnaryUnaryClientInterceptor):
+    pass
+
+
+class _ForwardUnaryStream(_ForwardContext, grpc.aio.UnaryStreamClientInterceptor):
+    pass
+
+
+class _ForwardStreamUnary(_ForwardContext, grpc.aio.StreamUnaryClientInterceptor):
+    pass
+
+
+class _ForwardStreamStream(_ForwardContext, grpc.aio.StreamStreamClientInterceptor):
+    pass
+
+
 def channel_options(settings: Settings) -> list[tuple[str, int]]:
     return [
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -53,10 +67,17 @@ def channel_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-def connect(target: str, settings: Settings) -> grpc.aio.Channel:
-    """An asyncio channel to another service of the suite."""
+def connect(target: str, settings: Settings, lb_policy: str = "") -> grpc.aio.Channel:
+    """An asyncio channel to another service of the suite. `lb_policy`
+    "round_robin" spreads calls over every address the target resolves to."""
+    options: list[tuple[str, int | str]] = [*channel_options(settings)]
+    if lb_policy:
+        options.append(("grpc.lb_policy_name", lb_policy))
     return grpc.aio.insecure_channel(
         target,
-        options=channel_options(settings),
-        interceptors=[_ForwardContext(settings.call_timeout_seconds)],
+        options=options,
+        interceptors=[
+            kind(settings.call_timeout_seconds)
+            for kind in (_ForwardUnaryUnary, _ForwardUnaryStream, _ForwardStreamUnary, _ForwardStreamStream)
+        ],
     )

@@ -27,6 +27,8 @@ RPC_LATENCY = Histogram(
 )
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+Authenticate = Callable[[dict[str, str], str], Awaitable[str]]
+"""(call metadata, method) -> the caller's tenant; raises errors.Unauthenticated."""
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
@@ -38,10 +40,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     - an error from a downstream gRPC call -> passed through unchanged
     - NotImplementedError     -> UNIMPLEMENTED (generated servicer stubs raise it)
     - anything else           -> INTERNAL with the request id; the traceback is logged
+
+    Internal services trust the tenant the gateway put in the metadata. The
+    gateway passes `authenticate` instead: the tenant then comes from the
+    caller's credentials, and a tenant in the metadata is ignored. Health and
+    reflection are open to everyone (probes, grpcurl's listing).
     """
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, authenticate: Authenticate | None = None) -> None:
         self.service = service
+        self.authenticate = authenticate
 
     async def intercept_service(
         self,
@@ -78,6 +86,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             started = self._enter(ctx)
             code = grpc.StatusCode.OK
             try:
+                await self._authenticate(ctx, method)
                 result = behavior(request, ctx)
                 return await result if inspect.isawaitable(result) else result
             except BaseException as exc:  # mapped, then re-raised or aborted
@@ -93,6 +102,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             started = self._enter(ctx)
             code = grpc.StatusCode.OK
             try:
+                await self._authenticate(ctx, method)
                 result = behavior(request, ctx)
                 if inspect.isawaitable(result):  # a handler that writes with ctx.write()
                     await result
@@ -113,8 +123,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def _enter(self, ctx: grpc.aio.ServicerContext) -> float:
         metadata = dict(ctx.invocation_metadata() or ())
         context.request_id.set(str(metadata.get(context.REQUEST_ID_KEY) or context.new_request_id()))
-        context.tenant.set(str(metadata.get(context.TENANT_KEY) or ""))
+        context.tenant.set("" if self.authenticate else str(metadata.get(context.TENANT_KEY) or ""))
         return time.perf_counter()
+
+    async def _authenticate(self, ctx: grpc.aio.ServicerContext, method: str) -> None:
+        if self.authenticate is None or method.startswith(_PROBES):
+            return
+        metadata = {k: v for k, v in (ctx.invocation_metadata() or ()) if isinstance(v, str)}
+        context.tenant.set(await self.authenticate(metadata, method))
 
     async def _fail(self, ctx: grpc.aio.ServicerContext, method: str, exc: BaseException) -> grpc.StatusCode:
         """Abort the call with the status `exc` maps to; return that code.

@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -26,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from automl.common import logs
 from automl.common.channels import channel_options
-from automl.common.interceptors import CallInterceptor
+from automl.common.interceptors import Authenticate, CallInterceptor
 from automl.common.settings import Settings, SettingsError
 
 log = logging.getLogger("automl.server")
@@ -49,6 +50,11 @@ class ServiceDefinition:
     """Interceptors that run before the common chain (e.g. the gateway's auth)."""
     lifespan: Callable[[], AbstractAsyncContextManager[None]] | None = None
     """Work that lives as long as the server (e.g. the gateway's HTTP port)."""
+    authenticate: Authenticate | None = None
+    """Where the caller's tenant comes from (the gateway's API keys); None:
+    trusted from the metadata, as between internal services."""
+    public: bool = False
+    """Serves users: TLS applies when AUTOML_TLS_CERT_FILE is set."""
 
     @property
     def grpc_services(self) -> tuple[str, ...]:
@@ -108,7 +114,7 @@ class Server:
 def make_server(definition: ServiceDefinition, settings: Settings, *, port: int | None = None) -> Server:
     """Build (not start) the server of `definition`; port 0 picks a free port."""
     server = grpc.aio.server(
-        interceptors=[*definition.interceptors, CallInterceptor(definition.name)],
+        interceptors=[*definition.interceptors, CallInterceptor(definition.name, definition.authenticate)],
         # grpc enables SO_REUSEPORT by default: a second process on the same port
         # would then share its traffic silently instead of failing to start.
         options=[*channel_options(settings), ("grpc.so_reuseport", 0)],
@@ -121,7 +127,13 @@ def make_server(definition: ServiceDefinition, settings: Settings, *, port: int 
     )
     address = f"{settings.host}:{definition.port if port is None else port}"
     try:
-        bound = server.add_insecure_port(address)
+        if definition.public and settings.tls_cert_file:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())]
+            )
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError:  # grpc's "Failed to bind": say which service and setting
         bound = 0
     if bound == 0:

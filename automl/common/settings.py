@@ -130,6 +130,33 @@ class Settings:
         "Address of a Dask scheduler (tcp://host:8786) that evaluates candidates. Empty: local worker processes.",
     )
     runner_id: str = _setting("AUTOML_RUNNER_ID", "", "Id of this runner process. Empty: <hostname>-<pid>.")
+    auth: str = _setting(
+        "AUTOML_AUTH",
+        "api_key",
+        "Authentication of the public API: api_key (a Bearer key created with `python -m gateway.admin`, "
+        "mapped to a tenant) or none (every caller is the tenant `default`: the embedded single-user setup; "
+        "`make demo` and `make up` use it).",
+    )
+    api_key_cache_seconds: float = _setting(
+        "AUTOML_API_KEY_CACHE_SECONDS",
+        5.0,
+        "How long the gateway trusts a key it checked with storage; a revoked key stops working within this time.",
+    )
+    tls_cert_file: str = _setting(
+        "AUTOML_TLS_CERT_FILE", "", "PEM certificate chain of the gateway's gRPC port. Empty: no TLS (plaintext)."
+    )
+    tls_key_file: str = _setting("AUTOML_TLS_KEY_FILE", "", "PEM private key that goes with AUTOML_TLS_CERT_FILE.")
+    supervisor_interval_seconds: float = _setting(
+        "AUTOML_SUPERVISOR_INTERVAL_SECONDS",
+        1.0,
+        "How often the gateway checks every active run's stop conditions and runner heartbeat.",
+    )
+    runner_lost_seconds: float = _setting(
+        "AUTOML_RUNNER_LOST_SECONDS",
+        30.0,
+        "A run whose runner sent no heartbeat for this long is marked FAILED (RUNNER_LOST), its results kept; "
+        "a run still PENDING this long after it was created is marked FAILED too.",
+    )
     migrate_on_start: bool = _setting(
         "AUTOML_MIGRATE_ON_START", True, "Storage upgrades the database schema (Alembic) to head before serving."
     )
@@ -171,6 +198,16 @@ class Settings:
         for name in ("runner_max_workers", "runner_worker_memory_mb", "runner_sample_cells"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 or more")
+        if self.auth not in ("api_key", "none"):
+            raise SettingsError(f"AUTOML_AUTH={self.auth}: use api_key or none")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError("AUTOML_TLS_CERT_FILE and AUTOML_TLS_KEY_FILE go together: set both or neither")
+        for name in ("tls_cert_file", "tls_key_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise SettingsError(f"{env_name(name)}={path}: no such file")
+        if self.api_key_cache_seconds < 0:
+            raise SettingsError(f"AUTOML_API_KEY_CACHE_SECONDS={self.api_key_cache_seconds}: must be 0 or more")
         if self.blob_url.startswith("s3://") and not self.s3_endpoint:
             raise SettingsError("AUTOML_BLOB_URL is s3://...: set AUTOML_S3_ENDPOINT (host:port) too")
         for name in (
@@ -188,6 +225,8 @@ class Settings:
             "runner_heartbeat_seconds",
             "runner_train_time_limit_seconds",
             "runner_model_cache",
+            "supervisor_interval_seconds",
+            "runner_lost_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")

@@ -47,6 +47,34 @@ class HeartbeatRunRequest(_message.Message):
     runner_id: str
     def __init__(self, name: _Optional[str] = ..., runner_id: _Optional[str] = ...) -> None: ...
 
+class ListRunRecordsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "filter")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    filter: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+
+class RunRecord(_message.Message):
+    __slots__ = ("run", "tenant", "models_since_best")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    MODELS_SINCE_BEST_FIELD_NUMBER: _ClassVar[int]
+    run: _run_pb2.Run
+    tenant: str
+    models_since_best: int
+    def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., tenant: _Optional[str] = ..., models_since_best: _Optional[int] = ...) -> None: ...
+
+class ListRunRecordsResponse(_message.Message):
+    __slots__ = ("records", "next_page_token")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[RunRecord]
+    next_page_token: str
+    def __init__(self, records: _Optional[_Iterable[_Union[RunRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
 class BatchCreateModelResultsRequest(_message.Message):
     __slots__ = ("run", "model_results")
     RUN_FIELD_NUMBER: _ClassVar[int]

@@ -125,6 +125,11 @@ class StorageStub:
                 request_serializer=automl_dot_v1_dot_storage__service__pb2.HeartbeatRunRequest.SerializeToString,
                 response_deserializer=automl_dot_v1_dot_run__pb2.Run.FromString,
                 _registered_method=True)
+        self.ListRunRecords = channel.unary_unary(
+                '/automl.v1.Storage/ListRunRecords',
+                request_serializer=automl_dot_v1_dot_storage__service__pb2.ListRunRecordsRequest.SerializeToString,
+                response_deserializer=automl_dot_v1_dot_storage__service__pb2.ListRunRecordsResponse.FromString,
+                _registered_method=True)
         self.BatchCreateModelResults = channel.unary_unary(
                 '/automl.v1.Storage/BatchCreateModelResults',
                 request_serializer=automl_dot_v1_dot_storage__service__pb2.BatchCreateModelResultsRequest.SerializeToString,
@@ -353,6 +358,15 @@ class StorageServicer:
     def HeartbeatRun(self, request, context):
         """Records that the run's runner is alive. FAILED_PRECONDITION when the run
         belongs to another runner or is terminal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunRecords(self, request, context):
+        """Lists runs with what a supervisor needs beside them (the owning tenant,
+        the candidates recorded since the best one). For the gateway's
+        supervisor, which reads every tenant's runs with "x-automl-tenant: *".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -593,6 +607,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.HeartbeatRun,
                     request_deserializer=automl_dot_v1_dot_storage__service__pb2.HeartbeatRunRequest.FromString,
                     response_serializer=automl_dot_v1_dot_run__pb2.Run.SerializeToString,
+            ),
+            'ListRunRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunRecords,
+                    request_deserializer=automl_dot_v1_dot_storage__service__pb2.ListRunRecordsRequest.FromString,
+                    response_serializer=automl_dot_v1_dot_storage__service__pb2.ListRunRecordsResponse.SerializeToString,
             ),
             'BatchCreateModelResults': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchCreateModelResults,
@@ -1138,6 +1157,33 @@ class Storage:
             '/automl.v1.Storage/HeartbeatRun',
             automl_dot_v1_dot_storage__service__pb2.HeartbeatRunRequest.SerializeToString,
             automl_dot_v1_dot_run__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/automl.v1.Storage/ListRunRecords',
+            automl_dot_v1_dot_storage__service__pb2.ListRunRecordsRequest.SerializeToString,
+            automl_dot_v1_dot_storage__service__pb2.ListRunRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

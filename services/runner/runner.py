@@ -29,13 +29,14 @@ from automl.common import errors
 from automl.common.channels import connect
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.common.settings import Settings
+from automl.common.stopping import Limits
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2, runner_service_pb2
 from services.runner import aikit_compat, problem, scoring, workers
 from services.runner.candidates import Candidates
 from services.runner.clients import GrpcRecorder, Services
 from services.runner.dask_pool import DaskPool
-from services.runner.execution import Execution, Limits, RunGone, run_event
+from services.runner.execution import Execution, RunGone, run_event
 from services.runner.models import Models
 
 log = logging.getLogger("automl.runner")

@@ -409,6 +409,25 @@ class MetadataStore:
         order = (schema.Run.create_time.desc(), schema.Run.id)
         return self._page(stmt, order, page_size, page_token, f"runs|{tenant}|{filter_text}", rows=True)
 
+    def list_run_records(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
+        """A page of (run, experiment id, models since best) triples, newest first:
+        what the gateway's supervisor checks. ALL_TENANTS allowed."""
+        page = self.list_runs(tenant, page_size, page_token, filter_text)
+        with self._tx() as session:
+            items = [(row, experiment_id, self._since_best(session, row)) for row, experiment_id in page.items]
+        return PageOf(items, page.next_page_token, page.total_size)
+
+    def _since_best(self, session: Session, run: schema.Run) -> int:
+        done = run.models_evaluated + run.models_failed
+        if run.best_result_id is None:
+            return done
+        result = schema.ModelResult
+        best_time = select(result.create_time).where(result.id == run.best_result_id).scalar_subquery()
+        up_to_best = session.scalar(
+            select(func.count()).where(result.run_id == run.id, result.create_time <= best_time)
+        )
+        return max(0, done - (up_to_best or 0))
+
     def update_run_state(
         self,
         tenant: str,

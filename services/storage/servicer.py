@@ -276,6 +276,16 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             total_size=page.total_size,
         )
 
+    async def ListRunRecords(self, request: pb.ListRunRecordsRequest, ctx: Any) -> Any:
+        page = await call(self.store.list_run_records, tenant(), request.page_size, request.page_token, request.filter)
+        return pb.ListRunRecordsResponse(
+            records=[
+                pb.RunRecord(run=convert.run(row, experiment_id), tenant=row.tenant, models_since_best=since)
+                for row, experiment_id, since in page.items
+            ],
+            next_page_token=page.next_page_token,
+        )
+
     async def UpdateRunState(self, request: pb.UpdateRunStateRequest, ctx: Any) -> Any:
         row, experiment_id = await call(
             self.store.update_run_state,

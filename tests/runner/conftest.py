@@ -104,8 +104,10 @@ class Stack:
 
     def start(self, name: str) -> None:
         log = self.logs / f"{name}.log"
-        self.procs[name] = spawn(f"services.{name}", self.env, log)
-        wait_serving(self.target(name), f"automl.v1.{name.capitalize()}", self.procs[name], timeout=60, log=log)
+        module, service = ("gateway", "automl.v1.AutoML") if name == "gateway" else (f"services.{name}", "")
+        self.procs[name] = spawn(module, self.env, log)
+        service = service or f"automl.v1.{name.capitalize()}"
+        wait_serving(self.target(name), service, self.procs[name], timeout=60, log=log)
 
     def stop(self, name: str, kill: bool = False) -> None:
         proc = self.procs.pop(name)
@@ -208,7 +210,7 @@ def start_stack(folder: Path, extra: dict[str, str] | None = None) -> Stack:
 
 
 def stop_stack(stack: Stack) -> None:
-    for name in ("runner", "notifier", "storage"):
+    for name in ("gateway", "runner", "notifier", "storage"):
         if name in stack.procs:
             stack.stop(name)
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from automl.common.errors import InvalidArgument
+from automl.common.stopping import Limits, Progress, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import dataset_pb2, experiment_pb2
 from services.runner import problem, scoring
 from services.runner.candidates import describe
-from services.runner.execution import Limits, Progress, limit_reached
 from tests.runner.conftest import mixed_table, seconds
 
 

@@ -1,0 +1,88 @@
+"""A run's stop conditions and the one rule that says which has fired.
+
+The runner enforces them on every result it records, and the gateway's
+supervisor checks them again from what storage holds (so that a runner that
+missed one, or a gateway restart, cannot make a run endless): both use this
+module, so they can never disagree on what a condition means.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from automl.common import metrics
+from automl.v1 import common_pb2 as c
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The run's stop conditions, as the runner enforces them."""
+
+    max_duration: float
+    """Seconds; 0: none."""
+    target_score: float | None
+    max_models: int
+    no_improvement_models: int
+    per_model_time_limit: float
+
+    @classmethod
+    def of(cls, conditions: c.StopConditions, default_time_limit: float) -> Limits:
+        per_model = conditions.per_model_time_limit.ToTimedelta().total_seconds()
+        return cls(
+            max_duration=conditions.max_duration.ToTimedelta().total_seconds(),
+            target_score=conditions.target_score if conditions.HasField("target_score") else None,
+            max_models=conditions.max_models,
+            no_improvement_models=conditions.no_improvement_models,
+            per_model_time_limit=per_model if per_model != 0 else default_time_limit,
+        )
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, fix) of each condition that cannot work."""
+        out = []
+        if self.max_duration < 0:
+            out.append(("stop_conditions.max_duration", "must be positive (or unset: no time budget)"))
+        if self.max_models < 0:
+            out.append(("stop_conditions.max_models", "must be positive (or 0: no limit)"))
+        if self.no_improvement_models < 0:
+            out.append(("stop_conditions.no_improvement_models", "must be positive (or 0: no limit)"))
+        if self.per_model_time_limit <= 0:
+            out.append(("stop_conditions.per_model_time_limit", "must be positive (or unset: the server default)"))
+        if self.target_score is not None and not math.isfinite(self.target_score):
+            out.append(("stop_conditions.target_score", "must be a finite number"))
+        if not out and self.max_duration == 0 and self.max_models == 0 and self.target_score is None:
+            out.append(("stop_conditions", "set max_duration, max_models or target_score so that the run ends"))
+        return out
+
+
+@dataclass
+class Progress:
+    done: int = 0
+    """Candidates recorded, failed ones included."""
+    evaluated: int = 0
+    failed: int = 0
+    best_score: float | None = None
+    best_result: str = ""
+    since_improvement: int = 0
+
+
+def limit_reached(limits: Limits, metric: int, progress: Progress, elapsed: float) -> tuple[int, str] | None:
+    """The first of the run's own stop conditions that holds, with its detail."""
+    if limits.target_score is not None and progress.best_score is not None:
+        reached = (
+            progress.best_score >= limits.target_score
+            if metrics.higher_is_better(metric)
+            else progress.best_score <= limits.target_score
+        )
+        if reached:
+            return c.STOP_REASON_TARGET_SCORE, (
+                f"target {metrics.name(metric)} {limits.target_score:g} reached by {progress.best_result} "
+                f"({progress.best_score:.6g})"
+            )
+    if limits.max_models and progress.done >= limits.max_models:
+        return c.STOP_REASON_MAX_MODELS, f"{progress.done} models evaluated (max_models {limits.max_models})"
+    if limits.no_improvement_models and progress.since_improvement >= limits.no_improvement_models:
+        return c.STOP_REASON_NO_IMPROVEMENT, f"no improvement in the last {progress.since_improvement} models"
+    if limits.max_duration and elapsed >= limits.max_duration:
+        return c.STOP_REASON_TIME_BUDGET, f"time budget of {limits.max_duration:g} s used"
+    return None

@@ -1,0 +1,54 @@
+"""The gateway's channels to the internal services."""
+
+from __future__ import annotations
+
+import grpc
+
+from automl.common import context
+from automl.common.channels import connect
+from automl.common.settings import Settings
+from automl.v1 import (
+    notifier_service_pb2_grpc,
+    runner_service_pb2_grpc,
+    storage_service_pb2_grpc,
+)
+
+ALL_TENANTS = "*"
+
+
+class Backends:
+    """Storage, runner and notifier stubs. Calls carry the current call's tenant
+    and request id (automl.common.channels); `as_tenant()` gives the metadata
+    for work done on a tenant's behalf outside a call (the supervisor)."""
+
+    storage: storage_service_pb2_grpc.StorageStub
+    runner: runner_service_pb2_grpc.RunnerStub
+    notifier: notifier_service_pb2_grpc.NotifierStub
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.channels: list[grpc.aio.Channel] = []
+
+    async def start(self) -> None:
+        """Open the channels (in the serving event loop: grpc.aio channels
+        belong to the loop they were made in); they connect on first use."""
+        self.storage = storage_service_pb2_grpc.StorageStub(self._connect(self.settings.storage_address))
+        # Runners may be several behind one DNS name (docker compose --scale):
+        # spread calls over every address it resolves to.
+        self.runner = runner_service_pb2_grpc.RunnerStub(self._connect(self.settings.runner_address, True))
+        self.notifier = notifier_service_pb2_grpc.NotifierStub(self._connect(self.settings.notifier_address))
+
+    def _connect(self, target: str, round_robin: bool = False) -> grpc.aio.Channel:
+        channel = connect(target, self.settings, lb_policy="round_robin" if round_robin else "")
+        self.channels.append(channel)
+        return channel
+
+    async def stop(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+        self.channels.clear()
+
+
+def as_tenant(tenant: str) -> list[tuple[str, str]]:
+    """Metadata of a call made for `tenant` (overrides the current call's)."""
+    return [(context.TENANT_KEY, tenant)]

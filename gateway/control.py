@@ -1,0 +1,133 @@
+"""How the gateway changes a run's course: ask it to stop, or end it when no
+runner will (a run the runner never took, a runner that went silent).
+
+Used by StopRun / StartRun and by the supervisor, always for an explicit
+tenant, so that background work (the supervisor) acts with the run owner's
+identity like a user call does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from automl.v1 import common_pb2 as c
+from automl.v1 import event_pb2, notifier_service_pb2, run_pb2, runner_service_pb2, storage_service_pb2
+from gateway.backends import Backends, as_tenant
+
+log = logging.getLogger("automl.gateway.control")
+
+ACTIVE = (c.RUN_STATE_PENDING, c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING)
+TERMINAL = (c.RUN_STATE_SUCCEEDED, c.RUN_STATE_STOPPED, c.RUN_STATE_FAILED, c.RUN_STATE_CANCELLED)
+# The runner answers these when it does not hold the run (another replica
+# does, or it is gone): the stop is then written to storage, where the owning
+# runner sees it on its next heartbeat.
+NOT_HERE = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def event(run: run_pb2.Run, **payload: object) -> event_pb2.Event:
+    out = event_pb2.Event(run=run.name, experiment=run.experiment, **payload)  # type: ignore[arg-type]
+    out.create_time.GetCurrentTime()
+    return out
+
+
+class RunControl:
+    def __init__(self, backends: Backends) -> None:
+        self.backends = backends
+
+    async def get(self, tenant: str, name: str) -> run_pb2.Run:
+        return await self.backends.storage.GetRun(run_pb2.GetRunRequest(name=name), metadata=as_tenant(tenant))
+
+    async def stop(self, tenant: str, run: run_pb2.Run, reason: int, message: str) -> run_pb2.Run:
+        """Ask an active run to stop; return it as it stands (a terminal run as is)."""
+        if run.state in TERMINAL:
+            return run
+        if run.state == c.RUN_STATE_PENDING:
+            ended = await self.end(tenant, run, c.RUN_STATE_CANCELLED, reason, message, expected=[c.RUN_STATE_PENDING])
+            if ended is not None:
+                return ended
+            run = await self.get(tenant, run.name)  # a runner claimed it meanwhile
+        request = runner_service_pb2.StopExecutionRequest(name=run.name, reason=reason, message=message)
+        try:
+            return await self.backends.runner.StopExecution(request, metadata=as_tenant(tenant))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:  # it ended meanwhile
+                return await self.get(tenant, run.name)
+            if exc.code() not in NOT_HERE:
+                raise
+        return await self._stop_in_storage(tenant, run, reason, message)
+
+    async def _stop_in_storage(self, tenant: str, run: run_pb2.Run, reason: int, message: str) -> run_pb2.Run:
+        try:
+            stopping = await self._set_state(
+                tenant, run.name, [c.RUN_STATE_RUNNING], c.RUN_STATE_STOPPING, reason, message
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            return await self.get(tenant, run.name)  # STOPPING already, or ended
+        changed = event_pb2.RunStateChanged(
+            previous_state=c.RUN_STATE_RUNNING, state=c.RUN_STATE_STOPPING, stop_reason=reason, message=message
+        )
+        await self.publish(
+            tenant,
+            [
+                event(stopping, stop_requested=event_pb2.StopRequested(reason=reason, message=message)),
+                event(stopping, run_state_changed=changed),
+            ],
+        )
+        return stopping
+
+    async def end(
+        self, tenant: str, run: run_pb2.Run, state: int, reason: int, message: str, expected: list[int]
+    ) -> run_pb2.Run | None:
+        """Move the run to terminal `state` if it is in `expected`, and publish its
+        final events; None when it was not (someone else moved it)."""
+        try:
+            ended = await self._set_state(tenant, run.name, expected, state, reason, message)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                return None
+            raise
+        log.warning(
+            "run ended by the gateway",
+            extra={"run": run.name, "state": c.RunState.Name(state), "reason": c.StopReason.Name(reason)},
+        )
+        duration = event_pb2.RunFinished().duration
+        if ended.HasField("start_time"):
+            duration.FromTimedelta(ended.end_time.ToDatetime() - ended.start_time.ToDatetime())
+        finished = event_pb2.RunFinished(
+            state=state,
+            stop_reason=ended.stop_reason,
+            message=ended.status_message,
+            models_evaluated=ended.models_evaluated,
+            models_failed=ended.models_failed,
+            best_model_result=ended.best_model_result,
+            duration=duration,
+        )
+        if ended.HasField("best_score"):
+            finished.best_score = ended.best_score
+        changed = event_pb2.RunStateChanged(
+            previous_state=run.state, state=state, stop_reason=ended.stop_reason, message=message
+        )
+        await self.publish(tenant, [event(ended, run_state_changed=changed), event(ended, run_finished=finished)])
+        return ended
+
+    async def _set_state(
+        self, tenant: str, name: str, expected: list[int], state: int, reason: int, message: str
+    ) -> run_pb2.Run:
+        request = storage_service_pb2.UpdateRunStateRequest(
+            name=name, expected_states=expected, state=state, stop_reason=reason, status_message=message
+        )
+        return await self.backends.storage.UpdateRunState(request, metadata=as_tenant(tenant))
+
+    async def publish(self, tenant: str, events: list[event_pb2.Event]) -> None:
+        """Publish; a notifier that is away costs watchers the live feed, never
+        the state change, which storage already holds."""
+        try:
+            await self.backends.notifier.Publish(
+                notifier_service_pb2.PublishRequest(events=events), metadata=as_tenant(tenant)
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.error("events not published", extra={"count": len(events), "error": exc.code().name})

@@ -1,0 +1,232 @@
+"""ExportRunResults: a run's results as CSV, an Excel workbook or JSON lines.
+
+The CSV and the workbook have one row per model with its hyper-parameters
+flattened into columns (as aikit's result file had), the mean and spread of
+each metric, folds run and times; the workbook adds the per-fold scores and
+the errors. Results are read page by page and spooled to a temporary file,
+so a run of any size is exported in bounded memory; the file is then
+streamed in 1 MiB chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from automl.common import metrics
+from automl.v1 import run_pb2
+from gateway.backends import Backends
+
+CHUNK = 1024 * 1024
+PAGE = 500
+FORMATS = {
+    run_pb2.EXPORT_FORMAT_CSV: ("text/csv; charset=utf-8", "csv"),
+    run_pb2.EXPORT_FORMAT_XLSX: ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
+    run_pb2.EXPORT_FORMAT_JSON: ("application/x-ndjson", "jsonl"),
+}
+FIXED = [
+    "index",
+    "model_result",
+    "model_family",
+    "outcome",
+    "primary_score",
+    "was_new_best",
+    "folds_run",
+    "fit_time_seconds",
+    "score_time_seconds",
+    "pipeline_steps",
+    "error_message",
+]
+
+
+def decode(value: Any) -> Any:
+    """aikit's json_helper encoding ({"__type__": "__tuple__", "__items__": [...]}) to Python."""
+    if isinstance(value, dict):
+        kind, items = value.get("__type__"), value.get("__items__")
+        if kind == "__tuple__":
+            return tuple(decode(v) for v in items)
+        if kind == "__dict__":
+            return {str(k): decode(v) for k, v in items}
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def hyper_parameters(model_json: str) -> dict[str, Any]:
+    """The model description's parameters as {"ClassName__param": value}: each
+    (class name, parameters) node of the description names its parameters."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any) -> None:
+        if _is_model(node):
+            for key, value in node[1].items():
+                if _is_model(value) or (isinstance(value, (list, tuple)) and any(map(_is_model, value))):
+                    walk(value)
+                else:
+                    out[f"{node[0]}__{key}"] = (
+                        value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+                    )
+        elif isinstance(node, (list, tuple, dict)):
+            for child in node.values() if isinstance(node, dict) else node:
+                walk(child)
+
+    if model_json:
+        try:
+            walk(decode(json.loads(model_json)))
+        except ValueError:
+            return {}
+    return out
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict)
+
+
+def metric_values(result: run_pb2.ModelResult) -> dict[str, float]:
+    out = {}
+    for m in result.metrics:
+        name = metrics.name(m.metric)
+        out[f"{name}_mean"] = m.mean
+        out[f"{name}_std"] = m.std
+        if m.HasField("train_mean"):
+            out[f"{name}_train_mean"] = m.train_mean
+    return out
+
+
+def row(result: run_pb2.ModelResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "index": result.index,
+        "model_result": result.name,
+        "model_family": result.model_family,
+        "outcome": run_pb2.ModelResult.Outcome.Name(result.outcome).removeprefix("OUTCOME_").lower(),
+        "primary_score": result.primary_score if result.HasField("primary_score") else None,
+        "was_new_best": result.was_new_best,
+        "folds_run": result.folds_run,
+        "fit_time_seconds": round(result.fit_time_seconds, 4),
+        "score_time_seconds": round(result.score_time_seconds, 4),
+        "pipeline_steps": " > ".join(result.pipeline_steps),
+        "error_message": result.error_message,
+    }
+    out.update(metric_values(result))
+    out.update(hyper_parameters(result.model_json))
+    return out
+
+
+async def _results(backends: Backends, run: str) -> AsyncIterator[run_pb2.ModelResult]:
+    token = ""
+    while True:
+        page = await backends.storage.ListModelResults(
+            run_pb2.ListModelResultsRequest(
+                run=run, page_size=PAGE, page_token=token, view=run_pb2.MODEL_RESULT_VIEW_FULL
+            )
+        )
+        for result in page.model_results:
+            yield result
+        token = page.next_page_token
+        if not token:
+            return
+
+
+async def _spool(backends: Backends, run: str, folder: Path) -> tuple[Path, list[str]]:
+    """Every result as a JSON line in a file; returns it with the table's columns
+    (fixed ones first, then metrics, then hyper-parameters, in order of appearance)."""
+    path = folder / "results.jsonl"
+    metric_columns: dict[str, None] = {}
+    params: dict[str, None] = {}
+    with path.open("w", encoding="utf-8") as out:
+        async for result in _results(backends, run):
+            out.write(json_format.MessageToJson(result, indent=None, preserving_proto_field_name=True) + "\n")
+            metric_columns.update(dict.fromkeys(metric_values(result)))
+            params.update(dict.fromkeys(hyper_parameters(result.model_json)))
+    return path, [*FIXED, *metric_columns, *params]
+
+
+def _read(path: Path) -> Iterator[run_pb2.ModelResult]:
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            yield json_format.Parse(line, run_pb2.ModelResult())
+
+
+def _write_csv(spool: Path, columns: list[str], target: Path) -> None:
+    with target.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for result in _read(spool):
+            writer.writerow(row(result))
+
+
+def _write_xlsx(spool: Path, columns: list[str], target: Path, run: str) -> None:
+    from openpyxl import Workbook  # only exports need it
+
+    book = Workbook(write_only=True)
+    table = book.create_sheet("results")
+    table.append(columns)
+    for result in _read(spool):
+        values = row(result)
+        table.append([_cell(values.get(c)) for c in columns])
+    folds = book.create_sheet("folds")
+    fold_columns: list[str] = []
+    for result in _read(spool):
+        for fold in result.folds:
+            fold_columns += [k for k in fold.values if k not in fold_columns]
+    folds.append(["index", "model_result", "model_family", "fold_nb", *fold_columns])
+    for result in _read(spool):
+        for fold in result.folds:
+            values = [fold.values.get(k) for k in fold_columns]
+            folds.append([result.index, result.name, result.model_family, fold.fold_nb, *values])
+    failed = book.create_sheet("errors")
+    failed.append(["index", "model_result", "model_family", "outcome", "error_message", "pipeline_steps"])
+    for result in _read(spool):
+        if result.outcome != run_pb2.ModelResult.OUTCOME_SUCCEEDED:
+            values = row(result)
+            fields = ("index", "model_result", "model_family", "outcome", "error_message", "pipeline_steps")
+            failed.append([values[c] for c in fields])
+    about = book.create_sheet("run")
+    about.append(["run", run])
+    book.save(target)
+
+
+def _cell(value: Any) -> Any:
+    return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            yield chunk
+
+
+async def export(
+    backends: Backends, request: run_pb2.ExportRunResultsRequest
+) -> AsyncIterator[run_pb2.ExportRunResultsResponse]:
+    run = await backends.storage.GetRun(run_pb2.GetRunRequest(name=request.run))  # NOT_FOUND before any byte
+    content_type, extension = FORMATS[request.format]
+    filename = f"{run.name.replace('/', '-')}-results.{extension}"
+    with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
+        folder = Path(tmp)
+        spool, columns = await _spool(backends, run.name, folder)
+        if request.format == run_pb2.EXPORT_FORMAT_JSON:
+            target = spool
+        elif request.format == run_pb2.EXPORT_FORMAT_CSV:
+            target = folder / "results.csv"
+            await asyncio.to_thread(_write_csv, spool, columns, target)
+        else:
+            target = folder / "results.xlsx"
+            await asyncio.to_thread(_write_xlsx, spool, columns, target, run.name)
+        first = True
+        for chunk in _chunks(target):
+            if first:
+                yield run_pb2.ExportRunResultsResponse(content_type=content_type, filename=filename, chunk=chunk)
+                first = False
+            else:
+                yield run_pb2.ExportRunResultsResponse(chunk=chunk)
+        if first:  # an empty file still says what it is
+            yield run_pb2.ExportRunResultsResponse(content_type=content_type, filename=filename)
