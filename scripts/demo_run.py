@@ -1,15 +1,15 @@
 """The AutoML run of `make demo`: a real search on scikit-learn's breast
-cancer table (written to CSV at run time), followed live, then its
-leaderboard.
+cancer table (written to CSV at run time), made through the public gateway
+as any client would make it: upload, experiment, StartRun, WatchRun live to
+the end, then the leaderboard.
 
-Until the public gateway serves runs, the demo calls the internal services
-the gateway will call: storage (upload, experiment, run, leaderboard), the
-runner (execute) and the notifier (the live event stream).
+With AUTOML_AUTH=api_key, set AUTOML_API_KEY to a key of the gateway.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 from collections.abc import Iterator
 
@@ -17,17 +17,12 @@ import grpc
 
 from automl.common.settings import Settings
 from automl.v1 import (
+    automl_service_pb2_grpc,
     common_pb2,
     dataset_pb2,
     event_pb2,
     experiment_pb2,
-    notifier_service_pb2,
-    notifier_service_pb2_grpc,
     run_pb2,
-    runner_service_pb2,
-    runner_service_pb2_grpc,
-    storage_service_pb2,
-    storage_service_pb2_grpc,
 )
 
 MODELS = 12
@@ -45,9 +40,9 @@ def demo(settings: Settings, out: object = sys.stdout) -> int:
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)  # type: ignore[call-overload]
 
-    storage = storage_service_pb2_grpc.StorageStub(grpc.insecure_channel(settings.storage_address))
-    runner = runner_service_pb2_grpc.RunnerStub(grpc.insecure_channel(settings.runner_address))
-    notifier = notifier_service_pb2_grpc.NotifierStub(grpc.insecure_channel(settings.notifier_address))
+    api = automl_service_pb2_grpc.AutoMLStub(grpc.insecure_channel(f"127.0.0.1:{settings.gateway_port}"))
+    key = os.environ.get("AUTOML_API_KEY", "")
+    metadata = [("authorization", f"Bearer {key}")] if key else []
 
     data = breast_cancer_csv()
 
@@ -55,38 +50,37 @@ def demo(settings: Settings, out: object = sys.stdout) -> int:
         yield dataset_pb2.UploadDatasetRequest(header=dataset_pb2.UploadDatasetHeader(display_name="breast cancer"))
         yield dataset_pb2.UploadDatasetRequest(chunk=data)
 
-    dataset = storage.UploadDataset(upload(), timeout=60)
+    dataset = api.UploadDataset(upload(), metadata=metadata, timeout=60)
     say(
         f"uploaded {dataset.name}: {dataset.row_count} rows, {len(dataset.columns)} columns, {dataset.size_bytes} bytes"
     )
-    experiment = storage.CreateExperiment(
+    experiment = api.CreateExperiment(
         experiment_pb2.CreateExperimentRequest(
             experiment=experiment_pb2.Experiment(
                 display_name="demo", dataset=dataset.name, target_column="target", cv_folds=3, seed=0
             )
         ),
+        metadata=metadata,
         timeout=30,
     )
     say(
         f"created {experiment.name}: {common_pb2.Task.Name(experiment.resolved_task)}, "
         f"ranked by {common_pb2.Metric.Name(experiment.primary_metric)}"
     )
-    run = storage.CreateRun(
-        storage_service_pb2.CreateRunRequest(
-            run=run_pb2.Run(experiment=experiment.name, stop_conditions=common_pb2.StopConditions(max_models=MODELS))
+    run = api.StartRun(
+        run_pb2.StartRunRequest(
+            experiment=experiment.name, stop_conditions=common_pb2.StopConditions(max_models=MODELS)
         ),
-        timeout=30,
+        metadata=metadata,
+        timeout=120,
     )
-    runner.ExecuteRun(runner_service_pb2.ExecuteRunRequest(name=run.name), timeout=120)
     say(f"started {run.name}: {MODELS} candidates from aikit, 3-fold cross-validation, in worker processes")
     say()
-    stream = notifier.StreamEvents(
-        notifier_service_pb2.StreamEventsRequest(run=run.name, after_sequence=0, end_with_run=True), timeout=600
-    )
+    stream = api.WatchRun(event_pb2.WatchRunRequest(name=run.name, after_sequence=0), metadata=metadata, timeout=600)
     for message in stream:
         for event in message.batch.events:
             show(event, say)
-    board = storage.GetLeaderboard(run_pb2.GetLeaderboardRequest(run=run.name, page_size=5), timeout=30)
+    board = api.GetLeaderboard(run_pb2.GetLeaderboardRequest(run=run.name, page_size=5), metadata=metadata, timeout=30)
     say()
     say(f"leaderboard of {run.name} (mean ± spread over folds):")
     for entry in board.entries:
@@ -96,7 +90,7 @@ def demo(settings: Settings, out: object = sys.stdout) -> int:
             f"  {entry.rank:>2}. {result.model_family:<24} {score.mean:.4f} ± {score.std:.4f}  "
             f"fit {result.fit_time_seconds:.2f} s  {' > '.join(result.pipeline_steps)}"
         )
-    final = storage.GetRun(run_pb2.GetRunRequest(name=run.name), timeout=30)
+    final = api.GetRun(run_pb2.GetRunRequest(name=run.name), metadata=metadata, timeout=30)
     return 0 if final.state == common_pb2.RUN_STATE_SUCCEEDED else 1
 
 

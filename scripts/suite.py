@@ -8,6 +8,9 @@
 
 Ports, addresses and the data folder come from the same settings as the
 services (automl.common.settings), so AUTOML_* variables apply to both.
+This launcher is the embedded single-user set-up: unless AUTOML_AUTH is set,
+it runs the gateway with AUTOML_AUTH=none (every caller is tenant "default").
+Set AUTOML_AUTH=api_key to require keys (`python -m gateway.admin keys create`).
 """
 
 from __future__ import annotations
@@ -244,6 +247,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=commands)
     args = parser.parse_args()
+    os.environ.setdefault("AUTOML_AUTH", "none")  # inherited by the four processes
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

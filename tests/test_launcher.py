@@ -28,6 +28,9 @@ def test_demo_then_down(tmp_path):
         demo = run(env, "demo")
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert demo.stdout.count("SERVING") == 4
+        # The run goes through the public gateway (auth off: the embedded default).
+        assert "run finished: RUN_STATE_SUCCEEDED (STOP_REASON_MAX_MODELS)" in demo.stdout
+        assert "leaderboard of runs/" in demo.stdout
         for name, target in targets(env).items():
             assert health.check(target) == "SERVING", name
         again = run(env, "start")

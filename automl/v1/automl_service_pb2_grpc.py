@@ -299,10 +299,13 @@ class AutoMLServicer:
 
     def StartRun(self, request, context):
         """Starts a search. The run is returned PENDING or RUNNING; follow it with
-        WatchRun. INVALID_ARGUMENT when the data cannot be searched (a target
-        with one class, a class too small to split, an all-missing target,
-        unknown model families, a run without a stop condition); no run is
-        created then. RESOURCE_EXHAUSTED when no runner has capacity.
+        WatchRun. INVALID_ARGUMENT for a wrong request (no stop condition, a
+        value out of range; no run is created) and for data that cannot be
+        searched (a target with one class, a class too small to split, unknown
+        model families), which the runner finds on reading the data: that run
+        is kept FAILED with the reason, so the attempt stays visible.
+        RESOURCE_EXHAUSTED when no runner has capacity and UNAVAILABLE when none
+        is reachable: that run is kept CANCELLED with the reason, never PENDING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

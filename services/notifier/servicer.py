@@ -77,7 +77,7 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServicer):
         return empty_pb2.Empty()
 
     async def Subscribe(self, request: event_pb2.SubscribeRequest, ctx: Any) -> AsyncIterator[Any]:
-        record, flt = await self.subscriptions.resolve(request.token)
+        record, flt = await self.subscriptions.resolve(request.token, tenant())
         after = (
             Position(global_sequence=request.after_global_sequence)
             if request.HasField("after_global_sequence")

@@ -101,14 +101,17 @@ class Subscriptions:
             errors.Unauthenticated("this subscription was revoked"),
         )
 
-    async def resolve(self, token: str) -> tuple[pb.SubscriptionRecord, Filter]:
-        """The subscription of `token`: NOT_FOUND if unknown, UNAUTHENTICATED if revoked."""
+    async def resolve(self, token: str, tenant: str) -> tuple[pb.SubscriptionRecord, Filter]:
+        """The subscription of `token`: NOT_FOUND if unknown or another tenant's
+        (a leaked token does not cross tenants), UNAUTHENTICATED if revoked."""
         if not token:
             raise InvalidArgument.field("token", "required: the token CreateSubscription returned")
         try:
             record = await self.log.record_by_token(token_hash(token))
         except grpc.aio.AioRpcError as exc:
             raise errors.Unavailable(f"cannot check the token: {exc.details()}") from exc
+        if record.tenant != tenant:
+            raise errors.NotFound("no subscription has this token")
         if record.subscription.state != S.STATE_ACTIVE:
             raise errors.Unauthenticated("this subscription was revoked: create a new one")
         sub = record.subscription

@@ -1,0 +1,734 @@
+"""The public gateway's cost (issue 7): unary calls, WatchRun fan-out and
+uploads through the gateway against the service behind it, in one run.
+
+Starts storage, notifier, runner and gateway as real processes (SQLite and
+blobs in a temporary folder, API keys on, production defaults for the key
+cache and the supervisor) and measures:
+
+1. unary  GetRun of one ended run (iris, max_models 2) through the gateway
+          (key check, validation, forwarded to storage) from C concurrent
+          callers for S seconds: requests/s, p50, p99. Baseline: the same
+          client harness against a bare grpc.aio server in its own process
+          that answers the same method with the same Run's bytes (no
+          interceptors, no storage). Also shown, for the diagnosis: GetRun
+          straight to storage. Goal: gateway/echo >= 0.5, and the
+          1,000 requests/s of the original design.
+          The callers are coroutines of one client process (grpc.aio, C
+          loops over a few channels, each its own connection); --client-procs
+          spreads them over several processes. CPU seconds per request of
+          every process involved are measured over the same window.
+2. fanout W watchers of one live run (breast cancer, 3 folds, a time budget
+          of B seconds, 2 workers), all open before the run starts (run created
+          PENDING in storage, started with the runner's ExecuteRun once every
+          watcher is in): through the gateway's WatchRun, and the baseline,
+          the notifier's own StreamEvents (after_sequence 0, end_with_run:
+          what the gateway asks the notifier for), on a second run of the same
+          kind, one after the other, so that neither side's processes take
+          CPU from the other on this 2-core machine. Per delivered event:
+          delay = receipt - event.create_time (stamped by the runner, same
+          clock); p50, p99 over every watcher and event; events per watcher;
+          every watcher must get events 1..last_sequence, no gap, no repeat.
+          --rounds 2 runs notifier, gateway, gateway, notifier and pools each
+          side's deliveries.
+3. upload UploadDataset of a generated CSV of M MB (bench/csvgen.py) in 1 MiB
+          chunks through the gateway and straight to storage, R times each,
+          interleaved, one value of the first row changed per upload so that
+          storage stores each (it deduplicates identical bytes); median MB/s.
+          Goal: gateway/storage >= 0.8.
+
+    .venv/bin/python -m bench.gateway [--quick] [--only unary fanout upload]
+
+AUTOML_LOG_LEVEL, AUTOML_API_KEY_CACHE_SECONDS, AUTOML_STREAM_MESSAGES_PER_SECOND
+and AUTOML_SUBSCRIBER_QUEUE in the environment are passed to the services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from automl.v1 import (  # noqa: E402
+    automl_service_pb2_grpc,
+    common_pb2,
+    dataset_pb2,
+    event_pb2,
+    notifier_service_pb2,
+    notifier_service_pb2_grpc,
+    run_pb2,
+    runner_service_pb2,
+    runner_service_pb2_grpc,
+    storage_service_pb2,
+    storage_service_pb2_grpc,
+)
+
+TENANT = "alpha"
+CHUNK = 1 << 20
+STREAMS_PER_CHANNEL = 100  # watchers per HTTP/2 connection, as in bench/notifier_fanout.py
+# Production defaults where tests/gateway shortens them for speed: one key
+# lookup per 5 s, one supervisor round per second, a PENDING run (the fan-out
+# runs wait for their watchers) not failed as lost while the watchers connect.
+SUITE_ENV = {
+    "AUTOML_API_KEY_CACHE_SECONDS": "5",
+    "AUTOML_SUPERVISOR_INTERVAL_SECONDS": "1",
+    "AUTOML_RUNNER_HEARTBEAT_SECONDS": "5",
+    "AUTOML_RUNNER_LOST_SECONDS": "300",
+}
+# settings worth trying from the command line, passed to every service
+PASSED_ENV = (
+    "AUTOML_LOG_LEVEL",
+    "AUTOML_API_KEY_CACHE_SECONDS",
+    "AUTOML_STREAM_MESSAGES_PER_SECOND",
+    "AUTOML_SUBSCRIBER_QUEUE",
+)
+TERMINAL = {
+    common_pb2.RUN_STATE_SUCCEEDED,
+    common_pb2.RUN_STATE_STOPPED,
+    common_pb2.RUN_STATE_FAILED,
+    common_pb2.RUN_STATE_CANCELLED,
+}
+LOCAL = [("grpc.use_local_subchannel_pool", 1)]  # each channel its own connection
+
+
+def tenant_md() -> list[tuple[str, str]]:
+    return [("x-automl-tenant", TENANT)]
+
+
+def bearer(key: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {key}")]
+
+
+# ------------------------------------------------------------------ CPU
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return (total - idle) / os.sysconf("SC_CLK_TCK"), total / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWindow:
+    """CPU seconds of named processes (and the machine) between start() and stop()."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.used: dict[str, float] = {}
+        self.machine_cores = 0.0
+        self.seconds = 0.0
+
+    def start(self) -> None:
+        self._t = time.monotonic()
+        self._cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._machine = machine_busy()
+
+    def stop(self) -> None:
+        self.seconds = time.monotonic() - self._t
+        self.used = {name: cpu_seconds(pid) - self._cpu[name] for name, pid in self.pids.items()}
+        busy, total = machine_busy()
+        ncpu = os.cpu_count() or 1
+        self.machine_cores = (busy - self._machine[0]) / max(total - self._machine[1], 1e-9) * ncpu
+
+
+# ---------------------------------------------------------------- 1. unary
+
+
+def _echo_server(port: int, answers: dict[str, bytes]) -> None:
+    """A bare grpc.aio server answering each unary method of `answers` ("/service/Method")
+    with its fixed bytes: no interceptors, no (de)serializing."""
+
+    def answering(answer: bytes):
+        async def echo(request: bytes, ctx: grpc.aio.ServicerContext) -> bytes:
+            return answer
+
+        return grpc.unary_unary_rpc_method_handler(echo)
+
+    async def serve() -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        for method, answer in answers.items():
+            service, name = method.strip("/").split("/")
+            services.setdefault(service, {})[name] = answering(answer)
+        server.add_generic_rpc_handlers(
+            tuple(grpc.method_handlers_generic_handler(service, handlers) for service, handlers in services.items())
+        )
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
+async def _hammer(
+    target: str,
+    method: str,
+    request: run_pb2.GetRunRequest,
+    metadata: list[tuple[str, str]],
+    concurrency: int,
+    channels: int,
+    warmup: float,
+    seconds: float,
+    ready,
+    go,
+    go_at,
+) -> np.ndarray:
+    chans = [grpc.aio.insecure_channel(target, options=LOCAL) for _ in range(channels)]
+    calls = [
+        ch.unary_unary(
+            method,
+            request_serializer=run_pb2.GetRunRequest.SerializeToString,
+            response_deserializer=run_pb2.Run.FromString,
+        )
+        for ch in chans
+    ]
+    for call in calls:  # connected and answering
+        await call(request, metadata=metadata, timeout=30)
+    ready.set()
+    while not go.is_set():
+        await asyncio.sleep(0.01)
+    begin = go_at.value + warmup
+    end = begin + seconds
+    latencies: list[float] = []
+
+    async def loop(call) -> None:
+        while (sent := time.monotonic()) < end:
+            await call(request, metadata=metadata, timeout=30)
+            done = time.monotonic()
+            if begin <= done < end:
+                latencies.append(done - sent)
+
+    await asyncio.gather(*(loop(calls[i % channels]) for i in range(concurrency)))
+    for ch in chans:
+        await ch.close()
+    return np.asarray(latencies)
+
+
+def _hammer_worker(args: tuple, ready, go, go_at, out) -> None:
+    try:
+        out.put(asyncio.run(_hammer(*args, ready, go, go_at)))
+    except BaseException as exc:
+        out.put(f"client failed: {exc!r}")
+        raise
+
+
+def _got(out, timeout: float) -> object:
+    value = out.get(timeout=timeout)
+    if isinstance(value, str):
+        raise SystemExit(value)
+    return value
+
+
+@dataclass
+class Target:
+    label: str
+    address: str
+    method: str
+    metadata: list[tuple[str, str]]
+    pids: dict[str, int]  # server processes whose CPU is counted
+
+
+@dataclass
+class Unary:
+    latencies: list[np.ndarray] = field(default_factory=list)  # seconds, one per call ended in a window
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process over the windows
+    busy: float = 0.0  # machine CPU seconds over the windows
+    other: float = 0.0  # of which not by the processes measured (the shared machine's other load)
+
+    @property
+    def count(self) -> int:
+        return sum(len(a) for a in self.latencies)
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.count / self.seconds
+
+    def ms(self, q: float) -> float:
+        return float(np.percentile(np.concatenate(self.latencies), q)) * 1e3
+
+    def cpu_ms(self) -> dict[str, float]:
+        return {k: v / self.count * 1e3 for k, v in self.cpu.items()}
+
+
+def unary(target: Target, request: run_pb2.GetRunRequest, args: argparse.Namespace, into: Unary) -> None:
+    """One window of `args.seconds` (after 1 s of warm-up) of `args.clients` callers on `target`."""
+    ctx = mp.get_context("spawn")
+    go, go_at, out = ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
+    procs, readies = [], []
+    n = args.client_procs
+    for k in range(n):
+        share = args.clients // n + (k < args.clients % n)
+        chans = max(1, args.channels // n)
+        ready = ctx.Event()
+        work = (target.address, target.method, request, target.metadata, share, chans, 1.0, args.seconds)
+        proc = ctx.Process(target=_hammer_worker, args=(work, ready, go, go_at, out), daemon=True)
+        proc.start()
+        procs.append(proc)
+        readies.append(ready)
+    try:
+        for ready in readies:
+            if not ready.wait(60):
+                raise SystemExit(f"{target.label}: client did not connect within 60 s")
+        window = CpuWindow(target.pids | {f"client{k}": p.pid for k, p in enumerate(procs)})
+        go_at.value = time.monotonic()
+        go.set()
+        time.sleep(max(0.0, go_at.value + 1.0 - time.monotonic()))
+        window.start()
+        time.sleep(max(0.0, go_at.value + 1.0 + args.seconds - time.monotonic()))
+        window.stop()
+        into.latencies += [_got(out, 120) for _ in procs]
+        for proc in procs:
+            proc.join(30)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+    into.seconds += args.seconds
+    into.busy += window.machine_cores * args.seconds
+    into.other += window.machine_cores * args.seconds - sum(window.used.values())
+    for name, used in window.used.items():
+        key = "client" if name.startswith("client") else name
+        into.cpu[key] = into.cpu.get(key, 0.0) + used
+
+
+def unary_section(suite, client, args: argparse.Namespace, folder: Path) -> list[str]:
+    """Figure 1; returns the summary lines."""
+    from tests.conftest import spawn, wait_serving
+    from tests.ports import free_port
+    from tests.runner.conftest import sklearn_csv
+
+    experiment = client.experiment(sklearn_csv("iris"), "target", cv_folds=3)
+    run = client.wait_end(client.start(experiment, max_models=2))
+    request = run_pb2.GetRunRequest(name=run.name)
+    answer = run.SerializeToString()
+    port = free_port()
+    # The baseline, and the stand-in for storage behind a second gateway (key lookups and GetRun at no cost).
+    answers = {
+        "/automl.v1.AutoML/GetRun": answer,
+        "/automl.v1.Storage/GetRun": answer,
+        "/automl.v1.Storage/LookupApiKey": storage_service_pb2.ApiKey(tenant=TENANT).SerializeToString(),
+    }
+    echo = mp.get_context("spawn").Process(target=_echo_server, args=(port, answers), daemon=True)
+    echo.start()
+    bare_gateway = None
+    try:
+        echo_address = f"127.0.0.1:{port}"
+        with grpc.insecure_channel(echo_address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        env = suite.env | {
+            "AUTOML_GATEWAY_PORT": str(free_port()),
+            "AUTOML_HTTP_PORT": str(free_port()),
+            "AUTOML_STORAGE_TARGET": echo_address,
+        }
+        bare_gateway = spawn("gateway", env, folder / "gateway-on-echo.log")
+        bare_address = f"127.0.0.1:{env['AUTOML_GATEWAY_PORT']}"
+        wait_serving(bare_address, "automl.v1.AutoML", bare_gateway, timeout=60, log=folder / "gateway-on-echo.log")
+        pids = {name: proc.pid for name, proc in suite.stack.procs.items()}
+        key = bearer(suite.keys[TENANT])
+        targets = [
+            Target("echo (baseline)", echo_address, "/automl.v1.AutoML/GetRun", [], {"echo": echo.pid}),
+            Target(
+                "gateway -> storage",
+                suite.target,
+                "/automl.v1.AutoML/GetRun",
+                key,
+                {"gateway": pids["gateway"], "storage": pids["storage"]},
+            ),
+            Target(
+                "storage alone",
+                suite.stack.target("storage"),
+                "/automl.v1.Storage/GetRun",
+                tenant_md(),
+                {"storage": pids["storage"]},
+            ),
+            Target(
+                "gateway -> echo",
+                bare_address,
+                "/automl.v1.AutoML/GetRun",
+                key,
+                {"gateway": bare_gateway.pid, "echo": echo.pid},
+            ),
+        ]
+        print(
+            f"\n1. GetRun of {run.name} ({len(answer)} bytes), {args.clients} concurrent callers on "
+            f"{args.channels} connections in {args.client_procs} client process(es), "
+            f"{args.unary_rounds} x {args.seconds:g} s each, interleaved",
+            flush=True,
+        )
+        results = {t.label: Unary() for t in targets}
+        for r in range(args.unary_rounds):
+            for t in targets if r % 2 == 0 else targets[::-1]:
+                unary(t, request, args, results[t.label])
+    finally:
+        if bare_gateway is not None:
+            bare_gateway.terminate()
+            bare_gateway.wait(30)
+        echo.kill()
+        echo.join(10)
+    print(f"{'':<22}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'busy cores':>11}{'other':>7}   CPU ms per request")
+    for label, r in results.items():
+        cpu = ", ".join(f"{k} {v:.3f}" for k, v in r.cpu_ms().items())
+        print(
+            f"{label:<22}{r.requests_per_s:>8.0f}{r.ms(50):>8.1f}{r.ms(99):>8.1f}{r.busy / r.seconds:>11.2f}"
+            f"{max(0.0, r.other) / r.seconds:>7.2f}   {cpu}"
+        )
+    echo_r, gateway_r = results["echo (baseline)"], results["gateway -> storage"]
+    lines = [
+        ratio_line("GetRun gateway/echo requests/s", gateway_r.requests_per_s / echo_r.requests_per_s, 0.5),
+        f"GetRun through the gateway: {gateway_r.requests_per_s:,.0f} requests/s (p50 {gateway_r.ms(50):.1f} ms, "
+        f"p99 {gateway_r.ms(99):.1f} ms) against the 1,000 requests/s of the original design "
+        f"({gateway_r.requests_per_s / 1000:.2f}x)",
+        f"diagnosis: gateway/storage alone {gateway_r.requests_per_s / results['storage alone'].requests_per_s:.2f}; "
+        f"gateway over the echo stand-in/echo "
+        f"{results['gateway -> echo'].requests_per_s / echo_r.requests_per_s:.2f}",
+    ]
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+# -------------------------------------------------------------- 2. fan-out
+
+
+@dataclass
+class Watched:
+    sequences: list[list[int]]  # per watcher, the sequence of each event received
+    delays_ms: list[list[float]]  # per watcher, receipt - create_time of each event received
+
+
+async def _watchers(kind: str, target: str, run: str, key: str, count: int, ready, timeout: float) -> Watched:
+    channels = [grpc.aio.insecure_channel(target, options=LOCAL) for _ in range(0, count, STREAMS_PER_CHANNEL)]
+    sequences: list[list[int]] = [[] for _ in range(count)]
+    delays: list[list[float]] = [[] for _ in range(count)]
+    opened = asyncio.Semaphore(0)
+
+    def open_stream(i: int):
+        channel = channels[i // STREAMS_PER_CHANNEL]
+        if kind == "gateway":
+            stub = automl_service_pb2_grpc.AutoMLStub(channel)
+            return stub.WatchRun(event_pb2.WatchRunRequest(name=run), metadata=bearer(key), timeout=timeout)
+        stub = notifier_service_pb2_grpc.NotifierStub(channel)
+        request = notifier_service_pb2.StreamEventsRequest(run=run, after_sequence=0, end_with_run=True)
+        return stub.StreamEvents(request, metadata=tenant_md(), timeout=timeout)
+
+    async def watch(i: int) -> None:
+        seen, delay = sequences[i], delays[i]
+        call = open_stream(i)
+        if kind != "gateway":
+            opened.release()  # nothing comes before the first event
+        async for message in call:
+            content = message.WhichOneof("content")
+            if content == "snapshot":
+                opened.release()
+            elif content == "batch":
+                now = time.time_ns()
+                for event in message.batch.events:
+                    delay.append((now - event.create_time.ToNanoseconds()) / 1e6)
+                    seen.append(event.sequence)
+
+    tasks = [asyncio.create_task(watch(i)) for i in range(count)]
+    for channel in channels:
+        await channel.channel_ready()
+    for _ in range(count):
+        await opened.acquire()
+    await asyncio.sleep(1.0 + count / 500)  # every stream subscribed behind the gateway too
+    ready.set()
+    await asyncio.gather(*tasks)
+    for channel in channels:
+        await channel.close()
+    return Watched(sequences, delays)
+
+
+def _watch_worker(kind: str, target: str, run: str, key: str, count: int, ready, timeout: float, out) -> None:
+    try:
+        out.put(asyncio.run(_watchers(kind, target, run, key, count, ready, timeout)))
+    except BaseException as exc:
+        out.put(f"{kind} watchers failed: {exc!r}")
+        raise
+
+
+@dataclass
+class Fanout:
+    delays_ms: list[np.ndarray] = field(default_factory=list)
+    spreads_ms: list[float] = field(default_factory=list)  # per event: last receipt - first receipt over watchers
+    events: list[int] = field(default_factory=list)  # last_sequence of each run
+    watchers_complete: int = 0
+    watchers: int = 0
+    models: list[int] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by process, ExecuteRun to the last event
+    seconds: float = 0.0  # ExecuteRun to the last event
+
+    def add(self, other: Fanout) -> None:
+        self.delays_ms += other.delays_ms
+        self.spreads_ms += other.spreads_ms
+        self.events += other.events
+        self.watchers_complete += other.watchers_complete
+        self.watchers += other.watchers
+        self.models += other.models
+        self.seconds += other.seconds
+        for name, used in other.cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + used
+
+    def p(self, q: float) -> float:
+        return float(np.percentile(np.concatenate(self.delays_ms), q))
+
+
+def fanout(kind: str, suite, experiment: str, args: argparse.Namespace) -> Fanout:
+    from tests.runner.conftest import seconds
+
+    storage = storage_service_pb2_grpc.StorageStub(grpc.insecure_channel(suite.stack.target("storage")))
+    runner = runner_service_pb2_grpc.RunnerStub(grpc.insecure_channel(suite.stack.target("runner")))
+    run = storage.CreateRun(
+        storage_service_pb2.CreateRunRequest(
+            run=run_pb2.Run(
+                experiment=experiment,
+                stop_conditions=common_pb2.StopConditions(max_duration=seconds(args.budget)),
+                parallel_workers=2,
+            )
+        ),
+        metadata=tenant_md(),
+        timeout=30,
+    )
+    target = suite.target if kind == "gateway" else suite.stack.target("notifier")
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs, readies = [], []
+    n = min(args.watch_procs, args.watchers)
+    for k in range(n):
+        ready = ctx.Event()
+        share = args.watchers // n + (k < args.watchers % n)
+        proc = ctx.Process(
+            target=_watch_worker,
+            args=(kind, target, run.name, suite.keys[TENANT], share, ready, args.budget + 600, out),
+            daemon=True,
+        )
+        proc.start()
+        procs.append(proc)
+        readies.append(ready)
+    try:
+        for ready in readies:
+            if not ready.wait(180):
+                raise SystemExit(f"{kind}: watchers did not connect within 180 s")
+        names = ("gateway", "notifier", "runner")
+        window = CpuWindow(
+            {n: suite.stack.procs[n].pid for n in names} | {f"client{k}": p.pid for k, p in enumerate(procs)}
+        )
+        window.start()
+        runner.ExecuteRun(runner_service_pb2.ExecuteRunRequest(name=run.name), metadata=tenant_md(), timeout=60)
+        outcomes: list[Watched] = [_got(out, args.budget + 600) for _ in procs]
+        window.stop()
+        for proc in procs:
+            proc.join(30)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+    end = storage.GetRun(run_pb2.GetRunRequest(name=run.name), metadata=tenant_md(), timeout=30)
+    expected = list(range(1, end.last_sequence + 1))
+    every = [s for o in outcomes for s in o.sequences]
+    complete = sum(s == expected for s in every)
+    by_event: dict[int, list[float]] = {}
+    for o in outcomes:
+        for seen, delay in zip(o.sequences, o.delays_ms, strict=True):
+            for sequence, ms in zip(seen, delay, strict=True):
+                by_event.setdefault(sequence, []).append(ms)
+    state = common_pb2.RunState.Name(end.state)
+    if args.per_event:
+        print(f"  {kind} per event: sequence first/median/last receipt ms after create_time")
+        for sequence, ms in sorted(by_event.items()):
+            print(f"    {sequence:>4} {min(ms):8.1f} {statistics.median(ms):8.1f} {max(ms):8.1f}")
+    print(
+        f"  {kind:<8} {run.name}: {state} ({common_pb2.StopReason.Name(end.stop_reason)}), "
+        f"{end.models_evaluated} models, {end.last_sequence} events in {window.seconds:.1f} s; "
+        f"{complete}/{len(every)} watchers got events 1..{end.last_sequence} exactly",
+        flush=True,
+    )
+    return Fanout(
+        [np.asarray([ms for o in outcomes for delay in o.delays_ms for ms in delay])],
+        [max(v) - min(v) for v in by_event.values()],
+        [end.last_sequence],
+        complete,
+        len(every),
+        [end.models_evaluated],
+        {n: sum(v for k, v in window.used.items() if k.rstrip("0123456789") == n) for n in (*names, "client")},
+        window.seconds,
+    )
+
+
+def fanout_section(suite, client, args: argparse.Namespace) -> list[str]:
+    """Figure 2; returns the summary lines."""
+    from tests.runner.conftest import sklearn_csv
+
+    experiment = client.experiment(sklearn_csv("breast_cancer"), "target", cv_folds=3)
+    print(
+        f"\n2. {args.watchers} watchers of one run (breast cancer, budget {args.budget:g} s, 2 workers) "
+        f"in {args.watch_procs} client processes",
+        flush=True,
+    )
+    sides = {"notifier": Fanout(), "gateway": Fanout()}
+    for r in range(args.rounds):
+        for kind in ("notifier", "gateway") if r % 2 == 0 else ("gateway", "notifier"):
+            sides[kind].add(fanout(kind, suite, experiment.name, args))
+    print(
+        f"{'':<24}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'spread':>8}{'events':>10}{'complete':>10}"
+        "   CPU cores over the runs"
+    )
+    for kind, label in (("notifier", "notifier StreamEvents"), ("gateway", "gateway WatchRun")):
+        f = sides[kind]
+        events = "/".join(str(e) for e in f.events)
+        cpu = ", ".join(f"{k} {v / f.seconds:.2f}" for k, v in f.cpu.items())
+        print(
+            f"{label:<24}{f.p(50):>8.1f}{f.p(99):>8.1f}{np.concatenate(f.delays_ms).max():>8.1f}"
+            f"{statistics.median(f.spreads_ms):>8.1f}{events:>10}{f'{f.watchers_complete}/{f.watchers}':>10}   {cpu}"
+        )
+    print("(spread: median over events of last receipt - first receipt over the watchers; events: per run)")
+    g, nf = sides["gateway"], sides["notifier"]
+    lines = [
+        f"WatchRun fan-out, {args.watchers} watchers: p99 {g.p(99):.1f} ms through the gateway, "
+        f"{nf.p(99):.1f} ms straight from the notifier; ratio gateway/notifier p99 "
+        f"{g.p(99) / nf.p(99):.2f}, p50 {g.p(50) / nf.p(50):.2f}; "
+        f"{g.watchers_complete}/{g.watchers} gateway watchers got every event in order",
+    ]
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+# --------------------------------------------------------------- 3. upload
+
+
+def variant(data: bytes, k: int) -> bytes:
+    """`data` with the id of its first row changed: other bytes, so storage stores it anew."""
+    row = data.index(b"\n") + 1
+    assert data.startswith(b"0,", row), "csvgen's first row has id 0"
+    return data[:row] + str(10**9 + k).encode() + data[row + 1 :]
+
+
+def _chunks(data: bytes, name: str) -> Iterator[dataset_pb2.UploadDatasetRequest]:
+    yield dataset_pb2.UploadDatasetRequest(header=dataset_pb2.UploadDatasetHeader(display_name=name))
+    view = memoryview(data)
+    for start in range(0, len(data), CHUNK):
+        yield dataset_pb2.UploadDatasetRequest(chunk=bytes(view[start : start + CHUNK]))
+
+
+def upload_once(target: str, stub_class, metadata, data: bytes, name: str) -> float:
+    """MB/s of one upload (10^6 bytes)."""
+    with grpc.insecure_channel(target) as channel:
+        stub = stub_class(channel)
+        started = time.perf_counter()
+        dataset = stub.UploadDataset(_chunks(data, name), metadata=metadata, timeout=3600)
+        took = time.perf_counter() - started
+    assert dataset.size_bytes == len(data), "the whole file must arrive"
+    return len(data) / 1e6 / took
+
+
+def upload_section(suite, args: argparse.Namespace, tmp: Path) -> list[str]:
+    """Figure 3; returns the summary lines."""
+    from bench.csvgen import write_csv
+
+    path = write_csv(tmp / "upload.csv", int(args.upload_mb * 1024 * 1024), seed=7)
+    data = path.read_bytes()
+    path.unlink()
+    print(f"\n3. UploadDataset of {len(data) / 1e6:.1f} MB in 1 MiB chunks, {args.repeat} each", flush=True)
+    sides = {
+        "gateway": (suite.target, automl_service_pb2_grpc.AutoMLStub, bearer(suite.keys[TENANT])),
+        "storage": (suite.stack.target("storage"), storage_service_pb2_grpc.StorageStub, tenant_md()),
+    }
+    pids = {name: suite.stack.procs[name].pid for name in ("gateway", "storage")}
+    speeds: dict[str, list[float]] = {"gateway": [], "storage": []}
+    k = 0
+    for rep in range(args.repeat):
+        for side in ("gateway", "storage") if rep % 2 == 0 else ("storage", "gateway"):
+            k += 1
+            window = CpuWindow(pids)
+            window.start()
+            mb_s = upload_once(*sides[side], variant(data, k), f"bench-{k}")
+            window.stop()
+            speeds[side].append(mb_s)
+            cpu = ", ".join(f"{name} {used:.2f}" for name, used in window.used.items())
+            print(f"  {side:<8} {mb_s:6.1f} MB/s   CPU seconds: {cpu}", flush=True)
+    gw, st = statistics.median(speeds["gateway"]), statistics.median(speeds["storage"])
+    lines = [
+        f"UploadDataset median: gateway {gw:.1f} MB/s, storage {st:.1f} MB/s",
+        ratio_line("UploadDataset gateway/storage MB/s", gw / st, 0.8),
+    ]
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+# ------------------------------------------------------------------ main
+
+
+def ratio_line(name: str, value: float, goal: float) -> str:
+    verdict = "met" if value >= goal else f"MISSED by {(1 - value / goal) * 100:.1f}%"
+    return f"{name}: {value:.3f} (goal >= {goal:g}: {verdict})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="3 s windows, 100 watchers, 10 s budget, 10 MB once")
+    parser.add_argument(
+        "--only", nargs="+", choices=["unary", "fanout", "upload"], default=["unary", "fanout", "upload"]
+    )
+    parser.add_argument("--clients", type=int, default=50, help="concurrent unary callers")
+    parser.add_argument("--channels", type=int, default=5, help="connections the callers share")
+    parser.add_argument("--client-procs", type=int, default=1, help="processes holding the callers")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured window of each unary figure")
+    parser.add_argument("--unary-rounds", type=int, default=2, help="windows per unary figure, interleaved")
+    parser.add_argument("--watchers", type=int, default=500)
+    parser.add_argument("--watch-procs", type=int, default=2, help="processes holding the watchers")
+    parser.add_argument("--budget", type=float, default=20.0, help="max_duration of each fan-out run, seconds")
+    parser.add_argument("--rounds", type=int, default=2, help="fan-out: 1 = notifier, gateway; 2 = N, G, G, N")
+    parser.add_argument("--per-event", action="store_true", help="fan-out: print each event's receipt delays")
+    parser.add_argument("--upload-mb", type=float, default=50.0)
+    parser.add_argument("--repeat", type=int, default=3, help="uploads on each side")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.unary_rounds, args.watchers, args.budget, args.rounds = 3.0, 1, 100, 10.0, 1
+        args.upload_mb, args.repeat = 10.0, 1
+
+    from tests.gateway.conftest import start_gateway_suite, stop_gateway_suite
+
+    report: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="automl-bench-") as tmp:
+        folder = Path(tmp) / "suite"
+        folder.mkdir()
+        suite = start_gateway_suite(folder, SUITE_ENV | {k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+        try:
+            client = suite.client()
+            pids = {name: proc.pid for name, proc in suite.stack.procs.items()}
+            print(f"suite up in {folder}: {', '.join(f'{k} pid {v}' for k, v in pids.items())}", flush=True)
+
+            if "unary" in args.only:
+                report += unary_section(suite, client, args, folder)
+            if "fanout" in args.only:
+                report += fanout_section(suite, client, args)
+            if "upload" in args.only:
+                report += upload_section(suite, args, Path(tmp))
+        finally:
+            stop_gateway_suite(suite)
+    print("\nsummary:\n  " + "\n  ".join(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The gateway's supervisor: it enforces every stop condition of a run whose
+runner does not, notices a runner that stopped heartbeating (RUNNER_LOST,
+results kept), and goes on after a gateway restart from what storage holds.
+
+A "ghost" runner played by the test (it claims runs and writes results
+through storage, as a runner that ignores its limits would) lets each
+condition be checked on the gateway alone; a real runner killed mid-run
+checks RUNNER_LOST end to end."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+
+from automl.v1 import common_pb2 as c
+from automl.v1 import event_pb2, run_pb2, storage_service_pb2, storage_service_pb2_grpc
+from tests.gateway.conftest import start_gateway_suite, stop_gateway_suite
+from tests.runner.conftest import seconds, sklearn_csv
+
+GHOST = "ghost-runner"
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    running = start_gateway_suite(tmp_path_factory.mktemp("supervisor"))
+    try:
+        yield running
+    finally:
+        stop_gateway_suite(running)
+
+
+@pytest.fixture(scope="module")
+def experiment(suite):
+    return suite.client().experiment(sklearn_csv("iris"), "target")
+
+
+class Ghost:
+    """A runner that claims a run, heartbeats and stores results, and enforces nothing."""
+
+    def __init__(self, suite, experiment, **conditions):
+        self.channel = grpc.insecure_channel(suite.stack.target("storage"))
+        self.storage = storage_service_pb2_grpc.StorageStub(self.channel)
+        self.metadata = [("x-automl-tenant", "alpha")]
+        run = run_pb2.Run(experiment=experiment.name, stop_conditions=c.StopConditions(**conditions))
+        created = self.storage.CreateRun(storage_service_pb2.CreateRunRequest(run=run), metadata=self.metadata)
+        self.run = self.storage.UpdateRunState(
+            storage_service_pb2.UpdateRunStateRequest(
+                name=created.name,
+                expected_states=[c.RUN_STATE_PENDING],
+                state=c.RUN_STATE_RUNNING,
+                runner_id=GHOST,
+            ),
+            metadata=self.metadata,
+        )
+        self.index = 0
+        self.beating = threading.Event()
+        self.beating.set()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.thread.start()
+
+    def _beat(self):
+        while self.beating.is_set():
+            try:
+                self.storage.HeartbeatRun(
+                    storage_service_pb2.HeartbeatRunRequest(name=self.run.name, runner_id=GHOST),
+                    metadata=self.metadata,
+                    timeout=5,
+                )
+            except grpc.RpcError:
+                return  # the run ended
+            time.sleep(0.3)
+
+    def results(self, *scores: float) -> run_pb2.Run:
+        batch = []
+        for score in scores:
+            self.index += 1
+            batch.append(
+                run_pb2.ModelResult(
+                    index=self.index,
+                    model_family="Ghost",
+                    outcome=run_pb2.ModelResult.OUTCOME_SUCCEEDED,
+                    primary_score=score,
+                    metrics=[c.MetricSummary(metric=c.METRIC_ACCURACY, mean=score)],
+                    folds_run=1,
+                )
+            )
+        reply = self.storage.BatchCreateModelResults(
+            storage_service_pb2.BatchCreateModelResultsRequest(run=self.run.name, model_results=batch),
+            metadata=self.metadata,
+        )
+        return reply.run
+
+    def get(self) -> run_pb2.Run:
+        return self.storage.GetRun(run_pb2.GetRunRequest(name=self.run.name), metadata=self.metadata)
+
+    def wait_state(self, *states: int, timeout: float = 30) -> run_pb2.Run:
+        deadline = time.monotonic() + timeout
+        while (run := self.get()).state not in states:
+            assert time.monotonic() < deadline, f"still {c.RunState.Name(run.state)}"
+            time.sleep(0.1)
+        return run
+
+    def close(self):
+        self.beating.clear()
+        self.thread.join(timeout=5)
+        self.channel.close()
+
+
+def events(suite, run: run_pb2.Run) -> list[event_pb2.Event]:
+    channel = grpc.insecure_channel(suite.stack.target("storage"))
+    reply = storage_service_pb2_grpc.StorageStub(channel).ListEvents(
+        storage_service_pb2.ListEventsRequest(run=run.name), metadata=[("x-automl-tenant", "alpha")]
+    )
+    channel.close()
+    return list(reply.events)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "scores", "reason"),
+    [
+        ({"target_score": 0.9}, (0.5, 0.95), c.STOP_REASON_TARGET_SCORE),
+        ({"max_models": 3}, (0.5, 0.6, 0.7), c.STOP_REASON_MAX_MODELS),
+        ({"no_improvement_models": 2, "max_models": 50}, (0.8, 0.5, 0.6), c.STOP_REASON_NO_IMPROVEMENT),
+        ({"max_duration": seconds(1)}, (), c.STOP_REASON_TIME_BUDGET),
+    ],
+    ids=["target_score", "max_models", "no_improvement", "time_budget"],
+)
+def test_supervisor_stops_a_run_its_runner_does_not(suite, experiment, conditions, scores, reason):
+    ghost = Ghost(suite, experiment, **conditions)
+    try:
+        if scores:
+            ghost.results(*scores)
+        run = ghost.wait_state(c.RUN_STATE_STOPPING)
+        assert run.stop_reason == reason
+        stop = [e for e in events(suite, run) if e.type == event_pb2.EVENT_TYPE_STOP_REQUESTED]
+        assert [e.stop_requested.reason for e in stop] == [reason]
+    finally:
+        ghost.close()
+
+
+def test_target_score_of_a_loss_is_reached_downwards(suite):
+    client = suite.client()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 10, 200)
+    frame = pd.DataFrame({"x": x, "y": 3 * x + rng.normal(0, 1, 200)})
+    out = io.StringIO()
+    frame.to_csv(out, index=False)
+    regression = client.experiment(out.getvalue().encode(), "y", task=c.TASK_REGRESSION, primary_metric=c.METRIC_RMSE)
+    ghost = Ghost(suite, regression, target_score=1.5)
+    try:
+        batch = [
+            run_pb2.ModelResult(
+                index=1,
+                model_family="Ghost",
+                outcome=run_pb2.ModelResult.OUTCOME_SUCCEEDED,
+                primary_score=2.5,
+                metrics=[c.MetricSummary(metric=c.METRIC_RMSE, mean=2.5)],
+                folds_run=1,
+            )
+        ]
+        ghost.storage.BatchCreateModelResults(
+            storage_service_pb2.BatchCreateModelResultsRequest(run=ghost.run.name, model_results=batch),
+            metadata=ghost.metadata,
+        )
+        time.sleep(1.5)  # five supervisor rounds: an RMSE of 2.5 is not a target of 1.5
+        assert ghost.get().state == c.RUN_STATE_RUNNING
+        batch[0].index, batch[0].primary_score, batch[0].metrics[0].mean = 2, 1.2, 1.2
+        ghost.storage.BatchCreateModelResults(
+            storage_service_pb2.BatchCreateModelResultsRequest(run=ghost.run.name, model_results=batch),
+            metadata=ghost.metadata,
+        )
+        assert ghost.wait_state(c.RUN_STATE_STOPPING).stop_reason == c.STOP_REASON_TARGET_SCORE
+    finally:
+        ghost.close()
+
+
+def test_silent_runner_is_lost_and_results_are_kept(suite, experiment):
+    ghost = Ghost(suite, experiment, max_models=100)
+    try:
+        ghost.results(0.5, 0.7)
+        client = suite.client()
+        watched = []
+
+        def watch():
+            watched.extend(client.watch(ghost.run, timeout=60)[1])
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        time.sleep(0.5)
+        ghost.beating.clear()  # the runner dies
+        run = ghost.wait_state(c.RUN_STATE_FAILED, timeout=20)
+        assert run.stop_reason == c.STOP_REASON_RUNNER_LOST
+        assert "sent no heartbeat" in run.status_message
+        assert run.models_evaluated == 2 and run.best_score == pytest.approx(0.7)
+        watcher.join(timeout=20)
+        assert watched and watched[-1].type == event_pb2.EVENT_TYPE_RUN_FINISHED
+        assert watched[-1].run_finished.stop_reason == c.STOP_REASON_RUNNER_LOST
+    finally:
+        ghost.close()
+
+
+def test_supervision_survives_a_gateway_restart(suite, experiment):
+    ghost = Ghost(suite, experiment, max_models=3)
+    try:
+        suite.stack.stop("gateway", kill=True)
+        ghost.results(0.5, 0.6, 0.7)  # the limit is reached while no gateway runs
+        time.sleep(1)
+        assert ghost.get().state == c.RUN_STATE_RUNNING
+        suite.stack.start("gateway")
+        run = ghost.wait_state(c.RUN_STATE_STOPPING)
+        assert run.stop_reason == c.STOP_REASON_MAX_MODELS
+    finally:
+        ghost.close()
+
+
+def test_killed_runner_is_lost_mid_run(suite, experiment):
+    client = suite.client()
+    run = client.start(experiment, max_duration=seconds(120))
+    deadline = time.monotonic() + 60
+    while client.get(run).models_evaluated < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    suite.stack.stop("runner", kill=True)
+    try:
+        ended = client.wait_end(run, timeout=30)
+        assert ended.state == c.RUN_STATE_FAILED
+        assert ended.stop_reason == c.STOP_REASON_RUNNER_LOST
+        assert ended.models_evaluated >= 1
+        board = client.call("GetLeaderboard", run_pb2.GetLeaderboardRequest(run=run.name))
+        assert len(board.entries) == ended.models_evaluated
+    finally:
+        suite.stack.start("runner")
