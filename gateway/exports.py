@@ -68,7 +68,7 @@ def hyper_parameters(model_json: str) -> dict[str, Any]:
     def walk(node: Any) -> None:
         if _is_model(node):
             for key, value in node[1].items():
-                if _is_model(value) or (isinstance(value, (list, tuple)) and any(map(_is_model, value))):
+                if _holds_model(value):
                     walk(value)
                 else:
                     out[f"{node[0]}__{key}"] = (
@@ -88,6 +88,15 @@ def hyper_parameters(model_json: str) -> dict[str, Any]:
 
 def _is_model(value: Any) -> bool:
     return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], dict)
+
+
+def _holds_model(value: Any) -> bool:
+    """Whether a parameter value is, or nests, a model (a pipeline's steps)."""
+    if _is_model(value):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(map(_holds_model, value))
+    return isinstance(value, dict) and any(map(_holds_model, value.values()))
 
 
 def metric_values(result: run_pb2.ModelResult) -> dict[str, float]:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # System packages the tests need, installed only when missing (so repeated
 # `make test` runs never call apt): PostgreSQL (a real server for the storage
-# tests) and unixODBC (the runtime pyodbc loads for SQL Server).
+# tests), unixODBC (the runtime pyodbc loads for SQL Server) and openssl (a
+# self-signed certificate for the gateway's TLS test).
 set -euo pipefail
 
-packages=(postgresql unixodbc)
+packages=(postgresql unixodbc openssl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

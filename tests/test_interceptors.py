@@ -152,3 +152,50 @@ async def test_every_domain_error_has_a_code():
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.AutoMLError)]
     unmapped = [c.__name__ for c in classes if c is not errors.AutoMLError and c not in status.CODES]
     assert unmapped == []
+
+
+class ContextRecorder(storage_service_pb2_grpc.StorageServicer):
+    """Records the tenant and request id each kind of call arrived with."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, str]] = {}
+
+    def _record(self, method: str) -> None:
+        self.seen[method] = (context.tenant.get(), context.request_id.get())
+
+    async def GetDataset(self, request, ctx):
+        self._record("unary")
+        return dataset_pb2.Dataset(name=request.name)
+
+    async def DownloadDataset(self, request, ctx):
+        self._record("server stream")
+        yield dataset_pb2.DownloadDatasetResponse(chunk=b"x")
+
+    async def UploadDataset(self, request_iterator, ctx):
+        self._record("client stream")
+        async for _ in request_iterator:
+            pass
+        return dataset_pb2.Dataset(name="datasets/u")
+
+
+async def test_outgoing_calls_of_every_kind_carry_the_call_context():
+    """grpc.aio files a client interceptor under the first call kind it
+    implements, so a single object for all kinds silently skipped streams."""
+    recorder = ContextRecorder()
+    server = await start(recorder)
+    try:
+        context.tenant.set("acme")
+        context.request_id.set("rid-7")
+        async with channels.connect(f"127.0.0.1:{server.port}", SETTINGS) as channel:
+            stub = storage_service_pb2_grpc.StorageStub(channel)
+            await stub.GetDataset(dataset_pb2.GetDatasetRequest(name="datasets/a"))
+            async for _ in stub.DownloadDataset(dataset_pb2.DownloadDatasetRequest(name="datasets/a")):
+                pass
+
+            async def chunks():
+                yield dataset_pb2.UploadDatasetRequest(chunk=b"a")
+
+            await stub.UploadDataset(chunks())
+        assert recorder.seen == {kind: ("acme", "rid-7") for kind in ("unary", "server stream", "client stream")}
+    finally:
+        await server.stop(0)
