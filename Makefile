@@ -36,12 +36,14 @@ $(NODE_STAMP): package.json
 
 protos: venv
 	$(PY) scripts/gen_protos.py
+	$(PY) scripts/gen_openapi.py
 
 docs: venv
 	$(PY) scripts/gen_docs.py
 
 lint: venv tools
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/gen_protos.py --googleapis build/googleapis
 	npx --no-install buf lint
 
 # PostgreSQL (real server for the storage tests) and unixODBC (pyodbc), from apt when missing.

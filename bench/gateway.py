@@ -10,9 +10,12 @@ cache and the supervisor) and measures:
           callers for S seconds: requests/s, p50, p99. Baseline: the same
           client harness against a bare grpc.aio server in its own process
           that answers the same method with the same Run's bytes (no
-          interceptors, no storage). Also shown, for the diagnosis: GetRun
-          straight to storage. Goal: gateway/echo >= 0.5, and the
-          1,000 requests/s of the original design.
+          interceptors, no storage). Goal: gateway/echo >= 0.5, and the
+          1,000 requests/s of the original design. Also shown, for the
+          diagnosis: GetRun straight to storage, and through a second gateway
+          process whose storage is the echo server (answering GetRun and
+          LookupApiKey): the gateway's own ceiling. Each figure pools
+          --unary-rounds windows, the order reversed every other round.
           The callers are coroutines of one client process (grpc.aio, C
           loops over a few channels, each its own connection); --client-procs
           spreads them over several processes. CPU seconds per request of
@@ -28,8 +31,10 @@ cache and the supervisor) and measures:
           delay = receipt - event.create_time (stamped by the runner, same
           clock); p50, p99 over every watcher and event; events per watcher;
           every watcher must get events 1..last_sequence, no gap, no repeat.
-          --rounds 2 runs notifier, gateway, gateway, notifier and pools each
-          side's deliveries.
+          Each round is one run per side (notifier, gateway; the next round
+          gateway, notifier); each side's deliveries are pooled over --rounds
+          (4: a p99 over some 120 events is not one bad moment). --per-event
+          prints each event's first, median and last receipt.
 3. upload UploadDataset of a generated CSV of M MB (bench/csvgen.py) in 1 MiB
           chunks through the gateway and straight to storage, R times each,
           interleaved, one value of the first row changed per upload so that
@@ -698,7 +703,7 @@ def main() -> None:
     parser.add_argument("--watchers", type=int, default=500)
     parser.add_argument("--watch-procs", type=int, default=2, help="processes holding the watchers")
     parser.add_argument("--budget", type=float, default=20.0, help="max_duration of each fan-out run, seconds")
-    parser.add_argument("--rounds", type=int, default=2, help="fan-out: 1 = notifier, gateway; 2 = N, G, G, N")
+    parser.add_argument("--rounds", type=int, default=4, help="fan-out runs per side, alternating which goes first")
     parser.add_argument("--per-event", action="store_true", help="fan-out: print each event's receipt delays")
     parser.add_argument("--upload-mb", type=float, default=50.0)
     parser.add_argument("--repeat", type=int, default=3, help="uploads on each side")

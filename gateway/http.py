@@ -1,23 +1,37 @@
-"""The gateway's HTTP port: Prometheus metrics and a liveness probe (the
-dashboard and the HTTP/JSON API join it in later issues)."""
+"""The gateway's HTTP port: the public API over HTTP/JSON (transcoded from the
+protos, gateway.transcoding), its OpenAPI document and a page to read it,
+Prometheus metrics and a liveness probe."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
+from importlib import resources
 
+import grpc
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from automl.common.settings import Settings
+from gateway.transcoding import HTTP_STATUS, Transcoder, error_body
 
 log = logging.getLogger("automl.http")
+
+HTTP_REQUESTS = Counter("automl_http_requests_total", "HTTP/JSON API requests.", ["method", "status"])
+HTTP_LATENCY = Histogram(
+    "automl_http_duration_seconds",
+    "Duration of HTTP/JSON API requests until the response starts.",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -28,8 +42,44 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def make_app() -> Starlette:
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+def openapi_document() -> bytes:
+    return resources.files("gateway").joinpath("openapi.json").read_bytes()
+
+
+async def openapi(request: Request) -> Response:
+    return Response(openapi_document(), media_type="application/json")
+
+
+async def docs(request: Request) -> HTMLResponse:
+    return HTMLResponse(resources.files("gateway").joinpath("static/api.html").read_text(encoding="utf-8"))
+
+
+def make_app(transcoder: Transcoder | None = None) -> Starlette:
+    routes = [
+        Route("/healthz", healthz),
+        Route("/metrics", metrics),
+        Route("/openapi.json", openapi),
+        Route("/docs", docs),
+    ]
+    if transcoder is not None:
+
+        async def api(request: Request) -> Response:
+            started = time.perf_counter()
+            response = await transcoder.handle(request)
+            HTTP_REQUESTS.labels(request.method, str(response.status_code)).inc()
+            HTTP_LATENCY.labels(request.method).observe(time.perf_counter() - started)
+            return response
+
+        routes.append(Route("/v1/{path:path}", api, methods=METHODS))
+    return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    """What no route serves (a path Starlette cannot even match, e.g. with a
+    newline): the API's error form, not a text page."""
+    code = grpc.StatusCode.NOT_FOUND if getattr(exc, "status_code", 404) == 404 else grpc.StatusCode.UNIMPLEMENTED
+    body = error_body(code, f"no API method at {request.method} {request.url.path}")
+    return JSONResponse(body, status_code=HTTP_STATUS[code])
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -42,10 +92,15 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_http(settings: Settings) -> AsyncIterator[None]:
+async def serve_http(settings: Settings, transcoder: Transcoder | None = None) -> AsyncIterator[None]:
     """Serve the HTTP port while the context is open."""
     config = uvicorn.Config(
-        make_app(), host=settings.host, port=settings.http_port, log_config=None, access_log=False, lifespan="off"
+        make_app(transcoder),
+        host=settings.host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())

@@ -1,10 +1,14 @@
 """How the gateway process is put together: the public gRPC service with its
-authentication, the supervisor, and the HTTP port."""
+authentication, the supervisor, and the HTTP port (metrics, the HTTP/JSON
+door)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from automl.common.server import ServiceDefinition
 from automl.common.settings import Settings
@@ -15,6 +19,7 @@ from gateway.control import RunControl
 from gateway.http import serve_http
 from gateway.servicer import AutoMLServicer
 from gateway.supervisor import Supervisor
+from gateway.transcoding import Transcoder
 
 
 def build(settings: Settings) -> ServiceDefinition:
@@ -23,20 +28,29 @@ def build(settings: Settings) -> ServiceDefinition:
     supervisor = Supervisor(backends, control, settings)
     authenticate = no_auth if settings.auth == "none" else ApiKeyAuth(backends, settings.api_key_cache_seconds)
 
+    service = automl_service_pb2.DESCRIPTOR.services_by_name["AutoML"]
+    # The HTTP door calls this server's gRPC service on a local socket: one
+    # code path (auth, validation, metrics) for both doors.
+    socket = Path(tempfile.gettempdir()) / f"automl-gateway-{os.getpid()}.sock"
+    transcoder = Transcoder(service, f"unix:{socket}", settings.max_message_bytes)
+
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await backends.start()
         await supervisor.start()
+        await transcoder.start()
         try:
-            async with serve_http(settings):
+            async with serve_http(settings, transcoder):
                 yield
         finally:
+            await transcoder.stop()
             await supervisor.stop()
             await backends.stop()
+            socket.unlink(missing_ok=True)
 
     return ServiceDefinition(
         name="gateway",
-        descriptors=(automl_service_pb2.DESCRIPTOR.services_by_name["AutoML"],),
+        descriptors=(service,),
         port=settings.gateway_port,
         register=lambda server: automl_service_pb2_grpc.add_AutoMLServicer_to_server(
             AutoMLServicer(backends, control), server
@@ -44,4 +58,5 @@ def build(settings: Settings) -> ServiceDefinition:
         lifespan=lifespan,
         authenticate=authenticate,
         public=True,
+        local_socket=str(socket),
     )

@@ -11,6 +11,7 @@ pass through unchanged, with their field violations.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -99,8 +100,18 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     async def DownloadDataset(self, request: dataset_pb2.DownloadDatasetRequest, ctx: Any) -> AsyncIterator[Any]:
         check(request)
+        dataset = await self.storage.GetDataset(dataset_pb2.GetDatasetRequest(name=request.name))
+        stem = re.sub(r"[^\w.-]+", "_", dataset.display_name).strip("._") or dataset.name.split("/")[-1]
+        first = dataset_pb2.DownloadDatasetResponse(
+            content_type="text/csv", filename=f"{stem.removesuffix('.csv')}.csv"
+        )
         async for message in self.storage.DownloadDataset(request, timeout=STREAM_TIMEOUT):
+            if first is not None:
+                message.content_type, message.filename = first.content_type, first.filename
+                first = None
             yield message
+        if first is not None:  # an empty file still says what it is
+            yield first
 
     # --------------------------------------------------------- experiments
 

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import google.api.annotations_pb2
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
@@ -20,6 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = Path("automl") / "v1"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+# google/api/annotations.proto and http.proto (the HTTP rules of the public
+# service) come with the googleapis-common-protos package, which also
+# provides their Python modules at run time.
+GOOGLEAPIS = Path(google.api.annotations_pb2.__file__).resolve().parents[2]
+GOOGLEAPIS_FILES = ("google/api/annotations.proto", "google/api/http.proto")
 
 
 def proto_files() -> list[Path]:
@@ -31,6 +37,7 @@ def _protoc(*outputs: str) -> None:
     args = [
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
+        f"-I{GOOGLEAPIS}",
         f"-I{include}",
         *outputs,
         *[str(p.relative_to(PROTO_ROOT)) for p in proto_files()],
@@ -60,7 +67,15 @@ def generate(out_root: Path) -> list[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the committed stubs are stale")
+    parser.add_argument(
+        "--googleapis", type=Path, help="copy the google/api protos the contracts import there (for buf) and exit"
+    )
     args = parser.parse_args()
+    if args.googleapis:
+        for name in GOOGLEAPIS_FILES:
+            (args.googleapis / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(GOOGLEAPIS / name, args.googleapis / name)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh = {p.name: p.read_bytes() for p in generate(Path(tmp))}
     target = ROOT / PACKAGE_DIR

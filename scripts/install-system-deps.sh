@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # System packages the tests need, installed only when missing (so repeated
 # `make test` runs never call apt): PostgreSQL (a real server for the storage
-# tests), unixODBC (the runtime pyodbc loads for SQL Server) and openssl (a
-# self-signed certificate for the gateway's TLS test).
+# tests), unixODBC (the runtime pyodbc loads for SQL Server), openssl (a
+# self-signed certificate for the gateway's TLS test), curl and jq (the README's
+# HTTP walk-through, run by a test).
 set -euo pipefail
 
-packages=(postgresql unixodbc openssl)
+packages=(postgresql unixodbc openssl curl jq)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

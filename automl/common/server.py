@@ -55,6 +55,9 @@ class ServiceDefinition:
     trusted from the metadata, as between internal services."""
     public: bool = False
     """Serves users: TLS applies when AUTOML_TLS_CERT_FILE is set."""
+    local_socket: str = ""
+    """Also serve, without TLS, on this Unix socket path (the gateway's HTTP
+    door calls its own gRPC server there)."""
 
     @property
     def grpc_services(self) -> tuple[str, ...]:
@@ -138,6 +141,9 @@ def make_server(definition: ServiceDefinition, settings: Settings, *, port: int 
         bound = 0
     if bound == 0:
         raise OSError(f"{definition.name}: cannot bind {address} (in use, or not an address of this host)")
+    if definition.local_socket:
+        Path(definition.local_socket).unlink(missing_ok=True)  # left by a killed process
+        server.add_insecure_port(f"unix:{definition.local_socket}")
     return Server(definition, server, health_servicer, bound)
 
 

@@ -27,10 +27,11 @@ from automl.v1 import event_pb2 as automl_dot_v1_dot_event__pb2
 from automl.v1 import experiment_pb2 as automl_dot_v1_dot_experiment__pb2
 from automl.v1 import model_pb2 as automl_dot_v1_dot_model__pb2
 from automl.v1 import run_pb2 as automl_dot_v1_dot_run__pb2
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61utoml/v1/automl_service.proto\x12\tautoml.v1\x1a\x17\x61utoml/v1/dataset.proto\x1a\x15\x61utoml/v1/event.proto\x1a\x1a\x61utoml/v1/experiment.proto\x1a\x15\x61utoml/v1/model.proto\x1a\x13\x61utoml/v1/run.proto\x1a\x1bgoogle/protobuf/empty.proto2\x82\x13\n\x06\x41utoML\x12\x46\n\rUploadDataset\x12\x1f.automl.v1.UploadDatasetRequest\x1a\x12.automl.v1.Dataset(\x01\x12>\n\nGetDataset\x12\x1c.automl.v1.GetDatasetRequest\x1a\x12.automl.v1.Dataset\x12O\n\x0cListDatasets\x12\x1e.automl.v1.ListDatasetsRequest\x1a\x1f.automl.v1.ListDatasetsResponse\x12H\n\rDeleteDataset\x12\x1f.automl.v1.DeleteDatasetRequest\x1a\x16.google.protobuf.Empty\x12U\n\x0ePreviewDataset\x12 .automl.v1.PreviewDatasetRequest\x1a!.automl.v1.PreviewDatasetResponse\x12Z\n\x0f\x44ownloadDataset\x12!.automl.v1.DownloadDatasetRequest\x1a\".automl.v1.DownloadDatasetResponse0\x01\x12M\n\x10\x43reateExperiment\x12\".automl.v1.CreateExperimentRequest\x1a\x15.automl.v1.Experiment\x12G\n\rGetExperiment\x12\x1f.automl.v1.GetExperimentRequest\x1a\x15.automl.v1.Experiment\x12X\n\x0fListExperiments\x12!.automl.v1.ListExperimentsRequest\x1a\".automl.v1.ListExperimentsResponse\x12M\n\x10UpdateExperiment\x12\".automl.v1.UpdateExperimentRequest\x1a\x15.automl.v1.Experiment\x12N\n\x10\x44\x65leteExperiment\x12\".automl.v1.DeleteExperimentRequest\x1a\x16.google.protobuf.Empty\x12\x36\n\x08StartRun\x12\x1a.automl.v1.StartRunRequest\x1a\x0e.automl.v1.Run\x12\x32\n\x06GetRun\x12\x18.automl.v1.GetRunRequest\x1a\x0e.automl.v1.Run\x12\x43\n\x08ListRuns\x12\x1a.automl.v1.ListRunsRequest\x1a\x1b.automl.v1.ListRunsResponse\x12\x34\n\x07StopRun\x12\x19.automl.v1.StopRunRequest\x1a\x0e.automl.v1.Run\x12\x45\n\x08WatchRun\x12\x1a.automl.v1.WatchRunRequest\x1a\x1b.automl.v1.WatchRunResponse0\x01\x12U\n\x0eGetLeaderboard\x12 .automl.v1.GetLeaderboardRequest\x1a!.automl.v1.GetLeaderboardResponse\x12[\n\x10ListModelResults\x12\".automl.v1.ListModelResultsRequest\x1a#.automl.v1.ListModelResultsResponse\x12J\n\x0eGetModelResult\x12 .automl.v1.GetModelResultRequest\x1a\x16.automl.v1.ModelResult\x12]\n\x10\x45xportRunResults\x12\".automl.v1.ExportRunResultsRequest\x1a#.automl.v1.ExportRunResultsResponse0\x01\x12\x43\n\nTrainModel\x12\x1c.automl.v1.TrainModelRequest\x1a\x17.automl.v1.TrainedModel\x12M\n\x0fGetTrainedModel\x12!.automl.v1.GetTrainedModelRequest\x1a\x17.automl.v1.TrainedModel\x12^\n\x11ListTrainedModels\x12#.automl.v1.ListTrainedModelsRequest\x1a$.automl.v1.ListTrainedModelsResponse\x12\x46\n\tTestModel\x12\x1b.automl.v1.TestModelRequest\x1a\x1c.automl.v1.HoldoutEvaluation\x12@\n\x07Predict\x12\x19.automl.v1.PredictRequest\x1a\x1a.automl.v1.PredictResponse\x12V\n\rPredictStream\x12\x1f.automl.v1.PredictStreamRequest\x1a .automl.v1.PredictStreamResponse(\x01\x30\x01\x12\x61\n\x12\x43reateSubscription\x12$.automl.v1.CreateSubscriptionRequest\x1a%.automl.v1.CreateSubscriptionResponse\x12M\n\x0fGetSubscription\x12!.automl.v1.GetSubscriptionRequest\x1a\x17.automl.v1.Subscription\x12^\n\x11ListSubscriptions\x12#.automl.v1.ListSubscriptionsRequest\x1a$.automl.v1.ListSubscriptionsResponse\x12R\n\x12\x44\x65leteSubscription\x12$.automl.v1.DeleteSubscriptionRequest\x1a\x16.google.protobuf.Empty\x12H\n\tSubscribe\x12\x1b.automl.v1.SubscribeRequest\x1a\x1c.automl.v1.SubscribeResponse0\x01\x42\x14Z\x12\x61utoml/v1;automlv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61utoml/v1/automl_service.proto\x12\tautoml.v1\x1a\x17\x61utoml/v1/dataset.proto\x1a\x15\x61utoml/v1/event.proto\x1a\x1a\x61utoml/v1/experiment.proto\x1a\x15\x61utoml/v1/model.proto\x1a\x13\x61utoml/v1/run.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto2\xe5\x1b\n\x06\x41utoML\x12\x80\x01\n\rUploadDataset\x12\x1f.automl.v1.UploadDatasetRequest\x1a\x12.automl.v1.Dataset\"8\x82\xd3\xe4\x93\x02\x32\"\x13/v1/datasets:upload:\x01*Z\x18\x1a\x13/v1/datasets:upload:\x01*(\x01\x12]\n\nGetDataset\x12\x1c.automl.v1.GetDatasetRequest\x1a\x12.automl.v1.Dataset\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=datasets/*}\x12\x65\n\x0cListDatasets\x12\x1e.automl.v1.ListDatasetsRequest\x1a\x1f.automl.v1.ListDatasetsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/datasets\x12g\n\rDeleteDataset\x12\x1f.automl.v1.DeleteDatasetRequest\x1a\x16.google.protobuf.Empty\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/{name=datasets/*}\x12|\n\x0ePreviewDataset\x12 .automl.v1.PreviewDatasetRequest\x1a!.automl.v1.PreviewDatasetResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=datasets/*}:preview\x12\x82\x01\n\x0f\x44ownloadDataset\x12!.automl.v1.DownloadDatasetRequest\x1a\".automl.v1.DownloadDatasetResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=datasets/*}:download0\x01\x12r\n\x10\x43reateExperiment\x12\".automl.v1.CreateExperimentRequest\x1a\x15.automl.v1.Experiment\"#\x82\xd3\xe4\x93\x02\x1d\"\x0f/v1/experiments:\nexperiment\x12i\n\rGetExperiment\x12\x1f.automl.v1.GetExperimentRequest\x1a\x15.automl.v1.Experiment\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/{name=experiments/*}\x12q\n\x0fListExperiments\x12!.automl.v1.ListExperimentsRequest\x1a\".automl.v1.ListExperimentsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/experiments\x12\x86\x01\n\x10UpdateExperiment\x12\".automl.v1.UpdateExperimentRequest\x1a\x15.automl.v1.Experiment\"7\x82\xd3\xe4\x93\x02\x31\x32#/v1/{experiment.name=experiments/*}:\nexperiment\x12p\n\x10\x44\x65leteExperiment\x12\".automl.v1.DeleteExperimentRequest\x1a\x16.google.protobuf.Empty\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/{name=experiments/*}\x12Q\n\x08StartRun\x12\x1a.automl.v1.StartRunRequest\x1a\x0e.automl.v1.Run\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/runs:start:\x01*\x12M\n\x06GetRun\x12\x18.automl.v1.GetRunRequest\x1a\x0e.automl.v1.Run\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/{name=runs/*}\x12U\n\x08ListRuns\x12\x1a.automl.v1.ListRunsRequest\x1a\x1b.automl.v1.ListRunsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/runs\x12W\n\x07StopRun\x12\x19.automl.v1.StopRunRequest\x1a\x0e.automl.v1.Run\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/{name=runs/*}:stop:\x01*\x12\x66\n\x08WatchRun\x12\x1a.automl.v1.WatchRunRequest\x1a\x1b.automl.v1.WatchRunResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/{name=runs/*}:watch0\x01\x12{\n\x0eGetLeaderboard\x12 .automl.v1.GetLeaderboardRequest\x1a!.automl.v1.GetLeaderboardResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{run=runs/*}/leaderboard\x12\x82\x01\n\x10ListModelResults\x12\".automl.v1.ListModelResultsRequest\x1a#.automl.v1.ListModelResultsResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{run=runs/*}/modelResults\x12m\n\x0eGetModelResult\x12 .automl.v1.GetModelResultRequest\x1a\x16.automl.v1.ModelResult\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/{name=modelResults/*}\x12~\n\x10\x45xportRunResults\x12\".automl.v1.ExportRunResultsRequest\x1a#.automl.v1.ExportRunResultsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/{run=runs/*}:export0\x01\x12\x61\n\nTrainModel\x12\x1c.automl.v1.TrainModelRequest\x1a\x17.automl.v1.TrainedModel\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/trainedModels:\x01*\x12q\n\x0fGetTrainedModel\x12!.automl.v1.GetTrainedModelRequest\x1a\x17.automl.v1.TrainedModel\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=trainedModels/*}\x12y\n\x11ListTrainedModels\x12#.automl.v1.ListTrainedModelsRequest\x1a$.automl.v1.ListTrainedModelsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/trainedModels\x12r\n\tTestModel\x12\x1b.automl.v1.TestModelRequest\x1a\x1c.automl.v1.HoldoutEvaluation\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/{name=trainedModels/*}:test:\x01*\x12o\n\x07Predict\x12\x19.automl.v1.PredictRequest\x1a\x1a.automl.v1.PredictResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/{name=trainedModels/*}:predict:\x01*\x12\x92\x01\n\rPredictStream\x12\x1f.automl.v1.PredictStreamRequest\x1a .automl.v1.PredictStreamResponse\":\x82\xd3\xe4\x93\x02\x34\"//v1/{header.name=trainedModels/*}:predictStream:\x01*(\x01\x30\x01\x12\x8a\x01\n\x12\x43reateSubscription\x12$.automl.v1.CreateSubscriptionRequest\x1a%.automl.v1.CreateSubscriptionResponse\"\'\x82\xd3\xe4\x93\x02!\"\x11/v1/subscriptions:\x0csubscription\x12q\n\x0fGetSubscription\x12!.automl.v1.GetSubscriptionRequest\x1a\x17.automl.v1.Subscription\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/{name=subscriptions/*}\x12y\n\x11ListSubscriptions\x12#.automl.v1.ListSubscriptionsRequest\x1a$.automl.v1.ListSubscriptionsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/subscriptions\x12v\n\x12\x44\x65leteSubscription\x12$.automl.v1.DeleteSubscriptionRequest\x1a\x16.google.protobuf.Empty\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/{name=subscriptions/*}\x12p\n\tSubscribe\x12\x1b.automl.v1.SubscribeRequest\x1a\x1c.automl.v1.SubscribeResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/subscriptions:subscribe:\x01*0\x01\x42\x14Z\x12\x61utoml/v1;automlv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +39,68 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'automl.v1.automl_service_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\022automl/v1;automlv1'
-  _globals['_AUTOML']._serialized_start=195
-  _globals['_AUTOML']._serialized_end=2629
+  _globals['_AUTOML'].methods_by_name['UploadDataset']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['UploadDataset']._serialized_options = b'\202\323\344\223\0022\"\023/v1/datasets:upload:\001*Z\030\032\023/v1/datasets:upload:\001*'
+  _globals['_AUTOML'].methods_by_name['GetDataset']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['GetDataset']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/{name=datasets/*}'
+  _globals['_AUTOML'].methods_by_name['ListDatasets']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['ListDatasets']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/datasets'
+  _globals['_AUTOML'].methods_by_name['DeleteDataset']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['DeleteDataset']._serialized_options = b'\202\323\344\223\002\027*\025/v1/{name=datasets/*}'
+  _globals['_AUTOML'].methods_by_name['PreviewDataset']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['PreviewDataset']._serialized_options = b'\202\323\344\223\002\037\022\035/v1/{name=datasets/*}:preview'
+  _globals['_AUTOML'].methods_by_name['DownloadDataset']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['DownloadDataset']._serialized_options = b'\202\323\344\223\002 \022\036/v1/{name=datasets/*}:download'
+  _globals['_AUTOML'].methods_by_name['CreateExperiment']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['CreateExperiment']._serialized_options = b'\202\323\344\223\002\035\"\017/v1/experiments:\nexperiment'
+  _globals['_AUTOML'].methods_by_name['GetExperiment']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['GetExperiment']._serialized_options = b'\202\323\344\223\002\032\022\030/v1/{name=experiments/*}'
+  _globals['_AUTOML'].methods_by_name['ListExperiments']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['ListExperiments']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/experiments'
+  _globals['_AUTOML'].methods_by_name['UpdateExperiment']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['UpdateExperiment']._serialized_options = b'\202\323\344\223\00212#/v1/{experiment.name=experiments/*}:\nexperiment'
+  _globals['_AUTOML'].methods_by_name['DeleteExperiment']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['DeleteExperiment']._serialized_options = b'\202\323\344\223\002\032*\030/v1/{name=experiments/*}'
+  _globals['_AUTOML'].methods_by_name['StartRun']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['StartRun']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/runs:start:\001*'
+  _globals['_AUTOML'].methods_by_name['GetRun']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['GetRun']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/{name=runs/*}'
+  _globals['_AUTOML'].methods_by_name['ListRuns']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['ListRuns']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/runs'
+  _globals['_AUTOML'].methods_by_name['StopRun']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['StopRun']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/{name=runs/*}:stop:\001*'
+  _globals['_AUTOML'].methods_by_name['WatchRun']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['WatchRun']._serialized_options = b'\202\323\344\223\002\031\022\027/v1/{name=runs/*}:watch'
+  _globals['_AUTOML'].methods_by_name['GetLeaderboard']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['GetLeaderboard']._serialized_options = b'\202\323\344\223\002\036\022\034/v1/{run=runs/*}/leaderboard'
+  _globals['_AUTOML'].methods_by_name['ListModelResults']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['ListModelResults']._serialized_options = b'\202\323\344\223\002\037\022\035/v1/{run=runs/*}/modelResults'
+  _globals['_AUTOML'].methods_by_name['GetModelResult']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['GetModelResult']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/{name=modelResults/*}'
+  _globals['_AUTOML'].methods_by_name['ExportRunResults']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['ExportRunResults']._serialized_options = b'\202\323\344\223\002\031\022\027/v1/{run=runs/*}:export'
+  _globals['_AUTOML'].methods_by_name['TrainModel']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['TrainModel']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/trainedModels:\001*'
+  _globals['_AUTOML'].methods_by_name['GetTrainedModel']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['GetTrainedModel']._serialized_options = b'\202\323\344\223\002\034\022\032/v1/{name=trainedModels/*}'
+  _globals['_AUTOML'].methods_by_name['ListTrainedModels']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['ListTrainedModels']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/trainedModels'
+  _globals['_AUTOML'].methods_by_name['TestModel']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['TestModel']._serialized_options = b'\202\323\344\223\002$\"\037/v1/{name=trainedModels/*}:test:\001*'
+  _globals['_AUTOML'].methods_by_name['Predict']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['Predict']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/{name=trainedModels/*}:predict:\001*'
+  _globals['_AUTOML'].methods_by_name['PredictStream']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['PredictStream']._serialized_options = b'\202\323\344\223\0024\"//v1/{header.name=trainedModels/*}:predictStream:\001*'
+  _globals['_AUTOML'].methods_by_name['CreateSubscription']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['CreateSubscription']._serialized_options = b'\202\323\344\223\002!\"\021/v1/subscriptions:\014subscription'
+  _globals['_AUTOML'].methods_by_name['GetSubscription']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['GetSubscription']._serialized_options = b'\202\323\344\223\002\034\022\032/v1/{name=subscriptions/*}'
+  _globals['_AUTOML'].methods_by_name['ListSubscriptions']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['ListSubscriptions']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/subscriptions'
+  _globals['_AUTOML'].methods_by_name['DeleteSubscription']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['DeleteSubscription']._serialized_options = b'\202\323\344\223\002\034*\032/v1/{name=subscriptions/*}'
+  _globals['_AUTOML'].methods_by_name['Subscribe']._loaded_options = None
+  _globals['_AUTOML'].methods_by_name['Subscribe']._serialized_options = b'\202\323\344\223\002 \"\033/v1/subscriptions:subscribe:\001*'
+  _globals['_AUTOML']._serialized_start=225
+  _globals['_AUTOML']._serialized_end=3782
 # @@protoc_insertion_point(module_scope)

@@ -37,6 +37,15 @@ class AutoMLStub:
     sees only the caller's tenant: another tenant's resources answer
     NOT_FOUND. Invalid requests answer INVALID_ARGUMENT with a BadRequest
     detail naming each wrong field.
+
+    Over HTTP/JSON each method answers at the path of its google.api.http
+    rule (the gateway transcodes from these rules; nothing is written per
+    method): path variables and query parameters fill the request's fields,
+    the body is the request (or the field the rule names) in the proto3 JSON
+    mapping. Client streams take the file as the raw body and their header
+    fields as query parameters; server streams answer newline-delimited JSON,
+    or server-sent events with "Accept: text/event-stream"; file downloads
+    answer the raw bytes.
     """
 
     def __init__(self, channel):
@@ -209,6 +218,15 @@ class AutoMLServicer:
     sees only the caller's tenant: another tenant's resources answer
     NOT_FOUND. Invalid requests answer INVALID_ARGUMENT with a BadRequest
     detail naming each wrong field.
+
+    Over HTTP/JSON each method answers at the path of its google.api.http
+    rule (the gateway transcodes from these rules; nothing is written per
+    method): path variables and query parameters fill the request's fields,
+    the body is the request (or the field the rule names) in the proto3 JSON
+    mapping. Client streams take the file as the raw body and their header
+    fields as query parameters; server streams answer newline-delimited JSON,
+    or server-sent events with "Accept: text/event-stream"; file downloads
+    answer the raw bytes.
     """
 
     def UploadDataset(self, request_iterator, context):
@@ -631,6 +649,15 @@ class AutoML:
     sees only the caller's tenant: another tenant's resources answer
     NOT_FOUND. Invalid requests answer INVALID_ARGUMENT with a BadRequest
     detail naming each wrong field.
+
+    Over HTTP/JSON each method answers at the path of its google.api.http
+    rule (the gateway transcodes from these rules; nothing is written per
+    method): path variables and query parameters fill the request's fields,
+    the body is the request (or the field the rule names) in the proto3 JSON
+    mapping. Client streams take the file as the raw body and their header
+    fields as query parameters; server streams answer newline-delimited JSON,
+    or server-sent events with "Accept: text/event-stream"; file downloads
+    answer the raw bytes.
     """
 
     @staticmethod

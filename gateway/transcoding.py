@@ -1,0 +1,441 @@
+"""HTTP/JSON access to the public API, transcoded from the protos' HTTP rules.
+
+Every method of automl.v1.AutoML carries a google.api.http rule (path,
+verb, body). At start the gateway reads the rules from the service
+descriptor and serves each one; nothing here is written per method, so an
+RPC added to the proto with a rule is reachable over HTTP at once (a test
+walks the descriptor).
+
+One code path: an HTTP request becomes the gRPC request and is sent to the
+gateway's own gRPC server over a local socket, so it passes the same
+interceptor chain (API key, tenant, request id, logs, metrics, error map)
+and the same servicer (validation, forwarding) as a gRPC call. What the
+transcoder adds is the mapping of the proto3 JSON form, and of the shapes
+plain HTTP clients expect:
+
+- unary calls answer JSON; GETs carry an ETag and answer 304 to a matching
+  If-None-Match (cacheable, revalidated);
+- server streams answer newline-delimited JSON, or server-sent events with
+  "Accept: text/event-stream" (each event's id is the resume position, and
+  Last-Event-ID resumes a stream that has an after_sequence field);
+- a server stream of `chunk` bytes is a file download (Content-Type and
+  Content-Disposition from the stream's first message);
+- a client stream of a header and byte chunks takes the file as the raw
+  request body (`curl -T file.csv`), streamed through in 1 MiB messages,
+  and its header fields as query parameters;
+- errors answer the HTTP status of their gRPC code with the google.rpc.Status
+  as JSON, field violations included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.api import annotations_pb2
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+CHUNK = 1024 * 1024
+# https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto
+HTTP_STATUS = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+_VARIABLE = re.compile(r"\{([\w.]+)(?:=([^}]+))?\}")
+
+
+class HttpError(Exception):
+    """A request the transcoder cannot turn into a gRPC request."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One HTTP rule of one method."""
+
+    method: MethodDescriptor
+    verb: str
+    template: str
+    """The rule's path, e.g. "/v1/{name=runs/*}:watch"."""
+    pattern: re.Pattern[str]
+    variables: dict[str, str]
+    """Regex group -> request field path, e.g. "name" -> "name"."""
+    body: str
+    """"*" (the whole request), a field name, or "" (no body)."""
+
+    @property
+    def kind(self) -> str:
+        """How the call is shaped: unary, download, server_stream, upload, bidi_upload."""
+        if self.method.client_streaming:
+            return "bidi_upload" if self.method.server_streaming else "upload"
+        if self.method.server_streaming:
+            return "download" if _is_download(self.method.output_type) else "server_stream"
+        return "unary"
+
+
+def bindings(service: ServiceDescriptor) -> list[Binding]:
+    """The HTTP rules of every method of `service`, additional bindings included."""
+    out = []
+    for method in service.methods:
+        rule = method.GetOptions().Extensions[annotations_pb2.http]
+        for r in (rule, *rule.additional_bindings):
+            verb = r.WhichOneof("pattern")
+            if verb is None or verb == "custom":
+                continue
+            template = getattr(r, verb)
+            pattern, variables = _compile(template)
+            out.append(Binding(method, verb.upper(), template, pattern, variables, r.body))
+    return out
+
+
+def _compile(template: str) -> tuple[re.Pattern[str], dict[str, str]]:
+    regex, variables, last = "", {}, 0
+    for i, match in enumerate(_VARIABLE.finditer(template)):
+        regex += re.escape(template[last : match.start()])
+        group = f"v{i}"
+        variables[group] = match.group(1)
+        segments = (match.group(2) or "*").split("/")
+        inner = "/".join(".+" if s == "**" else "[^/:]+" if s == "*" else re.escape(s) for s in segments)
+        regex += f"(?P<{group}>{inner})"
+        last = match.end()
+    regex += re.escape(template[last:])
+    return re.compile(f"^{regex}$"), variables
+
+
+def _is_download(message: Descriptor) -> bool:
+    chunk = message.fields_by_name.get("chunk")
+    return chunk is not None and chunk.type == FieldDescriptor.TYPE_BYTES
+
+
+def _upload_fields(message: Descriptor) -> tuple[FieldDescriptor, FieldDescriptor]:
+    """The header (message) and byte-chunk fields of a client stream's request."""
+    oneof = message.oneofs[0]
+    header = next(f for f in oneof.fields if f.type == FieldDescriptor.TYPE_MESSAGE)
+    chunk = next(f for f in oneof.fields if f.type == FieldDescriptor.TYPE_BYTES)
+    return header, chunk
+
+
+# ---------------------------------------------------------------- requests
+
+
+def _scalar(field: FieldDescriptor, raw: str) -> Any:
+    """A query-string value in the proto3 JSON form of its field."""
+    try:
+        if field.type == FieldDescriptor.TYPE_BOOL:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+            return float(raw)
+        if field.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32):
+            return int(raw)
+    except ValueError:
+        raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, f"{field.name}: {raw!r} is not a valid value") from None
+    return raw  # 64-bit ints, strings, enums (by name), bytes (base64), well-known types as JSON strings
+
+
+def _assign(target: dict[str, Any], message: Descriptor, path: str, values: list[str]) -> None:
+    """Put a query or path value at `path` ("csv_options.delimiter") in a JSON dict."""
+    parts = path.split(".")
+    descriptor: Descriptor | None = message
+    node = target
+    for i, part in enumerate(parts):
+        field = descriptor.fields_by_name.get(part) if descriptor else None
+        if field is None and descriptor is not None:
+            field = next((f for f in descriptor.fields if f.json_name == part), None)
+        if field is None:
+            raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown parameter {path!r}")
+        if i == len(parts) - 1:
+            repeated = field.is_repeated
+            converted = [_scalar(field, v) for v in values]
+            node[field.name] = converted if repeated else converted[-1]
+        else:
+            if field.type != FieldDescriptor.TYPE_MESSAGE or field.message_type.full_name.startswith("google.protobuf"):
+                raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown parameter {path!r}")
+            node = node.setdefault(field.name, {})
+            descriptor = field.message_type
+
+
+def _parse(payload: dict[str, Any], cls: type[Message]) -> Message:
+    try:
+        return json_format.ParseDict(payload, cls())
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, f"the request does not fit its schema: {exc}") from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+# -------------------------------------------------------------- responses
+
+
+def _json(message: Message) -> dict[str, Any]:
+    # Every field, defaults included: a curl user sees `"modelsEvaluated": 0`
+    # rather than guessing what an absent field means.
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+def error_body(code: grpc.StatusCode, message: str, details: bytes | None = None) -> dict[str, Any]:
+    """A google.rpc.Status as JSON; its details (field violations, request id) kept."""
+    status = (
+        status_pb2.Status.FromString(details) if details else status_pb2.Status(code=code.value[0], message=message)
+    )
+    return {"error": json_format.MessageToDict(status)}
+
+
+def _error_response(code: grpc.StatusCode, message: str, details: bytes | None, request_id: str) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, details), status_code=HTTP_STATUS.get(code, 500), headers={"x-request-id": request_id}
+    )
+
+
+def _status_details(error: grpc.aio.AioRpcError) -> bytes | None:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            return value if isinstance(value, bytes) else None
+    return None
+
+
+def _resume_position(message: Message) -> str:
+    """The SSE id of a stream message: the last event's position, if any."""
+    batch = getattr(message, "batch", None)
+    if batch is None or not message.HasField("batch") or not batch.events:
+        return ""
+    last = batch.events[-1]
+    return str(last.sequence if message.DESCRIPTOR.name == "WatchRunResponse" else last.global_sequence)
+
+
+# ------------------------------------------------------------- transcoder
+
+
+class Transcoder:
+    """Serves every HTTP rule of `service` by calling it at `target` (the
+    gateway's own gRPC server, on a local socket)."""
+
+    def __init__(self, service: ServiceDescriptor, target: str, max_message_bytes: int) -> None:
+        self.service = service
+        self.target = target
+        self.options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        self.bindings = bindings(service)
+        self._channel: grpc.aio.Channel | None = None
+        self._calls: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        self._channel = grpc.aio.insecure_channel(self.target, options=self.options)
+
+    async def stop(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = None
+        self._calls.clear()
+
+    def match(self, verb: str, path: str) -> tuple[Binding, dict[str, str]] | None:
+        """The binding of a request and its path values; None if no path matches.
+        HttpError(UNIMPLEMENTED -> 405) when the path matches with another verb."""
+        allowed = []
+        for binding in self.bindings:
+            found = binding.pattern.match(path)
+            if found is None:
+                continue
+            if binding.verb == verb or (verb == "HEAD" and binding.verb == "GET"):
+                return binding, {binding.variables[g]: v for g, v in found.groupdict().items()}
+            allowed.append(binding.verb)
+        if allowed:
+            raise HttpError(grpc.StatusCode.UNIMPLEMENTED, f"use {' or '.join(sorted(set(allowed)))} on {path}")
+        return None
+
+    def _call(self, binding: Binding) -> Any:
+        method = binding.method
+        if method.full_name not in self._calls:
+            path = f"/{self.service.full_name}/{method.name}"
+            request = message_factory.GetMessageClass(method.input_type)
+            response = message_factory.GetMessageClass(method.output_type)
+            kind = (
+                ("stream" if method.client_streaming else "unary")
+                + "_"
+                + ("stream" if method.server_streaming else "unary")
+            )
+            assert self._channel is not None, "Transcoder.start() opens the channel"
+            self._calls[method.full_name] = getattr(self._channel, kind)(
+                path, request_serializer=request.SerializeToString, response_deserializer=response.FromString
+            )
+        return self._calls[method.full_name]
+
+    async def handle(self, request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            matched = self.match(request.method, request.url.path)
+            if matched is None:
+                raise HttpError(grpc.StatusCode.NOT_FOUND, f"no API method at {request.method} {request.url.path}")
+            binding, path_values = matched
+            metadata = [("x-request-id", request_id)]
+            if auth := request.headers.get("authorization"):
+                metadata.append(("authorization", auth))
+            if binding.kind in ("upload", "bidi_upload"):
+                return await self._upload(binding, request, path_values, metadata, request_id)
+            message = await self._request(binding, request, path_values)
+            if binding.kind == "unary":
+                reply = await self._call(binding)(message, metadata=metadata, wait_for_ready=True)
+                return self._unary_response(request, reply, request_id)
+            return await self._stream_response(binding, request, self._call(binding)(message, metadata=metadata))
+        except HttpError as exc:
+            return _error_response(exc.code, exc.message, None, request_id)
+        except grpc.aio.AioRpcError as exc:
+            return _error_response(exc.code(), exc.details() or "", _status_details(exc), request_id)
+
+    async def _request(self, binding: Binding, request: Request, path_values: dict[str, str]) -> Message:
+        descriptor = binding.method.input_type
+        payload: dict[str, Any] = {}
+        if binding.body:
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, "the body is not JSON") from None
+            if not isinstance(body, dict):
+                raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, "the body must be a JSON object")
+            payload = body if binding.body == "*" else {binding.body: body}
+        query: dict[str, Any] = {}
+        for key in dict.fromkeys(request.query_params.keys()):
+            _assign(query, descriptor, key, request.query_params.getlist(key))
+        _merge(payload, query)
+        if binding.kind == "server_stream" and (last := request.headers.get("last-event-id")):
+            resume = "after_sequence" if "after_sequence" in descriptor.fields_by_name else "after_global_sequence"
+            if resume in descriptor.fields_by_name:
+                payload[resume] = last
+        for path, value in path_values.items():
+            _assign(payload, descriptor, path, [value])
+        return _parse(payload, message_factory.GetMessageClass(descriptor))
+
+    def _unary_response(self, request: Request, reply: Message, request_id: str) -> Response:
+        body = json.dumps(_json(reply), separators=(",", ":")).encode()
+        headers = {"x-request-id": request_id}
+        if request.method in ("GET", "HEAD"):
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            headers |= {"etag": etag, "cache-control": "private, no-cache"}
+            if etag in request.headers.get("if-none-match", ""):
+                return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    async def _stream_response(self, binding: Binding, request: Request, call: Any) -> Response:
+        """Wait for the first message (so that an error is a proper HTTP status),
+        then stream the rest."""
+        messages = call.__aiter__()
+        try:
+            first = await messages.__anext__()
+        except StopAsyncIteration:
+            first = None
+        if binding.kind == "download":
+            return self._download(first, messages)
+        sse = "text/event-stream" in request.headers.get("accept", "")
+
+        async def lines() -> AsyncIterator[bytes]:
+            try:
+                if first is not None:
+                    yield _frame(first, sse)
+                async for message in messages:
+                    yield _frame(message, sse)
+            except grpc.aio.AioRpcError as exc:
+                body = json.dumps(error_body(exc.code(), exc.details() or "", _status_details(exc)))
+                yield (f"event: error\ndata: {body}\n\n" if sse else body + "\n").encode()
+            finally:
+                call.cancel()
+
+        media = "text/event-stream" if sse else "application/x-ndjson"
+        return StreamingResponse(lines(), media_type=media, headers={"cache-control": "no-store"})
+
+    def _download(self, first: Message | None, messages: AsyncIterator[Message]) -> Response:
+        content_type = getattr(first, "content_type", "") or "application/octet-stream"
+        headers = {}
+        if filename := getattr(first, "filename", ""):
+            headers["content-disposition"] = f'attachment; filename="{filename}"'
+
+        async def chunks() -> AsyncIterator[bytes]:
+            if first is not None:
+                yield first.chunk  # type: ignore[attr-defined]
+            async for message in messages:
+                yield message.chunk  # type: ignore[attr-defined]
+
+        return StreamingResponse(chunks(), media_type=content_type, headers=headers)
+
+    async def _upload(
+        self,
+        binding: Binding,
+        request: Request,
+        path_values: dict[str, str],
+        metadata: list[tuple[str, str]],
+        request_id: str,
+    ) -> Response:
+        descriptor = binding.method.input_type
+        header_field, chunk_field = _upload_fields(descriptor)
+        header: dict[str, Any] = {}
+        for key in dict.fromkeys(request.query_params.keys()):
+            _assign(header, header_field.message_type, key, request.query_params.getlist(key))
+        payload: dict[str, Any] = {header_field.name: header}
+        for path, value in path_values.items():
+            _assign(payload, descriptor, path, [value])
+        cls = message_factory.GetMessageClass(descriptor)
+        first = _parse(payload, cls)
+
+        async def messages() -> AsyncIterator[Message]:
+            yield first
+            pending = bytearray()
+            async for piece in request.stream():
+                pending += piece
+                while len(pending) >= CHUNK:
+                    yield cls(**{chunk_field.name: bytes(pending[:CHUNK])})
+                    del pending[:CHUNK]
+            if pending:
+                yield cls(**{chunk_field.name: bytes(pending)})
+
+        call = self._call(binding)(messages(), metadata=metadata, wait_for_ready=True)
+        if binding.kind == "upload":
+            return self._unary_response(request, await call, request_id)
+        return await self._stream_response(binding, request, call)
+
+
+def _frame(message: Message, sse: bool) -> bytes:
+    data = json.dumps(_json(message), separators=(",", ":"))
+    if not sse:
+        return (data + "\n").encode()
+    position = _resume_position(message)
+    return (f"id: {position}\n" if position else "").encode() + f"data: {data}\n\n".encode()
