@@ -5,6 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
+NODE_CLIENT_STAMP := clients/node/node_modules/.installed-stamp
 
 .PHONY: help venv tools system-deps protos docs lint test demo up down status clean
 
@@ -28,10 +29,15 @@ $(STAMP): pyproject.toml
 # buf (proto lint) comes from npm, pinned exactly in package.json (buf pins its
 # platform binaries exactly too). No lock file: registries that carry only some
 # platforms' binaries make `npm ci` refuse any lock.
-tools: $(NODE_STAMP)
+tools: $(NODE_STAMP) $(NODE_CLIENT_STAMP)
 
 $(NODE_STAMP): package.json
 	npm install --no-package-lock --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The example Node.js client (clients/node), which a test runs against the gateway.
+$(NODE_CLIENT_STAMP): clients/node/package.json
+	npm install --prefix clients/node --no-package-lock --no-audit --no-fund --loglevel=error
 	touch $@
 
 protos: venv

@@ -14,7 +14,9 @@ cache and the supervisor) and measures:
           1,000 requests/s of the original design. Also shown, for the
           diagnosis: GetRun straight to storage, and through a second gateway
           process whose storage is the echo server (answering GetRun and
-          LookupApiKey): the gateway's own ceiling. Each figure pools
+          LookupApiKey): the gateway's own ceiling; and through a bare
+          grpc.aio proxy (bytes forwarded, nothing else) to the echo server:
+          the ceiling of any Python gateway. Each figure pools
           --unary-rounds windows, the order reversed every other round.
           The callers are coroutines of one client process (grpc.aio, C
           loops over a few channels, each its own connection); --client-procs
@@ -186,6 +188,27 @@ def _echo_server(port: int, answers: dict[str, bytes]) -> None:
     asyncio.run(serve())
 
 
+def _bare_proxy(port: int, upstream: str) -> None:
+    """A grpc.aio server forwarding AutoML/GetRun's bytes to Storage/GetRun at `upstream`:
+    the least any Python gateway does (no interceptors, no key check, no parsing)."""
+
+    async def serve() -> None:
+        channel = grpc.aio.insecure_channel(upstream)
+        forward = channel.unary_unary("/automl.v1.Storage/GetRun")
+
+        async def get_run(request: bytes, ctx: grpc.aio.ServicerContext) -> bytes:
+            return await forward(request, timeout=30)
+
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        handlers = {"GetRun": grpc.unary_unary_rpc_method_handler(get_run)}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("automl.v1.AutoML", handlers),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
 async def _hammer(
     target: str,
     method: str,
@@ -337,7 +360,7 @@ def unary_section(suite, client, args: argparse.Namespace, folder: Path) -> list
     }
     echo = mp.get_context("spawn").Process(target=_echo_server, args=(port, answers), daemon=True)
     echo.start()
-    bare_gateway = None
+    bare_gateway = proxy = None
     try:
         echo_address = f"127.0.0.1:{port}"
         with grpc.insecure_channel(echo_address) as channel:
@@ -350,6 +373,13 @@ def unary_section(suite, client, args: argparse.Namespace, folder: Path) -> list
         bare_gateway = spawn("gateway", env, folder / "gateway-on-echo.log")
         bare_address = f"127.0.0.1:{env['AUTOML_GATEWAY_PORT']}"
         wait_serving(bare_address, "automl.v1.AutoML", bare_gateway, timeout=60, log=folder / "gateway-on-echo.log")
+        proxy_address = f"127.0.0.1:{free_port()}"
+        proxy = mp.get_context("spawn").Process(
+            target=_bare_proxy, args=(int(proxy_address.rsplit(":", 1)[1]), echo_address), daemon=True
+        )
+        proxy.start()
+        with grpc.insecure_channel(proxy_address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
         pids = {name: proc.pid for name, proc in suite.stack.procs.items()}
         key = bearer(suite.keys[TENANT])
         targets = [
@@ -375,6 +405,13 @@ def unary_section(suite, client, args: argparse.Namespace, folder: Path) -> list
                 key,
                 {"gateway": bare_gateway.pid, "echo": echo.pid},
             ),
+            Target(
+                "bare proxy -> echo",
+                proxy_address,
+                "/automl.v1.AutoML/GetRun",
+                [],
+                {"proxy": proxy.pid, "echo": echo.pid},
+            ),
         ]
         print(
             f"\n1. GetRun of {run.name} ({len(answer)} bytes), {args.clients} concurrent callers on "
@@ -390,6 +427,9 @@ def unary_section(suite, client, args: argparse.Namespace, folder: Path) -> list
         if bare_gateway is not None:
             bare_gateway.terminate()
             bare_gateway.wait(30)
+        if proxy is not None:
+            proxy.kill()
+            proxy.join(10)
         echo.kill()
         echo.join(10)
     print(f"{'':<22}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'busy cores':>11}{'other':>7}   CPU ms per request")
@@ -406,8 +446,8 @@ def unary_section(suite, client, args: argparse.Namespace, folder: Path) -> list
         f"p99 {gateway_r.ms(99):.1f} ms) against the 1,000 requests/s of the original design "
         f"({gateway_r.requests_per_s / 1000:.2f}x)",
         f"diagnosis: gateway/storage alone {gateway_r.requests_per_s / results['storage alone'].requests_per_s:.2f}; "
-        f"gateway over the echo stand-in/echo "
-        f"{results['gateway -> echo'].requests_per_s / echo_r.requests_per_s:.2f}",
+        f"gateway over the echo stand-in/echo {results['gateway -> echo'].requests_per_s / echo_r.requests_per_s:.2f}; "
+        f"bare proxy/echo {results['bare proxy -> echo'].requests_per_s / echo_r.requests_per_s:.2f}",
     ]
     print("\n".join(lines), flush=True)
     return lines
@@ -596,18 +636,18 @@ def fanout_section(suite, client, args: argparse.Namespace) -> list[str]:
         for kind in ("notifier", "gateway") if r % 2 == 0 else ("gateway", "notifier"):
             sides[kind].add(fanout(kind, suite, experiment.name, args))
     print(
-        f"{'':<24}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'spread':>8}{'events':>10}{'complete':>10}"
+        f"{'':<24}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'spread':>8}{'events/run':>12}{'complete':>11}"
         "   CPU cores over the runs"
     )
     for kind, label in (("notifier", "notifier StreamEvents"), ("gateway", "gateway WatchRun")):
         f = sides[kind]
-        events = "/".join(str(e) for e in f.events)
+        events = statistics.mean(f.events)
         cpu = ", ".join(f"{k} {v / f.seconds:.2f}" for k, v in f.cpu.items())
         print(
             f"{label:<24}{f.p(50):>8.1f}{f.p(99):>8.1f}{np.concatenate(f.delays_ms).max():>8.1f}"
-            f"{statistics.median(f.spreads_ms):>8.1f}{events:>10}{f'{f.watchers_complete}/{f.watchers}':>10}   {cpu}"
+            f"{statistics.median(f.spreads_ms):>8.1f}{events:>12.1f}{f'{f.watchers_complete}/{f.watchers}':>11}   {cpu}"
         )
-    print("(spread: median over events of last receipt - first receipt over the watchers; events: per run)")
+    print("(spread: median over events of last receipt - first receipt over the watchers; events/run: mean)")
     g, nf = sides["gateway"], sides["notifier"]
     lines = [
         f"WatchRun fan-out, {args.watchers} watchers: p99 {g.p(99):.1f} ms through the gateway, "

@@ -66,8 +66,11 @@ function parseArgs(argv) {
 
 function loadApi() {
   const protoDir = process.env.AUTOML_PROTOS || path.resolve(__dirname, '..', '..', 'protos');
+  // google/api/annotations.proto (the HTTP rules of the public service) comes
+  // from Google's google-proto-files package.
+  const googleProtos = path.resolve(require.resolve('google-proto-files/package.json'), '..');
   const definition = protoLoader.loadSync('automl/v1/automl_service.proto', {
-    includeDirs: [protoDir],
+    includeDirs: [protoDir, googleProtos],
     keepCase: true, // snake_case field names, as in the .proto files
     longs: String, // int64 fields (sequence, row_count, ...) come back as strings
     enums: String, // enum values come back by name ("RUN_STATE_RUNNING")
