@@ -1,6 +1,7 @@
 """The gateway's HTTP port: the public API over HTTP/JSON (transcoded from the
-protos, gateway.transcoding), its OpenAPI document and a page to read it,
-Prometheus metrics and a liveness probe."""
+protos, gateway.transcoding), its OpenAPI document and a page to read it, the
+web dashboard (static pages under /ui that read that API), Prometheus metrics
+and a liveness probe."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from importlib import resources
+from pathlib import Path
 
 import grpc
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from automl.common.settings import Settings
 from gateway.transcoding import HTTP_STATUS, Transcoder, error_body
@@ -32,6 +35,7 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+DASHBOARD = Path(__file__).parent / "static" / "dashboard"
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -54,12 +58,28 @@ async def docs(request: Request) -> HTMLResponse:
     return HTMLResponse(resources.files("gateway").joinpath("static/api.html").read_text(encoding="utf-8"))
 
 
+async def plotly_js(request: Request) -> Response:
+    """The charting library of the dashboard, from the plotly package (no CDN)."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return FileResponse(path, media_type="text/javascript", headers={"cache-control": "public, max-age=86400"})
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/ui/")
+
+
 def make_app(transcoder: Transcoder | None = None) -> Starlette:
-    routes = [
+    routes: list[Route | Mount] = [
+        Route("/", home),
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
         Route("/docs", docs),
+        # The dashboard: static pages that read the HTTP/JSON API below.
+        Route("/ui/vendor/plotly.min.js", plotly_js),
+        Mount("/ui", StaticFiles(directory=DASHBOARD, html=True, check_dir=False), name="ui"),
     ]
     if transcoder is not None:
 

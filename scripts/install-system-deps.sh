@@ -3,10 +3,10 @@
 # `make test` runs never call apt): PostgreSQL (a real server for the storage
 # tests), unixODBC (the runtime pyodbc loads for SQL Server), openssl (a
 # self-signed certificate for the gateway's TLS test), curl and jq (the README's
-# HTTP walk-through, run by a test).
+# HTTP walk-through, run by a test) and chromium (the dashboard's browser test).
 set -euo pipefail
 
-packages=(postgresql unixodbc openssl curl jq)
+packages=(postgresql unixodbc openssl curl jq chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
