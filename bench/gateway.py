@@ -103,12 +103,6 @@ PASSED_ENV = (
     "AUTOML_STREAM_MESSAGES_PER_SECOND",
     "AUTOML_SUBSCRIBER_QUEUE",
 )
-TERMINAL = {
-    common_pb2.RUN_STATE_SUCCEEDED,
-    common_pb2.RUN_STATE_STOPPED,
-    common_pb2.RUN_STATE_FAILED,
-    common_pb2.RUN_STATE_CANCELLED,
-}
 LOCAL = [("grpc.use_local_subchannel_pool", 1)]  # each channel its own connection
 
 
@@ -699,7 +693,7 @@ def upload_section(suite, args: argparse.Namespace, tmp: Path) -> list[str]:
         "gateway": (suite.target, automl_service_pb2_grpc.AutoMLStub, bearer(suite.keys[TENANT])),
         "storage": (suite.stack.target("storage"), storage_service_pb2_grpc.StorageStub, tenant_md()),
     }
-    pids = {name: suite.stack.procs[name].pid for name in ("gateway", "storage")}
+    pids = {name: suite.stack.procs[name].pid for name in ("gateway", "storage")} | {"client": os.getpid()}
     speeds: dict[str, list[float]] = {"gateway": [], "storage": []}
     k = 0
     for rep in range(args.repeat):
@@ -711,7 +705,8 @@ def upload_section(suite, args: argparse.Namespace, tmp: Path) -> list[str]:
             window.stop()
             speeds[side].append(mb_s)
             cpu = ", ".join(f"{name} {used:.2f}" for name, used in window.used.items())
-            print(f"  {side:<8} {mb_s:6.1f} MB/s   CPU seconds: {cpu}", flush=True)
+            other = max(0.0, window.machine_cores - sum(window.used.values()) / window.seconds)
+            print(f"  {side:<8} {mb_s:6.1f} MB/s   CPU seconds: {cpu}; other load {other:.2f} cores", flush=True)
     gw, st = statistics.median(speeds["gateway"]), statistics.median(speeds["storage"])
     lines = [
         f"UploadDataset median: gateway {gw:.1f} MB/s, storage {st:.1f} MB/s",

@@ -50,16 +50,19 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, service: str, authenticate: Authenticate | None = None) -> None:
         self.service = service
         self.authenticate = authenticate
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        method = details.method
+        if (cached := self._handlers.get(method)) is not None:  # wrapped once per method, not per call
+            return cached
         handler = await continuation(details)
         if handler is None:
             return handler
-        method = details.method
         if handler.response_streaming:
             kind, behavior = (
                 ("stream_stream", handler.stream_stream)
@@ -75,11 +78,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             )
             wrapped = self._wrap_unary(method, behavior)
         factory = getattr(grpc, f"{kind}_rpc_method_handler")
-        return factory(
+        self._handlers[method] = factory(
             wrapped,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        return self._handlers[method]
 
     def _wrap_unary(self, method: str, behavior: Behavior) -> Behavior:
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
