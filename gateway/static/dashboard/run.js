@@ -1,0 +1,627 @@
+// The run page: live state from WatchRun (snapshot, then events), progress
+// against the stop conditions, every model's score and the best so far over
+// time (scattergl), the leaderboard, failures, exports.
+
+import * as api from "./api.js";
+import { CONFIG, hasWebGL, layout, loadPlotly, prefetchPlotly } from "./charts.js";
+import { Leaderboard, rowOf } from "./leaderboard.js";
+import {
+  esc,
+  fmtInt,
+  fmtScore,
+  fmtSeconds,
+  fmtTime,
+  higherIsBetter,
+  href,
+  html,
+  isTerminal,
+  metricLabel,
+  outcomeLabel,
+  parseDuration,
+  parseTime,
+  progressBar,
+  reasonLabel,
+  render,
+  shortId,
+  stateBadge,
+  taskLabel,
+} from "./util.js";
+
+const EXPORTS = [
+  ["EXPORT_FORMAT_CSV", "CSV"],
+  ["EXPORT_FORMAT_XLSX", "Excel"],
+  ["EXPORT_FORMAT_JSON", "JSON lines"],
+];
+
+export function exportLinks(run) {
+  return html`<span class="exports"><span class="muted">Export</span>${EXPORTS.map(
+    ([format, label]) => html`<a class="button small" data-export="${format}" href="${api.exportUrl(run, format)}" download>${label}</a>`,
+  )}</span>`;
+}
+
+/** Exports with a key: fetched as a blob with the Authorization header. */
+export function wireExports(root) {
+  root.addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-export]");
+    if (!link || !api.apiKey()) return;
+    event.preventDefault();
+    link.classList.add("busy");
+    api
+      .download(link.getAttribute("href"))
+      .catch((error) => alert(`Export failed: ${error.message}`))
+      .finally(() => link.classList.remove("busy"));
+  });
+}
+
+export function runPage(root, id, page) {
+  const name = `runs/${id}`;
+  const state = {
+    run: null,
+    snapshotSeq: 0,
+    elapsedBase: 0,
+    elapsedAt: 0,
+    started: null,
+    stopMessage: "",
+    experiment: null,
+    finishedDuration: null,
+    startMs: null,
+  };
+  const points = { t: [], i: [], y: [], text: [], names: [] };
+  const best = { t: [], i: [], y: [] };
+  const failures = [];
+  let xMode = "time";
+  let Plotly = null;
+  let chartReady = false;
+  let revision = 0;
+  let drawTimer = null;
+  let drawing = null;
+  let drawnPoints = -1;
+  let drawnState = "";
+  // What the chart shows besides points (the target line).
+  const runStateKey = () => String(state.run && state.run.stopConditions && state.run.stopConditions.targetScore);
+  let again = null;
+  // The charting library downloads at once, and runs (which holds the main
+  // thread for a moment) once the leaderboard's first rows are on screen; its
+  // other pages are read by a worker meanwhile.
+  prefetchPlotly();
+  let firstRowsShown = null;
+  const firstRows = new Promise((resolve) => {
+    firstRowsShown = resolve;
+  });
+  const plotlyLoading = firstRows.then(loadPlotly);
+  plotlyLoading.catch(() => {});
+  let lastDraw = 0;
+  let tableTimer = null;
+  let watcher = null;
+  let refreshing = null;
+
+  document.title = `Run ${id} · AutoML`;
+  render(
+    root,
+    html`<nav class="crumbs"><a href="#/">Experiments</a><span id="crumb-exp" hidden></span><span>Run ${id}</span></nav>
+      <div class="page-head">
+        <div>
+          <h1>Run <code>${id}</code> <span id="run-state"></span></h1>
+          <div id="run-sub" class="muted"></div>
+        </div>
+        <div class="actions">
+          <span id="stream-status" class="stream"></span>
+          <button type="button" id="stop-run" class="button danger" hidden>Stop run</button>
+          <a class="button" href="#/compare/${encodeURIComponent(id)}">Compare top models</a>
+          ${exportLinks(name)}
+        </div>
+      </div>
+      <div id="stop-reason" class="banner" hidden></div>
+      <div class="cards">
+        <div class="card"><h3>Models</h3><div id="models-progress"></div><div class="card-foot" id="models-foot"></div></div>
+        <div class="card"><h3>Time</h3><div id="time-progress"></div><div class="card-foot" id="time-foot"></div></div>
+        <div class="card"><h3>Best score</h3><div class="big" id="best-score">—</div><div class="card-foot" id="best-foot"></div></div>
+        <div class="card"><h3>Search</h3><div id="search-info" class="card-foot"></div></div>
+      </div>
+      <section class="panel">
+        <div class="panel-head"><h2>Score of each model</h2>
+          <div class="seg" role="group" aria-label="Horizontal axis">
+            <button type="button" data-x="time" class="on">over time</button><button type="button" data-x="index">by model #</button>
+          </div>
+        </div>
+        <div id="chart" class="chart" data-points="0"><div class="chart-empty muted">Waiting for the first model…</div></div>
+      </section>
+      <section class="panel">
+        <div class="panel-head"><h2>Leaderboard</h2>
+          <div class="actions"><button type="button" id="compare-picked" class="button small" disabled>Compare picked</button></div>
+        </div>
+        <div id="leaderboard"><p class="muted">Loading…</p></div>
+      </section>
+      <section class="panel" id="failures-panel" hidden>
+        <details><summary><h2>Failed models <span id="failed-count" class="badge state-failed"></span></h2></summary>
+        <div id="failures"></div></details>
+      </section>`,
+  );
+  const $ = (selector) => root.querySelector(selector);
+  wireExports(root);
+
+  const board = new Leaderboard($("#leaderboard"), {
+    run: name,
+    onSelectionChange(selected) {
+      const button = $("#compare-picked");
+      button.disabled = selected.size < 2;
+      button.textContent = selected.size ? `Compare picked (${selected.size})` : "Compare picked";
+    },
+  });
+  $("#compare-picked").addEventListener("click", () => {
+    const ids = [...board.selected].map(shortId).join(",");
+    location.hash = `#/compare/${encodeURIComponent(id)}?models=${encodeURIComponent(ids)}`;
+  });
+  $("#stop-run").addEventListener("click", async (event) => {
+    event.target.disabled = true;
+    try {
+      await api.post(`${name}:stop`);
+    } catch (error) {
+      page.error(error);
+      event.target.disabled = false;
+    }
+  });
+  root.querySelector(".seg").addEventListener("click", (event) => {
+    const button = event.target.closest("[data-x]");
+    if (!button) return;
+    xMode = button.dataset.x;
+    for (const b of root.querySelectorAll(".seg [data-x]")) b.classList.toggle("on", b === button);
+    drawChart(true);
+  });
+
+  // ------------------------------------------------------------ header, cards
+
+  function elapsed() {
+    const run = state.run;
+    if (!run) return 0;
+    if (isTerminal(run.state)) {
+      const start = parseTime(run.startTime);
+      const end = parseTime(run.endTime);
+      if (start !== null && end !== null) return (end - start) / 1000;
+      if (state.finishedDuration !== null) return state.finishedDuration;
+      return state.elapsedBase;
+    }
+    if (run.state === "RUN_STATE_PENDING") return 0;
+    return state.elapsedBase + (performance.now() - state.elapsedAt) / 1000;
+  }
+
+  function drawTime() {
+    const run = state.run;
+    if (!run) return;
+    const budget = parseDuration(run.stopConditions && run.stopConditions.maxDuration);
+    const seconds = elapsed();
+    const live = !isTerminal(run.state);
+    render(
+      $("#time-progress"),
+      budget
+        ? progressBar(seconds / budget, `${fmtSeconds(seconds)} of ${fmtSeconds(budget)}`, "time-bar")
+        : progressBar(live ? null : 1, `${fmtSeconds(seconds)}${live ? " · no time budget" : ""}`, "time-bar"),
+    );
+    $("#time-foot").textContent = run.startTime
+      ? `started ${fmtTime(run.startTime)}${run.endTime ? ` · ended ${fmtTime(run.endTime)}` : ""}`
+      : `created ${fmtTime(run.createTime)}`;
+  }
+
+  function drawHeader() {
+    const run = state.run;
+    if (!run) return;
+    render($("#run-state"), stateBadge(run.state));
+    const experiment = state.experiment;
+    const metric = metricLabel(run.primaryMetric);
+    render(
+      $("#run-sub"),
+      html`${experiment ? html`<a href="${href(experiment.name)}">${experiment.displayName || shortId(experiment.name)}</a> · ` : ""}ranked by
+        <strong>${metric}</strong> · ${run.parallelWorkers} worker${run.parallelWorkers === 1 ? "" : "s"} · created ${fmtTime(run.createTime)}`,
+    );
+    $("#stop-run").hidden = isTerminal(run.state) || run.state === "RUN_STATE_STOPPING";
+    const banner = $("#stop-reason");
+    if (isTerminal(run.state) || run.state === "RUN_STATE_STOPPING") {
+      const reason = reasonLabel(run.stopReason);
+      const message = run.statusMessage || state.stopMessage;
+      const kind = run.state === "RUN_STATE_FAILED" ? "error" : run.state === "RUN_STATE_STOPPING" ? "info" : "done";
+      banner.className = `banner ${kind}`;
+      banner.dataset.reason = run.stopReason || "";
+      render(
+        banner,
+        html`<strong>${run.state === "RUN_STATE_STOPPING" ? "Stopping" : `Run ${stateLabelText(run.state)}`}</strong>
+          ${reason ? html` — stop reason: <strong class="reason">${reason}</strong>` : ""}${message ? html`<div class="muted">${message}</div>` : ""}`,
+      );
+      banner.hidden = false;
+    } else {
+      banner.hidden = true;
+    }
+    const conditions = run.stopConditions || {};
+    const maxModels = Number(conditions.maxModels || 0);
+    const done = Number(run.modelsEvaluated || 0) + Number(run.modelsFailed || 0);
+    render(
+      $("#models-progress"),
+      maxModels
+        ? progressBar(done / maxModels, `${fmtInt(done)} of ${fmtInt(maxModels)}`, "models-bar")
+        : html`<div class="big" id="models-bar">${fmtInt(done)} <span class="muted small">no model limit</span></div>`,
+    );
+    render(
+      $("#models-foot"),
+      html`<span id="models-evaluated">${fmtInt(run.modelsEvaluated || 0)}</span> evaluated ·
+        <span id="models-failed" class="${Number(run.modelsFailed) ? "warn" : ""}">${fmtInt(run.modelsFailed || 0)}</span> failed`,
+    );
+    $("#best-score").textContent = fmtScore(run.bestScore);
+    const target = conditions.targetScore;
+    render(
+      $("#best-foot"),
+      html`${metric}${target !== undefined ? ` · target ${fmtScore(target)}` : ""}${
+        run.bestModelResult ? html` · <a href="${href(run.bestModelResult)}">best model</a>` : ""
+      }`,
+    );
+    const started = state.started;
+    const lines = [];
+    if (experiment) lines.push(html`<div>target <code>${experiment.targetColumn}</code> · ${taskLabel(started ? started.task : experiment.resolvedTask || experiment.task)}</div>`);
+    if (started && Number(started.searchRows)) {
+      lines.push(html`<div>${fmtInt(started.searchRows)} rows searched · ${fmtInt(started.holdoutRows)} held out</div>`);
+    }
+    const features = started ? (started.featureColumns || []).length : 0;
+    if (features || experiment) {
+      lines.push(html`<div>${features ? `${fmtInt(features)} features` : ""}${features && experiment ? " · " : ""}${experiment ? `${experiment.cvFolds}-fold CV` : ""}</div>`);
+    }
+    if (conditions.noImprovementModels) lines.push(html`<div>stops after ${conditions.noImprovementModels} models without improvement</div>`);
+    render($("#search-info"), lines.length ? lines : html`<span class="muted">—</span>`);
+    drawTime();
+  }
+
+  function stateLabelText(runState) {
+    return String(runState || "").replace("RUN_STATE_", "").toLowerCase();
+  }
+
+  const ticker = setInterval(() => {
+    if (state.run && !isTerminal(state.run.state)) drawTime();
+  }, 500);
+
+  // ------------------------------------------------------------------ chart
+
+  function xValue(createTime) {
+    const ms = parseTime(createTime);
+    if (state.startMs === null) state.startMs = ms;
+    return ms === null ? null : Math.max(0, (ms - state.startMs) / 1000);
+  }
+
+  function drawChartSoon() {
+    if (drawTimer) return;
+    const wait = Math.max(0, 250 - (performance.now() - lastDraw));
+    drawTimer = setTimeout(() => {
+      drawTimer = null;
+      drawChart(false);
+    }, wait);
+  }
+
+  /** Draw the chart; calls made while a drawing is under way are folded into one more. */
+  function drawChart(modeChanged) {
+    if (drawing) {
+      again = again || (modeChanged ? "mode" : "data");
+      return;
+    }
+    drawing = drawChartNow(modeChanged)
+      .catch((error) => page.error(error))
+      .finally(() => {
+        drawing = null;
+        const next = again;
+        again = null;
+        if (next && !page.gone()) drawChart(next === "mode");
+      });
+  }
+
+  async function drawChartNow(modeChanged) {
+    if (!points.y.length && !chartReady) return;
+    if (chartReady && !modeChanged && drawnPoints === points.y.length && drawnState === runStateKey()) return;
+    if (!Plotly) {
+      try {
+        Plotly = await plotlyLoading;
+      } catch (error) {
+        $("#chart").textContent = error.message;
+        return;
+      }
+      if (page.gone()) return;
+    }
+    lastDraw = performance.now();
+    const element = $("#chart");
+    const type = hasWebGL() ? "scattergl" : "scatter";
+    const byTime = xMode === "time";
+    const run = state.run || {};
+    const target = run.stopConditions && run.stopConditions.targetScore;
+    const traces = [
+      {
+        type,
+        mode: "markers",
+        name: "model score",
+        x: byTime ? points.t : points.i,
+        y: points.y,
+        text: points.text,
+        hovertemplate: "%{text}<br>score %{y:.4f}<extra></extra>",
+        marker: { size: 6, color: "#2563eb", opacity: 0.6 },
+      },
+      {
+        type,
+        mode: "lines",
+        name: "best so far",
+        x: byTime ? best.t : best.i,
+        y: best.y,
+        line: { shape: "hv", color: "#f97316", width: 2.5 },
+        hovertemplate: "best so far %{y:.4f}<extra></extra>",
+      },
+    ];
+    const shapes =
+      target !== undefined
+        ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: target, y1: target, line: { color: "#16a34a", dash: "dot", width: 1.5 } }]
+        : [];
+    const look = layout({
+      datarevision: (revision += 1),
+      uirevision: xMode,
+      height: 340,
+      xaxis: { title: { text: byTime ? "seconds since the run started" : "model # (evaluation order)" }, zeroline: false, gridcolor: "#eef0f3" },
+      yaxis: { title: { text: metricLabel(run.primaryMetric) }, zeroline: false, gridcolor: "#eef0f3" },
+      shapes,
+    });
+    if (!chartReady) {
+      element.replaceChildren();
+      await Plotly.newPlot(element, traces, look, CONFIG);
+      chartReady = true;
+      element.on("plotly_click", (data) => {
+        const point = data.points && data.points[0];
+        if (point && point.curveNumber === 0 && points.names[point.pointIndex]) location.hash = href(points.names[point.pointIndex]);
+      });
+    } else {
+      await Plotly.react(element, traces, look, CONFIG);
+    }
+    if (modeChanged) Plotly.relayout(element, { "xaxis.autorange": true, "yaxis.autorange": true });
+    drawnPoints = points.y.length;
+    drawnState = runStateKey();
+    element.dataset.points = String(points.y.length);
+    element.dataset.type = type;
+    // For measurements: when the chart last drew, and with how many points.
+    performance.mark("automl:chart-drawn", { detail: { points: points.y.length } });
+  }
+
+  // ------------------------------------------------------------- leaderboard
+
+  function drawTableSoon() {
+    if (tableTimer) return;
+    tableTimer = setTimeout(() => {
+      tableTimer = null;
+      board.renderBody();
+    }, 400);
+  }
+
+  function showPage(answer, rows, first) {
+    board.setMetric(answer.metric, answer.higherIsBetter);
+    board.upsert(rows);
+    if (first) {
+      board.render();
+      performance.mark("automl:leaderboard-first-page");
+      // Let the rows paint before the chart's library runs.
+      requestAnimationFrame(() => setTimeout(firstRowsShown, 0));
+    } else board.renderBody();
+  }
+
+  function leaderboardLoaded() {
+    if (!$("#leaderboard tbody")) board.render();
+    $("#leaderboard").dataset.loaded = "true";
+    performance.mark("automl:leaderboard-loaded");
+    firstRowsShown();
+  }
+
+  /** Every page of the leaderboard, read by a worker (off the main thread);
+   * on the main thread when workers are not available. */
+  function loadLeaderboard() {
+    let worker;
+    try {
+      worker = new Worker(new URL("./lbworker.js", import.meta.url), { type: "module" });
+    } catch {
+      return loadLeaderboardHere();
+    }
+    return new Promise((resolve) => {
+      let first = true;
+      const end = (fallback) => {
+        worker.terminate();
+        resolve(fallback ? loadLeaderboardHere() : undefined);
+      };
+      worker.onmessage = ({ data }) => {
+        if (page.gone()) return end(false);
+        if (data.error) {
+          page.error(api.answerError(data.error.status, data.error.body));
+          firstRowsShown();
+          return end(false);
+        }
+        if (data.rows.length || first) showPage(data, data.rows, first);
+        first = false;
+        if (data.done) {
+          leaderboardLoaded();
+          end(false);
+        }
+      };
+      worker.onerror = (event) => {
+        event.preventDefault();
+        end(first);
+      };
+      worker.postMessage({ path: `${name}/leaderboard`, key: api.apiKey(), pageSize: 1000 });
+    });
+  }
+
+  async function loadLeaderboardHere() {
+    let first = true;
+    try {
+      await api.getAll(`${name}/leaderboard`, "entries", {}, {
+        pageSize: 1000,
+        onPage(entries, answer) {
+          if (page.gone()) throw new Error("gone");
+          showPage(answer, entries.map((entry) => rowOf(entry.modelResult, answer.metric)), first);
+          first = false;
+        },
+      });
+      leaderboardLoaded();
+    } catch (error) {
+      if (!page.gone()) page.error(error);
+    } finally {
+      firstRowsShown();
+    }
+  }
+
+  // ----------------------------------------------------------------- stream
+
+  function onSnapshot(snapshot) {
+    const run = snapshot.run;
+    state.run = run;
+    state.snapshotSeq = Number(run.lastSequence || 0);
+    state.elapsedBase = parseDuration(snapshot.elapsed) || 0;
+    state.elapsedAt = performance.now();
+    if (state.startMs === null) state.startMs = parseTime(run.startTime);
+    if (!board.metric) board.setMetric(run.primaryMetric, higherIsBetter(run.primaryMetric));
+    if (!state.experiment && run.experiment) {
+      api
+        .get(run.experiment)
+        .then((experiment) => {
+          state.experiment = experiment;
+          render($("#crumb-exp"), html`<a href="${href(experiment.name)}">${experiment.displayName || shortId(experiment.name)}</a>`);
+          $("#crumb-exp").hidden = false;
+          drawHeader();
+        })
+        .catch(() => {});
+    }
+    drawHeader();
+  }
+
+  function onEvents(events) {
+    const run = state.run;
+    let rows = [];
+    let finished = false;
+    for (const event of events) {
+      const fresh = Number(event.sequence) > state.snapshotSeq;
+      switch (event.type) {
+        case "EVENT_TYPE_RUN_STARTED":
+          state.started = event.runStarted;
+          if (state.startMs === null) state.startMs = parseTime(event.createTime);
+          break;
+        case "EVENT_TYPE_MODEL_EVALUATED": {
+          const m = event.modelEvaluated;
+          const x = xValue(event.createTime);
+          points.t.push(x);
+          points.i.push(m.index);
+          points.y.push(m.primaryScore);
+          points.text.push(esc(`#${m.index} ${m.modelFamily}`)); // Plotly reads tags in text
+          points.names.push(m.modelResult);
+          best.t.push(x);
+          best.i.push(m.index);
+          best.y.push(m.bestScore);
+          rows.push(rowOf(m, board.metric || (run && run.primaryMetric), true));
+          if (fresh && run) {
+            run.modelsEvaluated = m.modelsEvaluated;
+            run.modelsFailed = m.modelsFailed;
+            run.bestScore = m.bestScore;
+            if (m.isNewBest) run.bestModelResult = m.modelResult;
+          }
+          break;
+        }
+        case "EVENT_TYPE_MODEL_FAILED": {
+          const f = event.modelFailed;
+          failures.push(f);
+          if (fresh && run) run.modelsFailed = f.modelsFailed;
+          break;
+        }
+        case "EVENT_TYPE_RUN_STATE_CHANGED":
+          if (fresh && run) {
+            const change = event.runStateChanged;
+            run.state = change.state;
+            if (change.stopReason && change.stopReason !== "STOP_REASON_UNSPECIFIED") run.stopReason = change.stopReason;
+            if (change.message) state.stopMessage = change.message;
+          }
+          break;
+        case "EVENT_TYPE_STOP_REQUESTED":
+          if (fresh && run) {
+            const stop = event.stopRequested;
+            if (!run.stopReason || run.stopReason === "STOP_REASON_UNSPECIFIED") run.stopReason = stop.reason;
+            state.stopMessage = stop.message;
+          }
+          break;
+        case "EVENT_TYPE_RUN_FINISHED": {
+          const f = event.runFinished;
+          finished = fresh;
+          if (run) {
+            run.state = f.state;
+            run.stopReason = f.stopReason;
+            if (f.message) run.statusMessage = f.message;
+            run.modelsEvaluated = f.modelsEvaluated;
+            run.modelsFailed = f.modelsFailed;
+            if (f.bestModelResult) run.bestModelResult = f.bestModelResult;
+            if (f.bestScore !== undefined) run.bestScore = f.bestScore;
+          }
+          state.finishedDuration = parseDuration(f.duration);
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    if (rows.length) {
+      board.upsert(rows);
+      if ($("#leaderboard tbody")) drawTableSoon();
+      rows = [];
+    }
+    drawFailures();
+    drawHeader();
+    drawChartSoon();
+    if (finished) refreshAfterEnd();
+  }
+
+  function drawFailures() {
+    if (!failures.length) return;
+    $("#failures-panel").hidden = false;
+    $("#failed-count").textContent = fmtInt(failures.length);
+    const shown = failures.slice(-200).reverse();
+    render(
+      $("#failures"),
+      html`<div class="table-wrap"><table class="data"><thead><tr><th class="num">#</th><th>Model family</th><th>Outcome</th><th>Error</th></tr></thead>
+        <tbody>${shown.map(
+          (f) => html`<tr><td class="num"><a href="${href(f.modelResult)}">${f.index}</a></td><td>${f.modelFamily}</td>
+            <td>${outcomeLabel(f.outcome)}</td><td class="error-text">${f.errorMessage}</td></tr>`,
+        )}</tbody></table></div>${failures.length > shown.length ? html`<p class="muted">The last ${shown.length} of ${fmtInt(failures.length)}.</p>` : ""}`,
+    );
+  }
+
+  /** After RUN_FINISHED: the stored run (end time, message) and the final leaderboard. */
+  function refreshAfterEnd() {
+    if (refreshing) return;
+    refreshing = Promise.all([
+      api.get(name).then((run) => {
+        if (page.gone()) return;
+        state.run = { ...state.run, ...run };
+        drawHeader();
+      }),
+      loadLeaderboard(),
+    ]).catch(() => {});
+  }
+
+  function onStatus(status, detail) {
+    const element = $("#stream-status");
+    if (!element) return;
+    const text = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", ended: "", error: "" }[status] ?? "";
+    element.className = `stream ${status}`;
+    element.textContent = text;
+    element.title = detail ? String(detail.message || detail) : "";
+    if (status === "error") {
+      page.error(detail);
+      if (detail && detail.status === 404) {
+        render(root, html`<nav class="crumbs"><a href="#/">Experiments</a><span>Run ${id}</span></nav>
+          <div class="banner info">No run <code>${name}</code> here (it does not exist, or belongs to another tenant). <a href="#/runs">See the runs</a>.</div>`);
+      }
+    }
+    if (status === "ended" && state.run && isTerminal(state.run.state)) drawHeader();
+  }
+
+  loadLeaderboard();
+  watcher = api.watchRun(name, { snapshot: onSnapshot, events: onEvents, status: onStatus });
+
+  return () => {
+    watcher.close();
+    clearInterval(ticker);
+    clearTimeout(drawTimer);
+    clearTimeout(tableTimer);
+    if (Plotly && chartReady) Plotly.purge($("#chart"));
+  };
+}
