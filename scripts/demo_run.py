@@ -90,6 +90,10 @@ def demo(settings: Settings, out: object = sys.stdout) -> int:
             f"  {entry.rank:>2}. {result.model_family:<24} {score.mean:.4f} ± {score.std:.4f}  "
             f"fit {result.fit_time_seconds:.2f} s  {' > '.join(result.pipeline_steps)}"
         )
+    run_id = run.name.split("/", 1)[1]
+    say()
+    say(f"see it in the dashboard: http://127.0.0.1:{settings.http_port}/ui/#/runs/{run_id}")
+    say(f"or from the command line: .venv/bin/automl --gateway 127.0.0.1:{settings.gateway_port} leaderboard {run_id}")
     final = api.GetRun(run_pb2.GetRunRequest(name=run.name), metadata=metadata, timeout=30)
     return 0 if final.state == common_pb2.RUN_STATE_SUCCEEDED else 1
 
