@@ -3,10 +3,11 @@
 # `make test` runs never call apt): PostgreSQL (a real server for the storage
 # tests), unixODBC (the runtime pyodbc loads for SQL Server), openssl (a
 # self-signed certificate for the gateway's TLS test), curl and jq (the README's
-# HTTP walk-through, run by a test) and chromium (the dashboard's browser test).
+# HTTP walk-through, run by a test), chromium (the dashboard's browser test)
+# and docker-compose (validates docker-compose.yml; needs no Docker engine).
 set -euo pipefail
 
-packages=(postgresql unixodbc openssl curl jq chromium)
+packages=(postgresql unixodbc openssl curl jq chromium docker-compose)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -160,6 +160,12 @@ class Settings:
     migrate_on_start: bool = _setting(
         "AUTOML_MIGRATE_ON_START", True, "Storage upgrades the database schema (Alembic) to head before serving."
     )
+    database_wait_seconds: float = _setting(
+        "AUTOML_DATABASE_WAIT_SECONDS",
+        120.0,
+        "How long storage retries, at start, a database server that does not answer yet (one log line per try); "
+        "then it stops with the last error. 0: try once. The embedded SQLite file is never waited for.",
+    )
     log_level: str = _setting("AUTOML_LOG_LEVEL", "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _setting("AUTOML_LOG_FORMAT", "text", "Log line format: text (key=value) or json.")
     call_timeout_seconds: float = _setting(
@@ -206,6 +212,8 @@ class Settings:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise SettingsError(f"{env_name(name)}={path}: no such file")
+        if self.database_wait_seconds < 0:
+            raise SettingsError(f"AUTOML_DATABASE_WAIT_SECONDS={self.database_wait_seconds}: must be 0 or more")
         if self.api_key_cache_seconds < 0:
             raise SettingsError(f"AUTOML_API_KEY_CACHE_SECONDS={self.api_key_cache_seconds}: must be 0 or more")
         if self.blob_url.startswith("s3://") and not self.s3_endpoint:

@@ -3,19 +3,25 @@
 sqlite:///path            embedded default (WAL journal, foreign keys on)
 postgresql+psycopg://...  PostgreSQL
 mssql+pyodbc://...        SQL Server (production), fast_executemany on
+
+Before migrating, `prepare()` waits for a database server that is still
+starting and creates the database when the server has none by that name.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, NullPool, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger("automl.storage.db")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -35,6 +41,117 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+class DatabaseUnavailable(Exception):
+    """The database server did not answer within the wait; the message says why."""
+
+
+# Per-attempt connection timeout (seconds) of the start-up probe, by backend:
+# without one, a host that drops packets holds one attempt for minutes.
+_PROBE_TIMEOUT = {"postgresql": {"connect_timeout": 5}, "mssql": {"timeout": 5}}
+# The database every login may connect to, where CREATE DATABASE runs.
+_SERVER_DATABASE = {"postgresql": "postgres", "mssql": "master"}
+
+
+def prepare(
+    url: str,
+    wait_seconds: float,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Make `url`'s database reachable before the migrations run: retry a
+    server that does not answer yet for up to `wait_seconds` (one log line
+    per try, then DatabaseUnavailable with the last error), and create the
+    database, like the blob store's bucket, when the server answers but has
+    none by that name. A SQLite file needs neither."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return
+    shown = parsed.render_as_string(hide_password=True)
+    deadline = clock() + wait_seconds
+    delay, attempt = 0.5, 0
+    while True:
+        attempt += 1
+        try:
+            _probe(parsed)
+        except DBAPIError as exc:
+            reason = _reason(exc)
+            if _create_if_missing(parsed, shown):
+                continue
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise DatabaseUnavailable(
+                    f"database {shown} did not answer within {wait_seconds:g} s "
+                    f"(AUTOML_DATABASE_WAIT_SECONDS): {reason}"
+                ) from None
+            pause = min(delay, remaining)
+            log.warning(
+                "waiting for the database",
+                extra={"database": shown, "attempt": attempt, "retry_in_s": round(pause, 2), "error": reason},
+            )
+            sleep(pause)
+            delay = min(delay * 2, 5.0)
+        else:
+            if attempt > 1:
+                log.info("database answers", extra={"database": shown, "attempts": attempt})
+            return
+
+
+def _probe_engine(url: URL, **kwargs: Any) -> Engine:
+    connect_args = _PROBE_TIMEOUT.get(url.get_backend_name(), {})
+    return create_engine(url, poolclass=NullPool, connect_args=connect_args, **kwargs)
+
+
+def _probe(url: URL) -> None:
+    engine = _probe_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def _create_if_missing(url: URL, shown: str) -> bool:
+    """Create `url`'s database when its server answers and has none by that
+    name; True if created. False when the server does not answer (yet), the
+    database exists, or the login may not create it (logged)."""
+    backend = url.get_backend_name()
+    if backend not in _SERVER_DATABASE or not url.database:
+        return False
+    name = url.database
+    engine = _probe_engine(url.set(database=_SERVER_DATABASE[backend]), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            if backend == "mssql":
+                exists = connection.scalar(text("SELECT DB_ID(:name)"), {"name": name}) is not None
+            else:
+                exists = connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})
+            if exists:
+                return False
+            quoted = engine.dialect.identifier_preparer.quote_identifier(name)
+            try:
+                connection.execute(text(f"CREATE DATABASE {quoted}"))
+                if backend == "mssql":
+                    # Readers see the last committed version instead of waiting on
+                    # writers' locks: the behaviour the suite has on PostgreSQL.
+                    connection.execute(text(f"ALTER DATABASE {quoted} SET READ_COMMITTED_SNAPSHOT ON"))
+            except DBAPIError as exc:
+                log.warning("cannot create the database", extra={"database": shown, "error": _reason(exc)})
+                return False
+    except DBAPIError:
+        return False  # the server itself does not answer yet
+    finally:
+        engine.dispose()
+    log.warning("created the database: the server had none by that name", extra={"database": shown})
+    return True
+
+
+def _reason(exc: DBAPIError) -> str:
+    """The driver's message, first line, without SQLAlchemy's statement and link."""
+    lines = str(exc.orig).strip().splitlines()
+    return (lines[0] if lines else type(exc.orig).__name__)[:300]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

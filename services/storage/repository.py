@@ -165,7 +165,7 @@ class MetadataStore:
         stmt = select(schema.Dataset).where(schema.Dataset.tenant == tenant)
         for term in terms:
             stmt = stmt.where(query.text_match(schema.Dataset.display_name, term))
-        order = (schema.Dataset.create_time.desc(), schema.Dataset.id)
+        order = (schema.Dataset.create_time.desc(), schema.Dataset.id.desc())
         return self._page(stmt, order, page_size, page_token, f"datasets|{tenant}|{filter_text}")
 
     def delete_dataset(self, tenant: str, dataset_id: str, force: bool) -> Removed:
@@ -406,7 +406,7 @@ class MetadataStore:
                 stmt = stmt.where(schema.Experiment.id == query.parse_name(term.value, "experiments", "filter"))
             else:
                 stmt = stmt.where(schema.Run.state == query.enum_value(c.RunState, term.value))
-        order = (schema.Run.create_time.desc(), schema.Run.id)
+        order = (schema.Run.create_time.desc(), schema.Run.id.desc())
         return self._page(stmt, order, page_size, page_token, f"runs|{tenant}|{filter_text}", rows=True)
 
     def list_run_records(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
@@ -724,7 +724,7 @@ class MetadataStore:
                 stmt = stmt.where(
                     schema.TrainedModel.state == query.enum_value(model_pb2.TrainedModel.State, term.value)
                 )
-        order = (schema.TrainedModel.create_time.desc(), schema.TrainedModel.id)
+        order = (schema.TrainedModel.create_time.desc(), schema.TrainedModel.id.desc())
         return self._page(stmt, order, page_size, page_token, f"models|{tenant}|{filter_text}", rows=True)
 
     TRAINED_MODEL_FIELDS = (
@@ -832,7 +832,11 @@ class MetadataStore:
                 stmt = stmt.where(schema.Event.experiment_pk == experiment.pk)
             if event_types:
                 stmt = stmt.where(schema.Event.event_type.in_(list(event_types)))
-            rows = session.scalars(stmt.order_by(schema.Event.global_sequence).limit(limit + 1)).all()
+            # One run's events: in run_sequence order, which is their log order (the run's
+            # row is locked while they are appended), read straight off the unique index
+            # (run_id, run_sequence) with no sort.
+            order = schema.Event.sequence if run_id else schema.Event.global_sequence
+            rows = session.scalars(stmt.order_by(order).limit(limit + 1)).all()
             first = session.scalar(select(func.min(schema.Event.global_sequence))) or 0
             return list(rows[:limit]), len(rows) > limit, first
 
@@ -884,7 +888,7 @@ class MetadataStore:
             stmt = stmt.where(schema.Subscription.tenant == tenant)
         if active_webhooks_only:
             stmt = stmt.where(schema.Subscription.webhook_url != "", schema.Subscription.state == 1)
-        order = (schema.Subscription.create_time.desc(), schema.Subscription.id)
+        order = (schema.Subscription.create_time.desc(), schema.Subscription.id.desc())
         return self._page(stmt, order, page_size, page_token, f"subs|{tenant}|{active_webhooks_only}")
 
     def update_subscription(self, tenant: str, subscription_id: str, values: dict[str, Any]) -> schema.Subscription:
@@ -922,7 +926,8 @@ class MetadataStore:
 
     def list_api_keys(self, page_size: int, page_token: str) -> PageOf:
         stmt = select(schema.ApiKey)
-        return self._page(stmt, (schema.ApiKey.create_time.desc(), schema.ApiKey.id), page_size, page_token, "keys")
+        order = (schema.ApiKey.create_time.desc(), schema.ApiKey.id.desc())
+        return self._page(stmt, order, page_size, page_token, "keys")
 
     def revoke_api_key(self, key_id: str) -> schema.ApiKey:
         with self._tx() as session:
@@ -954,7 +959,10 @@ class MetadataStore:
 
 
 def paged(stmt: Select, order: Sequence[Any], page: query.Page) -> Select:
-    """One page of `stmt`: OFFSET ... FETCH on SQL Server, LIMIT ... OFFSET elsewhere."""
+    """One page of `stmt`: OFFSET ... FETCH on SQL Server, LIMIT ... OFFSET elsewhere.
+    Lists run newest first with a descending tie-break (create_time DESC, id DESC):
+    one backward scan of the (tenant, create_time) index, whose rows SQL Server
+    keeps in clustered-key (id) order within a time, yields the page without a sort."""
     return stmt.order_by(*order).offset(page.offset).limit(page.size)
 
 

@@ -8,6 +8,12 @@ way the schema reaches a database; a test checks they match these models.
 
 Cascades run along one path only (SQL Server refuses multiple cascade paths):
 dataset <- experiment <- run <- model_result <- metric, run <- event, model_result <- trained_model.
+
+Reviewed as a SQL Server DBA would (migration 0002): no reserved or future
+keywords as names, a binary collation on tenant columns (the server's default
+collation compares case-insensitively, which would merge tenants "Acme" and
+"acme"), an index behind every foreign key and every hot query (leaderboard,
+run list, event log, the supervisor's "models since the best").
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ Bytes = LargeBinary().with_variant(mssql.VARBINARY("max"), "mssql")
 # JSON documents as text: portable, and SQL Server's JSON type is too new to rely on.
 JsonText = LongText
 Id = String(40)
-TenantId = String(64)
+# Tenants compare byte for byte on SQL Server too (its default collation is case-insensitive).
+TENANT_COLLATION = "Latin1_General_100_BIN2"
+TenantId = String(64).with_variant(mssql.VARCHAR(64, collation=TENANT_COLLATION), "mssql")
 
 
 def utcnow() -> dt.datetime:
@@ -83,7 +91,8 @@ class Dataset(Base):
     columns: Mapped[str] = mapped_column("column_profiles", JsonText)
     create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
 
-    __table_args__ = (Index(None, "tenant", "create_time"),)
+    # content_sha256: the foreign key's index (garbage collection counts the users of a content).
+    __table_args__ = (Index(None, "tenant", "create_time"), Index(None, "content_sha256"))
 
 
 class Experiment(Base):
@@ -165,7 +174,8 @@ class ModelResult(Base):
     was_new_best: Mapped[bool] = mapped_column(Boolean, default=False)
     create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
 
-    __table_args__ = (UniqueConstraint("run_id", "eval_order"),)
+    # (run_id, create_time): the supervisor counts a run's results up to its best one every second.
+    __table_args__ = (UniqueConstraint("run_id", "eval_order"), Index(None, "run_id", "create_time"))
 
 
 class ModelResultMetric(Base):
@@ -190,6 +200,8 @@ class Artifact(Base):
     content_sha256: Mapped[str] = mapped_column(ForeignKey("contents.sha256"))
     create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
 
+    __table_args__ = (Index(None, "content_sha256"),)
+
 
 class TrainedModel(Base):
     __tablename__ = "trained_models"
@@ -210,7 +222,8 @@ class TrainedModel(Base):
     create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     update_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
 
-    __table_args__ = (Index(None, "tenant", "create_time"), Index(None, "run_id"))
+    # result_id: the foreign key's index (a deleted result cascades here; the model_result filter).
+    __table_args__ = (Index(None, "tenant", "create_time"), Index(None, "run_id"), Index(None, "result_id"))
 
 
 class Event(Base):
@@ -255,7 +268,7 @@ class ApiKey(Base):
     id: Mapped[str] = mapped_column(Id, primary_key=True)
     tenant: Mapped[str] = mapped_column(TenantId)
     display_name: Mapped[str] = mapped_column(Unicode(256), default="")
-    prefix: Mapped[str] = mapped_column(String(16), default="")
+    prefix: Mapped[str] = mapped_column("key_prefix", String(16), default="")  # PREFIX is a future T-SQL keyword
     key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     revoke_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -1,11 +1,12 @@
-"""How the storage process is put together: the database (migrated to head),
-the blob store (checked), the servicer."""
+"""How the storage process is put together: the database (waited for while
+its server starts, created if missing, migrated to head), the blob store
+(checked, its bucket created if missing), the servicer."""
 
 from __future__ import annotations
 
 import logging
 
-from automl.common import errors
+from automl.common import errors, logs
 from automl.common.server import ServiceDefinition
 from automl.common.settings import Settings
 from automl.v1 import storage_service_pb2, storage_service_pb2_grpc
@@ -19,6 +20,10 @@ log = logging.getLogger("automl.storage")
 
 def make_servicer(settings: Settings) -> StorageServicer:
     """The servicer over the configured database (migrated) and blob store (checked)."""
+    try:
+        db.prepare(settings.database, settings.database_wait_seconds)
+    except db.DatabaseUnavailable as exc:
+        raise SystemExit(f"storage: {exc}") from None
     engine = db.make_engine(settings.database)
     if settings.migrate_on_start:
         db.upgrade(engine)
@@ -32,7 +37,9 @@ def make_servicer(settings: Settings) -> StorageServicer:
 
 
 def build(settings: Settings, servicer: StorageServicer | None = None) -> ServiceDefinition:
-    servicer = servicer or make_servicer(settings)
+    if servicer is None:  # the process: its start-up work logs in the suite's format
+        logs.configure("storage", settings.log_level, settings.log_format)
+        servicer = make_servicer(settings)
     return ServiceDefinition(
         name="storage",
         descriptors=(storage_service_pb2.DESCRIPTOR.services_by_name["Storage"],),

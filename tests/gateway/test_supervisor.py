@@ -138,7 +138,11 @@ def test_supervisor_stops_a_run_its_runner_does_not(suite, experiment, condition
             ghost.results(*scores)
         run = ghost.wait_state(c.RUN_STATE_STOPPING)
         assert run.stop_reason == reason
-        stop = [e for e in events(suite, run) if e.type == event_pb2.EVENT_TYPE_STOP_REQUESTED]
+        # The event follows the state change (storage first, then the notifier).
+        deadline = time.monotonic() + 15
+        while not (stop := [e for e in events(suite, run) if e.type == event_pb2.EVENT_TYPE_STOP_REQUESTED]):
+            assert time.monotonic() < deadline, "no STOP_REQUESTED event"
+            time.sleep(0.1)
         assert [e.stop_requested.reason for e in stop] == [reason]
     finally:
         ghost.close()

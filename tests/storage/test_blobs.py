@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 
 import pytest
 
@@ -81,3 +82,31 @@ def test_folder_store_refuses_keys_that_escape_and_sweeps_stale_temps(tmp_path):
     os.utime(stale, (old, old))
     store.check()
     assert not stale.exists() and fresh.exists()
+
+
+def test_s3_bucket_is_created_when_missing(s3_server):
+    """Storage creates its bucket at start: the compose file has no init container."""
+    name = f"made-{uuid.uuid4().hex[:12]}"
+    settings = Settings.from_env(
+        {
+            "AUTOML_BLOB_URL": f"s3://{name}/prefix",
+            "AUTOML_S3_ENDPOINT": s3_server.endpoint,
+            "AUTOML_S3_ACCESS_KEY": s3_server.access_key,
+            "AUTOML_S3_SECRET_KEY": s3_server.secret_key,
+        }
+    )
+    client = s3_server.client()
+    assert not client.bucket_exists(name)
+    store = open_blob_store(settings.blob_url, settings)
+    try:
+        store.check()
+        assert client.bucket_exists(name)
+        store.check()  # a second start finds it
+        writer = store.writer("k")
+        writer.write(b"bytes")
+        writer.commit()
+        assert b"".join(store.read("k")) == b"bytes"
+    finally:
+        for item in client.list_objects(name, recursive=True):
+            client.remove_object(name, item.object_name)
+        client.remove_bucket(name)

@@ -22,6 +22,7 @@ RESERVED = {
     "index", "key", "order", "user", "file", "table", "column", "group", "plan", "schema", "state", "percent",
     "function", "identity", "public", "rule", "size", "open", "close", "current", "external", "view", "values",
     "position", "sequence", "columns", "level", "action", "value", "zone", "section", "session", "time",
+    "prefix", "postfix", "data", "result", "class", "path", "role", "row", "rows", "date", "first", "last",
 }  # fmt: skip
 
 
@@ -45,6 +46,14 @@ def test_tsql_is_what_a_dba_expects():
     assert "ix_model_result_metrics_run_id_metric_mean" in sql, "the leaderboard's index"
     assert "ix_runs_experiment_pk_create_time" in sql, "the run list's index"
     assert "uq_events_run_id_run_sequence" in sql, "the event log's per-run index"
+    assert "ix_model_results_run_id_create_time" in sql, "the supervisor's models-since-best count"
+    foreign_keys = (("trained_models", "result_id"), ("datasets", "content_sha256"), ("artifacts", "content_sha256"))
+    for table, column in foreign_keys:
+        assert f"CREATE INDEX ix_{table}_{column} ON {table} ({column})" in sql, "a foreign key without an index"
+    for table in ("api_keys", "artifacts", "datasets", "events", "experiments", "model_results", "runs",
+                  "subscriptions", "trained_models"):  # fmt: skip
+        assert f"ALTER TABLE {table} ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL" in sql
+    assert "EXEC sp_rename 'api_keys.prefix', key_prefix, 'COLUMN'" in sql
     identifiers = re.findall(r"\b(?:CONSTRAINT|INDEX|TABLE)\s+(\w+)", sql)
     assert identifiers and max(len(i) for i in identifiers) <= 128
 
@@ -54,6 +63,25 @@ def test_no_reserved_words_as_names():
         assert table.name.lower() not in RESERVED, table.name
         for column in table.columns:
             assert column.name.lower() not in RESERVED, f"{table.name}.{column.name}"
+
+
+def test_tenants_compare_byte_for_byte_on_sql_server():
+    """SQL Server's default collation is case-insensitive: "Acme" would read "acme"'s data."""
+    dialect = mssql.dialect()
+    for table in schema.Base.metadata.tables.values():
+        if "tenant" in table.columns:
+            ddl = str(CreateTable(table).compile(dialect=dialect))
+            assert f"tenant VARCHAR(64) COLLATE {schema.TENANT_COLLATION} NOT NULL" in ddl, table.name
+
+
+def test_tenant_filters_bind_as_varchar_on_sql_server():
+    """pyodbc sends str as NVARCHAR unless told: against a VARCHAR column that
+    is an implicit conversion on every row, and no index seek."""
+    pyodbc = pytest.importorskip("pyodbc", reason="the ODBC runtime: run scripts/install-system-deps.sh")
+    from sqlalchemy.dialects.mssql.pyodbc import dialect
+
+    for column in (schema.Run.__table__.c.tenant, schema.Run.__table__.c.id):
+        assert column.type.dialect_impl(dialect()).get_dbapi_type(pyodbc) == pyodbc.SQL_VARCHAR, column
 
 
 def test_schema_compiles_for_sql_server_2019():

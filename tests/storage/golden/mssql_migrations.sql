@@ -262,6 +262,134 @@ INSERT INTO alembic_version (version_num) OUTPUT inserted.version_num VALUES ('0
 
 GO
 
+-- Running upgrade 0001 -> 0002
+
+EXEC sp_rename 'api_keys.prefix', key_prefix, 'COLUMN';
+
+GO
+
+CREATE INDEX ix_trained_models_result_id ON trained_models (result_id);
+
+GO
+
+CREATE INDEX ix_datasets_content_sha256 ON datasets (content_sha256);
+
+GO
+
+CREATE INDEX ix_artifacts_content_sha256 ON artifacts (content_sha256);
+
+GO
+
+CREATE INDEX ix_model_results_run_id_create_time ON model_results (run_id, create_time);
+
+GO
+
+DECLARE @drop NVARCHAR(MAX) = N'';
+SELECT @drop = @drop + N'DROP STATISTICS ' + QUOTENAME(OBJECT_NAME(s.object_id)) + N'.' + QUOTENAME(s.name) + N';'
+FROM sys.stats AS s
+JOIN sys.stats_columns AS sc ON sc.object_id = s.object_id AND sc.stats_id = s.stats_id
+JOIN sys.columns AS c ON c.object_id = sc.object_id AND c.column_id = sc.column_id
+WHERE s.auto_created = 1 AND c.name = N'tenant' AND OBJECT_NAME(s.object_id) IN (N'api_keys', N'artifacts', N'datasets', N'events', N'experiments', N'model_results', N'runs', N'subscriptions', N'trained_models');
+EXEC sp_executesql @drop;
+
+GO
+
+ALTER TABLE api_keys ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+
+GO
+
+ALTER TABLE artifacts ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+
+GO
+
+DROP INDEX ix_datasets_tenant_create_time ON datasets;
+
+GO
+
+ALTER TABLE datasets ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+
+GO
+
+CREATE INDEX ix_datasets_tenant_create_time ON datasets (tenant, create_time);
+
+GO
+
+DROP INDEX ix_events_tenant_global_sequence ON events;
+
+GO
+
+ALTER TABLE events ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+
+GO
+
+CREATE INDEX ix_events_tenant_global_sequence ON events (tenant, global_sequence);
+
+GO
+
+ALTER TABLE experiments DROP CONSTRAINT uq_experiments_tenant_id;
+
+GO
+
+DROP INDEX ix_experiments_tenant_create_time ON experiments;
+
+GO
+
+ALTER TABLE experiments ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+
+GO
+
+CREATE INDEX ix_experiments_tenant_create_time ON experiments (tenant, create_time);
+
+GO
+
+ALTER TABLE experiments ADD CONSTRAINT uq_experiments_tenant_id UNIQUE (tenant, id);
+
+GO
+
+ALTER TABLE model_results ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+
+GO
+
+DROP INDEX ix_runs_tenant_create_time ON runs;
+
+GO
+
+ALTER TABLE runs ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+
+GO
+
+CREATE INDEX ix_runs_tenant_create_time ON runs (tenant, create_time);
+
+GO
+
+DROP INDEX ix_subscriptions_tenant_create_time ON subscriptions;
+
+GO
+
+ALTER TABLE subscriptions ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+
+GO
+
+CREATE INDEX ix_subscriptions_tenant_create_time ON subscriptions (tenant, create_time);
+
+GO
+
+DROP INDEX ix_trained_models_tenant_create_time ON trained_models;
+
+GO
+
+ALTER TABLE trained_models ALTER COLUMN tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL;
+
+GO
+
+CREATE INDEX ix_trained_models_tenant_create_time ON trained_models (tenant, create_time);
+
+GO
+
+UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num = '0001';
+
+GO
+
 COMMIT;
 
 GO
