@@ -168,7 +168,10 @@ class _FileWriter(BlobWriter):
 
 
 class S3BlobStore(BlobStore):
-    PART_SIZE = 8 * 1024 * 1024  # minio holds one part in memory while it sends it
+    # minio holds each part in memory while it sends it, PARALLEL_PARTS at a
+    # time (and reads the next one meanwhile): memory ~ (PARALLEL_PARTS + 2) x PART_SIZE.
+    PART_SIZE = 5 * 1024 * 1024
+    PARALLEL_PARTS = 2
 
     def __init__(self, client: Minio, bucket: str, prefix: str = "", endpoint: str = "") -> None:
         self.client = client
@@ -236,22 +239,27 @@ class _QueueReader:
 
     def __init__(self, q: queue.Queue[object]) -> None:
         self.q = q
-        self.buffer = bytearray()
+        self.rest = b""
         self.ended = False
 
     def read(self, size: int = -1) -> bytes:
-        while not self.ended and (size < 0 or len(self.buffer) < size):
+        parts = [self.rest] if self.rest else []
+        have = len(self.rest)
+        while not self.ended and (size < 0 or have < size):
             item = self.q.get()
             if item is _ABORT:
                 raise _Aborted
             if item is _END:
                 self.ended = True
             else:
-                self.buffer += item  # type: ignore[operator]
-        take = len(self.buffer) if size < 0 else min(size, len(self.buffer))
-        out = bytes(self.buffer[:take])
-        del self.buffer[:take]
-        return out
+                parts.append(item)  # type: ignore[arg-type]
+                have += len(item)  # type: ignore[arg-type]
+        data = b"".join(parts)  # one copy of the part, no growing buffer
+        if size < 0 or len(data) <= size:
+            self.rest = b""
+            return data
+        self.rest = data[size:]
+        return data[:size]
 
 
 class _S3Writer(BlobWriter):
@@ -264,7 +272,14 @@ class _S3Writer(BlobWriter):
     def _upload(self, store: S3BlobStore, key: str) -> None:
         try:
             # minio aborts the multipart upload itself when read() raises.
-            store.client.put_object(store.bucket, key, _QueueReader(self.q), length=-1, part_size=S3BlobStore.PART_SIZE)
+            store.client.put_object(
+                store.bucket,
+                key,
+                _QueueReader(self.q),
+                length=-1,
+                part_size=S3BlobStore.PART_SIZE,
+                num_parallel_uploads=S3BlobStore.PARALLEL_PARTS,
+            )
         except Exception as exc:  # noqa: BLE001 - any failure is reported by write() / commit()
             self.error = exc
             while True:  # unblock a writer waiting on a full queue

@@ -21,17 +21,22 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+else:  # bound by _load() on first use: the storage process starts without them
+    np = pa = pc = pacsv = None
 
 DEFAULT_NA_VALUES: tuple[str, ...] = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 EXACT_DISTINCT = 10_000
 BLOCK = 1 << 20
+# pyarrow's streaming CSV reader reads up to 32 blocks ahead of the parser (on
+# its IO thread): the block size bounds that memory (32 x 512 KiB = 16 MiB).
+PARSE_BLOCK = 1 << 19
 BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "t", "f", "y", "n"})
 _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -93,6 +98,20 @@ def check_format(fmt: CsvFormat) -> None:
         ) from None
 
 
+def _load() -> None:
+    """Import numpy and pyarrow (about 60 MB of memory) when a CSV is first read,
+    not when the storage process starts."""
+    global np, pa, pc, pacsv
+    if pacsv is None:
+        import numpy
+        import pyarrow
+        import pyarrow.compute
+        import pyarrow.csv
+
+        np, pa, pc = numpy, pyarrow, pyarrow.compute
+        pacsv = pyarrow.csv
+
+
 # ----------------------------------------------------------------- byte layer
 
 
@@ -123,7 +142,7 @@ class _Scanner(io.RawIOBase):
             size = len(self.pushed_back) if size < 0 else size
             out, self.pushed_back = self.pushed_back[:size], self.pushed_back[size:]
             return out
-        want = BLOCK if size < 0 else size
+        want = PARSE_BLOCK if size < 0 else size
         parts = []
         have = 0
         while have < want:  # a short read means end of file to pyarrow: fill it
@@ -275,8 +294,26 @@ class _Hll:
         return round(raw)
 
 
+def _mix(bits: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads any 64-bit keys over all 64 bits."""
+    z = bits ^ (bits >> np.uint64(30))
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
+
+
 def _hashes(values: pa.Array) -> np.ndarray:
-    return pd.util.hash_array(np.asarray(values.to_numpy(zero_copy_only=False), dtype=object))
+    """64-bit hashes of text values (Python's string hash: stable within the process)."""
+    keys = pc.unique(values).to_pylist()  # each value once: fewer Python objects
+    return _mix(np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)).view(np.uint64))
+
+
+def _number_hashes(numbers: pa.Array) -> np.ndarray:
+    """64-bit hashes of numbers (by value: 1, 1.0 and -0.0 + 0 hash alike)."""
+    floats = np.asarray(numbers.to_numpy(zero_copy_only=False), dtype=np.float64) + 0.0
+    return _mix(floats.view(np.uint64))
 
 
 class _Column:
@@ -334,27 +371,25 @@ class _Column:
             counts = pc.value_counts(values)  # all in Arrow: no Python object per value
             self.counts.append(counts)
             self.pending += len(counts)
-            if self.pending > 4 * EXACT_DISTINCT:
+            if self.pending > 4 * EXACT_DISTINCT or len(self.counts) >= 64:  # bounded whatever the file size
                 self._merge()
             return
         assert self.hll is not None
         if numbers is not None:  # hash the numbers themselves: no Python objects
-            self.hll.add(pd.util.hash_array(numbers.to_numpy(zero_copy_only=False)))
+            self.hll.add(_number_hashes(numbers))
         else:
             self.hll.add(_hashes(values))
 
     def _merge(self) -> pa.Table:
         """Fold the per-batch counts into one table; past EXACT_DISTINCT values,
         switch to the HyperLogLog estimate."""
-        table = pa.Table.from_arrays(
-            [
-                pa.concat_arrays([c.field("values") for c in self.counts]),
-                pa.concat_arrays([c.field("counts") for c in self.counts]),
-            ],
-            names=["value", "count"],
-        )
-        table = table.group_by("value").aggregate([("count", "sum")])
-        table = table.combine_chunks()
+        # Sum the counts per value: dictionary_encode + bincount rather than
+        # Table.group_by, whose engine (pyarrow.acero) costs 40 MB to load.
+        encoded = pc.dictionary_encode(pa.concat_arrays([c.field("values") for c in self.counts]))
+        counts = pa.concat_arrays([c.field("counts") for c in self.counts]).to_numpy(zero_copy_only=False)
+        index = encoded.indices.to_numpy(zero_copy_only=False)
+        sums = np.bincount(index, weights=counts, minlength=len(encoded.dictionary)).astype(np.int64)
+        table = pa.Table.from_arrays([encoded.dictionary, pa.array(sums)], names=["value", "count_sum"])
         self.counts = [
             pa.StructArray.from_arrays(
                 [c.chunk(0) if c.num_chunks else c.combine_chunks() for c in table.columns], names=["values", "counts"]
@@ -366,7 +401,7 @@ class _Column:
             self.hll = _Hll()
             values = table.column("value").combine_chunks()
             if self.numeric:  # the same hash domain as the batches to come
-                self.hll.add(pd.util.hash_array(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)))
+                self.hll.add(_number_hashes(pc.cast(values, pa.float64())))
             else:
                 self.hll.add(_hashes(values))
             self.exact = False
@@ -444,7 +479,7 @@ def _open(scanner: _Scanner, fmt: CsvFormat, columns: int, skip: int) -> pacsv.C
         scanner,
         read_options=pacsv.ReadOptions(
             use_threads=False,  # exact row numbers in errors; the other core serves the upload
-            block_size=BLOCK,
+            block_size=PARSE_BLOCK,
             skip_rows=skip,
             autogenerate_column_names=True,
             encoding=fmt.encoding,
@@ -492,6 +527,7 @@ def _reader_error(exc: pa.ArrowInvalid, fmt: CsvFormat, lines: int) -> CsvFormat
 def profile_csv(source: BinaryIO, fmt: CsvFormat, *, max_line_bytes: int = 8 * 1024 * 1024) -> CsvProfile:
     """Read `source` to its end; the profile, or CsvFormatError."""
     check_format(fmt)
+    _load()
     scanner = _Scanner(source, fmt.encoding, max_line_bytes)
     names: list[str] = []
     rows = 0
@@ -513,6 +549,7 @@ def read_preview(source: BinaryIO, fmt: CsvFormat, rows: int) -> tuple[list[str]
     """Column names and the first `rows` rows: numbers as numbers (for columns
     numeric in the preview), missing values as None, the rest as text. Reads a
     prefix of `source` (1 MiB, more only if the rows need it), never all of it."""
+    _load()
     prefix = b""
     limit = BLOCK
     while True:
