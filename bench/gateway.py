@@ -294,31 +294,29 @@ class Unary:
         return {k: v / self.count * 1e3 for k, v in self.cpu.items()}
 
 
-def unary(target: Target, request: run_pb2.GetRunRequest, args: argparse.Namespace, into: Unary) -> None:
-    """One window of `args.seconds` (after 1 s of warm-up) of `args.clients` callers on `target`."""
+def client_window(label: str, worker, works: list[tuple], pids: dict[str, int], seconds: float, into: Unary) -> None:
+    """One window of `seconds` (after 1 s of warm-up) of client processes, one per
+    work tuple, each running `worker(work, ready, go, go_at, out)`; their
+    latencies and the CPU of `pids` and of the clients go into `into`."""
     ctx = mp.get_context("spawn")
     go, go_at, out = ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
     procs, readies = [], []
-    n = args.client_procs
-    for k in range(n):
-        share = args.clients // n + (k < args.clients % n)
-        chans = max(1, args.channels // n)
+    for work in works:
         ready = ctx.Event()
-        work = (target.address, target.method, request, target.metadata, share, chans, 1.0, args.seconds)
-        proc = ctx.Process(target=_hammer_worker, args=(work, ready, go, go_at, out), daemon=True)
+        proc = ctx.Process(target=worker, args=(work, ready, go, go_at, out), daemon=True)
         proc.start()
         procs.append(proc)
         readies.append(ready)
     try:
         for ready in readies:
             if not ready.wait(60):
-                raise SystemExit(f"{target.label}: client did not connect within 60 s")
-        window = CpuWindow(target.pids | {f"client{k}": p.pid for k, p in enumerate(procs)})
+                raise SystemExit(f"{label}: client did not connect within 60 s")
+        window = CpuWindow(pids | {f"client{k}": p.pid for k, p in enumerate(procs)})
         go_at.value = time.monotonic()
         go.set()
         time.sleep(max(0.0, go_at.value + 1.0 - time.monotonic()))
         window.start()
-        time.sleep(max(0.0, go_at.value + 1.0 + args.seconds - time.monotonic()))
+        time.sleep(max(0.0, go_at.value + 1.0 + seconds - time.monotonic()))
         window.stop()
         into.latencies += [_got(out, 120) for _ in procs]
         for proc in procs:
@@ -327,12 +325,28 @@ def unary(target: Target, request: run_pb2.GetRunRequest, args: argparse.Namespa
         for proc in procs:
             if proc.is_alive():
                 proc.kill()
-    into.seconds += args.seconds
-    into.busy += window.machine_cores * args.seconds
-    into.other += window.machine_cores * args.seconds - sum(window.used.values())
+    into.seconds += seconds
+    into.busy += window.machine_cores * seconds
+    into.other += window.machine_cores * seconds - sum(window.used.values())
     for name, used in window.used.items():
         key = "client" if name.startswith("client") else name
         into.cpu[key] = into.cpu.get(key, 0.0) + used
+
+
+def shares(total: int, parts: int) -> list[int]:
+    """`total` split as evenly as possible into `parts`."""
+    return [total // parts + (k < total % parts) for k in range(parts)]
+
+
+def unary(target: Target, request: run_pb2.GetRunRequest, args: argparse.Namespace, into: Unary) -> None:
+    """One window of `args.seconds` (after 1 s of warm-up) of `args.clients` callers on `target`."""
+    n = args.client_procs
+    chans = max(1, args.channels // n)
+    works = [
+        (target.address, target.method, request, target.metadata, share, chans, 1.0, args.seconds)
+        for share in shares(args.clients, n)
+    ]
+    client_window(target.label, _hammer_worker, works, target.pids, args.seconds, into)
 
 
 def unary_section(suite, client, args: argparse.Namespace, folder: Path) -> list[str]:
@@ -533,8 +547,18 @@ class Fanout:
         return float(np.percentile(np.concatenate(self.delays_ms), q))
 
 
-def fanout(kind: str, suite, experiment: str, args: argparse.Namespace) -> Fanout:
+def fanout(
+    kind: str, suite, experiment: str, args: argparse.Namespace, target: str = "", worker=None, label: str = ""
+) -> Fanout:
+    """One run watched by args.watchers watchers, opened before it starts.
+    `worker(kind, target, run, key, count, ready, timeout, out)` runs `count`
+    watchers in a process (default: gRPC WatchRun on the gateway, or
+    StreamEvents on the notifier, by `kind`)."""
     from tests.runner.conftest import seconds
+
+    label = label or kind
+    worker = worker or _watch_worker
+    target = target or (suite.target if kind == "gateway" else suite.stack.target("notifier"))
 
     storage = storage_service_pb2_grpc.StorageStub(grpc.insecure_channel(suite.stack.target("storage")))
     runner = runner_service_pb2_grpc.RunnerStub(grpc.insecure_channel(suite.stack.target("runner")))
@@ -549,16 +573,13 @@ def fanout(kind: str, suite, experiment: str, args: argparse.Namespace) -> Fanou
         metadata=tenant_md(),
         timeout=30,
     )
-    target = suite.target if kind == "gateway" else suite.stack.target("notifier")
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     procs, readies = [], []
-    n = min(args.watch_procs, args.watchers)
-    for k in range(n):
+    for share in shares(args.watchers, min(args.watch_procs, args.watchers)):
         ready = ctx.Event()
-        share = args.watchers // n + (k < args.watchers % n)
         proc = ctx.Process(
-            target=_watch_worker,
+            target=worker,
             args=(kind, target, run.name, suite.keys[TENANT], share, ready, args.budget + 600, out),
             daemon=True,
         )
@@ -567,8 +588,11 @@ def fanout(kind: str, suite, experiment: str, args: argparse.Namespace) -> Fanou
         readies.append(ready)
     try:
         for ready in readies:
-            if not ready.wait(180):
-                raise SystemExit(f"{kind}: watchers did not connect within 180 s")
+            while not ready.wait(1):
+                if not out.empty():  # a worker failed while connecting
+                    _got(out, 1)
+                if not any(p.is_alive() for p in procs):
+                    raise SystemExit(f"{label}: watcher processes ended before the run started")
         names = ("gateway", "notifier", "runner")
         window = CpuWindow(
             {n: suite.stack.procs[n].pid for n in names} | {f"client{k}": p.pid for k, p in enumerate(procs)}
@@ -593,14 +617,14 @@ def fanout(kind: str, suite, experiment: str, args: argparse.Namespace) -> Fanou
             for sequence, ms in zip(seen, delay, strict=True):
                 by_event.setdefault(sequence, []).append(ms)
     state = common_pb2.RunState.Name(end.state)
-    if args.per_event:
-        print(f"  {kind} per event: sequence first/median/last receipt ms after create_time")
+    if getattr(args, "per_event", False):
+        print(f"  {label} per event: sequence first/median/last receipt ms after create_time")
         for sequence, ms in sorted(by_event.items()):
             print(f"    {sequence:>4} {min(ms):8.1f} {statistics.median(ms):8.1f} {max(ms):8.1f}")
     print(
-        f"  {kind:<8} {run.name}: {state} ({common_pb2.StopReason.Name(end.stop_reason)}), "
+        f"  {label:<8} {run.name}: {state} ({common_pb2.StopReason.Name(end.stop_reason)}), "
         f"{end.models_evaluated} models, {end.last_sequence} events in {window.seconds:.1f} s; "
-        f"{complete}/{len(every)} watchers got events 1..{end.last_sequence} exactly",
+        f"{complete}/{len(every)} watchers got events 1..{end.last_sequence} exactly once in order",
         flush=True,
     )
     return Fanout(

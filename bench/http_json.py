@@ -72,31 +72,27 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 
 from automl.v1 import (
-    common_pb2,
     run_pb2,
-    runner_service_pb2,
-    runner_service_pb2_grpc,
     storage_service_pb2,
-    storage_service_pb2_grpc,
 )
 from bench.gateway import (
     PASSED_ENV,
     ROOT,
     SUITE_ENV,
     TENANT,
-    CpuWindow,
     Fanout,
     Target,
     Unary,
     Watched,
     _echo_server,
-    _got,
     _watch_worker,
     bearer,
+    client_window,
     ratio_line,
-    tenant_md,
+    shares,
     unary,
 )
+from bench.gateway import fanout as gateway_fanout
 
 DESIGN_RPS = 1000.0  # the original design's GetRun figure
 
@@ -211,42 +207,8 @@ def http_unary(
 ) -> None:
     """One window of `args.seconds` (after 1 s of warm-up) of `args.clients` HTTP callers on `url`;
     bench.gateway.unary's window, with an HTTP client (`client_kind`: lean or httpx)."""
-    ctx = mp.get_context("spawn")
-    go, go_at, out = ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
-    procs, readies = [], []
-    n = args.http_procs
-    for k in range(n):
-        share = args.clients // n + (k < args.clients % n)
-        ready = ctx.Event()
-        work = (client_kind, url, key, share, 1.0, args.seconds)
-        proc = ctx.Process(target=_http_hammer_worker, args=(work, ready, go, go_at, out), daemon=True)
-        proc.start()
-        procs.append(proc)
-        readies.append(ready)
-    try:
-        for ready in readies:
-            if not ready.wait(60):
-                raise SystemExit(f"{url}: HTTP client did not connect within 60 s")
-        window = CpuWindow(pids | {f"client{k}": p.pid for k, p in enumerate(procs)})
-        go_at.value = time.monotonic()
-        go.set()
-        time.sleep(max(0.0, go_at.value + 1.0 - time.monotonic()))
-        window.start()
-        time.sleep(max(0.0, go_at.value + 1.0 + args.seconds - time.monotonic()))
-        window.stop()
-        into.latencies += [_got(out, 120) for _ in procs]
-        for proc in procs:
-            proc.join(30)
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-    into.seconds += args.seconds
-    into.busy += window.machine_cores * args.seconds
-    into.other += window.machine_cores * args.seconds - sum(window.used.values())
-    for name, used in window.used.items():
-        key_ = "client" if name.startswith("client") else name
-        into.cpu[key_] = into.cpu.get(key_, 0.0) + used
+    works = [(client_kind, url, key, share, 1.0, args.seconds) for share in shares(args.clients, args.http_procs)]
+    client_window(url, _http_hammer_worker, works, pids, args.seconds, into)
 
 
 def _echo_gateway(suite, folder: Path, echo_address: str, name: str, command: list[str] | None = None):
@@ -469,85 +431,9 @@ SIDES = {
 def fanout(side: str, suite, experiment: str, args: argparse.Namespace) -> Fanout:
     """One run watched by args.watchers watchers of `side`: bench.gateway.fanout with the
     HTTP watcher beside its gRPC one."""
-    from tests.runner.conftest import seconds
-
     label, worker, kind = SIDES[side]
-    storage = storage_service_pb2_grpc.StorageStub(grpc.insecure_channel(suite.stack.target("storage")))
-    runner = runner_service_pb2_grpc.RunnerStub(grpc.insecure_channel(suite.stack.target("runner")))
-    run = storage.CreateRun(
-        storage_service_pb2.CreateRunRequest(
-            run=run_pb2.Run(
-                experiment=experiment,
-                stop_conditions=common_pb2.StopConditions(max_duration=seconds(args.budget)),
-                parallel_workers=2,
-            )
-        ),
-        metadata=tenant_md(),
-        timeout=30,
-    )
     target = suite.http if side == "http" else suite.target
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs, readies = [], []
-    n = min(args.watch_procs, args.watchers)
-    for k in range(n):
-        ready = ctx.Event()
-        share = args.watchers // n + (k < args.watchers % n)
-        proc = ctx.Process(
-            target=worker,
-            args=(kind, target, run.name, suite.keys[TENANT], share, ready, args.budget + 600, out),
-            daemon=True,
-        )
-        proc.start()
-        procs.append(proc)
-        readies.append(ready)
-    try:
-        for ready in readies:
-            while not ready.wait(1):
-                if not out.empty():  # a worker failed while connecting
-                    _got(out, 1)
-                if not any(p.is_alive() for p in procs):
-                    raise SystemExit(f"{label}: watcher processes ended before the run started")
-        names = ("gateway", "notifier", "runner")
-        window = CpuWindow(
-            {n: suite.stack.procs[n].pid for n in names} | {f"client{k}": p.pid for k, p in enumerate(procs)}
-        )
-        window.start()
-        runner.ExecuteRun(runner_service_pb2.ExecuteRunRequest(name=run.name), metadata=tenant_md(), timeout=60)
-        outcomes: list[Watched] = [_got(out, args.budget + 600) for _ in procs]
-        window.stop()
-        for proc in procs:
-            proc.join(30)
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-    end = storage.GetRun(run_pb2.GetRunRequest(name=run.name), metadata=tenant_md(), timeout=30)
-    expected = list(range(1, end.last_sequence + 1))
-    every = [s for o in outcomes for s in o.sequences]
-    complete = sum(s == expected for s in every)
-    by_event: dict[int, list[float]] = {}
-    for o in outcomes:
-        for seen, delay in zip(o.sequences, o.delays_ms, strict=True):
-            for sequence, ms in zip(seen, delay, strict=True):
-                by_event.setdefault(sequence, []).append(ms)
-    print(
-        f"  {label:<19} {run.name}: {common_pb2.RunState.Name(end.state)} "
-        f"({common_pb2.StopReason.Name(end.stop_reason)}), {end.models_evaluated} models, "
-        f"{end.last_sequence} events in {window.seconds:.1f} s; "
-        f"{complete}/{len(every)} watchers got events 1..{end.last_sequence} exactly once in order",
-        flush=True,
-    )
-    return Fanout(
-        [np.asarray([ms for o in outcomes for delay in o.delays_ms for ms in delay])],
-        [max(v) - min(v) for v in by_event.values()],
-        [end.last_sequence],
-        complete,
-        len(every),
-        [end.models_evaluated],
-        {n: sum(v for k, v in window.used.items() if k.rstrip("0123456789") == n) for n in (*names, "client")},
-        window.seconds,
-    )
+    return gateway_fanout(kind, suite, experiment, args, target=target, worker=worker, label=label)
 
 
 def fanout_section(suite, client, args: argparse.Namespace) -> list[str]:
