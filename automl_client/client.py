@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2
 
+from automl.common.stopping import TERMINAL_STATES
 from automl.v1 import (
     automl_service_pb2_grpc,
     common_pb2,
@@ -70,12 +71,6 @@ IDEMPOTENT = (
     "GetSubscription",
     "ListSubscriptions",
     "DeleteSubscription",
-)
-TERMINAL = (
-    common_pb2.RUN_STATE_SUCCEEDED,
-    common_pb2.RUN_STATE_STOPPED,
-    common_pb2.RUN_STATE_FAILED,
-    common_pb2.RUN_STATE_CANCELLED,
 )
 T = TypeVar("T")
 
@@ -338,7 +333,7 @@ class Client:
 
     def wait_run(self, name: str, poll: float = 1.0, timeout: float | None = None) -> run_pb2.Run:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while (run := self.get_run(name)).state not in TERMINAL:
+        while (run := self.get_run(name)).state not in TERMINAL_STATES:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{run.name} still {common_pb2.RunState.Name(run.state)}")
             time.sleep(poll)

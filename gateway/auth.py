@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -27,8 +28,8 @@ def key_sha256(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def bearer_token(metadata: dict[str, str]) -> str:
-    value = metadata.get("authorization", "")
+def bearer_token(metadata: dict[str, Any]) -> str:
+    value = str(metadata.get("authorization", ""))
     scheme, _, token = value.partition(" ")
     if not value:
         raise errors.Unauthenticated("no API key: send the metadata 'authorization: Bearer <key>'")
@@ -53,7 +54,7 @@ class ApiKeyAuth:
         self.cache_seconds = cache_seconds
         self._known: dict[str, _Known] = {}
 
-    async def __call__(self, metadata: dict[str, str], method: str) -> str:
+    async def __call__(self, metadata: dict[str, Any], method: str) -> str:
         digest = key_sha256(bearer_token(metadata))
         now = time.monotonic()
         known = self._known.get(digest)
@@ -75,6 +76,6 @@ class ApiKeyAuth:
         return key.tenant
 
 
-async def no_auth(metadata: dict[str, str], method: str) -> str:
+async def no_auth(metadata: dict[str, Any], method: str) -> str:
     """AUTOML_AUTH=none: every caller is the single embedded tenant."""
     return DEFAULT_TENANT

@@ -12,14 +12,13 @@ import logging
 
 import grpc
 
+from automl.common.stopping import TERMINAL_STATES
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, notifier_service_pb2, run_pb2, runner_service_pb2, storage_service_pb2
 from gateway.backends import Backends, as_tenant
 
 log = logging.getLogger("automl.gateway.control")
 
-ACTIVE = (c.RUN_STATE_PENDING, c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING)
-TERMINAL = (c.RUN_STATE_SUCCEEDED, c.RUN_STATE_STOPPED, c.RUN_STATE_FAILED, c.RUN_STATE_CANCELLED)
 # The runner answers these when it does not hold the run (another replica
 # does, or it is gone): the stop is then written to storage, where the owning
 # runner sees it on its next heartbeat.
@@ -41,7 +40,7 @@ class RunControl:
 
     async def stop(self, tenant: str, run: run_pb2.Run, reason: int, message: str) -> run_pb2.Run:
         """Ask an active run to stop; return it as it stands (a terminal run as is)."""
-        if run.state in TERMINAL:
+        if run.state in TERMINAL_STATES:
             return run
         if run.state == c.RUN_STATE_PENDING:
             ended = await self.end(tenant, run, c.RUN_STATE_CANCELLED, reason, message, expected=[c.RUN_STATE_PENDING])

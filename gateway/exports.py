@@ -15,6 +15,7 @@ import csv
 import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,18 +145,30 @@ async def _results(backends: Backends, run: str) -> AsyncIterator[run_pb2.ModelR
             return
 
 
-async def _spool(backends: Backends, run: str, folder: Path) -> tuple[Path, list[str]]:
-    """Every result as a JSON line in a file; returns it with the table's columns
-    (fixed ones first, then metrics, then hyper-parameters, in order of appearance)."""
+@dataclass
+class Layout:
+    """The tables' columns, learnt while the results were spooled."""
+
+    columns: list[str]
+    """The results table: fixed ones, then metrics, then hyper-parameters, in order of appearance."""
+    fold_columns: list[str]
+    """aikit's per-fold columns, in order of appearance."""
+
+
+async def _spool(backends: Backends, run: str, folder: Path) -> tuple[Path, Layout]:
+    """Every result as a JSON line in a file, and the columns of the tables."""
     path = folder / "results.jsonl"
     metric_columns: dict[str, None] = {}
     params: dict[str, None] = {}
+    fold_columns: dict[str, None] = {}
     with path.open("w", encoding="utf-8") as out:
         async for result in _results(backends, run):
             out.write(json_format.MessageToJson(result, indent=None, preserving_proto_field_name=True) + "\n")
             metric_columns.update(dict.fromkeys(metric_values(result)))
             params.update(dict.fromkeys(hyper_parameters(result.model_json)))
-    return path, [*FIXED, *metric_columns, *params]
+            for fold in result.folds:
+                fold_columns.update(dict.fromkeys(fold.values))
+    return path, Layout([*FIXED, *metric_columns, *params], list(fold_columns))
 
 
 def _read(path: Path) -> Iterator[run_pb2.ModelResult]:
@@ -164,41 +177,35 @@ def _read(path: Path) -> Iterator[run_pb2.ModelResult]:
             yield json_format.Parse(line, run_pb2.ModelResult())
 
 
-def _write_csv(spool: Path, columns: list[str], target: Path) -> None:
+def _write_csv(spool: Path, layout: Layout, target: Path) -> None:
     with target.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(out, fieldnames=layout.columns, extrasaction="ignore")
         writer.writeheader()
         for result in _read(spool):
             writer.writerow(row(result))
 
 
-def _write_xlsx(spool: Path, columns: list[str], target: Path, run: str) -> None:
+ERROR_COLUMNS = ("index", "model_result", "model_family", "outcome", "error_message", "pipeline_steps")
+
+
+def _write_xlsx(spool: Path, layout: Layout, target: Path, run: str) -> None:
+    """One pass over the results, each row appended to its sheets (openpyxl's
+    write-only sheets each stream to a file of their own)."""
     from openpyxl import Workbook  # only exports need it
 
     book = Workbook(write_only=True)
-    table = book.create_sheet("results")
-    table.append(columns)
+    table, folds, failed, about = (book.create_sheet(name) for name in ("results", "folds", "errors", "run"))
+    table.append(layout.columns)
+    folds.append(["index", "model_result", "model_family", "fold_nb", *layout.fold_columns])
+    failed.append(list(ERROR_COLUMNS))
     for result in _read(spool):
         values = row(result)
-        table.append([_cell(values.get(c)) for c in columns])
-    folds = book.create_sheet("folds")
-    fold_columns: list[str] = []
-    for result in _read(spool):
+        table.append([_cell(values.get(c)) for c in layout.columns])
         for fold in result.folds:
-            fold_columns += [k for k in fold.values if k not in fold_columns]
-    folds.append(["index", "model_result", "model_family", "fold_nb", *fold_columns])
-    for result in _read(spool):
-        for fold in result.folds:
-            values = [fold.values.get(k) for k in fold_columns]
-            folds.append([result.index, result.name, result.model_family, fold.fold_nb, *values])
-    failed = book.create_sheet("errors")
-    failed.append(["index", "model_result", "model_family", "outcome", "error_message", "pipeline_steps"])
-    for result in _read(spool):
+            scores = [fold.values.get(k) for k in layout.fold_columns]
+            folds.append([result.index, result.name, result.model_family, fold.fold_nb, *scores])
         if result.outcome != run_pb2.ModelResult.OUTCOME_SUCCEEDED:
-            values = row(result)
-            fields = ("index", "model_result", "model_family", "outcome", "error_message", "pipeline_steps")
-            failed.append([values[c] for c in fields])
-    about = book.create_sheet("run")
+            failed.append([values[c] for c in ERROR_COLUMNS])
     about.append(["run", run])
     book.save(target)
 
@@ -221,15 +228,15 @@ async def export(
     filename = f"{run.name.replace('/', '-')}-results.{extension}"
     with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
         folder = Path(tmp)
-        spool, columns = await _spool(backends, run.name, folder)
+        spool, layout = await _spool(backends, run.name, folder)
         if request.format == run_pb2.EXPORT_FORMAT_JSON:
             target = spool
         elif request.format == run_pb2.EXPORT_FORMAT_CSV:
             target = folder / "results.csv"
-            await asyncio.to_thread(_write_csv, spool, columns, target)
+            await asyncio.to_thread(_write_csv, spool, layout, target)
         else:
             target = folder / "results.xlsx"
-            await asyncio.to_thread(_write_xlsx, spool, columns, target, run.name)
+            await asyncio.to_thread(_write_xlsx, spool, layout, target, run.name)
         first = True
         for chunk in _chunks(target):
             if first:

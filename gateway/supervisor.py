@@ -20,7 +20,7 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from automl.common.settings import Settings
-from automl.common.stopping import Limits, Progress, limit_reached
+from automl.common.stopping import ACTIVE_STATES, Limits, Progress, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import storage_service_pb2
 from gateway.backends import ALL_TENANTS, Backends, as_tenant
@@ -78,7 +78,7 @@ class Supervisor:
     async def round(self) -> None:
         """Check every active run once."""
         records = []
-        for state in (c.RUN_STATE_PENDING, c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING):
+        for state in ACTIVE_STATES:
             found = await self._records(state)
             ACTIVE_RUNS.labels(c.RunState.Name(state).removeprefix("RUN_STATE_").lower()).set(len(found))
             records += found

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 
 from google.protobuf import duration_pb2
 
+from automl.common.stopping import TERMINAL_STATES
 from automl.v1 import event_pb2, notifier_service_pb2, run_pb2
 from gateway.backends import Backends
-from gateway.control import TERMINAL
 
 
 def snapshot(run: run_pb2.Run, best: run_pb2.ModelResult | None, now: dt.datetime) -> event_pb2.RunSnapshot:
@@ -28,7 +28,7 @@ def snapshot(run: run_pb2.Run, best: run_pb2.ModelResult | None, now: dt.datetim
     out.elapsed.FromTimedelta(elapsed)
     budget = run.stop_conditions.max_duration.ToTimedelta()
     if budget > dt.timedelta(0):
-        left = dt.timedelta(0) if run.state in TERMINAL else max(dt.timedelta(0), budget - elapsed)
+        left = dt.timedelta(0) if run.state in TERMINAL_STATES else max(dt.timedelta(0), budget - elapsed)
         out.budget_left.CopyFrom(duration_pb2.Duration())
         out.budget_left.FromTimedelta(left)
     return out
@@ -43,7 +43,7 @@ async def watch(backends: Backends, request: event_pb2.WatchRunRequest) -> Async
         )
     yield event_pb2.WatchRunResponse(snapshot=snapshot(run, best, dt.datetime.now(dt.UTC)))
     after = request.after_sequence if request.HasField("after_sequence") else run.last_sequence
-    if run.state in TERMINAL and after >= run.last_sequence:
+    if run.state in TERMINAL_STATES and after >= run.last_sequence:
         return
     stream = backends.notifier.StreamEvents(
         notifier_service_pb2.StreamEventsRequest(run=run.name, after_sequence=after, end_with_run=True)
@@ -55,6 +55,10 @@ async def watch(backends: Backends, request: event_pb2.WatchRunRequest) -> Async
         yield event_pb2.WatchRunResponse(batch=message.batch)
         # A run that ended without a RUN_FINISHED event (ended before the
         # notifier could record one) still ends the watch once replayed.
-        if run.state in TERMINAL and message.batch.events and message.batch.events[-1].sequence >= run.last_sequence:
+        if (
+            run.state in TERMINAL_STATES
+            and message.batch.events
+            and message.batch.events[-1].sequence >= run.last_sequence
+        ):
             stream.cancel()
             return

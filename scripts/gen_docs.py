@@ -32,7 +32,7 @@ def _comments(file: object) -> dict[tuple[int, ...], str]:
     }
 
 
-def _first_sentence(text: str) -> str:
+def first_sentence(text: str) -> str:
     match = re.match(r"(.+?\.)(\s|$)", text)
     return match.group(1) if match else text
 
@@ -49,7 +49,7 @@ def api_markdown() -> str:
             for m_index, method in enumerate(service.method):
                 request = ("stream " if method.client_streaming else "") + method.input_type.rsplit(".", 1)[-1]
                 response = ("stream " if method.server_streaming else "") + method.output_type.rsplit(".", 1)[-1]
-                doc = _first_sentence(comments.get((SERVICE_PATH, s_index, METHOD_PATH, m_index), ""))
+                doc = first_sentence(comments.get((SERVICE_PATH, s_index, METHOD_PATH, m_index), ""))
                 parts.append(f"| `{method.name}` | `{request}` → `{response}` | {doc} |")
             parts.append("")
     return "\n".join(parts).strip()

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from gen_docs import first_sentence  # noqa: E402
 from gen_protos import descriptor_set  # noqa: E402
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor  # noqa: E402
 
@@ -205,7 +206,7 @@ def operation(builder: Builder, binding: Binding, path_parameters: list[dict[str
     bound = {v for v in binding.variables.values()}
     op: dict[str, Any] = {
         "operationId": method.name + ("" if binding.verb != "PUT" else "Put"),
-        "summary": re.match(r"(.+?\.)(\s|$)", doc).group(1) if re.match(r"(.+?\.)(\s|$)", doc) else doc,
+        "summary": first_sentence(doc),
         "description": doc,
         "tags": [tag(method.name)],
         "parameters": list(path_parameters),

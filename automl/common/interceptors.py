@@ -27,7 +27,7 @@ RPC_LATENCY = Histogram(
 )
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
-Authenticate = Callable[[dict[str, str], str], Awaitable[str]]
+Authenticate = Callable[[dict[str, Any], str], Awaitable[str]]
 """(call metadata, method) -> the caller's tenant; raises errors.Unauthenticated."""
 
 
@@ -85,12 +85,19 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         )
         return self._handlers[method]
 
+    def _authenticator(self, method: str) -> Authenticate | None:
+        """What authenticates calls of `method` (health and reflection: nothing)."""
+        return None if method.startswith(_PROBES) else self.authenticate
+
     def _wrap_unary(self, method: str, behavior: Behavior) -> Behavior:
+        authenticate = self._authenticator(method)
+
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
-            started = self._enter(ctx)
+            started, metadata = self._enter(ctx)
             code = grpc.StatusCode.OK
             try:
-                await self._authenticate(ctx, method)
+                if authenticate is not None:
+                    context.tenant.set(await authenticate(metadata, method))
                 result = behavior(request, ctx)
                 return await result if inspect.isawaitable(result) else result
             except BaseException as exc:  # mapped, then re-raised or aborted
@@ -102,11 +109,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return unary
 
     def _wrap_streaming(self, method: str, behavior: Behavior) -> Behavior:
+        authenticate = self._authenticator(method)
+
         async def streaming(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = self._enter(ctx)
+            started, metadata = self._enter(ctx)
             code = grpc.StatusCode.OK
             try:
-                await self._authenticate(ctx, method)
+                if authenticate is not None:
+                    context.tenant.set(await authenticate(metadata, method))
                 result = behavior(request, ctx)
                 if inspect.isawaitable(result):  # a handler that writes with ctx.write()
                     await result
@@ -124,17 +134,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         return streaming
 
-    def _enter(self, ctx: grpc.aio.ServicerContext) -> float:
+    def _enter(self, ctx: grpc.aio.ServicerContext) -> tuple[float, dict[str, Any]]:
+        """The call's start time and metadata; the request id and tenant set."""
         metadata = dict(ctx.invocation_metadata() or ())
         context.request_id.set(str(metadata.get(context.REQUEST_ID_KEY) or context.new_request_id()))
         context.tenant.set("" if self.authenticate else str(metadata.get(context.TENANT_KEY) or ""))
-        return time.perf_counter()
-
-    async def _authenticate(self, ctx: grpc.aio.ServicerContext, method: str) -> None:
-        if self.authenticate is None or method.startswith(_PROBES):
-            return
-        metadata = {k: v for k, v in (ctx.invocation_metadata() or ()) if isinstance(v, str)}
-        context.tenant.set(await self.authenticate(metadata, method))
+        return time.perf_counter(), metadata
 
     async def _fail(self, ctx: grpc.aio.ServicerContext, method: str, exc: BaseException) -> grpc.StatusCode:
         """Abort the call with the status `exc` maps to; return that code.

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from automl.common import metrics
 from automl.v1 import common_pb2 as c
 
+ACTIVE_STATES = (c.RUN_STATE_PENDING, c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING)
+"""A run in these states has not ended: someone must see it to its end."""
+TERMINAL_STATES = (c.RUN_STATE_SUCCEEDED, c.RUN_STATE_STOPPED, c.RUN_STATE_FAILED, c.RUN_STATE_CANCELLED)
+"""A run never leaves these states."""
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 
 from automl.common import errors, metrics
 from automl.common.errors import FieldViolation, InvalidArgument
+from automl.common.stopping import TERMINAL_STATES
 from automl.v1 import common_pb2 as c
 from automl.v1 import model_pb2, run_pb2
 from services.storage import query, schema, validation
@@ -29,7 +30,6 @@ from services.storage.schema import utcnow
 
 ALL_TENANTS = "*"
 ACTIVE_STATES = (c.RUN_STATE_PENDING, c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING)
-TERMINAL_STATES = (c.RUN_STATE_SUCCEEDED, c.RUN_STATE_STOPPED, c.RUN_STATE_FAILED, c.RUN_STATE_CANCELLED)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ PERMISSION_DENIED, so ids do not leak) and lists none of them."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import grpc
 import pytest
@@ -19,87 +18,10 @@ from automl.v1 import (
     model_pb2,
     run_pb2,
 )
-from automl.v1 import common_pb2 as c
-from tests.gateway.conftest import admin
+from tests.gateway.conftest import CREATES_OWN, LISTS, admin, requests
 from tests.runner.conftest import sklearn_csv
 
 PUBLIC = automl_service_pb2.DESCRIPTOR.services_by_name["AutoML"]
-
-
-@dataclass
-class Owned:
-    """Tenant alpha's resources."""
-
-    dataset: str
-    experiment: str
-    run: str
-    result: str
-    model: str
-    subscription: str
-    token: str
-
-
-@pytest.fixture(scope="module")
-def owned(gateway_suite) -> Owned:
-    alpha = gateway_suite.client("alpha")
-    experiment = alpha.experiment(sklearn_csv("iris"), "target")
-    run = alpha.start(experiment, max_models=2)
-    run = alpha.wait_end(run)
-    model = alpha.train(run.best_model_result)
-    created = alpha.call(
-        "CreateSubscription",
-        event_pb2.CreateSubscriptionRequest(subscription=event_pb2.Subscription(run=run.name)),
-    )
-    return Owned(
-        experiment.dataset,
-        experiment.name,
-        run.name,
-        run.best_model_result,
-        model.name,
-        created.subscription.name,
-        created.token,
-    )
-
-
-def requests(o: Owned) -> dict[str, object]:
-    """One request per public RPC that names alpha's resources."""
-    return {
-        "GetDataset": dataset_pb2.GetDatasetRequest(name=o.dataset),
-        "DeleteDataset": dataset_pb2.DeleteDatasetRequest(name=o.dataset, force=True),
-        "PreviewDataset": dataset_pb2.PreviewDatasetRequest(name=o.dataset),
-        "DownloadDataset": dataset_pb2.DownloadDatasetRequest(name=o.dataset),
-        "CreateExperiment": experiment_pb2.CreateExperimentRequest(
-            experiment=experiment_pb2.Experiment(display_name="x", dataset=o.dataset, target_column="target")
-        ),
-        "GetExperiment": experiment_pb2.GetExperimentRequest(name=o.experiment),
-        "UpdateExperiment": experiment_pb2.UpdateExperimentRequest(
-            experiment=experiment_pb2.Experiment(name=o.experiment, display_name="taken over"),
-            update_mask={"paths": ["display_name"]},
-        ),
-        "DeleteExperiment": experiment_pb2.DeleteExperimentRequest(name=o.experiment),
-        "StartRun": run_pb2.StartRunRequest(experiment=o.experiment, stop_conditions=c.StopConditions(max_models=1)),
-        "GetRun": run_pb2.GetRunRequest(name=o.run),
-        "StopRun": run_pb2.StopRunRequest(name=o.run),
-        "WatchRun": event_pb2.WatchRunRequest(name=o.run, after_sequence=0),
-        "GetLeaderboard": run_pb2.GetLeaderboardRequest(run=o.run),
-        "ListModelResults": run_pb2.ListModelResultsRequest(run=o.run),
-        "GetModelResult": run_pb2.GetModelResultRequest(name=o.result),
-        "ExportRunResults": run_pb2.ExportRunResultsRequest(run=o.run, format=run_pb2.EXPORT_FORMAT_CSV),
-        "TrainModel": model_pb2.TrainModelRequest(model_result=o.result),
-        "GetTrainedModel": model_pb2.GetTrainedModelRequest(name=o.model),
-        "TestModel": model_pb2.TestModelRequest(name=o.model),
-        "Predict": model_pb2.PredictRequest(name=o.model, csv=b"a,b\n1,2\n"),
-        "PredictStream": [model_pb2.PredictStreamRequest(header=model_pb2.PredictStreamHeader(name=o.model))],
-        "CreateSubscription": event_pb2.CreateSubscriptionRequest(subscription=event_pb2.Subscription(run=o.run)),
-        "GetSubscription": event_pb2.GetSubscriptionRequest(name=o.subscription),
-        "DeleteSubscription": event_pb2.DeleteSubscriptionRequest(name=o.subscription),
-        "Subscribe": event_pb2.SubscribeRequest(token=o.token, after_global_sequence=0),
-    }
-
-
-# RPCs that name no existing resource: checked by what they list or create instead.
-LISTS = {"ListDatasets", "ListExperiments", "ListRuns", "ListTrainedModels", "ListSubscriptions"}
-CREATES_OWN = {"UploadDataset"}
 
 
 def call(client, method: str, request: object) -> object:

@@ -22,8 +22,7 @@ from google.protobuf import json_format
 from automl.v1 import automl_service_pb2, model_pb2
 from gateway.transcoding import Binding, bindings
 from tests.conftest import ROOT
-from tests.gateway.conftest import start_gateway_suite, stop_gateway_suite
-from tests.gateway.test_auth import CREATES_OWN, LISTS, owned, requests  # noqa: F401 - `owned` is a fixture
+from tests.gateway.conftest import CREATES_OWN, LISTS, requests, start_gateway_suite, stop_gateway_suite
 from tests.runner.conftest import sklearn_csv
 
 SERVICE = automl_service_pb2.DESCRIPTOR.services_by_name["AutoML"]
@@ -78,7 +77,7 @@ def test_every_rpc_has_an_http_rule_and_an_openapi_operation():
 
 
 @pytest.mark.parametrize("method", sorted(m.name for m in SERVICE.methods if m.name not in LISTS | CREATES_OWN))
-def test_another_tenant_gets_404_over_http(gateway_suite, owned, method):  # noqa: F811
+def test_another_tenant_gets_404_over_http(gateway_suite, owned, method):
     binding = next(b for b in bindings(SERVICE) if b.method.name == method)
     message = requests(owned)[method]
     if isinstance(message, list):  # a client stream: its header travels in the path and query
@@ -89,7 +88,7 @@ def test_another_tenant_gets_404_over_http(gateway_suite, owned, method):  # noq
     assert json.loads(answer.splitlines()[0])["error"]["code"] == 5
 
 
-def test_lists_over_http_show_only_the_callers_tenant(gateway_suite, owned):  # noqa: F811
+def test_lists_over_http_show_only_the_callers_tenant(gateway_suite, owned):
     status, _, body = http(gateway_suite, "GET", "/v1/runs", key=gateway_suite.keys["beta"])
     assert status == 200 and json.loads(body)["runs"] == []
     status, _, body = http(gateway_suite, "GET", "/v1/runs")
@@ -121,7 +120,7 @@ def test_malformed_requests_are_400(gateway_suite):
     assert http(gateway_suite, "DELETE", "/v1/runs:start")[0] == 501
 
 
-def test_gets_are_cacheable(gateway_suite, owned):  # noqa: F811
+def test_gets_are_cacheable(gateway_suite, owned):
     status, headers, _ = http(gateway_suite, "GET", f"/v1/{owned.experiment}")
     assert status == 200 and headers["etag"]
     status, _, body = http(gateway_suite, "GET", f"/v1/{owned.experiment}", headers={"If-None-Match": headers["etag"]})
@@ -154,7 +153,7 @@ def sse_events(body: bytes) -> tuple[list[int], list[dict]]:
     return ids, events
 
 
-def test_watch_as_server_sent_events_resumes_from_last_event_id(gateway_suite, owned):  # noqa: F811
+def test_watch_as_server_sent_events_resumes_from_last_event_id(gateway_suite, owned):
     status, headers, body = http(
         gateway_suite, "GET", f"/v1/{owned.run}:watch?afterSequence=0", headers={"Accept": "text/event-stream"}
     )
@@ -172,7 +171,7 @@ def test_watch_as_server_sent_events_resumes_from_last_event_id(gateway_suite, o
     assert [int(e["sequence"]) for e in sse_events(again)[1]] == sequences[middle:]
 
 
-def test_watch_as_json_lines(gateway_suite, owned):  # noqa: F811
+def test_watch_as_json_lines(gateway_suite, owned):
     status, headers, body = http(gateway_suite, "GET", f"/v1/{owned.run}:watch?afterSequence=0")
     assert status == 200 and headers["content-type"].startswith("application/x-ndjson")
     messages = [json.loads(line) for line in body.decode().splitlines()]
@@ -180,7 +179,7 @@ def test_watch_as_json_lines(gateway_suite, owned):  # noqa: F811
     assert messages[-1]["batch"]["events"][-1]["type"] == "EVENT_TYPE_RUN_FINISHED"
 
 
-def test_predict_stream_takes_a_csv_body(gateway_suite, owned):  # noqa: F811
+def test_predict_stream_takes_a_csv_body(gateway_suite, owned):
     rows = b"sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)\n" + b"5.1,3.5,1.4,0.2\n" * 30
     status, _, body = http(gateway_suite, "POST", f"/v1/{owned.model}:predictStream", rows)
     assert status == 200, body
@@ -196,7 +195,7 @@ def test_openapi_document_and_page_are_served(gateway_suite):
     assert status == 200 and b"/openapi.json" in page
 
 
-def test_schemathesis_finds_no_server_error_and_no_broken_response(gateway_suite, owned, tmp_path):  # noqa: F811
+def test_schemathesis_finds_no_server_error_and_no_broken_response(gateway_suite, owned, tmp_path):
     """Generated requests against every operation (bounded): never a 5xx, and
     every answer matches the document."""
     cli = Path(sys.executable).parent / "schemathesis"
