@@ -3,15 +3,23 @@
 One writer task takes publish requests from a queue, drains whatever else is
 waiting (so concurrent publishers share one storage round trip), assigns each
 event the next sequence of its run, appends the batch to the durable log, and
-only then hands the events to the subscribers whose filter matches.
+only then hands the events on.
+
+Fan-out goes through topics: one per distinct filter, holding the recent
+events that match it. An event is matched once per topic, not once per
+subscriber, and each subscriber keeps only its position in its topic.
+Subscribers are woken together in waves, at most one wave per share of the
+message budget: the events that arrive between two waves go out in one
+message per stream, and the streams at the same position send the same
+batch, built once. Under load, the cost per message (which dominates a gRPC
+server's fan-out) is shared by many events; when quiet, a wave starts as soon
+as an event arrives.
 
 A stream registers its subscriber *before* it replays history from the log,
 and drops live events it already replayed (by position): no gap and no
-duplicate at the seam. Each subscriber has a bounded queue; a subscriber that
-falls too far behind is dropped and its stream ends with RESOURCE_EXHAUSTED and
-the position to resume from, so it never slows the others. A stream sends
-its whole backlog in one message: under load, the cost per message (which
-dominates a gRPC server's fan-out) is shared by many events.
+duplicate at the seam. A subscriber that falls more than its capacity behind
+its topic is dropped and its stream ends with RESOURCE_EXHAUSTED and the
+position to resume from, so it never slows the others.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -35,6 +44,8 @@ from services.notifier.log import StorageLog
 log = logging.getLogger("automl.notifier")
 MAX_BATCH = 1000  # events per Publish, and per append to the log
 MESSAGE_EVENTS = 256  # events per stream message: far below gRPC's 4 MiB message limit
+TURNS = 20  # the streams take turns, this many per period
+MIN_TICK_SECONDS = 0.002  # below that, a timer costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -64,38 +75,82 @@ class Position:
 
 
 @dataclass(eq=False)
-class Subscriber:
-    """One open stream's mailbox: events not yet sent, and why to wake up."""
+class Batch:
+    """Events that go out in one stream message. Streams at the same position
+    of a topic get the same Batch: whoever turns it into a message first
+    leaves it in `messages` for the others (one per message type)."""
 
-    filter: Filter
-    capacity: int
+    events: list[event_pb2.Event]
+    messages: dict[type, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One open stream: its place in its topic, and why to wake up."""
+
+    topic: Topic
+    position: int  # in the topic: the next event to send
+    turn: int  # which of the hub's turns wakes it
     tag: str = ""  # the subscription a token stream serves, to end it on revocation
-    pending: list[event_pb2.Event] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
     closed_reason: errors.AutoMLError | None = None
     heartbeat_due: bool = False
     last_sent: float = field(default_factory=time.monotonic)
 
-    def offer(self, event: event_pb2.Event) -> bool:
-        """Queue `event`; False when the mailbox is full (the subscriber is dropped)."""
-        if len(self.pending) >= self.capacity:
-            self.pending.clear()  # the client re-reads these from the log when it resumes
-            self.overflowed = True
-            self.wake.set()
-            return False
-        self.pending.append(event)
-        self.wake.set()
-        return True
-
     def close(self, reason: errors.AutoMLError) -> None:
         self.closed_reason = reason
         self.wake.set()
 
-    def take(self, limit: int) -> list[event_pb2.Event]:
-        taken = self.pending[:limit]
-        del self.pending[:limit]
-        return taken
+
+@dataclass(eq=False)
+class Topic:
+    """The live events that match one filter, kept from the position of its
+    slowest subscriber on."""
+
+    filter: Filter
+    events: list[event_pb2.Event] = field(default_factory=list)
+    first: int = 0  # the position of events[0]
+    subscribers: set[Subscriber] = field(default_factory=set)
+    batches: dict[tuple[int, int], Batch] = field(default_factory=dict)  # this wave's, by (start, end)
+
+    @property
+    def end(self) -> int:
+        return self.first + len(self.events)
+
+    def batch(self, position: int, end: int) -> Batch:
+        """The next message's events from `position`, up to `end` at most."""
+        end = min(end, position + MESSAGE_EVENTS)
+        batch = self.batches.get((position, end))
+        if batch is None:
+            batch = self.batches[position, end] = Batch(self.events[position - self.first : end - self.first])
+        return batch
+
+    def trim(self) -> None:
+        """Forget what every subscriber has sent, and the last wave's batches."""
+        oldest = min((s.position for s in self.subscribers), default=self.end)
+        del self.events[: oldest - self.first]
+        self.first = oldest
+        self.batches.clear()
+
+
+@dataclass(eq=False)
+class Turn:
+    """Subscribers woken together. The turns take their go one after the
+    other, so the streams' messages are spread over the period rather than
+    sent in one burst that every event published meanwhile waits behind."""
+
+    subscribers: set[Subscriber] = field(default_factory=set)
+    woken: float = 0.0
+
+    def wake_behind(self) -> bool:
+        """Wake the subscribers that have events to send; False when none has."""
+        woke = False
+        for subscriber in self.subscribers:
+            if subscriber.position < subscriber.topic.end:
+                subscriber.wake.set()
+                woke = True
+        return woke
 
 
 @dataclass
@@ -121,10 +176,16 @@ class Hub:
         self.heartbeat_seconds = heartbeat_seconds
         self.messages_per_second = messages_per_second
         self.inbox: asyncio.Queue[_Request] = asyncio.Queue()
+        self.topics: dict[Filter, Topic] = {}
         self.subscribers: set[Subscriber] = set()
         self.sequences: dict[tuple[str, str], int] = {}  # (tenant, run) -> last sequence assigned
         self.listeners: list[Callable[[str, list[event_pb2.Event]], None]] = []
         self.tasks: list[asyncio.Task[None]] = []
+        self.turns: list[Turn] = [Turn() for _ in range(TURNS)]
+        self.next_turn = 0  # where the next subscriber goes: round robin
+        self.ticker: asyncio.TimerHandle | asyncio.Handle | None = None
+        self.last_news = 0.0
+        self.last_trim = 0.0
 
     async def start(self) -> None:
         self.tasks = [
@@ -137,6 +198,8 @@ class Hub:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.ticker is not None:
+            self.ticker.cancel()
         for subscriber in list(self.subscribers):
             subscriber.close(errors.Unavailable("the notifier is shutting down: resume from your last event"))
 
@@ -207,13 +270,73 @@ class Hub:
         return self.sequences[key]
 
     def _deliver(self, tenant: str, events: list[event_pb2.Event]) -> None:
-        for subscriber in list(self.subscribers):
-            for event in events:
-                if subscriber.filter.matches(tenant, event) and not subscriber.offer(event):
-                    self.subscribers.discard(subscriber)
-                    break
+        news = False
+        for topic in self.topics.values():
+            matching = [e for e in events if topic.filter.matches(tenant, e)]
+            if matching:
+                topic.events += matching
+                news = True
+        if news:
+            self.last_news = asyncio.get_running_loop().time()
+            if self.ticker is None:  # quiet until now: no need to wait
+                self.ticker = asyncio.get_running_loop().call_soon(self._tick)
         for listener in self.listeners:
             listener(tenant, events)
+
+    def period(self) -> float:
+        """How often a stream may send: its share of the message budget. A gRPC
+        message costs the event loop tens of microseconds whatever it holds;
+        without a budget, a thousand streams sending one event each would
+        saturate the loop, and every Publish would wait behind them."""
+        return len(self.subscribers) / self.messages_per_second
+
+    def _tick(self) -> None:
+        """Wake the turn whose time it is, and every turn that rested a whole
+        period; tick again while events may be waiting."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        period = self.period()
+        step = max(period / TURNS, MIN_TICK_SECONDS)
+        if now - self.last_trim >= period:
+            self.last_trim = now
+            self._trim()
+        current = int(now / step) % TURNS
+        for index, turn in enumerate(self.turns):
+            if (index == current or turn.woken <= now - period) and turn.wake_behind():
+                turn.woken = now
+        if now - self.last_news > period + step:  # every turn came since the last event
+            self.ticker = None
+        else:
+            self.ticker = loop.call_at((int(now / step) + 1) * step, self._tick)
+
+    def _trim(self) -> None:
+        """Forget what every subscriber of a topic has sent; end those that fell too far behind."""
+        for topic in list(self.topics.values()):
+            for subscriber in list(topic.subscribers):
+                if topic.end - subscriber.position > self.queue_size:
+                    self._drop(subscriber)
+                    subscriber.overflowed = True  # it re-reads what it missed from the log when it resumes
+                    subscriber.wake.set()
+            topic.trim()
+
+    def _subscribe(self, flt: Filter, tag: str) -> Subscriber:
+        topic = self.topics.get(flt)
+        if topic is None:
+            topic = self.topics[flt] = Topic(flt)
+        subscriber = Subscriber(topic, topic.end, self.next_turn, tag)
+        self.next_turn = (self.next_turn + 1) % TURNS
+        topic.subscribers.add(subscriber)
+        self.turns[subscriber.turn].subscribers.add(subscriber)
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def _drop(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        self.turns[subscriber.turn].subscribers.discard(subscriber)
+        topic = subscriber.topic
+        topic.subscribers.discard(subscriber)
+        if not topic.subscribers and self.topics.get(topic.filter) is topic:
+            del self.topics[topic.filter]
 
     # -------------------------------------------------------------- streaming
 
@@ -224,55 +347,67 @@ class Hub:
         *,
         end_with_run: bool = False,
         tag: str = "",
-    ) -> AsyncIterator[list[event_pb2.Event] | common_pb2.Heartbeat]:
+    ) -> AsyncIterator[Batch | common_pb2.Heartbeat]:
         """Replay what matches `flt` after `after` (None: nothing), then go on
         live; yields batches of events (each one stream message) and heartbeats."""
-        subscriber = Subscriber(flt, self.queue_size, tag)
-        self.subscribers.add(subscriber)  # before the replay: nothing published from now on is missed
+        subscriber = self._subscribe(flt, tag)  # before the replay: nothing published from now on is missed
+        topic = subscriber.topic
         last_global = (after.global_sequence or 0) if after else 0
         last_sequence = (after.sequence or 0) if after else 0
 
-        def unseen(events: list[event_pb2.Event]) -> list[event_pb2.Event]:
+        def unseen(batch: Batch) -> Batch | None:
             """Drop what was sent already (the seam), and stop after the run's end."""
             nonlocal last_global, last_sequence
-            fresh = []
-            for event in events:
-                if event.global_sequence <= last_global or (flt.run and event.sequence <= last_sequence):
-                    continue
-                last_global, last_sequence = event.global_sequence, event.sequence
-                fresh.append(event)
-                if end_with_run and event.type == event_pb2.EVENT_TYPE_RUN_FINISHED:
-                    break
-            return fresh
+            events = batch.events
+            first, final = events[0], events[-1]
+            if not (first.global_sequence > last_global and (not flt.run or first.sequence > last_sequence)):
+                events = [
+                    e for e in events if e.global_sequence > last_global and (not flt.run or e.sequence > last_sequence)
+                ]
+                if not events:
+                    return None
+                final = events[-1]
+            if end_with_run:
+                ends = [i for i, e in enumerate(events) if e.type == event_pb2.EVENT_TYPE_RUN_FINISHED]
+                if ends:
+                    events, final = events[: ends[0] + 1], events[ends[0]]
+            last_global, last_sequence = final.global_sequence, final.sequence
+            return batch if events is batch.events else Batch(events)
 
-        def finished(batch: list[event_pb2.Event]) -> bool:
-            return end_with_run and bool(batch) and batch[-1].type == event_pb2.EVENT_TYPE_RUN_FINISHED
+        def finished(batch: Batch) -> bool:
+            return end_with_run and batch.events[-1].type == event_pb2.EVENT_TYPE_RUN_FINISHED
+
+        def check() -> None:
+            """Raise why the stream ends, if it does (its topic no longer keeps its events)."""
+            if subscriber.closed_reason is not None:
+                raise subscriber.closed_reason
+            if subscriber.overflowed:
+                where = f"after_sequence={last_sequence}" if flt.run else f"after_global_sequence={last_global}"
+                raise errors.ResourceExhausted(
+                    f"this stream fell more than {self.queue_size} events behind and was ended: resume with {where}"
+                )
 
         try:
             if after is not None:
                 async for page in self._replay(flt, after):
-                    if batch := unseen(page):
+                    if batch := unseen(Batch(page)):
                         yield batch
                         if finished(batch):
                             return
             while True:
                 await subscriber.wake.wait()
                 subscriber.wake.clear()
-                if subscriber.closed_reason is not None:
-                    raise subscriber.closed_reason
-                if subscriber.overflowed:
-                    where = f"after_sequence={last_sequence}" if flt.run else f"after_global_sequence={last_global}"
-                    raise errors.ResourceExhausted(
-                        f"this stream fell more than {self.queue_size} events behind and was ended: resume with {where}"
-                    )
+                check()
                 sent = False
-                if subscriber.pending:
-                    await self._pace(subscriber)
-                while subscriber.pending:
-                    if batch := unseen(subscriber.take(MESSAGE_EVENTS)):
-                        yield batch
+                end = topic.end  # what came later waits for the next wave: the budget holds
+                while subscriber.position < end:
+                    check()
+                    batch = topic.batch(subscriber.position, end)
+                    subscriber.position += len(batch.events)
+                    if fresh := unseen(batch):
+                        yield fresh
                         sent = True
-                        if finished(batch):
+                        if finished(fresh):
                             return
                 if subscriber.heartbeat_due and not sent:
                     yield common_pb2.Heartbeat(last_sequence=last_sequence if flt.run else last_global)
@@ -281,19 +416,7 @@ class Hub:
                 if sent:
                     subscriber.last_sent = time.monotonic()
         finally:
-            self.subscribers.discard(subscriber)
-
-    async def _pace(self, subscriber: Subscriber) -> None:
-        """Share the message budget among the streams: a stream sends at most one
-        message per its share of a second. A gRPC message costs the event loop
-        tens of microseconds whatever it holds; without a budget, a thousand
-        streams sending one event each would saturate the loop, and every
-        Publish would wait behind them. With it, the events that arrive within a
-        share go out together; a stream that was quiet longer sends at once."""
-        share = len(self.subscribers) / self.messages_per_second
-        wait = subscriber.last_sent + share - time.monotonic()
-        if wait >= 0.002:  # below that, a timer costs more than it saves
-            await asyncio.sleep(wait)
+            self._drop(subscriber)
 
     async def _beat_forever(self) -> None:
         """Wake the streams that sent nothing for a heartbeat period: one timer
@@ -335,7 +458,7 @@ class Hub:
 
     def close_matching(self, predicate: Callable[[Subscriber], bool], reason: errors.AutoMLError) -> None:
         for subscriber in [s for s in self.subscribers if predicate(s)]:
-            self.subscribers.discard(subscriber)
+            self._drop(subscriber)
             subscriber.close(reason)
 
 

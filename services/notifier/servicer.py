@@ -13,7 +13,7 @@ from automl.common.errors import InvalidArgument
 from automl.common.settings import Settings
 from automl.v1 import common_pb2, event_pb2, notifier_service_pb2_grpc
 from automl.v1 import notifier_service_pb2 as pb
-from services.notifier.hub import Filter, Hub, Position
+from services.notifier.hub import Batch, Filter, Hub, Position
 from services.notifier.subscriptions import Subscriptions
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServicer):
             if isinstance(item, common_pb2.Heartbeat):
                 yield pb.StreamEventsResponse(heartbeat=item)
             else:
-                yield pb.StreamEventsResponse(batch=event_pb2.EventBatch(events=item))
+                yield _message(pb.StreamEventsResponse, item)
 
     async def CreateSubscription(self, request: event_pb2.CreateSubscriptionRequest, ctx: Any) -> Any:
         return await self.subscriptions.create(tenant(), request.subscription)
@@ -87,4 +87,12 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServicer):
             if isinstance(item, common_pb2.Heartbeat):
                 yield event_pb2.SubscribeResponse(heartbeat=item)
             else:
-                yield event_pb2.SubscribeResponse(batch=event_pb2.EventBatch(events=item))
+                yield _message(event_pb2.SubscribeResponse, item)
+
+
+def _message(kind: type, batch: Batch) -> Any:
+    """The stream message of `batch`, built once for all the streams that send it."""
+    message = batch.messages.get(kind)
+    if message is None:
+        message = batch.messages[kind] = kind(batch=event_pb2.EventBatch(events=batch.events))
+    return message
