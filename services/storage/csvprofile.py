@@ -17,6 +17,7 @@ spreadsheet: the header is row 1, a quoted multi-line field is one row.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import re
@@ -28,8 +29,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
+
+    from services.storage import sketch
 else:  # bound by _load() on first use: the storage process starts without them
-    np = pa = pc = pacsv = None
+    np = pa = pc = pacsv = sketch = None
 
 DEFAULT_NA_VALUES: tuple[str, ...] = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 EXACT_DISTINCT = 10_000
@@ -101,14 +104,16 @@ def check_format(fmt: CsvFormat) -> None:
 def _load() -> None:
     """Import numpy and pyarrow (about 60 MB of memory) when a CSV is first read,
     not when the storage process starts."""
-    global np, pa, pc, pacsv
+    global np, pa, pc, pacsv, sketch
     if pacsv is None:
         import numpy
         import pyarrow
         import pyarrow.compute
         import pyarrow.csv
 
-        np, pa, pc = numpy, pyarrow, pyarrow.compute
+        from services.storage import sketch as distinct_sketch
+
+        np, pa, pc, sketch = numpy, pyarrow, pyarrow.compute, distinct_sketch
         pacsv = pyarrow.csv
 
 
@@ -166,7 +171,7 @@ class _Scanner(io.RawIOBase):
         """Bytes read ahead (the header) that the CSV reader must see again."""
         self.pushed_back = data + self.pushed_back
 
-    def _line_at(self, chunk: bytes, position: int) -> int:
+    def _line_at(self, chunk: bytes, position: int) -> int:  # on errors only: bytes.count is slow
         return self.lines + chunk.count(b"\n", 0, position) + 1
 
     def _check(self, chunk: bytes) -> None:
@@ -175,7 +180,10 @@ class _Scanner(io.RawIOBase):
             line = self._line_at(chunk, nul)
             raise CsvFormatError(f"line {line} holds a NUL byte: the file looks binary, not CSV text", line)
         try:
-            self.decoder.decode(chunk)
+            # ASCII is valid UTF-8: skip building a str of the chunk, the
+            # costliest check (unless a character is split across chunks).
+            if not (self.utf8 and chunk.isascii() and not self.decoder.getstate()[0]):
+                self.decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             pending = len(self.decoder.getstate()[0])
             position = max(0, exc.start - pending)
@@ -199,7 +207,7 @@ class _Scanner(io.RawIOBase):
         if self.since_newline > self.max_line:
             self._check_line(self.since_newline, chunk, len(chunk))
         self.offset += len(chunk)
-        self.lines += chunk.count(b"\n")
+        self.lines += _newlines(chunk)
 
     def _check_line(self, length: int, chunk: bytes, position: int) -> None:
         if length > self.max_line:
@@ -221,6 +229,11 @@ class _Scanner(io.RawIOBase):
 
     def decoder_name(self) -> str:
         return "UTF-8" if self.utf8 else "text in the declared encoding"
+
+
+def _newlines(chunk: bytes) -> int:
+    """The newlines in `chunk`: numpy's vector compare is ~10x faster than bytes.count."""
+    return int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == 10))
 
 
 def _read_header(scanner: _Scanner, fmt: CsvFormat) -> list[str]:
@@ -266,58 +279,14 @@ def _check_header(names: list[str]) -> None:
 # ----------------------------------------------------------------- statistics
 
 
-class _Hll:
-    """HyperLogLog over 64-bit hashes (p = 14: about 1 % standard error)."""
-
-    P = 14
-    M = 1 << P
-
-    def __init__(self) -> None:
-        self.registers = np.zeros(self.M, dtype=np.uint8)
-
-    def add(self, hashes: np.ndarray) -> None:
-        index = (hashes >> np.uint64(64 - self.P)).astype(np.intp)
-        rest = (hashes << np.uint64(self.P)) | np.uint64(1 << (self.P - 1))  # never zero
-        _, exponent = np.frexp(rest.astype(np.float64))  # bit length of rest
-        rank = (65 - exponent).astype(np.uint8)
-        # Only ranks above their register change anything: once the registers
-        # fill up that is a small fraction, and ufunc.at is slow per element.
-        better = rank > self.registers[index]
-        np.maximum.at(self.registers, index[better], rank[better])
-
-    def estimate(self) -> int:
-        m = self.M
-        raw = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-self.registers.astype(np.float64)))
-        zeros = int(np.count_nonzero(self.registers == 0))
-        if raw <= 2.5 * m and zeros:
-            return round(m * np.log(m / zeros))  # linear counting for small sets
-        return round(raw)
-
-
-def _mix(bits: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: spreads any 64-bit keys over all 64 bits."""
-    z = bits ^ (bits >> np.uint64(30))
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return z
-
-
-def _hashes(values: pa.Array) -> np.ndarray:
-    """64-bit hashes of text values (Python's string hash: stable within the process)."""
-    keys = pc.unique(values).to_pylist()  # each value once: fewer Python objects
-    return _mix(np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)).view(np.uint64))
-
-
-def _number_hashes(numbers: pa.Array) -> np.ndarray:
-    """64-bit hashes of numbers (by value: 1, 1.0 and -0.0 + 0 hash alike)."""
-    floats = np.asarray(numbers.to_numpy(zero_copy_only=False), dtype=np.float64) + 0.0
-    return _mix(floats.view(np.uint64))
-
-
 class _Column:
-    """Running statistics of one column."""
+    """Running statistics of one column.
+
+    A column is numeric while every value so far casts to a number: its values
+    are then counted as numbers (by value, in numpy: no text hash table). At the
+    first value that is not a number it turns text for good, and the numbers seen
+    before join its text counts. Text values are counted exactly (Arrow value
+    counts per batch, merged) up to EXACT_DISTINCT values, then estimated."""
 
     def __init__(self, name: str, index: int) -> None:
         self.name = name
@@ -329,44 +298,78 @@ class _Column:
         self.low = float("inf")
         self.high = float("-inf")
         self.total = 0.0
-        self.exact = True  # distinct values counted exactly (as Arrow value counts) so far
+        self.numbers: sketch.Distinct | None = sketch.Distinct(EXACT_DISTINCT, counting=True)
+        self.exact = True  # text values counted exactly (as Arrow value counts) so far
         self.counts: list[pa.StructArray] = []  # per-batch value counts, merged when they pile up
         self.pending = 0
         self.top: list[str] = []  # most frequent values when the exact phase ended
-        self.hll: _Hll | None = None
+        self.text_sketch: sketch.Distinct | None = None
+        self.by_value = False  # once numeric: text that reads as a number is counted by value
         self.sample: list[str] = []
 
     def add(self, column: pa.Array) -> None:
-        self.missing += column.null_count
-        values = column.drop_null()
-        if len(values) == 0:
+        nulls = column.null_count
+        self.missing += nulls
+        if nulls == len(column):
             return
-        self.present += len(values)
+        self.present += len(column) - nulls
         if len(self.sample) < 1000:
-            self.sample += values.slice(0, 1000 - len(self.sample)).to_pylist()
-        numbers = self._add_numbers(values) if self.numeric else None
-        self._add_distinct(values, numbers)
+            self.sample += column.drop_null().slice(0, 1000 - len(self.sample)).to_pylist()
+        if self.numeric:
+            numbers = self._cast(column)
+            if numbers is not None:
+                self._add_numbers(numbers)
+                return
+            self._turn_text()
+        self._add_text(column.drop_null() if nulls else column)
 
-    def _add_numbers(self, values: pa.Array) -> pa.Array | None:
-        numbers = None
-        if self.integral:  # an int64 cast fails fast on the first non-integer
+    def _cast(self, values: pa.Array) -> np.ndarray | None:
+        """The values as float64 (nulls left out), or None when one is not a number."""
+        typed = None
+        if self.integral:  # an int64 cast fails on the first non-integer (once per column)
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                typed = pc.cast(values, pa.int64())
+        if typed is None:
             try:
-                numbers = pc.cast(pc.cast(values, pa.int64()), pa.float64())
+                typed = pc.cast(values, pa.float64())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                self.integral = False
-        if numbers is None:
-            try:
-                numbers = pc.cast(values, pa.float64())
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                self.numeric = False
-                return None
-        low, high = pc.min_max(numbers).values()
-        self.low = min(self.low, low.as_py())
-        self.high = max(self.high, high.as_py())
-        self.total += pc.sum(numbers).as_py()
-        return numbers
+                return None  # text: `integral` still describes the numbers before
+            self.integral = False
+        if typed.null_count:
+            typed = typed.drop_null()
+        return np.asarray(typed.to_numpy(zero_copy_only=False), dtype=np.float64)
 
-    def _add_distinct(self, values: pa.Array, numbers: pa.Array | None) -> None:
+    def _add_numbers(self, numbers: np.ndarray) -> None:
+        low, high = numbers.min(), numbers.max()
+        if np.isnan(low) or np.isnan(high):  # as Arrow's min_max: NaN only when nothing else
+            low, high = np.nanmin(numbers), np.nanmax(numbers)
+        self.low = min(self.low, float(low))
+        self.high = max(self.high, float(high))
+        self.total += float(numbers.sum())
+        assert self.numbers is not None
+        self.numbers.add(sketch.number_hashes(numbers))
+
+    def _turn_text(self) -> None:
+        """A value that is not a number: the column is text from now on. The numbers
+        seen so far join its counts, written as numbers are (1, 2.5)."""
+        self.numeric = False
+        self.by_value = True
+        numbers, self.numbers = self.numbers, None
+        assert numbers is not None
+        if not numbers.exact:  # over EXACT_DISTINCT numbers: an estimate from here on
+            self.exact = False
+            self.text_sketch = numbers  # by value, as the text that reads as a number
+            return
+        hashes, counts = numbers.counts()
+        if len(hashes):
+            values = sketch.unmix(hashes).view(np.float64).tolist()
+            texts = [str(int(v)) if self.integral and v.is_integer() else repr(v) for v in values]
+            self.counts = [
+                pa.StructArray.from_arrays([pa.array(texts, pa.string()), pa.array(counts)], ["values", "counts"])
+            ]
+            self.pending = len(texts)
+
+    def _add_text(self, values: pa.Array) -> None:
         if self.exact:
             counts = pc.value_counts(values)  # all in Arrow: no Python object per value
             self.counts.append(counts)
@@ -374,15 +377,24 @@ class _Column:
             if self.pending > 4 * EXACT_DISTINCT or len(self.counts) >= 64:  # bounded whatever the file size
                 self._merge()
             return
-        assert self.hll is not None
-        if numbers is not None:  # hash the numbers themselves: no Python objects
-            self.hll.add(_number_hashes(numbers))
-        else:
-            self.hll.add(_hashes(values))
+        assert self.text_sketch is not None
+        self.text_sketch.add(self._hashes(pc.unique(values).to_pylist()))  # each value once
+
+    def _hashes(self, keys: list[str]) -> np.ndarray:
+        if not self.by_value:
+            return sketch.text_hashes(keys)
+        numbers: list[float] = []
+        texts: list[str] = []
+        for key in keys:
+            try:
+                numbers.append(float(key))
+            except ValueError:
+                texts.append(key)
+        return np.concatenate([sketch.number_hashes(np.array(numbers, dtype=np.float64)), sketch.text_hashes(texts)])
 
     def _merge(self) -> pa.Table:
         """Fold the per-batch counts into one table; past EXACT_DISTINCT values,
-        switch to the HyperLogLog estimate."""
+        switch to the estimate."""
         # Sum the counts per value: dictionary_encode + bincount rather than
         # Table.group_by, whose engine (pyarrow.acero) costs 40 MB to load.
         encoded = pc.dictionary_encode(pa.concat_arrays([c.field("values") for c in self.counts]))
@@ -398,39 +410,37 @@ class _Column:
         self.pending = table.num_rows
         if table.num_rows > EXACT_DISTINCT:
             self.top = _top(table)
-            self.hll = _Hll()
-            values = table.column("value").combine_chunks()
-            if self.numeric:  # the same hash domain as the batches to come
-                self.hll.add(_number_hashes(pc.cast(values, pa.float64())))
-            else:
-                self.hll.add(_hashes(values))
+            self.text_sketch = sketch.Distinct(EXACT_DISTINCT)
+            self.text_sketch.add(self._hashes(table.column("value").to_pylist()))
             self.exact = False
             self.counts = []
         return table
 
-    def _distinct(self) -> tuple[int, list[str], set[str]]:
-        """Distinct count, top values and (when few) the values themselves."""
+    def _distinct(self) -> tuple[int, bool, list[str], set[str]]:
+        """Distinct count, whether exact, top values and (when few) the values themselves."""
+        if self.numbers is not None:
+            return self.numbers.count(), self.numbers.exact, [], set()
         if not self.exact:
-            assert self.hll is not None
-            return self.hll.estimate(), self.top, set()
+            assert self.text_sketch is not None
+            return self.text_sketch.count(), False, self.top, set()
         if not self.counts:
-            return 0, [], set()
+            return 0, True, [], set()
         table = self._merge()
         if not self.exact:
             return self._distinct()
         few = set(table.column("value").to_pylist()) if table.num_rows <= 2 else set()
-        return table.num_rows, _top(table), few
+        return table.num_rows, True, _top(table), few
 
     def profile(self, rows: int) -> ColumnProfile:
-        distinct, top, few = self._distinct()
-        kind = self._type(rows, distinct, few)
+        distinct, exact, top, few = self._distinct()
+        kind = self._type(rows, distinct, exact, few)
         result = ColumnProfile(
             name=self.name,
             index=self.index,
             inferred_type=kind,
             missing_count=self.missing,
             distinct_count=distinct,
-            distinct_is_estimate=not self.exact,
+            distinct_is_estimate=not exact,
         )
         if self.numeric and self.present and kind in ("numeric", "identifier"):
             result.min, result.max, result.mean = self.low, self.high, self.total / self.present
@@ -438,7 +448,7 @@ class _Column:
             result.top_values = top
         return result
 
-    def _type(self, rows: int, distinct: int, few: set[str]) -> str:
+    def _type(self, rows: int, distinct: int, exact: bool, few: set[str]) -> str:
         """Rules, in order:
         - unspecified: no value at all;
         - numeric: every value is a number; 0/1 columns stay numeric. An integer
@@ -450,7 +460,7 @@ class _Column:
         - categorical: the rest."""
         if self.present == 0:
             return "unspecified"
-        all_distinct = self.exact and distinct == self.present == rows and rows >= 20
+        all_distinct = exact and distinct == self.present == rows and rows >= 20
         if self.numeric:
             sequential = self.integral and self.high - self.low + 1 == rows
             return "identifier" if all_distinct and sequential else "numeric"
@@ -459,7 +469,7 @@ class _Column:
         if self.sample and all(_DATE.match(v.strip()) for v in self.sample):
             return "datetime"
         spaces = sum(v.strip().count(" ") for v in self.sample) / max(1, len(self.sample))
-        if (all_distinct or (not self.exact and distinct >= 0.95 * self.present)) and spaces < 0.5:
+        if (all_distinct or (not exact and distinct >= 0.95 * self.present)) and spaces < 0.5:
             return "identifier"
         if distinct > 0.5 * self.present and spaces >= 1:
             return "text"
@@ -489,6 +499,7 @@ def _open(scanner: _Scanner, fmt: CsvFormat, columns: int, skip: int) -> pacsv.C
         ),
         convert_options=pacsv.ConvertOptions(
             column_types={f"f{i}": pa.string() for i in range(columns)},
+            check_utf8=False,  # the scanner decoded every byte already (pyarrow transcodes other encodings)
             null_values=list(fmt.na_values),
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,

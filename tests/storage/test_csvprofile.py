@@ -122,3 +122,29 @@ def test_preview_reads_only_what_it_needs():
     names, rows = read_preview(source, CsvFormat(), 3)
     assert names == ["a", "b"] and rows == [[1, "x"], [1, "x"], [1, "x"]]
     assert source.at < 4 << 20
+
+
+def test_a_numeric_column_that_turns_text_after_the_first_block():
+    n = 200_000  # about 2.4 MB: the text comes many parse blocks after the first
+    lines = ["small,wide,later_float"]
+    for i in range(n):
+        lines.append(f"{'' if i % 10 == 0 else i % 7},{i},{i % 5}")
+    lines += ["seven,x,2.5", "NA,y,"]
+    cols = columns(("\n".join(lines) + "\n").encode())
+    small, wide, later_float = cols["small"], cols["wide"], cols["later_float"]
+    assert small.inferred_type == "categorical"
+    assert small.missing_count == n // 10 + 1
+    assert (small.distinct_count, small.distinct_is_estimate) == (8, False)  # 0..6 and "seven"
+    assert set(small.top_values) <= {str(d) for d in range(7)} and len(small.top_values) == 5
+    assert small.min is None and small.mean is None
+    assert wide.inferred_type == "identifier" and wide.missing_count == 0
+    assert wide.distinct_is_estimate and abs(wide.distinct_count - (n + 2)) / n < 0.03
+    assert later_float.inferred_type == "numeric" and later_float.missing_count == 1
+    assert (later_float.min, later_float.max) == (0.0, 4.0)
+    assert later_float.mean == pytest.approx((2 * n + 2.5) / (n + 1))
+    assert (later_float.distinct_count, later_float.distinct_is_estimate) == (6, False)
+
+
+def test_numbers_are_distinct_by_value():
+    col = columns(b"v\n1\n1.0\n01\n-0\n0\n2.50\n2.5\n")["v"]
+    assert (col.inferred_type, col.distinct_count, col.distinct_is_estimate) == ("numeric", 3, False)
