@@ -8,12 +8,14 @@ only then hands the events on.
 Fan-out goes through topics: one per distinct filter, holding the recent
 events that match it. An event is matched once per topic, not once per
 subscriber, and each subscriber keeps only its position in its topic.
-Subscribers are woken together in waves, at most one wave per share of the
-message budget: the events that arrive between two waves go out in one
-message per stream, and the streams at the same position send the same
-batch, built once. Under load, the cost per message (which dominates a gRPC
-server's fan-out) is shared by many events; when quiet, a wave starts as soon
-as an event arrives.
+Streams send at most one message per period (their share of the message
+budget), with the events that came meanwhile: under load, the cost per
+message (which dominates a gRPC server's fan-out) is shared by many events.
+The subscribers are spread over TURNS turns that take their go one after the
+other, so the messages are spread over the period rather than sent in one
+burst that every event published meanwhile would wait behind; streams of a
+turn at the same position send the same batch, built once. When quiet, an
+event goes out as soon as it arrives.
 
 A stream registers its subscriber *before* it replays history from the log,
 and drops live events it already replayed (by position): no gap and no
@@ -84,6 +86,35 @@ class Batch:
     messages: dict[type, Any] = field(default_factory=dict)
 
 
+class Wake:
+    """What asyncio.Event does for one waiter, without its per-call loop
+    lookup (a getpid() system call in Python 3.11): thousands of streams wake
+    many times a second."""
+
+    __slots__ = ("_loop", "_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        if not self._set:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One open stream: its place in its topic, and why to wake up."""
@@ -92,7 +123,7 @@ class Subscriber:
     position: int  # in the topic: the next event to send
     turn: int  # which of the hub's turns wakes it
     tag: str = ""  # the subscription a token stream serves, to end it on revocation
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(default_factory=Wake)
     overflowed: bool = False
     closed_reason: errors.AutoMLError | None = None
     heartbeat_due: bool = False
@@ -112,7 +143,7 @@ class Topic:
     events: list[event_pb2.Event] = field(default_factory=list)
     first: int = 0  # the position of events[0]
     subscribers: set[Subscriber] = field(default_factory=set)
-    batches: dict[tuple[int, int], Batch] = field(default_factory=dict)  # this wave's, by (start, end)
+    batches: dict[tuple[int, int], Batch] = field(default_factory=dict)  # since the last trim, by (start, end)
 
     @property
     def end(self) -> int:
@@ -127,7 +158,7 @@ class Topic:
         return batch
 
     def trim(self) -> None:
-        """Forget what every subscriber has sent, and the last wave's batches."""
+        """Forget what every subscriber has sent, and the batches built since the last trim."""
         oldest = min((s.position for s in self.subscribers), default=self.end)
         del self.events[: oldest - self.first]
         self.first = oldest
@@ -399,7 +430,7 @@ class Hub:
                 subscriber.wake.clear()
                 check()
                 sent = False
-                end = topic.end  # what came later waits for the next wave: the budget holds
+                end = topic.end  # what came later waits for the next turn: the budget holds
                 while subscriber.position < end:
                     check()
                     batch = topic.batch(subscriber.position, end)
