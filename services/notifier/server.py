@@ -4,6 +4,7 @@ webhook dispatchers (resumed from storage at start), the servicer."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import grpc
@@ -49,6 +50,10 @@ class Notifier:
         self.hub.listeners.append(self.webhooks.notify)
         await self.hub.start()
         self.resuming = asyncio.create_task(self._resume_webhooks(), name="resume webhooks")
+        # What is loaded by now lives as long as the process: keep it out of
+        # the collector's full passes, which otherwise stopped every stream for
+        # 23-41 ms each, several times a minute, with 1,000 subscribers.
+        gc.freeze()
 
     async def _resume_webhooks(self) -> None:
         """Restart webhook deliveries; storage may still be starting: retry."""
