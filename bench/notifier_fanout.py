@@ -20,6 +20,7 @@ AUTOML_STREAM_MESSAGES_PER_SECOND in the environment is passed to the notifier.
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import multiprocessing as mp
 import os
@@ -55,7 +56,7 @@ class Outcome:
     last_receipt: float
 
 
-async def _subscribe(stub, run: str, events: int, latencies: list[float], resumes: list[int]) -> tuple[float, float]:
+async def _subscribe(stub, run: str, events: int, latencies: array.array, resumes: list[int]) -> tuple[float, float]:
     seen = 0
     first = last = 0.0
     request = pb.StreamEventsRequest(run=run)
@@ -66,7 +67,7 @@ async def _subscribe(stub, run: str, events: int, latencies: list[float], resume
                 if not message.batch.events:
                     continue  # a heartbeat
                 now = time.time_ns()
-                latencies += [(now - e.create_time.ToNanoseconds()) / 1e6 for e in message.batch.events]
+                latencies.extend((now - e.create_time.ToNanoseconds()) / 1e6 for e in message.batch.events)
                 last = now / 1e9
                 first = first or last
                 seen = message.batch.events[-1].sequence
@@ -84,7 +85,9 @@ async def _subscribe(stub, run: str, events: int, latencies: list[float], resume
 
 async def _subscribers(target: str, run: str, count: int, events: int, ready) -> Outcome:
     channels = [grpc.aio.insecure_channel(target) for _ in range(0, count, STREAMS_PER_CHANNEL)]
-    latencies: list[float] = []
+    # An array of doubles, not a list of millions of floats: the collector's full
+    # passes would walk such a list and stall this client, inflating the delays.
+    latencies = array.array("d")
     resumes: list[int] = []
     tasks = [
         asyncio.create_task(
