@@ -18,15 +18,23 @@ from services.storage.servicer import StorageServicer
 log = logging.getLogger("automl.storage")
 
 
-def make_servicer(settings: Settings) -> StorageServicer:
-    """The servicer over the configured database (migrated) and blob store (checked)."""
+def make_servicer(settings: Settings, *, migrate_in_child: bool = False) -> StorageServicer:
+    """The servicer over the configured database (migrated) and blob store (checked).
+    `migrate_in_child`: run the migrations in a child interpreter (the storage
+    process does, to keep Alembic's imports out of its memory)."""
     try:
         db.prepare(settings.database, settings.database_wait_seconds)
     except db.DatabaseUnavailable as exc:
         raise SystemExit(f"storage: {exc}") from None
     engine = db.make_engine(settings.database)
     if settings.migrate_on_start:
-        db.upgrade(engine)
+        if migrate_in_child:
+            try:
+                db.upgrade_in_child(settings.database)
+            except db.MigrationFailed as exc:
+                raise SystemExit(f"storage: {exc}") from None
+        else:
+            db.upgrade(engine)
         log.info("database schema at head", extra={"database": engine.url.render_as_string(hide_password=True)})
     blobs = open_blob_store(settings.blobs, settings)
     try:
@@ -39,7 +47,7 @@ def make_servicer(settings: Settings) -> StorageServicer:
 def build(settings: Settings, servicer: StorageServicer | None = None) -> ServiceDefinition:
     if servicer is None:  # the process: its start-up work logs in the suite's format
         logs.configure("storage", settings.log_level, settings.log_format)
-        servicer = make_servicer(settings)
+        servicer = make_servicer(settings, migrate_in_child=True)
     return ServiceDefinition(
         name="storage",
         descriptors=(storage_service_pb2.DESCRIPTOR.services_by_name["Storage"],),
