@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -191,12 +192,16 @@ def upgrade_in_child(url: str) -> None:
     that a process keeps once imported), needed only for the minute of the
     migration. The URL goes on stdin, not the command line (it may hold a
     password). Raises MigrationFailed with the child's last lines."""
+    # Same working directory (a relative sqlite path means the same file); the
+    # suite's root on the path so that the child finds this module.
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     result = subprocess.run(
         [sys.executable, "-m", "services.storage.db"],
         input=url,
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONPATH": path},
         check=False,
     )
     if result.returncode != 0:
