@@ -58,6 +58,9 @@ class ServiceDefinition:
     local_socket: str = ""
     """Also serve, without TLS, on this Unix socket path (the gateway's HTTP
     door calls its own gRPC server there)."""
+    server_options: tuple[tuple[str, int], ...] = ()
+    """gRPC channel arguments of this service's server only (e.g. storage's
+    flow control), after the common ones."""
 
     @property
     def grpc_services(self) -> tuple[str, ...]:
@@ -120,7 +123,7 @@ def make_server(definition: ServiceDefinition, settings: Settings, *, port: int 
         interceptors=[*definition.interceptors, CallInterceptor(definition.name, definition.authenticate)],
         # grpc enables SO_REUSEPORT by default: a second process on the same port
         # would then share its traffic silently instead of failing to start.
-        options=[*channel_options(settings), ("grpc.so_reuseport", 0)],
+        options=[*channel_options(settings), ("grpc.so_reuseport", 0), *definition.server_options],
     )
     definition.register(server)
     health_servicer = health.aio.HealthServicer()

@@ -21,6 +21,8 @@ import contextlib
 import csv
 import io
 import re
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -37,9 +39,16 @@ else:  # bound by _load() on first use: the storage process starts without them
 DEFAULT_NA_VALUES: tuple[str, ...] = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 EXACT_DISTINCT = 10_000
 BLOCK = 1 << 20
-# pyarrow's streaming CSV reader reads up to 32 blocks ahead of the parser (on
-# its IO thread): the block size bounds that memory (32 x 512 KiB = 16 MiB).
+# Blocks of 512 KiB: smaller ones cost more per byte (the profile's work per
+# batch), 256 KiB +5 % CPU, 128 KiB +20 %.
 PARSE_BLOCK = 1 << 19
+# pyarrow's streaming CSV reader reads up to 32 blocks ahead of the parser on
+# its IO thread (16 MiB that the upload's queues already buffer): _Readahead
+# holds it to this many blocks not yet out as batches.
+READAHEAD_BLOCKS = 4
+# If the reader ever waits this long for a block that _Readahead holds back
+# (its count of blocks per batch would be off), one more block goes through.
+READAHEAD_STALL_SECONDS = 0.05
 BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "t", "f", "y", "n"})
 _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -120,6 +129,55 @@ def _load() -> None:
 # ----------------------------------------------------------------- byte layer
 
 
+class _Readahead:
+    """Bounds how many blocks pyarrow's CSV reader holds before it makes them
+    batches. Its IO thread calls `before_read()` for each block; the profile
+    marks the time it waits for a batch (`waiting()`) and each batch it takes
+    (`took()`). pyarrow makes one batch of each block it reads (a row may span
+    two blocks, never more), so the reader never needs a block that is held back;
+    should that count ever be off, the reader waiting READAHEAD_STALL_SECONDS
+    lets one more block through rather than deadlocking."""
+
+    def __init__(self, blocks: int) -> None:
+        self.blocks = blocks
+        self.changed = threading.Condition()
+        self.ahead = 0  # blocks read and not yet taken as a batch
+        self.consumer_waiting = False
+        self.closed = False
+
+    def before_read(self) -> bool:
+        """Block the IO thread while the reader holds enough; False once closed."""
+        with self.changed:
+            while self.ahead >= self.blocks and not self.closed:
+                waited = self.changed.wait(READAHEAD_STALL_SECONDS if self.consumer_waiting else None)
+                if not waited and self.consumer_waiting:
+                    break
+            self.ahead += 1
+            return not self.closed
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        with self.changed:
+            self.consumer_waiting = True
+            self.changed.notify_all()
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.consumer_waiting = False
+
+    def took(self) -> None:
+        with self.changed:
+            self.ahead = max(0, self.ahead - 1)
+            self.changed.notify_all()
+
+    def close(self) -> None:
+        """The profile ended (done or failed): release the IO thread for good."""
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+
 class _Scanner(io.RawIOBase):
     """Passes the bytes of `source` through, checking each chunk as it goes."""
 
@@ -133,6 +191,7 @@ class _Scanner(io.RawIOBase):
         self.pushed_back = b""
         self.first = True
         self.utf8 = codecs.lookup(encoding).name == "utf-8"
+        self.readahead: _Readahead | None = None  # set once the CSV reader reads
 
     def readable(self) -> bool:
         return True
@@ -143,6 +202,8 @@ class _Scanner(io.RawIOBase):
         return len(data)
 
     def read(self, size: int = -1) -> bytes:
+        if self.readahead is not None and not self.readahead.before_read():
+            return b""  # the profile stopped: end the reader's IO thread
         if self.pushed_back:
             size = len(self.pushed_back) if size < 0 else size
             out, self.pushed_back = self.pushed_back[:size], self.pushed_back[size:]
@@ -507,12 +568,18 @@ def _open(scanner: _Scanner, fmt: CsvFormat, columns: int, skip: int) -> pacsv.C
     )
 
 
-def _batches(scanner: _Scanner, fmt: CsvFormat, columns: int) -> tuple[list[str], object]:
+def _batches(
+    scanner: _Scanner, fmt: CsvFormat, columns: int, readahead: _Readahead | None = None
+) -> tuple[list[str], pacsv.CSVStreamingReader]:
     header = _read_header(scanner, fmt)
     if fmt.has_header:
         _check_header(header)
     names = header if fmt.has_header else [f"column_{i}" for i in range(len(header))]
-    return names, _open(scanner, fmt, len(header), 1 if fmt.has_header else 0)
+    scanner.readahead = readahead  # from here on, every read is a block of the CSV reader
+    if readahead is None:
+        return names, _open(scanner, fmt, len(header), 1 if fmt.has_header else 0)
+    with readahead.waiting():  # opening parses the first block
+        return names, _open(scanner, fmt, len(header), 1 if fmt.has_header else 0)
 
 
 def _reader_error(exc: pa.ArrowInvalid, fmt: CsvFormat, lines: int) -> CsvFormatError:
@@ -540,17 +607,26 @@ def profile_csv(source: BinaryIO, fmt: CsvFormat, *, max_line_bytes: int = 8 * 1
     check_format(fmt)
     _load()
     scanner = _Scanner(source, fmt.encoding, max_line_bytes)
+    readahead = _Readahead(READAHEAD_BLOCKS)
     names: list[str] = []
     rows = 0
     try:
-        names, reader = _batches(scanner, fmt, 0)
+        names, reader = _batches(scanner, fmt, 0, readahead)
         columns = [_Column(name, i) for i, name in enumerate(names)]
-        for batch in reader:  # type: ignore[attr-defined]
+        while True:
+            with readahead.waiting():
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+            readahead.took()
             rows += batch.num_rows
             for column, values in zip(columns, batch.columns, strict=True):
                 column.add(values)
     except pa.ArrowInvalid as exc:
         raise _reader_error(exc, fmt, scanner.lines) from None
+    finally:
+        readahead.close()
     if rows == 0:
         raise CsvFormatError("the file has a header but no data rows" if fmt.has_header else "the file has no rows")
     return CsvProfile(rows, [column.profile(rows) for column in columns])
@@ -586,7 +662,7 @@ def _parse_prefix(data: bytes, fmt: CsvFormat) -> tuple[list[str], pa.Table]:
     scanner = _Scanner(io.BytesIO(data), fmt.encoding, 8 * 1024 * 1024)
     try:
         names, reader = _batches(scanner, fmt, 0)
-        return names, reader.read_all()  # type: ignore[attr-defined]
+        return names, reader.read_all()
     except pa.ArrowInvalid as exc:
         raise _reader_error(exc, fmt, scanner.lines) from None
 

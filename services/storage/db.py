@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import URL, Engine, NullPool, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger("automl.storage.db")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -164,6 +168,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config  # only where migrations run: see upgrade_in_child
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -172,16 +178,55 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema of `engine`'s database to the newest migration."""
+    from alembic import command
+
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
 
+def upgrade_in_child(url: str) -> None:
+    """`upgrade` the database at `url` in a child interpreter, for the storage
+    process: Alembic brings Mako, Pygments and the DDL of every dialect (13 MB
+    that a process keeps once imported), needed only for the minute of the
+    migration. The URL goes on stdin, not the command line (it may hold a
+    password). Raises MigrationFailed with the child's last lines."""
+    # Same working directory (a relative sqlite path means the same file); the
+    # suite's root on the path so that the child finds this module.
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.storage.db"],
+        input=url,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise MigrationFailed(f"schema migration failed (exit {result.returncode}):\n{tail}")
+
+
+class MigrationFailed(Exception):
+    """The child that ran the migrations failed; the message holds its last lines."""
+
+
 def render_sql(url: str) -> str:
     """The migrations as the SQL script they run on `url`'s dialect (offline; no connection)."""
+    from alembic import command
+
     config = alembic_config(url)
     buffer = io.StringIO()
     config.output_buffer = buffer
     command.upgrade(config, "head", sql=True)
     return buffer.getvalue()
+
+
+if __name__ == "__main__":  # upgrade_in_child's child: the URL on stdin
+    _engine = make_engine(sys.stdin.read())
+    try:
+        upgrade(_engine)
+    finally:
+        _engine.dispose()

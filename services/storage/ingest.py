@@ -76,7 +76,9 @@ class _QueueSource:
         self.ended = False
 
     def read(self, size: int = -1) -> bytes:
-        parts = [self.pending]
+        # Without an empty `pending` in it, a read served by one chunk joins a
+        # one-element list: the chunk itself, no 1 MiB copy.
+        parts = [self.pending] if self.pending else []
         have = len(self.pending)
         while not self.ended and (size < 0 or have < size):
             item = self.q.get()

@@ -17,14 +17,16 @@ from services.storage.blobs import FileBlobStore, open_blob_store
 def store(request, tmp_path):
     if request.param == "file":
         return open_blob_store(f"file://{tmp_path / 'blobs'}", Settings())
-    server = request.getfixturevalue("s3_server")
-    bucket = request.getfixturevalue("s3_bucket")
+    return s3_store(request.getfixturevalue("s3_server"), request.getfixturevalue("s3_bucket"))
+
+
+def s3_store(server, bucket: str, secret_key: str = ""):
     settings = Settings.from_env(
         {
             "AUTOML_BLOB_URL": f"s3://{bucket}",
             "AUTOML_S3_ENDPOINT": server.endpoint,
             "AUTOML_S3_ACCESS_KEY": server.access_key,
-            "AUTOML_S3_SECRET_KEY": server.secret_key,
+            "AUTOML_S3_SECRET_KEY": secret_key or server.secret_key,
         }
     )
     return open_blob_store(settings.blob_url, settings)
@@ -110,3 +112,35 @@ def test_s3_bucket_is_created_when_missing(s3_server):
         for item in client.list_objects(name, recursive=True):
             client.remove_object(name, item.object_name)
         client.remove_bucket(name)
+
+
+def test_s3_multipart_upload_is_streamed_part_by_part_and_aborted_cleanly(s3_server, s3_bucket):
+    """Parts go out while later bytes still arrive (at most one part waits in
+    memory beside the one being sent); abort() removes the multipart upload."""
+    store = s3_store(s3_server, s3_bucket)
+    store.check()
+    writer = store.writer("streamed")
+    chunk = os.urandom(1 << 20)
+    for _ in range(16):
+        writer.write(chunk)
+        assert writer.gathered_size < store.PART_SIZE + len(chunk)
+    assert writer.part_number >= 3 and writer.upload_id
+    upload_id = writer.upload_id
+    writer.abort()
+    assert not store.exists("streamed")
+    uploads = store.client._list_multipart_uploads(store.bucket, prefix=store._key("streamed"))
+    assert upload_id not in {u.upload_id for u in uploads.uploads}
+
+
+def test_s3_upload_failure_is_unavailable_and_leaves_nothing(s3_server, s3_bucket):
+    s3_store(s3_server, s3_bucket).check()  # the bucket exists; the writer's keys are wrong
+    writer = s3_store(s3_server, s3_bucket, secret_key="wrong").writer("refused")
+    with pytest.raises(errors.Unavailable, match="S3 upload failed"):
+        for _ in range(8):  # more than a part: the multipart upload is refused
+            writer.write(os.urandom(1 << 20))
+    writer.abort()
+    small = s3_store(s3_server, s3_bucket, secret_key="wrong").writer("refused-small")
+    small.write(b"x" * 1000)
+    with pytest.raises(errors.Unavailable, match="S3 upload failed"):
+        small.commit()
+    assert not s3_store(s3_server, s3_bucket).exists("refused-small")

@@ -148,3 +148,43 @@ def test_a_numeric_column_that_turns_text_after_the_first_block():
 def test_numbers_are_distinct_by_value():
     col = columns(b"v\n1\n1.0\n01\n-0\n0\n2.50\n2.5\n")["v"]
     assert (col.inferred_type, col.distinct_count, col.distinct_is_estimate) == ("numeric", 3, False)
+
+
+def test_the_csv_reader_reads_a_bounded_number_of_blocks_ahead(monkeypatch):
+    """pyarrow's reader would read 32 blocks ahead of the profile (16 MiB);
+    it is held to READAHEAD_BLOCKS, and a row that straddles blocks still reads."""
+    from services.storage import csvprofile
+
+    ahead: list[int] = []
+    taken = 0
+
+    class Watched(Trickle):
+        def read(self, size: int = -1) -> bytes:
+            ahead.append(self.at // csvprofile.PARSE_BLOCK - taken)
+            return super().read(size)
+
+    original = csvprofile._Readahead.took
+
+    def took(self) -> None:
+        nonlocal taken
+        taken += 1
+        original(self)
+
+    monkeypatch.setattr(csvprofile._Readahead, "took", took)
+    quoted = '"first line\nsecond line"'
+    data = ("a,b\n" + "".join(f"{i},{quoted if i % 1000 == 0 else 'x'}\n" for i in range(1_000_000))).encode()
+    result = profile_csv(Watched(data, 1 << 20), CsvFormat())
+    assert result.row_count == 1_000_000
+    assert len(data) > 16 * csvprofile.PARSE_BLOCK  # unbounded, the reader gets 15 ahead here
+    assert max(ahead) <= csvprofile.READAHEAD_BLOCKS + 1  # (+1: the header is read first)
+
+
+def test_readahead_lets_a_block_through_when_its_count_is_off():
+    from services.storage.csvprofile import _Readahead
+
+    readahead = _Readahead(1)
+    assert readahead.before_read()
+    with readahead.waiting():  # the reader waits for a block, but the count says it holds one
+        assert readahead.before_read()  # released after the stall delay, not blocked for good
+    readahead.close()
+    assert not readahead.before_read()

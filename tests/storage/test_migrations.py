@@ -4,6 +4,10 @@ its rows, and every migration steps back down."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -57,3 +61,22 @@ def test_upgrade_keeps_rows_and_every_migration_steps_down(engine):
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     migrate(engine, "head")
     assert "key_prefix" in {c["name"] for c in inspect(engine).get_columns("api_keys")}
+
+
+def test_the_process_migrates_in_a_child_without_loading_alembic(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'child.db'}"
+    db.upgrade_in_child(url)
+    engine = db.make_engine(url)
+    try:
+        assert "datasets" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    monkeypatch.chdir(tmp_path)  # a relative sqlite path is the parent's, not the child's
+    db.upgrade_in_child("sqlite:///relative.db")
+    assert (tmp_path / "relative.db").exists()
+    with pytest.raises(db.MigrationFailed, match="schema migration failed"):
+        db.upgrade_in_child("nosuchdialect://x")
+    # the serving process imports db without Alembic (13 MB it would keep)
+    probe = "import sys, services.storage.server; print('alembic' in sys.modules)"
+    root = Path(db.__file__).resolve().parents[2]
+    assert subprocess.check_output([sys.executable, "-c", probe], text=True, cwd=root).strip() == "False"
