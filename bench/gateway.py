@@ -59,7 +59,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -639,34 +639,56 @@ def fanout(
     )
 
 
-def fanout_section(suite, client, args: argparse.Namespace) -> list[str]:
-    """Figure 2; returns the summary lines."""
+def watch_rounds(
+    client, args: argparse.Namespace, order: tuple[str, str], measure: Callable[[str, str], Fanout], title: str = ""
+) -> dict[str, Fanout]:
+    """Figure 2's runs: args.rounds runs per side (`measure(side, experiment)`),
+    the side that goes first alternating from round to round."""
     from tests.runner.conftest import sklearn_csv
 
     experiment = client.experiment(sklearn_csv("breast_cancer"), "target", cv_folds=3)
     print(
         f"\n2. {args.watchers} watchers of one run (breast cancer, budget {args.budget:g} s, 2 workers) "
-        f"in {args.watch_procs} client processes",
+        f"in {args.watch_procs} client processes{title}",
         flush=True,
     )
-    sides = {"notifier": Fanout(), "gateway": Fanout()}
+    sides = {side: Fanout() for side in order}
     for r in range(args.rounds):
-        for kind in ("notifier", "gateway") if r % 2 == 0 else ("gateway", "notifier"):
-            sides[kind].add(fanout(kind, suite, experiment.name, args))
+        for side in order if r % 2 == 0 else order[::-1]:
+            sides[side].add(measure(side, experiment.name))
+    return sides
+
+
+def print_fanouts(rows: list[tuple[str, Fanout]], per_watcher: bool = False) -> None:
+    """Figure 2's table: one row per (label, side)."""
+    width = max(len(label) for label, _ in rows) + 4
+    received_header = f"{'per watcher':>13}" if per_watcher else ""
     print(
-        f"{'':<24}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'spread':>8}{'events/run':>12}{'complete':>11}"
-        "   CPU cores over the runs"
+        f"{'':<{width}}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'spread':>8}{'events/run':>12}"
+        f"{received_header}{'complete':>11}   CPU cores over the runs"
     )
-    for kind, label in (("notifier", "notifier StreamEvents"), ("gateway", "gateway WatchRun")):
-        f = sides[kind]
+    for label, f in rows:
         events = statistics.mean(f.events)
+        received = f"{sum(len(d) for d in f.delays_ms) / f.watchers:>13.1f}" if per_watcher else ""
         cpu = ", ".join(f"{k} {v / f.seconds:.2f}" for k, v in f.cpu.items())
         print(
-            f"{label:<24}{f.p(50):>8.1f}{f.p(99):>8.1f}{np.concatenate(f.delays_ms).max():>8.1f}"
-            f"{statistics.median(f.spreads_ms):>8.1f}{events:>12.1f}{f'{f.watchers_complete}/{f.watchers}':>11}   {cpu}"
+            f"{label:<{width}}{f.p(50):>8.1f}{f.p(99):>8.1f}{np.concatenate(f.delays_ms).max():>8.1f}"
+            f"{statistics.median(f.spreads_ms):>8.1f}{events:>12.1f}{received}"
+            f"{f'{f.watchers_complete}/{f.watchers}':>11}   {cpu}"
         )
-    print("(spread: median over events of last receipt - first receipt over the watchers; events/run: mean)")
-    g, nf = sides["gateway"], sides["notifier"]
+    print(
+        "(spread: median over events of last receipt - first receipt over the watchers; "
+        "events/run: mean last_sequence" + ("; per watcher: mean events received)" if per_watcher else ")")
+    )
+
+
+def fanout_section(suite, client, args: argparse.Namespace) -> list[str]:
+    """Figure 2; returns the summary lines."""
+    sides = watch_rounds(
+        client, args, ("notifier", "gateway"), lambda kind, experiment: fanout(kind, suite, experiment, args)
+    )
+    nf, g = sides["notifier"], sides["gateway"]
+    print_fanouts([("notifier StreamEvents", nf), ("gateway WatchRun", g)])
     lines = [
         f"WatchRun fan-out, {args.watchers} watchers: p99 {g.p(99):.1f} ms through the gateway, "
         f"{nf.p(99):.1f} ms straight from the notifier; ratio gateway/notifier p99 "

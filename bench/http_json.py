@@ -59,7 +59,6 @@ import json
 import multiprocessing as mp
 import os
 import pstats
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,9 +87,11 @@ from bench.gateway import (
     _watch_worker,
     bearer,
     client_window,
+    print_fanouts,
     ratio_line,
     shares,
     unary,
+    watch_rounds,
 )
 from bench.gateway import fanout as gateway_fanout
 
@@ -438,36 +439,15 @@ def fanout(side: str, suite, experiment: str, args: argparse.Namespace) -> Fanou
 
 def fanout_section(suite, client, args: argparse.Namespace) -> list[str]:
     """Figure 2; returns the summary lines."""
-    from tests.runner.conftest import sklearn_csv
-
-    experiment = client.experiment(sklearn_csv("breast_cancer"), "target", cv_folds=3)
-    print(
-        f"\n2. {args.watchers} watchers of one run (breast cancer, budget {args.budget:g} s, 2 workers) "
-        f"in {args.watch_procs} client processes, {args.rounds} run(s) per side",
-        flush=True,
-    )
-    sides = {"http": Fanout(), "grpc": Fanout()}
-    for r in range(args.rounds):
-        for side in ("http", "grpc") if r % 2 == 0 else ("grpc", "http"):
-            sides[side].add(fanout(side, suite, experiment.name, args))
-    print(
-        f"{'':<20}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'spread':>8}{'events/run':>12}"
-        f"{'per watcher':>13}{'complete':>11}   CPU cores over the runs"
-    )
-    for side, f in sides.items():
-        events = statistics.mean(f.events)
-        per_watcher = sum(len(d) for d in f.delays_ms) / f.watchers
-        cpu = ", ".join(f"{k} {v / f.seconds:.2f}" for k, v in f.cpu.items())
-        print(
-            f"{SIDES[side][0]:<20}{f.p(50):>8.1f}{f.p(99):>8.1f}{np.concatenate(f.delays_ms).max():>8.1f}"
-            f"{statistics.median(f.spreads_ms):>8.1f}{events:>12.1f}{per_watcher:>13.1f}"
-            f"{f'{f.watchers_complete}/{f.watchers}':>11}   {cpu}"
-        )
-    print(
-        "(spread: median over events of last receipt - first receipt over the watchers; "
-        "events/run: mean last_sequence; per watcher: mean events received)"
+    sides = watch_rounds(
+        client,
+        args,
+        ("http", "grpc"),
+        lambda side, experiment: fanout(side, suite, experiment, args),
+        title=f", {args.rounds} run(s) per side",
     )
     h, g = sides["http"], sides["grpc"]
+    print_fanouts([(SIDES[side][0], f) for side, f in sides.items()], per_watcher=True)
     lines = [
         f"WatchRun fan-out, {args.watchers} watchers: p50/p99 {h.p(50):.1f}/{h.p(99):.1f} ms over HTTP, "
         f"{g.p(50):.1f}/{g.p(99):.1f} ms over gRPC; ratio HTTP/gRPC p99 {h.p(99) / g.p(99):.2f}, "
