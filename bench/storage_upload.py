@@ -1,27 +1,41 @@
-"""Upload throughput and memory of the storage service against an S3 server.
+"""Upload throughput, CPU and memory of the storage service against an S3 server.
 
 Measures, in one run on the same S3 server (rclone serve s3) and the same
 generated CSV file:
-  baseline  the minio SDK's own fput_object of the file
+  fput      the minio SDK's own fput_object of the file (the baseline)
   storage   the file streamed through the storage service (a real process,
             `python -m services.storage`, blobs on that S3 server) in 1 MiB
             gRPC chunks, validated and profiled on the way, after a 1 MB
             warm-up upload (the service loads pyarrow on its first CSV)
-and prints storage/baseline throughput (goal >= 0.7) and the storage
-process's RSS idle, after the warm-up and at its peak (goal < 200 MB,
-independent of file size) for each size.
+and prints storage/fput throughput (goal >= 0.7) and the storage process's
+RSS idle, after the warm-up and at its peak (goal < 200 MB, independent of
+file size) for each size.
+
+Every path also shows the CPU-seconds per 100 MB of each process taking part
+(the storage service, the S3 server, this client) and its "CPU-bound ratio":
+fput's time over the time the path's CPU-seconds need when spread over all the
+machine's cores, the best ratio that work could reach with every core busy
+from start to end. Where that bound is under the goal, no scheduling can meet
+it: only less CPU per byte can.
+
+With --bounds, two more storage processes (bench/storage_variant.py) show what
+the upload costs without the profile's statistics ("parse only": every row
+still parsed and checked) and without any CSV work ("bytes only").
 
     .venv/bin/python bench/storage_upload.py --sizes-mb 100 1024
+    .venv/bin/python bench/storage_upload.py --sizes-mb 100 --bounds
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -35,6 +49,14 @@ from tests.conftest import free_port, wait_serving  # noqa: E402
 from tests.servers import S3Server, rclone_binary  # noqa: E402
 
 CHUNK = 1 << 20
+CORES = os.cpu_count() or 1
+TICKS = os.sysconf("SC_CLK_TCK")
+# How each storage path is started: the service itself, or a bench variant of it.
+PATHS = {
+    "storage": ["-m", "services.storage"],
+    "storage, parse only": ["-m", "bench.storage_variant", "parse"],
+    "storage, bytes only": ["-m", "bench.storage_variant", "bytes"],
+}
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -42,6 +64,43 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of every thread of `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Measure:
+    """One upload: wall time and the CPU-seconds each process spent on it."""
+
+    seconds: float
+    cpu: dict[str, float] = field(default_factory=dict)  # storage / s3 / client
+    rss: dict[str, float] = field(default_factory=dict)  # idle / warm / peak (storage paths)
+    rows: int = 0
+
+
+class Meter:
+    """CPU-seconds of the given processes (and of this one) between start() and stop()."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+
+    def start(self) -> None:
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()} | {"client": own_cpu_seconds()}
+        self.started = time.perf_counter()
+
+    def stop(self) -> Measure:
+        seconds = time.perf_counter() - self.started
+        after = {name: cpu_seconds(pid) for name, pid in self.pids.items()} | {"client": own_cpu_seconds()}
+        return Measure(seconds, {name: after[name] - self.before[name] for name in after})
 
 
 def requests(path: Path, name: str = ""):
@@ -52,29 +111,30 @@ def requests(path: Path, name: str = ""):
             yield dataset_pb2.UploadDatasetRequest(chunk=chunk)
 
 
-def run(size_mb: int, s3: S3Server, work: Path) -> dict[str, float]:
-    path = write_csv(work / f"bench-{size_mb}.csv", size_mb * 1024 * 1024, seed=size_mb)
-    warm = write_csv(work / "warm-up.csv", 1024 * 1024, seed=1)
-    size = path.stat().st_size
+def fput(path: Path, s3: S3Server, bucket: str) -> Measure:
     client = s3.client()
-    client.make_bucket(f"baseline-{size_mb}")
-    client.make_bucket(f"storage-{size_mb}")
+    client.make_bucket(bucket)
+    assert s3.proc is not None
+    meter = Meter({"s3": s3.proc.pid})
+    meter.start()
+    client.fput_object(bucket, "file.csv", str(path), part_size=16 * 1024 * 1024)
+    return meter.stop()
 
-    started = time.perf_counter()
-    client.fput_object(f"baseline-{size_mb}", "file.csv", str(path), part_size=16 * 1024 * 1024)
-    baseline = time.perf_counter() - started
 
+def through_storage(path: Path, warm: Path, s3: S3Server, bucket: str, command: list[str], data: Path) -> Measure:
+    s3.client().make_bucket(bucket)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_")} | {
         "AUTOML_STORAGE_PORT": str(port),
-        "AUTOML_DATA_DIR": str(work / f"data-{size_mb}"),
-        "AUTOML_BLOB_URL": f"s3://storage-{size_mb}",
+        "AUTOML_DATA_DIR": str(data),
+        "AUTOML_BLOB_URL": f"s3://{bucket}",
         "AUTOML_S3_ENDPOINT": s3.endpoint,
         "AUTOML_S3_ACCESS_KEY": s3.access_key,
         "AUTOML_S3_SECRET_KEY": s3.secret_key,
         "AUTOML_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "services.storage"], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env)
+    assert s3.proc is not None
     try:
         wait_serving(f"127.0.0.1:{port}", "automl.v1.Storage", proc)
         rss_idle = peak_rss_mb(proc.pid)
@@ -84,48 +144,65 @@ def run(size_mb: int, s3: S3Server, work: Path) -> dict[str, float]:
             # upload; time the steady state, not that one-off import.
             stub.UploadDataset(requests(warm, "warm-up"), timeout=600)
             rss_warm = peak_rss_mb(proc.pid)
-            started = time.perf_counter()
+            meter = Meter({"storage": proc.pid, "s3": s3.proc.pid})
+            meter.start()
             dataset = stub.UploadDataset(requests(path), timeout=3600)
-            through = time.perf_counter() - started
-        rss_peak = peak_rss_mb(proc.pid)
+            measure = meter.stop()
+        measure.rss = {"idle": rss_idle, "warm": rss_warm, "peak": peak_rss_mb(proc.pid)}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert dataset.size_bytes == size, "the whole file must arrive"
-    path.unlink()
-    return {
-        "size_mb": size / 1e6,
-        "rows": dataset.row_count,
-        "baseline_mb_s": size / 1e6 / baseline,
-        "storage_mb_s": size / 1e6 / through,
-        "ratio": baseline / through,
-        "rss_idle_mb": rss_idle,
-        "rss_warm_mb": rss_warm,
-        "rss_peak_mb": rss_peak,
-    }
+    assert dataset.size_bytes == path.stat().st_size, "the whole file must arrive"
+    measure.rows = dataset.row_count
+    return measure
+
+
+HEADER = (
+    f"{'size MB':>7} {'path':<20} {'MB/s':>6} {'ratio':>5}  {'CPU-s per 100 MB: storage':>25} {'S3':>5} {'client':>6}"
+    f"  {'CPU-bound ratio':>15}  {'RSS idle':>8} {'warm':>5} {'peak':>5}"
+)
+
+
+def row(size: int, name: str, measure: Measure, baseline: Measure) -> str:
+    per_100mb = 100e6 / size
+    cpu = {k: v * per_100mb for k, v in measure.cpu.items()}
+    bound = baseline.seconds / (sum(measure.cpu.values()) / CORES)
+    storage = f"{cpu['storage']:.2f}" if "storage" in cpu else "-"
+    rss = measure.rss
+    memory = f"{rss['idle']:>8.0f} {rss['warm']:>5.0f} {rss['peak']:>5.0f}" if rss else f"{'':>8} {'':>5} {'':>5}"
+    return (
+        f"{size / 1e6:>7.0f} {name:<20} {size / 1e6 / measure.seconds:>6.1f} {baseline.seconds / measure.seconds:>5.2f}"
+        f"  {storage:>25} {cpu['s3']:>5.2f} {cpu['client']:>6.2f}  {bound:>15.2f}  {memory}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[100, 1024])
+    parser.add_argument("--bounds", action="store_true", help="also the parse-only and bytes-only storage paths")
     args = parser.parse_args()
     binary = rclone_binary()
     if binary is None:
         raise SystemExit("rclone not found: install the dev dependencies (make venv)")
+    paths = list(PATHS) if args.bounds else ["storage"]
     with tempfile.TemporaryDirectory(prefix="automl-bench-") as tmp:
+        work = Path(tmp)
+        warm = write_csv(work / "warm-up.csv", 1024 * 1024, seed=1)
         s3 = S3Server(binary).start()
         try:
-            print(
-                f"{'size MB':>8} {'rows':>10} {'fput MB/s':>10} {'storage MB/s':>13} {'ratio':>6} "
-                f"{'RSS idle MB':>12} {'after warm-up':>14} {'RSS peak MB':>12}"
-            )
+            print(f"{CORES} cores; CPU-bound ratio: fput's time / (the path's CPU-seconds / {CORES} cores)")
+            print(HEADER)
             for size_mb in args.sizes_mb:
-                r = run(size_mb, s3, Path(tmp))
-                print(
-                    f"{r['size_mb']:>8.0f} {r['rows']:>10} {r['baseline_mb_s']:>10.1f} {r['storage_mb_s']:>13.1f} "
-                    f"{r['ratio']:>6.2f} {r['rss_idle_mb']:>12.0f} {r['rss_warm_mb']:>14.0f} {r['rss_peak_mb']:>12.0f}",
-                    flush=True,
-                )
+                path = write_csv(work / f"bench-{size_mb}.csv", size_mb * 1024 * 1024, seed=size_mb)
+                size = path.stat().st_size
+                baseline = fput(path, s3, f"baseline-{size_mb}")
+                print(row(size, "fput (baseline)", baseline, baseline), flush=True)
+                for number, name in enumerate(paths):
+                    measure = through_storage(
+                        path, warm, s3, f"storage-{size_mb}-{number}", PATHS[name], work / f"data-{size_mb}-{number}"
+                    )
+                    print(row(size, name, measure, baseline) + f"  ({measure.rows} rows)", flush=True)
+                path.unlink()
         finally:
             s3.stop()
 
