@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
@@ -44,13 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from automl.v1 import dataset_pb2, storage_service_pb2_grpc  # noqa: E402
+from bench.cpu import CpuWindow  # noqa: E402
 from bench.csvgen import write_csv  # noqa: E402
 from tests.conftest import free_port, wait_serving  # noqa: E402
 from tests.servers import S3Server, rclone_binary  # noqa: E402
 
 CHUNK = 1 << 20
 CORES = os.cpu_count() or 1
-TICKS = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 # How each storage path is started: the service itself, or a bench variant of it.
 PATHS = {
     "storage": ["-m", "services.storage"],
@@ -66,41 +67,23 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of every thread of `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 @dataclass
 class Measure:
     """One upload: wall time and the CPU-seconds each process spent on it."""
 
     seconds: float
-    cpu: dict[str, float] = field(default_factory=dict)  # storage / s3 / client
+    cpu: dict[str, float]  # storage / s3 / client
     rss: dict[str, float] = field(default_factory=dict)  # idle / warm / peak (storage paths)
     rows: int = 0
 
 
-class Meter:
-    """CPU-seconds of the given processes (and of this one) between start() and stop()."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-
-    def start(self) -> None:
-        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()} | {"client": own_cpu_seconds()}
-        self.started = time.perf_counter()
-
-    def stop(self) -> Measure:
-        seconds = time.perf_counter() - self.started
-        after = {name: cpu_seconds(pid) for name, pid in self.pids.items()} | {"client": own_cpu_seconds()}
-        return Measure(seconds, {name: after[name] - self.before[name] for name in after})
+def measured(pids: dict[str, int], upload: Callable[[], T]) -> tuple[Measure, T]:
+    """Run `upload`, timing it and counting the CPU of `pids` and of this client."""
+    window = CpuWindow(pids | {"client": os.getpid()})
+    window.start()
+    result = upload()
+    window.stop()
+    return Measure(window.seconds, window.used), result
 
 
 def requests(path: Path, name: str = ""):
@@ -115,10 +98,10 @@ def fput(path: Path, s3: S3Server, bucket: str) -> Measure:
     client = s3.client()
     client.make_bucket(bucket)
     assert s3.proc is not None
-    meter = Meter({"s3": s3.proc.pid})
-    meter.start()
-    client.fput_object(bucket, "file.csv", str(path), part_size=16 * 1024 * 1024)
-    return meter.stop()
+    measure, _ = measured(
+        {"s3": s3.proc.pid}, lambda: client.fput_object(bucket, "file.csv", str(path), part_size=16 * 1024 * 1024)
+    )
+    return measure
 
 
 def through_storage(path: Path, warm: Path, s3: S3Server, bucket: str, command: list[str], data: Path) -> Measure:
@@ -144,10 +127,9 @@ def through_storage(path: Path, warm: Path, s3: S3Server, bucket: str, command: 
             # upload; time the steady state, not that one-off import.
             stub.UploadDataset(requests(warm, "warm-up"), timeout=600)
             rss_warm = peak_rss_mb(proc.pid)
-            meter = Meter({"storage": proc.pid, "s3": s3.proc.pid})
-            meter.start()
-            dataset = stub.UploadDataset(requests(path), timeout=3600)
-            measure = meter.stop()
+            measure, dataset = measured(
+                {"storage": proc.pid, "s3": s3.proc.pid}, lambda: stub.UploadDataset(requests(path), timeout=3600)
+            )
         measure.rss = {"idle": rss_idle, "warm": rss_warm, "peak": peak_rss_mb(proc.pid)}
     finally:
         proc.terminate()
