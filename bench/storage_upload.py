@@ -2,12 +2,13 @@
 
 Measures, in one run on the same S3 server (rclone serve s3) and the same
 generated CSV file:
-  fput      the minio SDK's own fput_object of the file (the baseline)
+  fput      the minio SDK's own fput_object of the file (the baseline, measured
+            again right before each storage upload: the machine's speed drifts)
   storage   the file streamed through the storage service (a real process,
             `python -m services.storage`, blobs on that S3 server) in 1 MiB
             gRPC chunks, validated and profiled on the way, after a 1 MB
             warm-up upload (the service loads pyarrow on its first CSV)
-and prints storage/fput throughput (goal >= 0.7) and the storage process's
+and prints storage/fput throughput (goal >= 0.7; with --repeat, the median) and the storage process's
 RSS idle, after the warm-up and at its peak (goal < 200 MB, independent of
 file size) for each size.
 
@@ -18,18 +19,26 @@ machine's cores, the best ratio that work could reach with every core busy
 from start to end. Where that bound is under the goal, no scheduling can meet
 it: only less CPU per byte can.
 
-With --bounds, two more storage processes (bench/storage_variant.py) show what
+Every upload starts from the same state: the previous uploads' objects are
+removed and their dirty pages written out (os.sync) before the clock starts.
+
+With --bounds, three more storage processes (bench/storage_variant.py) show what
 the upload costs without the profile's statistics ("parse only": every row
-still parsed and checked) and without any CSV work ("bytes only").
+still parsed and checked), with pyarrow converting every value to its column's
+type and no other statistics ("typed only": the least a full type check costs
+with pyarrow's reader) and without any CSV work ("bytes only").
 
     .venv/bin/python bench/storage_upload.py --sizes-mb 100 1024
     .venv/bin/python bench/storage_upload.py --sizes-mb 100 --bounds
+    .venv/bin/python bench/storage_upload.py --sizes-mb 1024 --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +65,7 @@ T = TypeVar("T")
 PATHS = {
     "storage": ["-m", "services.storage"],
     "storage, parse only": ["-m", "bench.storage_variant", "parse"],
+    "storage, typed only": ["-m", "bench.storage_variant", "typed"],
     "storage, bytes only": ["-m", "bench.storage_variant", "bytes"],
 }
 
@@ -78,7 +88,10 @@ class Measure:
 
 
 def measured(pids: dict[str, int], upload: Callable[[], T]) -> tuple[Measure, T]:
-    """Run `upload`, timing it and counting the CPU of `pids` and of this client."""
+    """Run `upload`, timing it and counting the CPU of `pids` and of this client.
+    Dirty pages of earlier uploads are written out first: the kernel would
+    otherwise flush them during this one, on its time."""
+    os.sync()
     window = CpuWindow(pids | {"client": os.getpid()})
     window.start()
     result = upload()
@@ -94,18 +107,30 @@ def requests(path: Path, name: str = ""):
             yield dataset_pb2.UploadDatasetRequest(chunk=chunk)
 
 
+def empty(s3: S3Server, bucket: str) -> None:
+    """Remove the bucket's objects: every upload starts with the S3 server's
+    folder as the first one did (the files written would pile up to GBs)."""
+    client = s3.client()
+    for item in client.list_objects(bucket, recursive=True):
+        assert item.object_name is not None
+        client.remove_object(bucket, item.object_name)
+
+
 def fput(path: Path, s3: S3Server, bucket: str) -> Measure:
     client = s3.client()
-    client.make_bucket(bucket)
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
     assert s3.proc is not None
     measure, _ = measured(
         {"s3": s3.proc.pid}, lambda: client.fput_object(bucket, "file.csv", str(path), part_size=16 * 1024 * 1024)
     )
+    empty(s3, bucket)
     return measure
 
 
 def through_storage(path: Path, warm: Path, s3: S3Server, bucket: str, command: list[str], data: Path) -> Measure:
-    s3.client().make_bucket(bucket)
+    if not s3.client().bucket_exists(bucket):
+        s3.client().make_bucket(bucket)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_")} | {
         "AUTOML_STORAGE_PORT": str(port),
@@ -134,6 +159,7 @@ def through_storage(path: Path, warm: Path, s3: S3Server, bucket: str, command: 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        empty(s3, bucket)
     assert dataset.size_bytes == path.stat().st_size, "the whole file must arrive"
     measure.rows = dataset.row_count
     return measure
@@ -161,7 +187,8 @@ def row(size: int, name: str, measure: Measure, baseline: Measure) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[100, 1024])
-    parser.add_argument("--bounds", action="store_true", help="also the parse-only and bytes-only storage paths")
+    parser.add_argument("--bounds", action="store_true", help="also the storage paths of bench/storage_variant.py")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each path this many times (median ratio)")
     args = parser.parse_args()
     binary = rclone_binary()
     if binary is None:
@@ -173,17 +200,28 @@ def main() -> None:
         s3 = S3Server(binary).start()
         try:
             print(f"{CORES} cores; CPU-bound ratio: fput's time / (the path's CPU-seconds / {CORES} cores)")
+            print("each path's ratio is against the fput measured just before it (the machine's speed drifts)")
             print(HEADER)
             for size_mb in args.sizes_mb:
                 path = write_csv(work / f"bench-{size_mb}.csv", size_mb * 1024 * 1024, seed=size_mb)
                 size = path.stat().st_size
-                baseline = fput(path, s3, f"baseline-{size_mb}")
-                print(row(size, "fput (baseline)", baseline, baseline), flush=True)
-                for number, name in enumerate(paths):
-                    measure = through_storage(
-                        path, warm, s3, f"storage-{size_mb}-{number}", PATHS[name], work / f"data-{size_mb}-{number}"
-                    )
-                    print(row(size, name, measure, baseline) + f"  ({measure.rows} rows)", flush=True)
+                ratios: dict[str, list[float]] = {name: [] for name in paths}
+                for _ in range(args.repeat):
+                    for number, name in enumerate(paths):
+                        baseline = fput(path, s3, f"baseline-{size_mb}")
+                        print(row(size, "fput (baseline)", baseline, baseline), flush=True)
+                        measure = through_storage(
+                            path, warm, s3, f"storage-{size_mb}-{number}", PATHS[name], work / f"data-{size_mb}"
+                        )
+                        print(row(size, name, measure, baseline) + f"  ({measure.rows} rows)", flush=True)
+                        ratios[name].append(baseline.seconds / measure.seconds)
+                        shutil.rmtree(work / f"data-{size_mb}")
+                if args.repeat > 1:
+                    for name, values in ratios.items():
+                        print(
+                            f"{size / 1e6:>7.0f} {name:<20} median ratio {statistics.median(values):.2f} "
+                            f"(min {min(values):.2f}, max {max(values):.2f}, {len(values)} runs)"
+                        )
                 path.unlink()
         finally:
             s3.stop()

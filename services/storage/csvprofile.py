@@ -545,7 +545,7 @@ def _top(table: pa.Table, n: int = 5) -> list[str]:
 # ---------------------------------------------------------------------- reader
 
 
-def _open(scanner: _Scanner, fmt: CsvFormat, columns: int, skip: int) -> pacsv.CSVStreamingReader:
+def _open(scanner: _Scanner, fmt: CsvFormat, types: list[pa.DataType], skip: int) -> pacsv.CSVStreamingReader:
     return pacsv.open_csv(
         scanner,
         read_options=pacsv.ReadOptions(
@@ -559,7 +559,7 @@ def _open(scanner: _Scanner, fmt: CsvFormat, columns: int, skip: int) -> pacsv.C
             delimiter=fmt.delimiter, quote_char=fmt.quote_char, newlines_in_values=True, ignore_empty_lines=True
         ),
         convert_options=pacsv.ConvertOptions(
-            column_types={f"f{i}": pa.string() for i in range(columns)},
+            column_types={f"f{i}": kind for i, kind in enumerate(types)},
             check_utf8=False,  # the scanner decoded every byte already (pyarrow transcodes other encodings)
             null_values=list(fmt.na_values),
             strings_can_be_null=True,
@@ -569,17 +569,18 @@ def _open(scanner: _Scanner, fmt: CsvFormat, columns: int, skip: int) -> pacsv.C
 
 
 def _batches(
-    scanner: _Scanner, fmt: CsvFormat, columns: int, readahead: _Readahead | None = None
+    scanner: _Scanner, fmt: CsvFormat, readahead: _Readahead | None = None
 ) -> tuple[list[str], pacsv.CSVStreamingReader]:
     header = _read_header(scanner, fmt)
     if fmt.has_header:
         _check_header(header)
     names = header if fmt.has_header else [f"column_{i}" for i in range(len(header))]
     scanner.readahead = readahead  # from here on, every read is a block of the CSV reader
+    as_text = [pa.string()] * len(header)
     if readahead is None:
-        return names, _open(scanner, fmt, len(header), 1 if fmt.has_header else 0)
+        return names, _open(scanner, fmt, as_text, 1 if fmt.has_header else 0)
     with readahead.waiting():  # opening parses the first block
-        return names, _open(scanner, fmt, len(header), 1 if fmt.has_header else 0)
+        return names, _open(scanner, fmt, as_text, 1 if fmt.has_header else 0)
 
 
 def _reader_error(exc: pa.ArrowInvalid, fmt: CsvFormat, lines: int) -> CsvFormatError:
@@ -611,7 +612,7 @@ def profile_csv(source: BinaryIO, fmt: CsvFormat, *, max_line_bytes: int = 8 * 1
     names: list[str] = []
     rows = 0
     try:
-        names, reader = _batches(scanner, fmt, 0, readahead)
+        names, reader = _batches(scanner, fmt, readahead)
         columns = [_Column(name, i) for i, name in enumerate(names)]
         while True:
             with readahead.waiting():
@@ -661,7 +662,7 @@ def read_preview(source: BinaryIO, fmt: CsvFormat, rows: int) -> tuple[list[str]
 def _parse_prefix(data: bytes, fmt: CsvFormat) -> tuple[list[str], pa.Table]:
     scanner = _Scanner(io.BytesIO(data), fmt.encoding, 8 * 1024 * 1024)
     try:
-        names, reader = _batches(scanner, fmt, 0)
+        names, reader = _batches(scanner, fmt)
         return names, reader.read_all()
     except pa.ArrowInvalid as exc:
         raise _reader_error(exc, fmt, scanner.lines) from None
