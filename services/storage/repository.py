@@ -613,6 +613,14 @@ class MetadataStore:
             # Served by the index on (run_id, metric, mean) alone.
             total = session.scalar(select(func.count()).select_from(schema.ModelResultMetric).where(ranked)) or 0
             stmt, order = leaderboard_query(run_id, metric)
+            # The page ends at or before the mean of its last entry, read from the
+            # index alone: bounded by it, the join reads the page's results (and
+            # ties), not all of them, whatever the planner estimates. (Right after a
+            # bulk insert PostgreSQL has no statistics, expects one row and joins all
+            # 10,000 before sorting: 50 ms against 1 ms.)
+            last = session.scalar(leaderboard_means(run_id, metric).offset(page.offset + page.size - 1).limit(1))
+            if last is not None:
+                stmt = stmt.where(mean >= last if higher else mean <= last)
             stmt = stmt.options(defer(schema.ModelResult.model_json), defer(schema.ModelResult.folds))
             items = [tuple(row) for row in session.execute(paged(stmt, order, page)).all()]
             found = self._metrics_of(session, [r.id for r, _ in items])
@@ -964,6 +972,17 @@ def paged(stmt: Select, order: Sequence[Any], page: query.Page) -> Select:
     one backward scan of the (tenant, create_time) index, whose rows SQL Server
     keeps in clustered-key (id) order within a time, yields the page without a sort."""
     return stmt.order_by(*order).offset(page.offset).limit(page.size)
+
+
+def leaderboard_means(run_id: str, metric: int) -> Select:
+    """The means of a run's succeeded results on `metric`, best first (from the
+    index on model_result_metrics (run_id, metric, mean), no table row read)."""
+    mean = schema.ModelResultMetric.mean
+    return (
+        select(mean)
+        .where(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
+        .order_by(mean.desc() if metrics.higher_is_better(metric) else mean.asc())
+    )
 
 
 def leaderboard_query(run_id: str, metric: int) -> tuple[Select, tuple[Any, ...]]:

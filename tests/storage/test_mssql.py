@@ -126,3 +126,6 @@ def test_pagination_renders_offset_fetch_on_sql_server():
     sql = str(repository.paged(stmt, order, query.Page(100, 50)).compile(dialect=dialect))
     assert "ORDER BY model_result_metrics.mean DESC, model_results.eval_order" in sql
     assert re.search(r"OFFSET .* ROWS\s+FETCH FIRST .* ROWS ONLY", sql), sql
+    bound = str(repository.leaderboard_means("abc", 1).offset(149).limit(1).compile(dialect=dialect))
+    assert "ORDER BY model_result_metrics.mean DESC" in bound
+    assert re.search(r"OFFSET .* ROWS\s+FETCH FIRST .* ROWS ONLY", bound), bound

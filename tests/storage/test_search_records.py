@@ -295,6 +295,33 @@ async def test_results_update_counters_best_and_leaderboard(storage):
     assert [r.error_message for r in failed.model_results] == ["ValueError: cannot fit"]
 
 
+async def test_leaderboard_pages_split_ties_as_one_ranking(storage):
+    """Each page is bounded by the mean of its last entry (so the join reads that
+    page only): ties across a page boundary still come in evaluation order, with
+    the rank they share, and no entry is repeated or lost."""
+    created = await run(storage)
+    scores = [0.9, 0.7, 0.9, 0.8, 0.9, 0.7, 0.6]
+    await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=[result(s) for s in scores])
+    )
+    for metric, expected in (
+        (c.METRIC_ACCURACY, [(1, 1), (1, 3), (1, 5), (4, 4), (5, 2), (5, 6), (7, 7)]),
+        (c.METRIC_LOG_LOSS, [(1, 1), (1, 3), (1, 5), (4, 4), (5, 2), (5, 6), (7, 7)]),
+    ):
+        for page_size in (1, 2, 3, 7):
+            entries, token = [], ""
+            while True:
+                request = run_pb2.GetLeaderboardRequest(
+                    run=created.name, metric=metric, page_size=page_size, page_token=token
+                )
+                board = await storage.stub.GetLeaderboard(request)
+                entries += [(e.rank, e.model_result.index) for e in board.entries]
+                token = board.next_page_token
+                if not token:
+                    break
+            assert entries == expected, (metric, page_size)
+
+
 async def test_bad_results_are_refused_whole(storage):
     created = await run(storage)
     bad = result(0.8)
