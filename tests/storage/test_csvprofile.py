@@ -188,3 +188,62 @@ def test_readahead_lets_a_block_through_when_its_count_is_off():
         assert readahead.before_read()  # released after the stall delay, not blocked for good
     readahead.close()
     assert not readahead.before_read()
+
+
+def parse_threads_left(wait: float = 2.0) -> list[str]:
+    """Names of the profile's parse threads still alive after `wait` seconds."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        alive = [t.name for t in threading.enumerate() if t.name == "csv-parse"]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def test_a_ragged_row_deep_in_the_file_names_its_row():
+    """Parsed in a thread of its own, a batch far into the file still fails the
+    profile with the row that broke it, and the parse thread ends."""
+    data = b"a,b\n" + b"1,2\n" * 400_000 + b"3,4,5\n" + b"1,2\n" * 1000
+    with pytest.raises(CsvFormatError) as caught:
+        profile(data, step=65536)
+    assert caught.value.row == 400_002
+    assert "row 400002 has 3 fields, expected 2" in str(caught.value)
+    assert parse_threads_left() == []
+
+
+def test_a_source_failing_mid_stream_fails_the_profile_with_its_error():
+    class Broken(Trickle):
+        def read(self, size: int = -1) -> bytes:
+            if self.at > 3 << 20:
+                raise ConnectionResetError("client went away")
+            return super().read(size)
+
+    data = b"a,b\n" + b"1,2\n" * 2_000_000
+    with pytest.raises(ConnectionResetError, match="client went away"):
+        profile_csv(Broken(data, 65536), CsvFormat())
+    assert parse_threads_left() == []
+
+
+def test_a_failure_in_the_statistics_stops_the_parse(monkeypatch):
+    """The statistics fail while the parse thread is ahead of them: the error
+    reaches the caller and the parse thread does not stay behind."""
+    from services.storage import csvprofile
+
+    calls = 0
+    original = csvprofile._Column.add
+
+    def add(self, values) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 7:
+            raise MemoryError("statistics failed")
+        original(self, values)
+
+    monkeypatch.setattr(csvprofile._Column, "add", add)
+    data = b"a,b\n" + b"1,2\n" * 2_000_000
+    with pytest.raises(MemoryError, match="statistics failed"):
+        profile(data, step=65536)
+    assert parse_threads_left() == []
