@@ -11,7 +11,7 @@ Two layers: a byte scanner (NUL bytes, encoding errors, overlong lines, found
 at any offset and across chunk boundaries) and pyarrow's CSV reader (exact
 field counts per row, quoting), reading every column as text. Statistics are
 computed per batch with vectorised kernels; distinct counts are exact up to
-10,000 values, then a K-minimum-values estimate (sketch.py). Rows are numbered as in a
+10,000 values, then a HyperLogLog estimate (sketch.py). Rows are numbered as in a
 spreadsheet: the header is row 1, a quoted multi-line field is one row.
 """
 
