@@ -15,7 +15,7 @@ and prints MB/s, CPU-seconds per 100 MB and each rate as a ratio of the
 parse's. No goal is set for it; it shows what the statistics cost and what
 the second thread gives back.
 
-    .venv/bin/python bench/csv_profile.py [--size-mb 100] [--repeat 3]
+    .venv/bin/python bench/csv_profile.py [--size-mb 100] [--repeat 3] [--kind text]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.csvgen import write_csv  # noqa: E402
+from bench.csvgen import KINDS, write_csv  # noqa: E402
 from services.storage import csvprofile  # noqa: E402
 
 
@@ -79,10 +79,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--kind", choices=sorted(KINDS), default="mixed", help="the generated file (bench/csvgen.py)")
     args = parser.parse_args()
     runs = {"parse": parse_only, "serial": serial, "profile": profile}
     with tempfile.TemporaryDirectory(prefix="automl-bench-") as tmp:
-        path = write_csv(Path(tmp) / "profile.csv", args.size_mb << 20)
+        path = write_csv(Path(tmp) / "profile.csv", args.size_mb << 20, kind=args.kind)
         size = path.stat().st_size
         profile(path)  # warm-up: imports, first allocations
         best: dict[str, tuple[float, float]] = {}
@@ -91,7 +92,7 @@ def main() -> None:
                 wall, cpu = measure(run, path)
                 if name not in best or wall < best[name][0]:
                     best[name] = (wall, cpu)
-    print(f"{size / 1e6:.0f} MB, best of {args.repeat} (interleaved)")
+    print(f"{size / 1e6:.0f} MB of {args.kind} CSV, best of {args.repeat} (interleaved)")
     print(f"{'path':<8} {'MB/s':>7} {'CPU-s/100MB':>12} {'rate / parse':>13}")
     for name, (wall, cpu) in best.items():
         print(f"{name:<8} {size / 1e6 / wall:>7.1f} {cpu * 1e8 / size:>12.2f} {best['parse'][0] / wall:>13.2f}")

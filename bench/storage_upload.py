@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from automl.v1 import dataset_pb2, storage_service_pb2_grpc  # noqa: E402
 from bench.cpu import CpuWindow  # noqa: E402
-from bench.csvgen import write_csv  # noqa: E402
+from bench.csvgen import KINDS, write_csv  # noqa: E402
 from tests.conftest import free_port, wait_serving  # noqa: E402
 from tests.servers import S3Server, rclone_binary  # noqa: E402
 
@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[100, 1024])
     parser.add_argument("--bounds", action="store_true", help="also the storage paths of bench/storage_variant.py")
     parser.add_argument("--repeat", type=int, default=1, help="measure each path this many times (median ratio)")
+    parser.add_argument("--kind", choices=sorted(KINDS), default="mixed", help="the generated file (bench/csvgen.py)")
     args = parser.parse_args()
     binary = rclone_binary()
     if binary is None:
@@ -203,7 +204,7 @@ def main() -> None:
             print("each path's ratio is against the fput measured just before it (the machine's speed drifts)")
             print(HEADER)
             for size_mb in args.sizes_mb:
-                path = write_csv(work / f"bench-{size_mb}.csv", size_mb * 1024 * 1024, seed=size_mb)
+                path = write_csv(work / f"bench-{size_mb}.csv", size_mb * 1024 * 1024, seed=size_mb, kind=args.kind)
                 size = path.stat().st_size
                 ratios: dict[str, list[float]] = {name: [] for name in paths}
                 for _ in range(args.repeat):

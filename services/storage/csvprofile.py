@@ -422,9 +422,12 @@ class _Column:
         """A value that is not a number: the column is text from now on. The numbers
         seen so far join its counts, written as numbers are (1, 2.5)."""
         self.numeric = False
-        self.by_value = True
         numbers, self.numbers = self.numbers, None
         assert numbers is not None
+        # Text that reads as a number is counted by value only to match numbers
+        # already counted; a column text from its first batch counts text as text
+        # (and skips a float() per value once estimating).
+        self.by_value = numbers.count() > 0
         if not numbers.exact:  # over EXACT_DISTINCT numbers: an estimate from here on
             self.exact = False
             self.text_sketch = numbers  # by value, as the text that reads as a number
@@ -447,7 +450,10 @@ class _Column:
                 self._merge()
             return
         assert self.text_sketch is not None
-        self.text_sketch.add(self._hashes(pc.unique(values).to_pylist()))  # each value once
+        if self.by_value:
+            self.text_sketch.add(self._hashes(pc.unique(values).to_pylist()))  # each value once
+        else:
+            self.text_sketch.add(_string_hashes(values))
 
     def _hashes(self, keys: list[str]) -> np.ndarray:
         if not self.by_value:
@@ -480,7 +486,8 @@ class _Column:
         if table.num_rows > EXACT_DISTINCT:
             self.top = _top(table)
             self.text_sketch = sketch.Distinct(EXACT_DISTINCT)
-            self.text_sketch.add(self._hashes(table.column("value").to_pylist()))
+            values = table.column("value").combine_chunks()
+            self.text_sketch.add(self._hashes(values.to_pylist()) if self.by_value else _string_hashes(values))
             self.exact = False
             self.counts = []
         return table
@@ -543,6 +550,13 @@ class _Column:
         if distinct > 0.5 * self.present and spaces >= 1:
             return "text"
         return "categorical"
+
+
+def _string_hashes(values: pa.Array) -> np.ndarray:
+    """sketch.string_hashes of a string array without nulls, from its buffers."""
+    _, offsets, data = values.buffers()
+    positions = np.frombuffer(offsets, dtype=np.int32)[values.offset : values.offset + len(values) + 1]
+    return sketch.string_hashes(positions, np.frombuffer(data, dtype=np.uint8) if data else np.empty(0, np.uint8))
 
 
 def _top(table: pa.Table, n: int = 5) -> list[str]:

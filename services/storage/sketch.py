@@ -41,6 +41,38 @@ def number_hashes(numbers: np.ndarray) -> np.ndarray:
     return mix(normal.view(np.uint64))
 
 
+def string_hashes(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Hashes of the strings of an Arrow string array, by content, without a
+    Python object per string: `offsets` (n + 1 positions, as in the array's
+    offsets buffer) into `data` (its bytes). A polynomial of each string's
+    bytes, its length mixed in, then `mix`."""
+    base = int(offsets[0])
+    starts = (offsets[:-1] - base).astype(np.intp)
+    lengths = np.diff(offsets).astype(np.intp)
+    data = data[base : int(offsets[-1])]
+    position = np.arange(len(data), dtype=np.intp) - np.repeat(starts, lengths)
+    terms = data.astype(np.uint64) * _powers(int(lengths.max(initial=0)))[position]
+    sums = np.zeros(len(starts), dtype=np.uint64)
+    filled = lengths > 0  # reduceat would give an empty string its neighbour's byte
+    if len(terms):
+        sums[filled] = np.add.reduceat(terms, starts[filled])
+    return mix(sums ^ (lengths.astype(np.uint64) * _C2))
+
+
+_P = np.uint64(0x100000001B3)  # FNV's 64-bit prime: odd, so its powers never vanish
+_powers_cache = np.ones(1, dtype=np.uint64)
+
+
+def _powers(count: int) -> np.ndarray:
+    """P**0 .. P**(count - 1) modulo 2**64 (kept for the longest string so far)."""
+    global _powers_cache
+    if len(_powers_cache) < count:
+        grown = np.full(max(count, 2 * len(_powers_cache)), _P, dtype=np.uint64)
+        grown[0] = 1
+        _powers_cache = np.cumprod(grown, dtype=np.uint64)
+    return _powers_cache
+
+
 def text_hashes(values: list[str]) -> np.ndarray:
     """Hashes of distinct text values (Python's string hash: stable within the process)."""
     return mix(np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64))

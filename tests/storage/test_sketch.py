@@ -52,3 +52,33 @@ def test_counts_only_while_exact():
     assert not distinct.exact and distinct.slot_counts is None
     with pytest.raises(AssertionError):
         distinct.counts()
+
+
+def string_hashes(strings: list[str]) -> np.ndarray:
+    import pyarrow as pa
+
+    from services.storage import csvprofile
+
+    csvprofile._load()  # the module imports numpy and pyarrow on first use
+    return csvprofile._string_hashes(pa.array(strings, pa.string()))
+
+
+def test_string_hashes_depend_on_content_only():
+    import pyarrow as pa
+
+    from services.storage.csvprofile import _string_hashes
+
+    strings = ["", "a", "ab", "ba", "a\x01", "Zürich", "é" * 300, "cust-000000001", "cust-000000010"]
+    hashes = string_hashes(strings)
+    assert len(set(hashes.tolist())) == len(strings)
+    again = _string_hashes(pa.array(["pad", *reversed(strings)], pa.string()).slice(1))  # another array, offset
+    assert again.tolist() == hashes.tolist()[::-1]
+    ids = [f"id-{i}" for i in range(200_000)]
+    assert len(np.unique(string_hashes(ids))) == len(ids)
+
+
+def test_text_estimate_by_content():
+    distinct = sketch.Distinct(10_000)
+    for start in range(0, 300_000, 10_000):  # each id twice, in other batches
+        distinct.add(string_hashes([f"user-{i % 150_000}" for i in range(start, start + 10_000)]))
+    assert abs(distinct.count() - 150_000) / 150_000 < 0.03
