@@ -450,22 +450,22 @@ class _Column:
                 self._merge()
             return
         assert self.text_sketch is not None
-        if self.by_value:
-            self.text_sketch.add(self._hashes(pc.unique(values).to_pylist()))  # each value once
-        else:
-            self.text_sketch.add(_string_hashes(values))
+        self.text_sketch.add(self._hashes(values))  # repeats cost nothing in the estimate
 
-    def _hashes(self, keys: list[str]) -> np.ndarray:
+    def _hashes(self, values: pa.Array) -> np.ndarray:
+        """Hashes of text values (no nulls) for the estimate: by content or, in a
+        column that counted numbers before it turned text, by value for the text
+        that reads as a number (as those numbers were counted)."""
         if not self.by_value:
-            return sketch.text_hashes(keys)
-        numbers: list[float] = []
-        texts: list[str] = []
-        for key in keys:
-            try:
-                numbers.append(float(key))
-            except ValueError:
-                texts.append(key)
-        return np.concatenate([sketch.number_hashes(np.array(numbers, dtype=np.float64)), sketch.text_hashes(texts)])
+            return _string_hashes(values)
+        reads_as_number = pc.match_substring_regex(values, _NUMBER.pattern)
+        numbers = values.filter(reads_as_number)
+        try:
+            as_float = pc.cast(numbers, pa.float64())
+        except pa.ArrowInvalid:  # a form float() reads and Arrow does not (say, spaces around it)
+            as_float = pa.array([float(v) for v in numbers.to_pylist()], pa.float64())
+        texts = values.filter(pc.invert(reads_as_number))
+        return np.concatenate([sketch.number_hashes(as_float.to_numpy(zero_copy_only=False)), _string_hashes(texts)])
 
     def _merge(self) -> pa.Table:
         """Fold the per-batch counts into one table; past EXACT_DISTINCT values,
@@ -487,7 +487,7 @@ class _Column:
             self.top = _top(table)
             self.text_sketch = sketch.Distinct(EXACT_DISTINCT)
             values = table.column("value").combine_chunks()
-            self.text_sketch.add(self._hashes(values.to_pylist()) if self.by_value else _string_hashes(values))
+            self.text_sketch.add(self._hashes(values))
             self.exact = False
             self.counts = []
         return table

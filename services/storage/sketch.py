@@ -73,11 +73,6 @@ def _powers(count: int) -> np.ndarray:
     return _powers_cache
 
 
-def text_hashes(values: list[str]) -> np.ndarray:
-    """Hashes of distinct text values (Python's string hash: stable within the process)."""
-    return mix(np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64))
-
-
 class Distinct:
     """Distinct count of hashes: exact up to `k` values, then a HyperLogLog
     estimate. With `counting`, also the occurrences of each value while exact."""
