@@ -66,11 +66,12 @@ _powers_cache = np.ones(1, dtype=np.uint64)
 def _powers(count: int) -> np.ndarray:
     """P**0 .. P**(count - 1) modulo 2**64 (kept for the longest string so far)."""
     global _powers_cache
-    if len(_powers_cache) < count:
-        grown = np.full(max(count, 2 * len(_powers_cache)), _P, dtype=np.uint64)
+    powers = _powers_cache  # one read: uploads profile in threads of their own
+    if len(powers) < count:
+        grown = np.full(max(count, 2 * len(powers)), _P, dtype=np.uint64)
         grown[0] = 1
-        _powers_cache = np.cumprod(grown, dtype=np.uint64)
-    return _powers_cache
+        powers = _powers_cache = np.cumprod(grown, dtype=np.uint64)
+    return powers
 
 
 class Distinct:
