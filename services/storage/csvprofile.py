@@ -49,7 +49,7 @@ PARSE_BLOCK = 1 << 19
 # holds it to this many blocks not yet out as batches.
 READAHEAD_BLOCKS = 4
 # Batches parsed and waiting for the statistics (about 1 MiB of Arrow data
-# each): 2 is no faster than 1 and peaks 3-5 MB higher.
+# each): 2 is no faster than 1 and peaks 3-8 MB higher.
 BATCHES_AHEAD = 1
 # If the reader ever waits this long for a block that _Readahead holds back
 # (its count of blocks per batch would be off), one more block goes through.
