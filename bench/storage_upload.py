@@ -8,9 +8,9 @@ generated CSV file:
             `python -m services.storage`, blobs on that S3 server) in 1 MiB
             gRPC chunks, validated and profiled on the way, after a 1 MB
             warm-up upload (the service loads pyarrow on its first CSV)
-and prints storage/fput throughput (goal >= 0.7; with --repeat, the median) and the storage process's
-RSS idle, after the warm-up and at its peak (goal < 200 MB, independent of
-file size) for each size.
+and prints storage/fput throughput (goal >= 0.7; with --repeat, the median)
+and the storage process's RSS idle, after the warm-up and at its peak (goal
+< 200 MB, independent of file size) for each size.
 
 Every path also shows the CPU-seconds per 100 MB of each process taking part
 (the storage service, the S3 server, this client) and its "CPU-bound ratio":

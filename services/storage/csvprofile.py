@@ -373,7 +373,7 @@ class _Column:
         self.pending = 0
         self.top: list[str] = []  # most frequent values when the exact phase ended
         self.text_sketch: sketch.Distinct | None = None
-        self.by_value = False  # once numeric: text that reads as a number is counted by value
+        self.by_value = False  # set when the column turns text (_turn_text)
         self.sample: list[str] = []
 
     def add(self, column: pa.Array) -> None:

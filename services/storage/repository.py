@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, delete, func, select, true, update
+from sqlalchemy import ColumnElement, Engine, Select, and_, delete, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
@@ -609,7 +609,7 @@ class MetadataStore:
             page = query.page(page_size, page_token, scope)
             higher = metrics.higher_is_better(metric)
             mean = schema.ModelResultMetric.mean
-            ranked = and_(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
+            ranked = ranked_on(run_id, metric)
             # Served by the index on (run_id, metric, mean) alone.
             total = session.scalar(select(func.count()).select_from(schema.ModelResultMetric).where(ranked)) or 0
             stmt, order = leaderboard_query(run_id, metric)
@@ -974,13 +974,19 @@ def paged(stmt: Select, order: Sequence[Any], page: query.Page) -> Select:
     return stmt.order_by(*order).offset(page.offset).limit(page.size)
 
 
+def ranked_on(run_id: str, metric: int) -> ColumnElement[bool]:
+    """The metric rows the leaderboard ranks: a run's succeeded results on `metric`
+    (the prefix of the index on model_result_metrics (run_id, metric, mean))."""
+    return and_(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
+
+
 def leaderboard_means(run_id: str, metric: int) -> Select:
     """The means of a run's succeeded results on `metric`, best first (from the
     index on model_result_metrics (run_id, metric, mean), no table row read)."""
     mean = schema.ModelResultMetric.mean
     return (
         select(mean)
-        .where(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
+        .where(ranked_on(run_id, metric))
         .order_by(mean.desc() if metrics.higher_is_better(metric) else mean.asc())
     )
 
@@ -992,6 +998,6 @@ def leaderboard_query(run_id: str, metric: int) -> tuple[Select, tuple[Any, ...]
     stmt = (
         select(schema.ModelResult, mean)
         .join(schema.ModelResultMetric, schema.ModelResultMetric.result_id == schema.ModelResult.id)
-        .where(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
+        .where(ranked_on(run_id, metric))
     )
     return stmt, (mean.desc() if metrics.higher_is_better(metric) else mean.asc(), schema.ModelResult.position)

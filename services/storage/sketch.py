@@ -86,7 +86,6 @@ class Distinct:
         # is free while its content does not map to it (so 0 is a valid hash).
         self.table = np.zeros(1 << SLOT_BITS, dtype=np.uint64)
         self.table[0] = np.uint64(1) << np.uint64(63)
-        self.counting = counting
         self.slot_counts = np.zeros(1 << SLOT_BITS, dtype=np.int64) if counting else None
         self.extra: dict[int, int] = {}  # counts of hashes whose slot another one holds
         self.registers: np.ndarray | None = None  # the HyperLogLog, once past k
@@ -134,7 +133,6 @@ class Distinct:
     def _estimate(self, every: np.ndarray) -> None:
         """Past k values: the HyperLogLog from here on, seeded with all seen."""
         self.exact = False
-        self.counting = False
         self.slot_counts = None
         self.extra = {}
         self.kept = np.empty(0, dtype=np.uint64)
