@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -109,6 +109,8 @@ class Execution:
     progress: Progress = field(default_factory=Progress)
     stop: Stop | None = None
     started: float = field(default_factory=time.monotonic)
+    workers_freed: Callable[[], None] = lambda: None
+    """called once the pool is closed, before the run's end is written"""
     drawn: int = 0
     _stopping: asyncio.Lock = field(default_factory=asyncio.Lock)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -163,19 +165,23 @@ class Execution:
         beating = asyncio.create_task(self._heartbeat_forever(), name=f"heartbeat {self.name}")
         running: dict[asyncio.Task[Evaluation], tuple[int, Candidate]] = {}
         try:
-            await self.pool.start()
-            await self._loop(running)
+            try:
+                await self.pool.start()
+                await self._loop(running)
+            finally:
+                # The workers go before the end is written: whoever sees the run
+                # ended may start the next one on this runner at once.
+                beating.cancel()
+                for task in running:
+                    task.cancel()
+                self.pool.close()
+                self.workers_freed()
             await self._finish()
         except RunGone as exc:
             log.warning("run ended elsewhere; stopping without writing", extra={"run": self.name, "detail": str(exc)})
         except Exception as exc:
             log.exception("run failed", extra={"run": self.name})
             await self._fail(f"the search failed: {type(exc).__name__}: {exc}")
-        finally:
-            beating.cancel()
-            for task in running:
-                task.cancel()
-            self.pool.close()
 
     async def _loop(self, running: dict[asyncio.Task[Evaluation], tuple[int, Candidate]]) -> None:
         while True:

@@ -241,6 +241,14 @@ class Runner:
             "seed": prepared.problem.random_state,
             "scorers": [s.name for s in prepared.scorers],
         }
+        freed = False
+
+        def free() -> None:
+            nonlocal freed
+            if not freed:
+                freed = True
+                self.reserved -= prepared.workers
+
         # The budget counts from RUNNING as storage recorded it (the claim), not from now.
         since_claim = min(max(time.time() - run.start_time.ToNanoseconds() / 1e9, 0.0), 5.0)
         execution = Execution(
@@ -254,6 +262,7 @@ class Runner:
             memory_limit=self.settings.runner_worker_memory_mb * 2**20,
             heartbeat_seconds=self.settings.runner_heartbeat_seconds,
             started=time.monotonic() - since_claim,
+            workers_freed=free,
         )
         self.executions[run.name] = execution
         started = execution.event(
@@ -280,7 +289,7 @@ class Runner:
             finally:
                 self.executions.pop(run.name, None)
                 self.tasks.pop(run.name, None)
-                self.reserved -= prepared.workers
+                free()  # when the execution could not begin
                 shutil.rmtree(prepared.folder, ignore_errors=True)
 
         self.tasks[run.name] = asyncio.create_task(execute(), name=f"execute {run.name}")

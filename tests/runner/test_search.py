@@ -303,5 +303,8 @@ def test_capacity_claims_and_status(stack: Stack):
         timeout=30,
     )
     stack.wait_end(busy, timeout=60)
+    # A run shown ended has given its workers back: the next one may start at once.
+    status = stack.runner.GetRunnerStatus(runner_service_pb2.GetRunnerStatusRequest(), timeout=30)
+    assert status.busy_workers == 0
     stack.execute(waiting)
     assert stack.wait_end(waiting).state == c.RUN_STATE_SUCCEEDED

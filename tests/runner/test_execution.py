@@ -1,0 +1,91 @@
+"""One run's search in-process, with real workers and an in-memory recorder:
+what the run's end promises to whoever reads it."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+
+import sklearn.datasets
+
+from automl.common.stopping import Limits
+from automl.v1 import common_pb2 as c
+from automl.v1 import event_pb2, run_pb2
+from services.runner import scoring
+from services.runner.candidates import Candidates
+from services.runner.execution import Execution
+from services.runner.workers import Pool
+
+TERMINAL = {c.RUN_STATE_SUCCEEDED, c.RUN_STATE_STOPPED, c.RUN_STATE_FAILED, c.RUN_STATE_CANCELLED}
+
+
+class Recorder:
+    """Keeps the run in memory, and what the pool looked like when its end was written."""
+
+    def __init__(self, run: run_pb2.Run, pool: Pool, freed: list[bool]) -> None:
+        self.run = run
+        self.pool = pool
+        self.freed = freed
+        self.at_end: dict[str, object] = {}
+        self.processes: set[object] = set()
+
+    async def set_state(self, expected: Sequence[int], state: int, reason: int = 0, message: str = "") -> run_pb2.Run:
+        assert self.run.state in expected
+        if state in TERMINAL:
+            self.at_end = {
+                "freed": list(self.freed),
+                "workers_alive": [p for p in self.processes if p.is_alive()],  # type: ignore[attr-defined]
+            }
+            self.run.end_time.GetCurrentTime()
+        self.run.state, self.run.stop_reason, self.run.status_message = state, reason, message
+        return self.run
+
+    async def heartbeat(self) -> run_pb2.Run:
+        return self.run
+
+    async def store_result(self, result: run_pb2.ModelResult) -> tuple[run_pb2.ModelResult, run_pb2.Run]:
+        self.processes |= {w.process for w in [*self.pool.idle, *self.pool.busy]}
+        if result.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED:
+            self.run.models_evaluated += 1
+        else:
+            self.run.models_failed += 1
+        result.name = f"{self.run.name}/modelResults/{result.index}"
+        return result, self.run
+
+    async def publish(self, events: list[event_pb2.Event]) -> None:
+        pass
+
+
+def test_workers_are_gone_and_freed_before_the_end_is_written(tmp_path: Path):
+    """A client that sees the run ended may start the next one on the same
+    runner at once (CI once caught RESOURCE_EXHAUSTED there)."""
+    X, y = sklearn.datasets.load_iris(return_X_y=True, as_frame=True)
+    data = tmp_path / "data.pkl"
+    data.write_bytes(pickle.dumps((X, y)))
+    scorers = scoring.scorers(c.TASK_CLASSIFICATION, c.METRIC_ACCURACY)
+    names = [s.name for s in scorers]
+    candidates = Candidates(X, y, c.TASK_CLASSIFICATION, ["LogisticRegression"], names, 3, 0, tmp_path / "aikit")
+    pool = Pool(2, str(data), {"classification": True, "folds": 3, "seed": 0, "scorers": names})
+    run = run_pb2.Run(name="runs/r1", experiment="experiments/e1", state=c.RUN_STATE_RUNNING)
+    run.primary_metric = c.METRIC_ACCURACY
+    run.start_time.GetCurrentTime()
+    freed: list[bool] = []
+    recorder = Recorder(run, pool, freed)
+    execution = Execution(
+        run=run,
+        limits=Limits.of(c.StopConditions(max_models=2), 60),
+        scorers=scorers,
+        candidates=candidates,
+        pool=pool,
+        recorder=recorder,
+        grace=2,
+        memory_limit=2**30,
+        heartbeat_seconds=5,
+        workers_freed=lambda: freed.append(True),
+    )
+    asyncio.run(execution.execute())
+    assert run.state == c.RUN_STATE_SUCCEEDED and run.models_evaluated == 2
+    assert recorder.at_end == {"freed": [True], "workers_alive": []}
+    assert freed == [True] and recorder.processes
