@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -66,9 +67,9 @@ class Runner:
         self.folder = settings.data_dir.resolve() / "runner" / self.runner_id
         self.executions: dict[str, Execution] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self.preparing: set[str] = set()
+        # Workers claimed per run, from ExecuteRun until the run's pool is closed.
+        self.claims: dict[str, int] = {}
         self.models = Models(settings, self.folder)
-        self.reserved = 0
         self.start_time = timestamp_pb2.Timestamp()
         self.storage: grpc.aio.Channel
         self.notifier: grpc.aio.Channel
@@ -117,7 +118,11 @@ class Runner:
 
     @property
     def busy_workers(self) -> int:
-        return self.reserved
+        return sum(self.claims.values())
+
+    def give_back(self, name: str) -> None:
+        """The run's workers are free again (once; later calls do nothing)."""
+        self.claims.pop(name, None)
 
     def services(self, tenant: str) -> Services:
         return Services(self.storage, self.notifier, tenant)
@@ -128,16 +133,16 @@ class Runner:
         run = await services.get_run(name)
         if run.state != c.RUN_STATE_PENDING:
             raise errors.FailedPrecondition(f"{name} is {c.RunState.Name(run.state)}, not RUN_STATE_PENDING")
-        if name in self.executions or name in self.preparing:
+        if name in self.executions or name in self.claims:
             raise errors.FailedPrecondition(f"{name} is already executed by this runner")
         wanted = min(run.parallel_workers or self.max_workers, self.max_workers)
-        if self.reserved + wanted > self.max_workers:
+        free = self.max_workers - self.busy_workers
+        if wanted > free:
             raise errors.ResourceExhausted(
-                f"runner {self.runner_id} has {self.max_workers - self.reserved} of {self.max_workers} workers free; "
+                f"runner {self.runner_id} has {free} of {self.max_workers} workers free; "
                 f"{name} needs {wanted}: retry later or on another runner"
             )
-        self.reserved += wanted
-        self.preparing.add(name)
+        self.claims[name] = wanted
         started = False
         folder = self.folder / name.removeprefix("runs/")
         try:
@@ -153,9 +158,8 @@ class Runner:
             started = True
             return claimed
         finally:
-            self.preparing.discard(name)
             if not started:
-                self.reserved -= wanted
+                self.give_back(name)
                 shutil.rmtree(folder, ignore_errors=True)
 
     async def _prepare(self, services: Services, run: run_pb2.Run, wanted: int, folder: Path) -> Prepared:
@@ -241,14 +245,6 @@ class Runner:
             "seed": prepared.problem.random_state,
             "scorers": [s.name for s in prepared.scorers],
         }
-        freed = False
-
-        def free() -> None:
-            nonlocal freed
-            if not freed:
-                freed = True
-                self.reserved -= prepared.workers
-
         # The budget counts from RUNNING as storage recorded it (the claim), not from now.
         since_claim = min(max(time.time() - run.start_time.ToNanoseconds() / 1e9, 0.0), 5.0)
         execution = Execution(
@@ -262,7 +258,7 @@ class Runner:
             memory_limit=self.settings.runner_worker_memory_mb * 2**20,
             heartbeat_seconds=self.settings.runner_heartbeat_seconds,
             started=time.monotonic() - since_claim,
-            workers_freed=free,
+            workers_freed=functools.partial(self.give_back, run.name),
         )
         self.executions[run.name] = execution
         started = execution.event(
@@ -289,7 +285,7 @@ class Runner:
             finally:
                 self.executions.pop(run.name, None)
                 self.tasks.pop(run.name, None)
-                free()  # when the execution could not begin
+                self.give_back(run.name)  # when the execution could not begin
                 shutil.rmtree(prepared.folder, ignore_errors=True)
 
         self.tasks[run.name] = asyncio.create_task(execute(), name=f"execute {run.name}")

@@ -17,8 +17,7 @@ from services.runner import scoring
 from services.runner.candidates import Candidates
 from services.runner.execution import Execution
 from services.runner.workers import Pool
-
-TERMINAL = {c.RUN_STATE_SUCCEEDED, c.RUN_STATE_STOPPED, c.RUN_STATE_FAILED, c.RUN_STATE_CANCELLED}
+from tests.runner.conftest import TERMINAL
 
 
 class Recorder:
