@@ -231,8 +231,18 @@ def _watch(api: Client, out: Output, name: str) -> int:
         out.show(run)
     else:
         out.console.print()
-        out.console.print(views.leaderboard_table(api.leaderboard(name, limit=10), "leaderboard, top 10"))
+        board = api.leaderboard(name, limit=10)
+        out.console.print(views.leaderboard_table(board, "leaderboard, top 10", _cv_folds(api, run)))
     return EXIT_RUN_FAILED if run.state in FAILED_STATES else EXIT_OK
+
+
+def _cv_folds(api: Client, run: run_pb2.Run) -> int:
+    """The run's experiment's cross-validation folds (0: the default), to show
+    "3/5" for a candidate that ran fewer; 0 when the experiment is gone."""
+    try:
+        return api.get_experiment(run.experiment).cv_folds
+    except grpc.RpcError:
+        return 0
 
 
 def runs_list(api: Client, out: Output, args: argparse.Namespace) -> int:
@@ -243,7 +253,7 @@ def runs_list(api: Client, out: Output, args: argparse.Namespace) -> int:
 
 def runs_show(api: Client, out: Output, args: argparse.Namespace) -> int:
     run = api.get_run(args.run)
-    out.show(run, views.runs_table([run]))
+    out.show(run, Group(views.runs_table([run]), views.run_details(run)))
     return EXIT_OK
 
 
@@ -262,7 +272,10 @@ def runs_export(api: Client, out: Output, args: argparse.Namespace) -> int:
 def leaderboard(api: Client, out: Output, args: argparse.Namespace) -> int:
     metric = METRICS[args.metric] if args.metric else common_pb2.METRIC_UNSPECIFIED
     board = api.leaderboard(args.run, limit=args.limit, metric=metric)
-    out.show(board, views.leaderboard_table(board))
+    if out.json:
+        out.show(board)
+    else:
+        out.show(board, views.leaderboard_table(board, cv_folds=_cv_folds(api, api.get_run(args.run))))
     return EXIT_OK
 
 

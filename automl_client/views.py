@@ -101,7 +101,7 @@ def experiments_table(experiments: Iterable[experiment_pb2.Experiment]) -> Table
 def runs_table(runs: Iterable[run_pb2.Run]) -> Table:
     return table(
         "runs",
-        ["id", "experiment", "state", "stop reason", "models", "failed", "best", "created"],
+        ["id", "experiment", "state", "stop reason", "models", "failed", "stopped", "best", "created"],
         (
             [
                 short(r.name),
@@ -110,6 +110,7 @@ def runs_table(runs: Iterable[run_pb2.Run]) -> Table:
                 enum_name(common_pb2.StopReason, r.stop_reason, "STOP_REASON_") if r.stop_reason else "",
                 r.models_evaluated,
                 r.models_failed,
+                r.models_stopped,
                 f"{r.best_score:.4f}" if r.HasField("best_score") else "",
                 when(r.create_time),
             ]
@@ -118,28 +119,90 @@ def runs_table(runs: Iterable[run_pb2.Run]) -> Table:
     )
 
 
+def counts_text(evaluated: int, failed: int, stopped: int) -> str:
+    """ "12 evaluated, 1 failed, 2 stopped": stopped candidates (interrupted by a
+    normal stop of the run) are not failures."""
+    return f"{evaluated} evaluated, {failed} failed, {stopped} stopped"
+
+
+def run_details(run: run_pb2.Run) -> Group:
+    """Below a run's table: why it ended (a failed or cancelled run's reason
+    stands out), its counts, and what the runner adapted to or fell back on."""
+    lines: list[Any] = []
+    failed = run.state in (common_pb2.RUN_STATE_FAILED, common_pb2.RUN_STATE_CANCELLED)
+    if failed:
+        state = enum_name(common_pb2.RunState, run.state, "RUN_STATE_")
+        lines.append(Text.assemble((f"{state}: ", "bold red"), (run.status_message or "(no reason given)", "red")))
+    if run.stop_reason:
+        reason = enum_name(common_pb2.StopReason, run.stop_reason, "STOP_REASON_")
+        detail = f" ({run.status_message})" if run.status_message and not failed else ""
+        lines.append(Text(f"stop reason: {reason}{detail}"))
+    lines.append(Text("models: " + counts_text(run.models_evaluated, run.models_failed, run.models_stopped)))
+    if run.notes:
+        lines.append(Text("notes:", style="bold"))
+        lines += [Text(f"  - {note}") for note in run.notes]
+    return Group(*lines)
+
+
 def metric_of(result: run_pb2.ModelResult, metric: int) -> common_pb2.MetricSummary | None:
     return next((m for m in result.metrics if m.metric == metric), None)
 
 
-def leaderboard_table(board: run_pb2.GetLeaderboardResponse, title: str = "leaderboard") -> Table:
+# The runner's cross-validation folds when an experiment leaves cv_folds unset
+# (services/runner/problem.py DEFAULT_FOLDS).
+DEFAULT_FOLDS = 5
+
+
+def folds_text(result: run_pb2.ModelResult, cv_folds: int = 0) -> str:
+    """Folds run, as "3/5" when fewer than the experiment's cross-validation
+    folds (a candidate stopped early, or raced on a few folds)."""
+    planned = cv_folds or DEFAULT_FOLDS
+    return f"{result.folds_run}/{planned}" if 0 < result.folds_run < planned else str(result.folds_run)
+
+
+def weight_text(weight: float) -> str:
+    return f"{weight:.2f}".rstrip("0").rstrip(".")
+
+
+TIMES = "\u00d7"  # the multiplication sign of an ensemble weight
+
+
+def ensemble_text(result: run_pb2.ModelResult) -> str:
+    """An ensemble's members and weights, heaviest first ("ensemble of #3 x0.5,
+    #7 x0.3, #1 x0.2", with a multiplication sign); "" for a single model."""
+    members = sorted(result.ensemble_members, key=lambda m: (-m.weight, m.index))
+    return "ensemble of " + ", ".join(f"#{m.index} {TIMES}{weight_text(m.weight)}" for m in members) if members else ""
+
+
+def pipeline_text(result: run_pb2.ModelResult) -> str:
+    return ensemble_text(result) or " > ".join(result.pipeline_steps)
+
+
+def leaderboard_table(board: run_pb2.GetLeaderboardResponse, title: str = "leaderboard", cv_folds: int = 0) -> Table:
+    """The ranked results. `cv_folds`: the experiment's (0: the default), to show
+    "3/5" for a candidate that ran fewer folds. A "rows" column appears when
+    some candidates were cross-validated on a sample of rows: their sample size
+    (the most rows any entry shown used stands for the run's search rows)."""
     name = enum_name(common_pb2.Metric, board.metric, "METRIC_")
+    sizes = [e.model_result.sample_rows for e in board.entries if e.model_result.sample_rows]
+    full = max(sizes, default=0)
+    sampled = any(size < full for size in sizes)
     rows = []
     for entry in board.entries:
         result = entry.model_result
         score = metric_of(result, board.metric)
-        rows.append(
-            [
-                entry.rank,
-                result.model_family,
-                f"{score.mean:.4f} ± {score.std:.4f}" if score else "",
-                result.folds_run,
-                f"{result.fit_time_seconds:.2f}",
-                " > ".join(result.pipeline_steps),
-                short(result.name),
-            ]
-        )
-    return table(f"{title} ({name})", ["#", "family", name, "folds", "fit s", "pipeline", "result id"], rows)
+        row = [
+            entry.rank,
+            result.model_family,
+            f"{score.mean:.4f} ± {score.std:.4f}" if score else "",
+            folds_text(result, cv_folds),
+        ]
+        if sampled:
+            row.append(result.sample_rows if 0 < result.sample_rows < full else "")
+        row += [f"{result.fit_time_seconds:.2f}", pipeline_text(result), short(result.name)]
+        rows.append(row)
+    columns = ["#", "family", name, "folds", *(["rows"] if sampled else []), "fit s", "pipeline", "result id"]
+    return table(f"{title} ({name})", columns, rows)
 
 
 def models_table(models: Iterable[model_pb2.TrainedModel]) -> Table:
@@ -189,6 +252,9 @@ class RunView:
     snapshot_clock: float = field(default_factory=time.monotonic)
     models: dict[int, event_pb2.ModelEvaluated] = field(default_factory=dict)
     failed: int = 0
+    stopped: int = 0
+    """Candidates interrupted by a normal stop of the run: not failures."""
+    notes: list[str] = field(default_factory=list)
     best: float | None = None
     finished: event_pb2.RunFinished | None = None
     last_sequence: int = 0
@@ -200,6 +266,8 @@ class RunView:
             self.elapsed_at_snapshot = message.snapshot.elapsed.ToTimedelta().total_seconds()
             self.snapshot_clock = time.monotonic()
             self.failed = self.run.models_failed
+            self.stopped = self.run.models_stopped
+            self.notes = list(self.run.notes)
             if self.run.HasField("best_score"):
                 self.best = self.run.best_score
         elif kind == "batch":
@@ -214,13 +282,22 @@ class RunView:
             self.models[evaluated.index] = evaluated
             self.best = evaluated.best_score
         elif kind == "model_failed":
-            self.failed = event.model_failed.models_failed
+            failed = event.model_failed
+            if failed.outcome == run_pb2.ModelResult.OUTCOME_INTERRUPTED:
+                self.stopped = max(self.stopped + 1, failed.models_stopped)
+            else:
+                self.failed = failed.models_failed
+                self.stopped = max(self.stopped, failed.models_stopped)
+        elif kind == "run_note":
+            self.notes.append(event.run_note.message)
         elif kind == "run_state_changed":
             self.run.state = event.run_state_changed.state
         elif kind == "run_finished":
             self.finished = event.run_finished
             self.run.state = event.run_finished.state
             self.run.stop_reason = event.run_finished.stop_reason
+            self.failed = event.run_finished.models_failed
+            self.stopped = max(self.stopped, event.run_finished.models_stopped)
 
     @property
     def elapsed(self) -> float:
@@ -248,7 +325,8 @@ class RunView:
         best = f"{self.best:.4f}" if self.best is not None else "-"
         target = f" (target {conditions.target_score:g})" if conditions.HasField("target_score") else ""
         metric = enum_name(common_pb2.Metric, run.primary_metric, "METRIC_")
-        parts.append(Text(f"models {done}{limit}, failed {self.failed}, best {metric} {best}{target}"))
+        stopped = f", stopped {self.stopped}" if self.stopped else ""
+        parts.append(Text(f"models {done}{limit}, failed {self.failed}{stopped}, best {metric} {best}{target}"))
         top = sorted(
             self.models.values(), key=lambda m: m.primary_score, reverse=metrics.higher_is_better(run.primary_metric)
         )
@@ -262,6 +340,10 @@ class RunView:
                 ),
             )
         )
+        if self.notes:
+            parts.append(Text("notes:", style="bold"))
+            parts += [Text(f"  - {note}") for note in self.notes]
         if self.finished is not None and self.finished.message:
-            parts.append(Text(self.finished.message))
+            failed = self.finished.state in (common_pb2.RUN_STATE_FAILED, common_pb2.RUN_STATE_CANCELLED)
+            parts.append(Text(self.finished.message, style="red" if failed else ""))
         return Group(*parts)

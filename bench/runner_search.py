@@ -106,7 +106,7 @@ def bare_loop(models: int, folder: Path) -> tuple[float, list[str]]:
     for _ in range(models):
         candidate = candidates.next()
         try:
-            rows = evaluator.evaluate(candidate.job_param)
+            rows = evaluator.evaluate(candidate.job_param).rows
         except Exception as exc:  # noqa: BLE001 - a failed candidate is a result here too
             candidates.record(candidate.job_id, None, repr(exc))
         else:

@@ -102,6 +102,7 @@ class RunControl:
             message=ended.status_message,
             models_evaluated=ended.models_evaluated,
             models_failed=ended.models_failed,
+            models_stopped=ended.models_stopped,
             best_model_result=ended.best_model_result,
             duration=duration,
         )

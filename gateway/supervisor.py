@@ -30,7 +30,9 @@ log = logging.getLogger("automl.gateway.supervisor")
 
 ACTIVE_RUNS = Gauge("automl_active_runs", "Runs not yet ended, by state.", ["state"])
 MODELS_EVALUATED = Counter(
-    "automl_models_evaluated_total", "Candidates recorded by active runs, by outcome.", ["outcome"]
+    "automl_models_evaluated_total",
+    "Candidates recorded by active runs, by outcome (succeeded, failed, stopped: interrupted by a stop).",
+    ["outcome"],
 )
 SUPERVISOR_STOPS = Counter("automl_supervisor_actions_total", "Runs the supervisor stopped or ended.", ["reason"])
 REASK_SECONDS = 10.0  # a stop already asked for is asked again only after this long
@@ -47,7 +49,7 @@ class Supervisor:
         self.interval = settings.supervisor_interval_seconds
         self.lost_after = settings.runner_lost_seconds
         self._asked: dict[str, float] = {}
-        self._counts: dict[str, tuple[int, int]] = {}
+        self._counts: dict[str, tuple[int, int, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -110,12 +112,12 @@ class Supervisor:
                 return out
 
     def _count(self, run: object) -> None:
-        evaluated, failed = run.models_evaluated, run.models_failed  # type: ignore[attr-defined]
+        counts = (run.models_evaluated, run.models_failed, run.models_stopped)  # type: ignore[attr-defined]
         before = self._counts.get(run.name)  # type: ignore[attr-defined]
         if before is not None:
-            MODELS_EVALUATED.labels("succeeded").inc(max(0, evaluated - before[0]))
-            MODELS_EVALUATED.labels("failed").inc(max(0, failed - before[1]))
-        self._counts[run.name] = (evaluated, failed)  # type: ignore[attr-defined]
+            for outcome, now, then in zip(("succeeded", "failed", "stopped"), counts, before, strict=True):
+                MODELS_EVALUATED.labels(outcome).inc(max(0, now - then))
+        self._counts[run.name] = counts  # type: ignore[attr-defined]
 
     async def check(self, record: storage_service_pb2.RunRecord, now: dt.datetime) -> None:
         run, tenant = record.run, record.tenant
@@ -131,7 +133,7 @@ class Supervisor:
         beat = run.heartbeat_time if run.HasField("heartbeat_time") else run.start_time
         silent = seconds_since(beat, now)
         if silent > self.lost_after:
-            kept = run.models_evaluated + run.models_failed
+            kept = run.models_evaluated + run.models_failed + run.models_stopped
             message = (
                 f"runner {run.runner_id or '(unknown)'} sent no heartbeat for {silent:.0f} s; "
                 f"the {kept} results stored are kept"
@@ -150,6 +152,7 @@ class Supervisor:
         if run.state != c.RUN_STATE_RUNNING:
             return
         limits = Limits.of(run.stop_conditions, default_time_limit=1.0)
+        # Candidates interrupted by a stop (models_stopped) are neither done nor failed.
         progress = Progress(
             done=run.models_evaluated + run.models_failed,
             evaluated=run.models_evaluated,

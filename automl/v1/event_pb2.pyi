@@ -25,6 +25,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_RUN_FINISHED: _ClassVar[EventType]
     EVENT_TYPE_MODEL_TRAINED: _ClassVar[EventType]
     EVENT_TYPE_MODEL_TESTED: _ClassVar[EventType]
+    EVENT_TYPE_RUN_NOTE: _ClassVar[EventType]
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_RUN_STARTED: EventType
 EVENT_TYPE_MODEL_EVALUATED: EventType
@@ -34,9 +35,10 @@ EVENT_TYPE_STOP_REQUESTED: EventType
 EVENT_TYPE_RUN_FINISHED: EventType
 EVENT_TYPE_MODEL_TRAINED: EventType
 EVENT_TYPE_MODEL_TESTED: EventType
+EVENT_TYPE_RUN_NOTE: EventType
 
 class Event(_message.Message):
-    __slots__ = ("run", "experiment", "sequence", "global_sequence", "type", "create_time", "run_started", "model_evaluated", "model_failed", "run_state_changed", "stop_requested", "run_finished", "model_trained", "model_tested")
+    __slots__ = ("run", "experiment", "sequence", "global_sequence", "type", "create_time", "run_started", "model_evaluated", "model_failed", "run_state_changed", "stop_requested", "run_finished", "model_trained", "model_tested", "run_note")
     RUN_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +53,7 @@ class Event(_message.Message):
     RUN_FINISHED_FIELD_NUMBER: _ClassVar[int]
     MODEL_TRAINED_FIELD_NUMBER: _ClassVar[int]
     MODEL_TESTED_FIELD_NUMBER: _ClassVar[int]
+    RUN_NOTE_FIELD_NUMBER: _ClassVar[int]
     run: str
     experiment: str
     sequence: int
@@ -65,7 +68,8 @@ class Event(_message.Message):
     run_finished: RunFinished
     model_trained: ModelTrained
     model_tested: ModelTested
-    def __init__(self, run: _Optional[str] = ..., experiment: _Optional[str] = ..., sequence: _Optional[int] = ..., global_sequence: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., model_evaluated: _Optional[_Union[ModelEvaluated, _Mapping]] = ..., model_failed: _Optional[_Union[ModelFailed, _Mapping]] = ..., run_state_changed: _Optional[_Union[RunStateChanged, _Mapping]] = ..., stop_requested: _Optional[_Union[StopRequested, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., model_trained: _Optional[_Union[ModelTrained, _Mapping]] = ..., model_tested: _Optional[_Union[ModelTested, _Mapping]] = ...) -> None: ...
+    run_note: RunNote
+    def __init__(self, run: _Optional[str] = ..., experiment: _Optional[str] = ..., sequence: _Optional[int] = ..., global_sequence: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., model_evaluated: _Optional[_Union[ModelEvaluated, _Mapping]] = ..., model_failed: _Optional[_Union[ModelFailed, _Mapping]] = ..., run_state_changed: _Optional[_Union[RunStateChanged, _Mapping]] = ..., stop_requested: _Optional[_Union[StopRequested, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., model_trained: _Optional[_Union[ModelTrained, _Mapping]] = ..., model_tested: _Optional[_Union[ModelTested, _Mapping]] = ..., run_note: _Optional[_Union[RunNote, _Mapping]] = ...) -> None: ...
 
 class RunStarted(_message.Message):
     __slots__ = ("runner_id", "stop_conditions", "parallel_workers", "primary_metric", "task", "search_rows", "split_artifact", "holdout_rows", "feature_columns")
@@ -90,7 +94,7 @@ class RunStarted(_message.Message):
     def __init__(self, runner_id: _Optional[str] = ..., stop_conditions: _Optional[_Union[_common_pb2.StopConditions, _Mapping]] = ..., parallel_workers: _Optional[int] = ..., primary_metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., search_rows: _Optional[int] = ..., split_artifact: _Optional[str] = ..., holdout_rows: _Optional[int] = ..., feature_columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelEvaluated(_message.Message):
-    __slots__ = ("model_result", "index", "model_family", "primary_score", "metrics", "fit_time_seconds", "folds_run", "is_new_best", "best_score", "models_evaluated", "models_failed")
+    __slots__ = ("model_result", "index", "model_family", "primary_score", "metrics", "fit_time_seconds", "folds_run", "is_new_best", "best_score", "models_evaluated", "models_failed", "models_stopped")
     MODEL_RESULT_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     MODEL_FAMILY_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +106,7 @@ class ModelEvaluated(_message.Message):
     BEST_SCORE_FIELD_NUMBER: _ClassVar[int]
     MODELS_EVALUATED_FIELD_NUMBER: _ClassVar[int]
     MODELS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    MODELS_STOPPED_FIELD_NUMBER: _ClassVar[int]
     model_result: str
     index: int
     model_family: str
@@ -113,23 +118,26 @@ class ModelEvaluated(_message.Message):
     best_score: float
     models_evaluated: int
     models_failed: int
-    def __init__(self, model_result: _Optional[str] = ..., index: _Optional[int] = ..., model_family: _Optional[str] = ..., primary_score: _Optional[float] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.MetricSummary, _Mapping]]] = ..., fit_time_seconds: _Optional[float] = ..., folds_run: _Optional[int] = ..., is_new_best: _Optional[bool] = ..., best_score: _Optional[float] = ..., models_evaluated: _Optional[int] = ..., models_failed: _Optional[int] = ...) -> None: ...
+    models_stopped: int
+    def __init__(self, model_result: _Optional[str] = ..., index: _Optional[int] = ..., model_family: _Optional[str] = ..., primary_score: _Optional[float] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.MetricSummary, _Mapping]]] = ..., fit_time_seconds: _Optional[float] = ..., folds_run: _Optional[int] = ..., is_new_best: _Optional[bool] = ..., best_score: _Optional[float] = ..., models_evaluated: _Optional[int] = ..., models_failed: _Optional[int] = ..., models_stopped: _Optional[int] = ...) -> None: ...
 
 class ModelFailed(_message.Message):
-    __slots__ = ("model_result", "index", "model_family", "outcome", "error_message", "models_failed")
+    __slots__ = ("model_result", "index", "model_family", "outcome", "error_message", "models_failed", "models_stopped")
     MODEL_RESULT_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     MODEL_FAMILY_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     MODELS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    MODELS_STOPPED_FIELD_NUMBER: _ClassVar[int]
     model_result: str
     index: int
     model_family: str
     outcome: _run_pb2.ModelResult.Outcome
     error_message: str
     models_failed: int
-    def __init__(self, model_result: _Optional[str] = ..., index: _Optional[int] = ..., model_family: _Optional[str] = ..., outcome: _Optional[_Union[_run_pb2.ModelResult.Outcome, str]] = ..., error_message: _Optional[str] = ..., models_failed: _Optional[int] = ...) -> None: ...
+    models_stopped: int
+    def __init__(self, model_result: _Optional[str] = ..., index: _Optional[int] = ..., model_family: _Optional[str] = ..., outcome: _Optional[_Union[_run_pb2.ModelResult.Outcome, str]] = ..., error_message: _Optional[str] = ..., models_failed: _Optional[int] = ..., models_stopped: _Optional[int] = ...) -> None: ...
 
 class RunStateChanged(_message.Message):
     __slots__ = ("previous_state", "state", "stop_reason", "message")
@@ -152,7 +160,7 @@ class StopRequested(_message.Message):
     def __init__(self, reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RunFinished(_message.Message):
-    __slots__ = ("state", "stop_reason", "message", "models_evaluated", "models_failed", "best_model_result", "best_score", "duration")
+    __slots__ = ("state", "stop_reason", "message", "models_evaluated", "models_failed", "best_model_result", "best_score", "duration", "models_stopped")
     STATE_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +169,7 @@ class RunFinished(_message.Message):
     BEST_MODEL_RESULT_FIELD_NUMBER: _ClassVar[int]
     BEST_SCORE_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
+    MODELS_STOPPED_FIELD_NUMBER: _ClassVar[int]
     state: _common_pb2.RunState
     stop_reason: _common_pb2.StopReason
     message: str
@@ -169,7 +178,14 @@ class RunFinished(_message.Message):
     best_model_result: str
     best_score: float
     duration: _duration_pb2.Duration
-    def __init__(self, state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., message: _Optional[str] = ..., models_evaluated: _Optional[int] = ..., models_failed: _Optional[int] = ..., best_model_result: _Optional[str] = ..., best_score: _Optional[float] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    models_stopped: int
+    def __init__(self, state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., message: _Optional[str] = ..., models_evaluated: _Optional[int] = ..., models_failed: _Optional[int] = ..., best_model_result: _Optional[str] = ..., best_score: _Optional[float] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., models_stopped: _Optional[int] = ...) -> None: ...
+
+class RunNote(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    def __init__(self, message: _Optional[str] = ...) -> None: ...
 
 class ModelTrained(_message.Message):
     __slots__ = ("trained_model", "model_result", "state", "fit_time_seconds", "error_message")

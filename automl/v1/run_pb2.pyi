@@ -32,7 +32,7 @@ EXPORT_FORMAT_XLSX: ExportFormat
 EXPORT_FORMAT_JSON: ExportFormat
 
 class Run(_message.Message):
-    __slots__ = ("name", "experiment", "state", "stop_reason", "status_message", "stop_conditions", "parallel_workers", "primary_metric", "create_time", "start_time", "end_time", "models_evaluated", "models_failed", "best_model_result", "best_score", "runner_id", "heartbeat_time", "last_sequence")
+    __slots__ = ("name", "experiment", "state", "stop_reason", "status_message", "stop_conditions", "parallel_workers", "primary_metric", "create_time", "start_time", "end_time", "models_evaluated", "models_failed", "best_model_result", "best_score", "runner_id", "heartbeat_time", "last_sequence", "models_stopped", "notes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,8 @@ class Run(_message.Message):
     RUNNER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MODELS_STOPPED_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     experiment: str
     state: _common_pb2.RunState
@@ -69,10 +71,12 @@ class Run(_message.Message):
     runner_id: str
     heartbeat_time: _timestamp_pb2.Timestamp
     last_sequence: int
-    def __init__(self, name: _Optional[str] = ..., experiment: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., status_message: _Optional[str] = ..., stop_conditions: _Optional[_Union[_common_pb2.StopConditions, _Mapping]] = ..., parallel_workers: _Optional[int] = ..., primary_metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., models_evaluated: _Optional[int] = ..., models_failed: _Optional[int] = ..., best_model_result: _Optional[str] = ..., best_score: _Optional[float] = ..., runner_id: _Optional[str] = ..., heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+    models_stopped: int
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., experiment: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., status_message: _Optional[str] = ..., stop_conditions: _Optional[_Union[_common_pb2.StopConditions, _Mapping]] = ..., parallel_workers: _Optional[int] = ..., primary_metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., models_evaluated: _Optional[int] = ..., models_failed: _Optional[int] = ..., best_model_result: _Optional[str] = ..., best_score: _Optional[float] = ..., runner_id: _Optional[str] = ..., heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sequence: _Optional[int] = ..., models_stopped: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelResult(_message.Message):
-    __slots__ = ("name", "run", "index", "job_id", "model_family", "pipeline_steps", "model_json", "outcome", "error_message", "folds", "metrics", "primary_score", "folds_run", "fit_time_seconds", "score_time_seconds", "was_new_best", "create_time")
+    __slots__ = ("name", "run", "index", "job_id", "model_family", "pipeline_steps", "model_json", "outcome", "error_message", "folds", "metrics", "primary_score", "folds_run", "fit_time_seconds", "score_time_seconds", "was_new_best", "create_time", "sample_rows", "job_type", "ensemble_members")
     class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OUTCOME_UNSPECIFIED: _ClassVar[ModelResult.Outcome]
@@ -104,6 +108,9 @@ class ModelResult(_message.Message):
     SCORE_TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     WAS_NEW_BEST_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ENSEMBLE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     run: str
     index: int
@@ -121,7 +128,20 @@ class ModelResult(_message.Message):
     score_time_seconds: float
     was_new_best: bool
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., run: _Optional[str] = ..., index: _Optional[int] = ..., job_id: _Optional[str] = ..., model_family: _Optional[str] = ..., pipeline_steps: _Optional[_Iterable[str]] = ..., model_json: _Optional[str] = ..., outcome: _Optional[_Union[ModelResult.Outcome, str]] = ..., error_message: _Optional[str] = ..., folds: _Optional[_Iterable[_Union[FoldScores, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.MetricSummary, _Mapping]]] = ..., primary_score: _Optional[float] = ..., folds_run: _Optional[int] = ..., fit_time_seconds: _Optional[float] = ..., score_time_seconds: _Optional[float] = ..., was_new_best: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    sample_rows: int
+    job_type: str
+    ensemble_members: _containers.RepeatedCompositeFieldContainer[EnsembleMember]
+    def __init__(self, name: _Optional[str] = ..., run: _Optional[str] = ..., index: _Optional[int] = ..., job_id: _Optional[str] = ..., model_family: _Optional[str] = ..., pipeline_steps: _Optional[_Iterable[str]] = ..., model_json: _Optional[str] = ..., outcome: _Optional[_Union[ModelResult.Outcome, str]] = ..., error_message: _Optional[str] = ..., folds: _Optional[_Iterable[_Union[FoldScores, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.MetricSummary, _Mapping]]] = ..., primary_score: _Optional[float] = ..., folds_run: _Optional[int] = ..., fit_time_seconds: _Optional[float] = ..., score_time_seconds: _Optional[float] = ..., was_new_best: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sample_rows: _Optional[int] = ..., job_type: _Optional[str] = ..., ensemble_members: _Optional[_Iterable[_Union[EnsembleMember, _Mapping]]] = ...) -> None: ...
+
+class EnsembleMember(_message.Message):
+    __slots__ = ("model_result", "index", "weight")
+    MODEL_RESULT_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    model_result: str
+    index: int
+    weight: float
+    def __init__(self, model_result: _Optional[str] = ..., index: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class FoldScores(_message.Message):
     __slots__ = ("fold_nb", "values")

@@ -24,28 +24,32 @@ class CreateRunRequest(_message.Message):
     def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ...) -> None: ...
 
 class UpdateRunStateRequest(_message.Message):
-    __slots__ = ("name", "expected_states", "state", "stop_reason", "status_message", "runner_id")
+    __slots__ = ("name", "expected_states", "state", "stop_reason", "status_message", "runner_id", "add_notes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_STATES_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RUNNER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADD_NOTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     expected_states: _containers.RepeatedScalarFieldContainer[_common_pb2.RunState]
     state: _common_pb2.RunState
     stop_reason: _common_pb2.StopReason
     status_message: str
     runner_id: str
-    def __init__(self, name: _Optional[str] = ..., expected_states: _Optional[_Iterable[_Union[_common_pb2.RunState, str]]] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., status_message: _Optional[str] = ..., runner_id: _Optional[str] = ...) -> None: ...
+    add_notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., expected_states: _Optional[_Iterable[_Union[_common_pb2.RunState, str]]] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., status_message: _Optional[str] = ..., runner_id: _Optional[str] = ..., add_notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeartbeatRunRequest(_message.Message):
-    __slots__ = ("name", "runner_id")
+    __slots__ = ("name", "runner_id", "add_notes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     RUNNER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADD_NOTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     runner_id: str
-    def __init__(self, name: _Optional[str] = ..., runner_id: _Optional[str] = ...) -> None: ...
+    add_notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., runner_id: _Optional[str] = ..., add_notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListRunRecordsRequest(_message.Message):
     __slots__ = ("page_size", "page_token", "filter")

@@ -1,6 +1,8 @@
-"""aikit's candidate generator for one run: default models first, then random
-exploration, then (past ten results) proposals guided by a model of the
-results so far.
+"""The candidates of one run: a fixed portfolio of configurations known to be
+strong on tabular data first (services.runner.portfolio), then aikit's random
+exploration and, past ten results, its proposals guided by a model of the
+results so far. A failure of aikit's guider does not end the run: the draw
+falls back to exploration, and the run gets a note saying so.
 
 aikit's generator talks to its guider through files (a FolderDataPersister);
 the run keeps such a folder of its own and writes every result there, so the
@@ -13,9 +15,12 @@ a process do not disturb each other and a seed reproduces its candidates.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import logging
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +31,9 @@ import pandas as pd
 
 from automl.common.errors import InvalidArgument
 from automl.v1 import common_pb2 as c
-from services.runner import aikit_compat
+from services.runner import aikit_compat, portfolio
+
+log = logging.getLogger("automl.runner.candidates")
 
 _GLOBAL_RNG = threading.Lock()
 MAX_DUPLICATE_DRAWS = 200
@@ -37,13 +44,15 @@ class Candidate:
     job_id: str
     """aikit's id: md5 of the model description."""
     job_type: str
-    """default, block_search, exploration or guided."""
+    """portfolio, block_search, exploration or guided (aikit's names but the first)."""
     job_param: dict[str, Any]
     """What a worker needs: model_json, stopping_round, stopping_threshold."""
     model_json: str
     """The model description in aikit's JSON encoding."""
     model_family: str
     pipeline_steps: list[str]
+    work: float = 1.0
+    """Relative cost of its model per row (its trees or boosting rounds over 100): what its time scales with."""
 
 
 class Exhausted(Exception):
@@ -105,6 +114,12 @@ class Candidates:
         job.cv.random_state = seed % 2**32  # the folds the workers use (aikit's guess seeds them with 123)
         job.scoring = list(scorer_names)
         job.main_scorer = scorer_names[0]
+        # The portfolio replaces aikit's default phase (its defaults are in it, with more trees).
+        job.start_with_default = False
+        # aikit's block search (its default models on subsets of the column blocks) drew
+        # pipelines whose imputer expects columns its inputs do not carry ("Column ... isn't
+        # in the columns"); exploration already draws subsets of blocks.
+        job.do_blocks_search = False
         folder.mkdir(parents=True, exist_ok=True)
         self.persister = FolderDataPersister(base_folder=str(folder))
         guider = AutoMlModelGuider(result_reader=AutoMlResultReader(self.persister), job_config=job)
@@ -113,6 +128,10 @@ class Candidates:
             self.queue = JobManagerQueue(
                 config, job, guider, self.persister, random_state=np.random.RandomState(seed % 2**32)
             )
+        self._portfolio = list(portfolio.entries(config, len(y), X.shape[1], seed))
+        self._guided = True
+        self.notes: list[str] = []
+        """Lines for the run's notes (a fallback taken); the run takes them as they come."""
         self.seen: set[str] = set()
 
     @contextlib.contextmanager
@@ -134,29 +153,74 @@ class Candidates:
         phase fits a model; call it from a thread)."""
         for _ in range(MAX_DUPLICATE_DRAWS):
             with self._own_random_state():
-                job_id = self.queue.remove()
+                job_id = self._draw()
             if job_id in self.seen:
                 continue
             self.seen.add(job_id)
-            job_param = self.persister.read(job_id, path="job_param", write_type=self._saving.json)
-            from aikit.tools.json_helper import json_encoder
-
-            model = job_param["model_json"]
-            family, steps = describe(model)
-            return Candidate(
-                job_id=job_id,
-                job_type=job_param.get("job_type", ""),
-                job_param={
-                    "model_json": model,
-                    "stopping_round": job_param.get("stopping_round"),
-                    "stopping_threshold": job_param.get("stopping_threshold"),
-                },
-                # What aikit's save_json writes (its SpecialJSONEncoder.encode encodes twice).
-                model_json=json.dumps(json_encoder(model)),
-                model_family=family,
-                pipeline_steps=steps,
-            )
+            return self._candidate(job_id)
         raise Exhausted(f"the generator proposed only evaluated candidates {MAX_DUPLICATE_DRAWS} times in a row")
+
+    def _draw(self) -> str:
+        """The next job id, its description written to the run's aikit folder."""
+        if self._portfolio:
+            entry = self._portfolio.pop(0)
+            return self._write(self._graph(entry.models_by_steps, entry.hyper_by_step), "portfolio")
+        if self._guided:
+            try:
+                return str(self.queue.remove())
+            except Exception as exc:  # noqa: BLE001 - any failure of aikit's guider or a proposal: explore instead
+                self._guided = False
+                note = (
+                    f"aikit's guided search failed ({type(exc).__name__}: {str(exc)[:200]}): "
+                    "candidates are drawn at random for the rest of the run"
+                )
+                log.warning("guided search failed; exploring", extra={"error": repr(exc)})
+                self.notes.append(note)
+        return self._write(self.queue.random_model_generator.draw_random_graph(), "exploration")
+
+    def _graph(self, models_by_steps: OrderedDict[str, tuple[Any, Any]], hyper: dict[Any, dict[str, Any]]) -> Any:
+        generator = self.queue.random_model_generator
+        blocks = tuple(generator.auto_ml_config.columns_block.keys())  # every block, as aikit's defaults
+        return generator.draw_random_graph(
+            blocks_to_use=blocks, models_by_steps=models_by_steps, hyper_parameters_by_step=hyper
+        )
+
+    def _write(self, drawn: tuple[Any, Any, Any], job_type: str) -> str:
+        """What aikit's JobManagerQueue.remove writes for a job (its param and
+        job_param files, which its guider reads back), for a graph drawn here."""
+        from aikit.ml_machine.model_graph import convert_graph_to_code
+        from aikit.tools.helper_functions import md5_hash
+
+        graph, params, blocks = drawn
+        code = convert_graph_to_code(graph, params)
+        job_id = md5_hash(code)
+        param = {
+            "Graph": {"nodes": list(graph.nodes), "edges": list(graph.edges)},
+            "all_models_params": params,
+            "blocks_to_use": blocks,
+            "job_id": job_id,
+        }
+        job_param = {"model_json": code, "job_type": job_type, "cv_type": "full"}
+        self.persister.write(data=param, key=job_id, path="param", write_type=self._saving.json)
+        self.persister.write(data=job_param, key=job_id, path="job_param", write_type=self._saving.json)
+        return str(job_id)
+
+    def _candidate(self, job_id: str) -> Candidate:
+        from aikit.tools.json_helper import json_encoder
+
+        job_param = self.persister.read(job_id, path="job_param", write_type=self._saving.json)
+        model = job_param["model_json"]
+        family, steps = describe(model)
+        return Candidate(
+            job_id=job_id,
+            job_type=job_param.get("job_type", ""),
+            job_param={"model_json": model},
+            # What aikit's save_json writes (its SpecialJSONEncoder.encode encodes twice).
+            model_json=json.dumps(json_encoder(model)),
+            model_family=family,
+            pipeline_steps=steps,
+            work=work(model),
+        )
 
     def record(self, job_id: str, rows: list[dict[str, Any]] | None, error: str = "") -> None:
         """Tell the guider how a candidate did (rows: aikit's score table)."""
@@ -178,6 +242,21 @@ def describe(model: Any) -> tuple[str, list[str]]:
         return str(model)[:100], []
 
 
+def work(model: Any) -> float:
+    """n_estimators / 100 of the final estimator of a description (1 without)."""
+    try:
+        final = model
+        while str(final[0]) == "GraphPipeline":
+            params = final[-1]
+            sources = {n for edge in params.get("edges", []) for n in edge[:-1]}
+            final = next(m for name, m in params["models"].items() if name not in sources)
+        inner = [arg for arg in final[1:-1] if _is_model(arg)]  # a wrapper such as BoxCoxTargetTransformer
+        final = inner[-1] if inner else final
+        return max(float(final[-1].get("n_estimators", 100)), 1.0) / 100
+    except (TypeError, ValueError, KeyError, IndexError, StopIteration, AttributeError):
+        return 1.0
+
+
 def _is_model(value: Any) -> bool:
     return isinstance(value, tuple) and len(value) >= 2 and isinstance(value[0], str) and isinstance(value[-1], dict)
 
@@ -192,12 +271,20 @@ def _describe(model: Any) -> tuple[str, list[str]]:
         return family, [kind, *steps]
     params = model[-1]
     models, edges = params["models"], params.get("edges", [])
-    order: list[str] = []
+    # In the order data flows (an edge (a, b, c) is the chain a -> b -> c),
+    # steps that could come in either order as they first appear in the edges.
+    seen = [n for edge in edges for n in edge]
+    appearance = {n: i for i, n in reversed(list(enumerate([*seen, *models])))}
+    before: dict[str, set[str]] = {n: set() for n in appearance}
     for edge in edges:
-        for node in edge:
-            if node not in order:
-                order.append(node)
-    order += [n for n in models if n not in order]
+        for a, b in itertools.pairwise(edge):
+            before[b].add(a)
+    order: list[str] = []
+    while len(order) < len(before):
+        ready = [n for n in before if n not in order and before[n] <= set(order)]
+        if not ready:  # a cycle: not a pipeline aikit makes; list the rest as they appear
+            ready = [n for n in before if n not in order]
+        order.append(min(ready, key=appearance.__getitem__))
     sources = {n for edge in edges for n in edge[:-1]}
     final = [n for n in order if n not in sources] or order[-1:]
     steps: list[str] = []

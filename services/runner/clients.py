@@ -25,7 +25,7 @@ from automl.v1 import (
     storage_service_pb2,
     storage_service_pb2_grpc,
 )
-from services.runner.execution import RunGone
+from services.runner.execution import RunGone, run_event
 
 log = logging.getLogger("automl.runner.clients")
 
@@ -126,7 +126,14 @@ class Services:
         return artifact
 
     async def set_state(
-        self, name: str, expected: Sequence[int], state: int, reason: int = 0, message: str = "", runner_id: str = ""
+        self,
+        name: str,
+        expected: Sequence[int],
+        state: int,
+        reason: int = 0,
+        message: str = "",
+        runner_id: str = "",
+        add_notes: Sequence[str] = (),
     ) -> run_pb2.Run:
         request = storage_service_pb2.UpdateRunStateRequest(
             name=name,
@@ -135,6 +142,7 @@ class Services:
             stop_reason=reason,
             status_message=message,
             runner_id=runner_id,
+            add_notes=list(add_notes),
         )
         return await self.retry(lambda: self.storage.UpdateRunState(request, metadata=self.metadata))
 
@@ -176,8 +184,10 @@ class GrpcRecorder:
                 raise RunGone(exc.details()) from None
             raise
 
-    async def heartbeat(self) -> run_pb2.Run:
-        request = storage_service_pb2.HeartbeatRunRequest(name=self.run, runner_id=self.runner_id)
+    async def heartbeat(self, add_notes: Sequence[str] = ()) -> run_pb2.Run:
+        request = storage_service_pb2.HeartbeatRunRequest(
+            name=self.run, runner_id=self.runner_id, add_notes=list(add_notes)
+        )
         try:
             return await self.services.storage.HeartbeatRun(request, metadata=self.services.metadata)
         except grpc.aio.AioRpcError as exc:
@@ -199,3 +209,8 @@ class GrpcRecorder:
 
     async def publish(self, events: list[event_pb2.Event]) -> None:
         await self.services.publish(events)
+
+    async def add_notes(self, notes: list[str]) -> None:
+        """Notes on the run (through its heartbeat), and as events for its watchers."""
+        run = await self.heartbeat(notes)
+        await self.publish([run_event(self.run, run.experiment, run_note=event_pb2.RunNote(message=n)) for n in notes])

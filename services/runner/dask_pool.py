@@ -6,7 +6,8 @@ the Dask worker's own thread (a thread cannot be killed): it forks a worker
 process there, exactly as the local pool does, so the per-model time limit,
 the memory guard and stops still kill what overruns. The run's data travels
 once to every Dask worker (scattered, broadcast); a stop is a Dask Event the
-tasks watch.
+tasks watch. A task returns the worker's Evaluation whole, out-of-fold
+predictions included.
 """
 
 from __future__ import annotations

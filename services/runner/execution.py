@@ -1,12 +1,20 @@
 """One run's search, from RUNNING to its terminal state.
 
-The loop keeps every worker busy with a fresh candidate, records each result
-(storage, then an event, then aikit's guider), and ends the run on the first
-stop condition: a stop request (StopExecution, or STOPPING written by someone
-else and seen on the heartbeat), or one of the run's own limits, which the
-runner enforces itself so that a lost gateway cannot make a run endless.
-When a run stops, no new candidate starts; candidates under way get the grace
-period, then their workers are killed and they are recorded INTERRUPTED.
+The loop keeps every worker busy with a fresh candidate (or, on a large
+table, a promotion of a good one to a larger row sample: racing.Halving),
+records each result (storage, then an event, then aikit's guider), and ends
+the run on the first stop condition: a stop request (StopExecution, or
+STOPPING written by someone else and seen on the heartbeat), or one of the
+run's own limits, which the runner enforces itself so that a lost gateway
+cannot make a run endless. When a run stops, no new candidate starts;
+candidates under way get the grace period, then their workers are killed and
+they are recorded INTERRUPTED (counted as stopped, not failed).
+
+The time budget is kept: no candidate starts that its predicted time
+(racing.Durations) says cannot end before the search's deadline, the
+candidates under way are stopped at that deadline, and the greedy ensemble
+of the best models (services.runner.ensemble) is built in the time reserved
+after it. Hopeless candidates stop after their first folds (racing).
 
 Side effects go through a `RunRecorder` (storage and notifier over gRPC in
 the service, anything in tests); nothing here knows of gRPC.
@@ -15,19 +23,21 @@ the service, anything in tests); nothing here knows of gRPC.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 from google.protobuf import duration_pb2
 
 from automl.common import metrics
 from automl.common.stopping import Limits, Progress, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2
-from services.runner import scoring
+from services.runner import racing, scoring
 from services.runner.candidates import Candidate, Candidates, Exhausted
 from services.runner.workers import Evaluation, Outcome, Pool
 
@@ -38,6 +48,14 @@ log = logging.getLogger("automl.runner.execution")
 
 TICK_SECONDS = 0.25
 ENDING_SECONDS = 0.3  # to store the interrupted candidates and the final state (measured: about 0.1 s)
+FIT_ATTEMPTS = 20
+"""Draws in a row whose predicted time does not fit before the deadline: then the search closes."""
+ENSEMBLE_CANDIDATES = 20
+"""The best complete results kept (with their out-of-fold predictions) for the ensemble."""
+ENSEMBLE_ROUNDS = 25
+"""Forward-selection rounds (AutoGluon's default ensemble size is 25; auto-sklearn's 50)."""
+NO_ENSEMBLE = (c.STOP_REASON_ERROR, c.STOP_REASON_RUNNER_LOST)
+COUNTED_METRICS = ("accuracy", "balanced_accuracy", "f1_macro")
 OUTCOMES = {
     Outcome.SUCCEEDED: run_pb2.ModelResult.OUTCOME_SUCCEEDED,
     Outcome.FAILED: run_pb2.ModelResult.OUTCOME_FAILED,
@@ -60,6 +78,54 @@ def run_event(run: str, experiment: str, **payload: object) -> event_pb2.Event:
     return event
 
 
+def reserve(budget: float) -> float:
+    """Seconds kept at the end of a time budget for stopping the candidates
+    under way, building the ensemble and ending the run."""
+    return min(0.1 * budget, 1.0 + 0.01 * budget)
+
+
+@dataclass
+class SearchData:
+    """What the loop needs of the search rows: row samples for large tables,
+    fold assignment and targets for the ensemble."""
+
+    y: np.ndarray
+    classification: bool
+    folds: int
+    seed: int
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        return np.unique(self.y) if self.classification else None
+
+    def codes(self) -> np.ndarray | None:
+        return np.unique(self.y, return_inverse=True)[1] if self.classification else None
+
+
+@dataclass
+class Job:
+    """One evaluation: a candidate on the rows of a rung."""
+
+    index: int
+    candidate: Candidate
+    rung: int
+    rows: int
+
+
+@dataclass
+class Member:
+    """A complete result kept for the ensemble."""
+
+    score: float
+    """Mean primary score in aikit's sign (greater is better)."""
+    name: str
+    index: int
+    candidate: Candidate
+    predictions: np.ndarray
+    fit_time: float
+    rung: int
+
+
 class RunGone(Exception):
     """The run ended or changed hands elsewhere: stop without writing anything."""
 
@@ -76,6 +142,8 @@ class RunRecorder(Protocol):
     async def store_result(self, result: run_pb2.ModelResult) -> tuple[run_pb2.ModelResult, run_pb2.Run]: ...
 
     async def publish(self, events: list[event_pb2.Event]) -> None: ...
+
+    async def add_notes(self, notes: list[str]) -> None: ...
 
 
 def kill_time(grace: float) -> float:
@@ -111,9 +179,31 @@ class Execution:
     started: float = field(default_factory=time.monotonic)
     workers_freed: Callable[[], None] = lambda: None
     """called once the pool is closed, before the run's end is written"""
+    data: SearchData | None = None
+    """The search rows' target: without it, no halving and no ensemble."""
     drawn: int = 0
+    closing: str = ""
+    """Why no candidate can start any more (the time left is too short)."""
     _stopping: asyncio.Lock = field(default_factory=asyncio.Lock)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    halving: racing.Halving = field(init=False)
+    durations: racing.Durations = field(default_factory=racing.Durations)
+    members: dict[int, list[Member]] = field(default_factory=dict)
+    """Per rung, the best complete results with their out-of-fold predictions."""
+    by_job: dict[str, Candidate] = field(default_factory=dict)
+    notes_told: int = 0
+
+    def __post_init__(self) -> None:
+        data = self.data
+        rows = len(data.y) if data is not None else 0
+        self.halving = racing.Halving(rows, data.codes() if data is not None else None, data.seed if data else 0)
+
+    @property
+    def search_deadline(self) -> float | None:
+        """monotonic time at which the candidates under way are stopped: the
+        end of the budget less what ending the run takes."""
+        budget = self.limits.max_duration
+        return self.started + budget - reserve(budget) if budget else None
 
     @property
     def name(self) -> str:
@@ -161,9 +251,9 @@ class Execution:
     # ---------------------------------------------------------------- loop
 
     async def execute(self) -> None:
-        """Search until a stop condition, then end the run. Never raises."""
+        """Search until a stop condition, build the ensemble, then end the run. Never raises."""
         beating = asyncio.create_task(self._heartbeat_forever(), name=f"heartbeat {self.name}")
-        running: dict[asyncio.Task[Evaluation], tuple[int, Candidate]] = {}
+        running: dict[asyncio.Task[Evaluation], Job] = {}
         try:
             try:
                 await self.pool.start()
@@ -176,6 +266,8 @@ class Execution:
                     task.cancel()
                 self.pool.close()
                 self.workers_freed()
+            if self.stop is not None and self.stop.reason not in NO_ENSEMBLE:
+                await self._ensemble()
             await self._finish()
         except RunGone as exc:
             log.warning("run ended elsewhere; stopping without writing", extra={"run": self.name, "detail": str(exc)})
@@ -183,28 +275,26 @@ class Execution:
             log.exception("run failed", extra={"run": self.name})
             await self._fail(f"the search failed: {type(exc).__name__}: {exc}")
 
-    async def _loop(self, running: dict[asyncio.Task[Evaluation], tuple[int, Candidate]]) -> None:
+    async def _loop(self, running: dict[asyncio.Task[Evaluation], Job]) -> None:
         while True:
-            if self.stop is None and (reached := limit_reached(self.limits, self.metric, self.progress, self.elapsed)):
-                await self.request_stop(*reached)
-            while self.stop is None and len(running) < self.pool.size and self._may_draw():
-                try:
-                    candidate = await asyncio.to_thread(self.candidates.next)
-                except Exhausted as exc:
-                    await self.request_stop(c.STOP_REASON_SEARCH_EXHAUSTED, str(exc))
+            await self._check_limits()
+            while self.stop is None and not self.closing and len(running) < self.pool.size and self._may_draw():
+                job = await self._next_job()
+                await self._tell_notes()
+                if job is None or self.stop is not None:  # asked to stop while drawing: start nothing new
                     break
-                if self.stop is not None:  # asked to stop while drawing: start nothing new
-                    break
-                self.drawn += 1
                 task = asyncio.create_task(
                     self.pool.evaluate(
-                        candidate.job_id, candidate.job_param, self.limits.per_model_time_limit, self.memory_limit
+                        job.candidate.job_id, self._job_param(job), self.limits.per_model_time_limit, self.memory_limit
                     )
                 )
-                running[task] = (self.drawn, candidate)
+                running[task] = job
             if not running:
-                if self.stop is None:  # every allowed candidate drawn and recorded
-                    await self.request_stop(c.STOP_REASON_MAX_MODELS, f"{self.drawn} models evaluated")
+                if self.stop is None:  # every allowed candidate drawn and recorded, or no time for another
+                    if self.closing:
+                        await self.request_stop(c.STOP_REASON_TIME_BUDGET, self.closing)
+                    else:
+                        await self.request_stop(c.STOP_REASON_MAX_MODELS, f"{self.drawn} models evaluated")
                     continue
                 return
             self._wake.clear()
@@ -212,10 +302,94 @@ class Execution:
             done, _ = await asyncio.wait({*running, waker}, timeout=self._tick(), return_when=asyncio.FIRST_COMPLETED)
             waker.cancel()
             for task in done - {waker}:
-                index, candidate = running.pop(task)  # type: ignore[arg-type]
-                await self._record(index, candidate, task.result())  # type: ignore[arg-type]
+                job = running.pop(task)  # type: ignore[arg-type]
+                await self._record(job, task.result())  # type: ignore[arg-type]
             if self.stop is not None and time.monotonic() >= self.stop.deadline:
                 self.pool.interrupt()
+
+    async def _check_limits(self) -> None:
+        if self.stop is not None:
+            return
+        deadline = self.search_deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            # The candidates under way stop now: the rest of the budget is the ensemble's and the end's.
+            await self.request_stop(
+                c.STOP_REASON_TIME_BUDGET, f"time budget of {self.limits.max_duration:g} s used", grace=0
+            )
+        elif reached := limit_reached(self.limits, self.metric, self.progress, self.elapsed):
+            await self.request_stop(*reached)
+
+    async def _next_job(self) -> Job | None:
+        """A promotion to a larger sample, or a new candidate, that can end
+        before the deadline; None when the search is over or closing."""
+        promoted = self.halving.promotion()
+        if promoted is not None:
+            job_id, rung = promoted
+            rows = self.halving.rungs[rung].size
+            if self._fits(self.by_job[job_id], rows):
+                self.drawn += 1
+                return Job(self.drawn, self.by_job[job_id], rung, rows)
+        rows = self.halving.rungs[0].size
+        for _ in range(FIT_ATTEMPTS):
+            try:
+                candidate = await self._draw()
+            except Exhausted as exc:
+                await self.request_stop(c.STOP_REASON_SEARCH_EXHAUSTED, str(exc))
+                return None
+            if candidate is None or self.stop is not None:
+                return None
+            if self._fits(candidate, rows):
+                self.drawn += 1
+                self.by_job[candidate.job_id] = candidate
+                return Job(self.drawn, candidate, 0, rows)
+        left = (self.search_deadline or 0.0) - time.monotonic()
+        self.closing = (
+            f"time budget of {self.limits.max_duration:g} s used: "
+            f"{max(left, 0):.1f} s left, too short for another candidate"
+        )
+        return None
+
+    async def _draw(self) -> Candidate | None:
+        """The next candidate, or None when the search's deadline passes or a
+        stop is asked first: a guided draw fits aikit's model of the results
+        (seconds on a loaded machine), which must not hold up the budget."""
+        drawing = asyncio.ensure_future(asyncio.to_thread(self.candidates.next))
+        deadline = self.search_deadline
+        self._wake.clear()
+        waker = asyncio.create_task(self._wake.wait())
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        await asyncio.wait({drawing, waker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waker.cancel()
+        if drawing.done():
+            return drawing.result()
+        # Left to end in its thread; whatever it raises then is of no use.
+        drawing.add_done_callback(lambda task: task.cancelled() or task.exception())
+        return None
+
+    def _fits(self, candidate: Candidate, rows: int) -> bool:
+        """Whether a candidate is predicted to end before the deadline."""
+        deadline = self.search_deadline
+        predicted = self.durations.predict(candidate.model_family, rows * candidate.work)
+        return deadline is None or predicted is None or time.monotonic() + predicted <= deadline
+
+    def _job_param(self, job: Job) -> dict[str, Any]:
+        """What the worker gets: the model, its row sample, and the racing threshold of its rung."""
+        param = dict(job.candidate.job_param)
+        sample = self.halving.samples[job.rung]
+        if sample is not None:
+            param["rows"] = sample
+        threshold = self.halving.threshold(job.rung)
+        if threshold is not None:
+            param["stopping_round"] = racing.RACE_AFTER_FOLDS - 1  # aikit counts folds from 0
+            param["stopping_threshold"] = threshold
+        return param
+
+    async def _tell_notes(self) -> None:
+        """The candidates' new notes (a fallback taken) go to the run and its watchers."""
+        notes = self.candidates.notes[self.notes_told :]
+        if notes:
+            self.notes_told += len(notes)
+            await self.recorder.add_notes(notes)
 
     def _may_draw(self) -> bool:
         return not self.limits.max_models or self.drawn < self.limits.max_models
@@ -226,8 +400,8 @@ class Execution:
         tick = TICK_SECONDS
         if self.stop is not None:
             tick = min(tick, self.stop.deadline - time.monotonic())
-        elif self.limits.max_duration:
-            tick = min(tick, self.limits.max_duration - self.elapsed)
+        elif (deadline := self.search_deadline) is not None:
+            tick = min(tick, deadline - time.monotonic())
         return max(0.01, tick)
 
     @property
@@ -236,47 +410,91 @@ class Execution:
 
     # ----------------------------------------------------------- recording
 
-    async def _record(self, index: int, candidate: Candidate, evaluation: Evaluation) -> None:
+    async def _record(self, job: Job, evaluation: Evaluation) -> None:
+        candidate = job.candidate
         result = run_pb2.ModelResult(
-            index=index,
+            index=job.index,
             job_id=candidate.job_id,
             model_family=candidate.model_family,
             pipeline_steps=candidate.pipeline_steps,
             model_json=candidate.model_json,
             outcome=OUTCOMES[evaluation.outcome],
             error_message=evaluation.error,
+            sample_rows=job.rows,
+            job_type=candidate.job_type,
         )
-        if evaluation.rows is not None:
-            summary = scoring.summarize(evaluation.rows, self.scorers)
-            for fold in summary.folds:
-                result.folds.add(fold_nb=fold["fold_nb"], values=fold["values"])
-            for m in summary.metrics:
-                entry = result.metrics.add(metric=m["metric"], mean=m["mean"], std=m["std"])
-                if m["train_mean"] is not None:
-                    entry.train_mean = m["train_mean"]
-            result.folds_run = summary.folds_run
-            result.fit_time_seconds = summary.fit_time
-            result.score_time_seconds = summary.score_time
-            if summary.primary_score is None:
-                result.outcome = run_pb2.ModelResult.OUTCOME_FAILED
-                result.error_message = f"{metrics.name(self.metric)} could not be computed on every fold"
-            else:
-                result.primary_score = summary.primary_score
-        stored, run = await self.recorder.store_result(result)
-        self.run = run
+        summary = self._summarize(result, evaluation.rows)
+        stored = await self._store(result)
         await asyncio.to_thread(
             self.candidates.record,
             candidate.job_id,
             evaluation.rows if stored.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED else None,
             stored.error_message,
         )
+        succeeded = stored.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED
+        mean = std = None
+        if succeeded and summary is not None:
+            primary = summary.metrics[0]
+            sign = self.scorers[0].sign
+            mean, std = sign * primary["mean"], primary["std"]
+            complete = summary.folds_run >= (self.data.folds if self.data else summary.folds_run)
+            self.halving.record(candidate.job_id, job.rung, mean, std, complete)
+            if complete:
+                self.durations.record(candidate.model_family, job.rows * candidate.work, evaluation.seconds)
+            if complete and evaluation.predictions is not None:
+                self._keep(
+                    Member(
+                        mean, stored.name, stored.index, candidate, evaluation.predictions, summary.fit_time, job.rung
+                    )
+                )
+        log.info(
+            "candidate done",
+            extra={
+                "run": self.name,
+                "index": job.index,
+                "family": candidate.model_family,
+                "rows": job.rows,
+                "outcome": evaluation.outcome.value,
+                "score": stored.primary_score if stored.HasField("primary_score") else None,
+                "folds": stored.folds_run,
+                "seconds": round(evaluation.seconds, 2),
+            },
+        )
+
+    def _summarize(self, result: run_pb2.ModelResult, rows: list[dict[str, Any]] | None) -> scoring.Summary | None:
+        """Fill a result's folds and metrics from aikit's score table."""
+        if rows is None:
+            return None
+        summary = scoring.summarize(rows, self.scorers)
+        for fold in summary.folds:
+            result.folds.add(fold_nb=fold["fold_nb"], values=fold["values"])
+        for m in summary.metrics:
+            entry = result.metrics.add(metric=m["metric"], mean=m["mean"], std=m["std"])
+            if m["train_mean"] is not None:
+                entry.train_mean = m["train_mean"]
+        result.folds_run = summary.folds_run
+        result.fit_time_seconds = summary.fit_time
+        result.score_time_seconds = summary.score_time
+        if summary.primary_score is None:
+            result.outcome = run_pb2.ModelResult.OUTCOME_FAILED
+            result.error_message = f"{metrics.name(self.metric)} could not be computed on every fold"
+            return None
+        result.primary_score = summary.primary_score
+        return summary
+
+    async def _store(self, result: run_pb2.ModelResult) -> run_pb2.ModelResult:
+        """Store a result, follow the run's counts and publish the result's event."""
+        stored, run = await self.recorder.store_result(result)
+        self.run = run
         p = self.progress
         p.done, p.evaluated, p.failed = (
             run.models_evaluated + run.models_failed,
             run.models_evaluated,
             run.models_failed,
         )
-        if stored.was_new_best:
+        if stored.outcome == run_pb2.ModelResult.OUTCOME_INTERRUPTED:
+            pass  # a normal stop: not a model evaluated, not a failure, not a lack of progress
+        elif stored.was_new_best:
             p.best_score, p.best_result, p.since_improvement = stored.primary_score, stored.name, 0
         else:
             p.since_improvement += 1
@@ -294,6 +512,7 @@ class Execution:
                     best_score=p.best_score if p.best_score is not None else stored.primary_score,
                     models_evaluated=p.evaluated,
                     models_failed=p.failed,
+                    models_stopped=run.models_stopped,
                 )
             )
         else:
@@ -305,20 +524,100 @@ class Execution:
                     outcome=stored.outcome,
                     error_message=stored.error_message,
                     models_failed=p.failed,
+                    models_stopped=run.models_stopped,
                 )
             )
         await self.recorder.publish([event])
-        log.info(
-            "candidate done",
-            extra={
-                "run": self.name,
-                "index": index,
-                "family": candidate.model_family,
-                "outcome": evaluation.outcome.value,
-                "score": stored.primary_score if stored.HasField("primary_score") else None,
-                "seconds": round(evaluation.seconds, 2),
-            },
+        return stored
+
+    # ------------------------------------------------------------ ensemble
+
+    def _keep(self, member: Member) -> None:
+        """Keep the best ENSEMBLE_CANDIDATES complete results' predictions of a rung."""
+        kept = self.members.setdefault(member.rung, [])
+        kept.append(member)
+        kept.sort(key=lambda m: (-m.score, m.index))
+        del kept[ENSEMBLE_CANDIDATES:]
+
+    async def _ensemble(self) -> None:
+        """A greedy ensemble (Caruana et al. 2004) of the kept results of the
+        largest rows sample that has two, as one more leaderboard entry; a
+        failure here costs the entry, not the run."""
+        rungs = [rung for rung, kept in self.members.items() if len(kept) >= 2]
+        if self.data is None or not rungs:
+            return
+        try:
+            result = await asyncio.to_thread(self._ensemble_result, max(rungs))
+            if result is not None:
+                await self._store(result)
+        except RunGone:
+            raise
+        except Exception as exc:  # the run's results stand without it
+            log.exception("ensemble failed", extra={"run": self.name})
+            await self.recorder.add_notes([f"the ensemble could not be built: {type(exc).__name__}: {exc}"])
+
+    @staticmethod
+    def _selection_score(ensemble: Any, name: str, classes: np.ndarray | None, rows: int) -> Callable[..., float]:
+        """The primary metric; a metric of counted rows (accuracy, F1) has ties,
+        broken by the log loss, too little to outweigh one row: without it,
+        blends that are better calibrated at the same accuracy are never chosen."""
+        primary = ensemble.metric_function(name, classes)
+        if name not in COUNTED_METRICS:
+            return primary
+        loss = ensemble.metric_function("log_loss_patched", classes)
+        weight = 1.0 / (100.0 * rows)  # the loss term is clipped at 10: below a tenth of a row
+
+        def score(y: np.ndarray, blend: np.ndarray) -> float:
+            return float(primary(y, blend) + weight * max(float(loss(y, blend)), -10.0))
+
+        return score
+
+    def _ensemble_result(self, rung: int) -> run_pb2.ModelResult | None:
+        from aikit.tools.helper_functions import md5_hash
+        from aikit.tools.json_helper import json_encoder
+
+        from services.runner import ensemble
+
+        assert self.data is not None
+        data, members = self.data, list(self.members[rung])
+        sample = self.halving.samples[rung]
+        y = data.y if sample is None else data.y[sample]
+        classes = data.classes
+        names = [s.name for s in self.scorers]
+        score = self._selection_score(ensemble, names[0], classes, len(y))
+        weights = ensemble.select([m.predictions for m in members], y, score, size=ENSEMBLE_ROUNDS)
+        chosen = [(m, w) for m, w in zip(members, weights, strict=True) if w > 0]
+        if len(chosen) < 2:
+            log.info("ensemble of one model: not stored", extra={"run": self.name, "model": chosen[0][0].name})
+            return None
+        blend = ensemble.weighted_average([m.predictions for m, _ in chosen], [w for _, w in chosen])
+        folds = ensemble.fold_assignment(y, data.classification, data.folds, data.seed)
+        rows = ensemble.fold_rows(blend, y, folds, names, classes)
+        models = [m.candidate.job_param["model_json"] for m, _ in chosen]
+        model = ensemble.description(data.classification, models, [w for _, w in chosen])
+        kind = model[0]
+        result = run_pb2.ModelResult(
+            index=self.drawn + 1,
+            job_id=md5_hash(model),
+            model_family=kind,
+            pipeline_steps=[*(m.candidate.model_family for m, _ in chosen), kind],
+            model_json=json.dumps(json_encoder(model)),
+            outcome=run_pb2.ModelResult.OUTCOME_SUCCEEDED,
+            sample_rows=len(y),
+            job_type="ensemble",
         )
+        for m, w in chosen:
+            result.ensemble_members.add(model_result=m.name, index=m.index, weight=w)
+        summary = self._summarize(result, rows)
+        # Its cost: what refitting its members costs.
+        result.fit_time_seconds = sum(m.fit_time for m, _ in chosen)
+        if summary is None:
+            return None
+        log.info(
+            "ensemble built",
+            extra={"run": self.name, "members": len(chosen), "score": result.primary_score},
+        )
+        return result
 
     # -------------------------------------------------------------- ending
 
@@ -360,6 +659,7 @@ class Execution:
             message=run.status_message,
             models_evaluated=run.models_evaluated,
             models_failed=run.models_failed,
+            models_stopped=run.models_stopped,
             best_model_result=run.best_model_result,
             duration=duration,
         )

@@ -139,7 +139,7 @@ def load(
         counts = count_target(path, dataset, target, experiment.resolved_task)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise InvalidArgument.field("dataset", f"cannot be read with its CSV options: {exc}") from None
-    task, fraction, folds = check(counts, experiment)
+    task, fraction, folds, notes = check(counts, experiment)
     with_target = counts.rows - counts.missing
     search_rows = with_target * (1 - fraction)
     wanted_sample = max(sample_cells // max(len(dataset.columns) - 1, 1), MIN_SAMPLE_ROWS_PER_FOLD * folds)
@@ -191,6 +191,7 @@ def load(
         sampled=part == "search" and rate < 1,
         holdout_count=holdout_count,
         holdout_digest=digest.hexdigest(),
+        notes=notes,
     )
     if part == "search" and len(X) and all(X[name].nunique(dropna=True) <= 1 for name in X.columns):
         raise InvalidArgument.field(
@@ -199,7 +200,7 @@ def load(
     return made
 
 
-def check(counts: Counts, experiment: experiment_pb2.Experiment) -> tuple[int, float, int]:
+def check(counts: Counts, experiment: experiment_pb2.Experiment) -> tuple[int, float, int, list[str]]:
     """The checks problem.split makes on a whole target, made on its counts."""
     name = experiment.target_column
     task = experiment.resolved_task
@@ -219,9 +220,10 @@ def check(counts: Counts, experiment: experiment_pb2.Experiment) -> tuple[int, f
             f"regression needs a numeric target; {name!r} holds text such as {counts.text_example!r}: "
             "use TASK_CLASSIFICATION or another target",
         )
+    notes: list[str] = []
     if task == c.TASK_CLASSIFICATION:
-        problem.check_classes(counts.classes.sort_values(ascending=False), name, folds, fraction)
-    return task, fraction, folds
+        folds, notes = problem.check_classes(counts.classes.sort_values(ascending=False), name, folds, fraction)
+    return task, fraction, folds, notes
 
 
 def _labels(y: pd.Series, task: int) -> pd.Series:

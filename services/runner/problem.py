@@ -61,6 +61,8 @@ class Problem:
     """sha256 of the holdout's row numbers (row_digest): how later steps check the split."""
     sampled: bool = False
     """X is a stratified sample of the training rows (a large dataset)."""
+    notes: list[str] = field(default_factory=list)
+    """What was adapted to the data (fewer folds, rare classes kept out of the holdout), one line each."""
 
     @property
     def random_state(self) -> int:
@@ -149,6 +151,7 @@ class Split:
     holdout: np.ndarray
     """Sorted data rows kept out."""
     rows_without_target: int
+    notes: list[str] = field(default_factory=list)
 
 
 def split(target: pd.Series, experiment: experiment_pb2.Experiment) -> Split:
@@ -171,16 +174,18 @@ def split(target: pd.Series, experiment: experiment_pb2.Experiment) -> Split:
     y = _target(target[has_target], name, task)
     rows = np.flatnonzero(has_target)
     codes = class_codes(y) if task == c.TASK_CLASSIFICATION else None
+    notes: list[str] = []
+    requested = folds
     if codes is not None:
-        check_classes(y.value_counts(), name, folds, holdout)
-    kept_out = pick(codes, len(rows), holdout, experiment.seed)
+        folds, notes = check_classes(y.value_counts(), name, folds, holdout, stratified=True)
+    kept_out = pick(codes, len(rows), holdout, experiment.seed, min_search=requested)
     search = np.flatnonzero(~kept_out)
     if len(search) < 2 * folds:
         raise InvalidArgument.field(
             "dataset",
             f"{len(search)} rows left for the search: {folds}-fold cross-validation needs {2 * folds} or more",
         )
-    return Split(task, folds, y, rows[search], rows[kept_out], int((~has_target).sum()))
+    return Split(task, folds, y, rows[search], rows[kept_out], int((~has_target).sum()), notes)
 
 
 def class_codes(y: pd.Series) -> np.ndarray:
@@ -189,9 +194,17 @@ def class_codes(y: pd.Series) -> np.ndarray:
     return codes
 
 
-def pick(codes: np.ndarray | None, n: int, fraction: float, seed: int) -> np.ndarray:
+def held_out(count: int, fraction: float, min_search: int) -> int:
+    """Rows of a class of `count` rows that go to the holdout: its share (at
+    least one), as long as `min_search` rows stay for the cross-validation;
+    a class too small for both is kept whole in training."""
+    return max(0, min(max(int(count * fraction + 0.5), 1), count - min_search))
+
+
+def pick(codes: np.ndarray | None, n: int, fraction: float, seed: int, min_search: int = 0) -> np.ndarray:
     """A seeded choice of `fraction` of n positions (of each class's positions
-    when codes are given, at least one of each class), as a boolean mask.
+    when codes are given: at least one of each class, but never so many that
+    fewer than `min_search` rows of a class stay out of it), as a boolean mask.
 
     Written for tens of millions of rows: a sort of the codes and a mask, where
     scikit-learn's stratified splitter needs gigabytes."""
@@ -205,7 +218,7 @@ def pick(codes: np.ndarray | None, n: int, fraction: float, seed: int) -> np.nda
     for count in np.bincount(codes):
         members = order[start : start + count]
         start += count
-        take = min(max(int(count * fraction + 0.5), 1), count)
+        take = held_out(count, fraction, min_search)
         chosen[members[rng.permutation(count)[:take]]] = True
     return chosen
 
@@ -253,6 +266,7 @@ def problem_of(
         holdout_y=None if X_holdout is None else _labels(cut.y.loc[X_holdout.index]),
         training_rows=len(cut.search),
         sampled=sampled,
+        notes=list(cut.notes),
         holdout_count=len(cut.holdout),
         holdout_digest=row_digest(cut.holdout),
     )
@@ -289,23 +303,48 @@ def _target(y: pd.Series, name: str, task: int) -> pd.Series:
     return y
 
 
-def check_classes(counts: pd.Series, name: str, folds: int, holdout: float) -> None:
-    """Refuse a target with one class, or classes too small for the holdout and the folds."""
+def check_classes(
+    counts: pd.Series, name: str, folds: int, holdout: float, stratified: bool = False
+) -> tuple[int, list[str]]:
+    """Refuse a target with one class; adapt to small classes rather than
+    refuse them. Returns the folds to use and a note per adaptation.
+
+    With a stratified holdout (`stratified`), a class keeps `folds` rows for
+    the search before it gives any to the holdout (held_out); a class too
+    small for both is kept whole in training. When the smallest class has
+    fewer search rows than folds, the cross-validation uses fewer folds (at
+    least 2): every fold's training part then sees most classes."""
     if len(counts) < 2:
         raise InvalidArgument.field(
             "experiment.target_column", f"{name!r} has one class only ({counts.index[0]!r}): nothing to learn"
         )
-    # Each class needs a row in the holdout and `folds` rows in the search so
-    # that every fold of the stratified cross-validation sees it.
-    needed = max(2, int(np.ceil(folds / (1 - holdout))) + 1)
-    rare = counts[counts < needed]
-    if len(rare):
-        listed = ", ".join(f"{label!r} ({n} row{'s' if n > 1 else ''})" for label, n in rare.items())
-        raise InvalidArgument.field(
-            "experiment.target_column",
-            f"too few rows in classes {listed}: a stratified holdout and {folds}-fold cross-validation need "
-            f"{needed} rows per class; remove or merge these classes, or lower cv_folds",
+    notes: list[str] = []
+    if stratified:
+        kept = [label for label, n in counts.items() if held_out(int(n), holdout, folds) == 0]
+        if kept:
+            notes.append(
+                f"classes {_listed(counts[kept])} are too small to give rows to the holdout: "
+                "kept whole in training (the holdout test does not cover them)"
+            )
+        search = counts.map(lambda n: int(n) - held_out(int(n), holdout, folds))
+    else:  # a random holdout of a large table: expect its share out of every class
+        search = counts.map(lambda n: int(n * (1 - holdout)))
+    smallest = int(search.min())
+    if smallest < folds:
+        adapted = max(2, smallest)
+        rare = search[search < folds]
+        notes.append(
+            f"{adapted}-fold cross-validation instead of {folds}: classes {_listed(rare)} have fewer search rows "
+            f"than {folds} folds" + (" (a class of one row is in one fold's test only)" if smallest < 2 else "")
         )
+        folds = adapted
+    return folds, notes
+
+
+def _listed(counts: pd.Series, most: int = 5) -> str:
+    """The first classes by name and size; a note stays short whatever the number of classes."""
+    listed = ", ".join(f"{str(label)[:40]!r} ({n} row{'s' if n != 1 else ''})" for label, n in counts[:most].items())
+    return listed + (f" and {len(counts) - most} more" if len(counts) > most else "")
 
 
 def features(

@@ -37,7 +37,7 @@ from services.runner import aikit_compat, problem, scoring, workers
 from services.runner.candidates import Candidates
 from services.runner.clients import GrpcRecorder, Services
 from services.runner.dask_pool import DaskPool
-from services.runner.execution import Execution, RunGone, run_event
+from services.runner.execution import Execution, RunGone, SearchData, run_event
 from services.runner.models import Models
 
 log = logging.getLogger("automl.runner")
@@ -152,7 +152,11 @@ class Runner:
                 await self._refuse(services, run, exc)
                 raise
             claimed = await services.set_state(
-                name, [c.RUN_STATE_PENDING], c.RUN_STATE_RUNNING, runner_id=self.runner_id
+                name,
+                [c.RUN_STATE_PENDING],
+                c.RUN_STATE_RUNNING,
+                runner_id=self.runner_id,
+                add_notes=prepared.problem.notes,
             )
             self._launch(services, prepared, claimed)
             started = True
@@ -259,6 +263,12 @@ class Runner:
             heartbeat_seconds=self.settings.runner_heartbeat_seconds,
             started=time.monotonic() - since_claim,
             workers_freed=functools.partial(self.give_back, run.name),
+            data=SearchData(
+                y=prepared.problem.y.to_numpy(),
+                classification=prepared.problem.task == c.TASK_CLASSIFICATION,
+                folds=prepared.problem.folds,
+                seed=prepared.problem.random_state,
+            ),
         )
         self.executions[run.name] = execution
         started = execution.event(
@@ -278,9 +288,11 @@ class Runner:
             )
         )
 
+        notes = [execution.event(run_note=event_pb2.RunNote(message=note)) for note in prepared.problem.notes]
+
         async def execute() -> None:
             try:
-                await services.publish([started, begun])
+                await services.publish([started, begun, *notes])
                 await execution.execute()
             finally:
                 self.executions.pop(run.name, None)

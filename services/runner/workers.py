@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger("automl.runner.workers")
 
 POLL_SECONDS = 0.1
@@ -60,6 +62,9 @@ class Evaluation:
     rows: list[dict[str, Any]] | None = None
     error: str = ""
     seconds: float = 0.0
+    predictions: np.ndarray | None = None
+    """Out-of-fold predictions of a candidate that ran every fold on all the
+    rows (float32; worker.Scored says their shape and order), else None."""
 
 
 class WorkerError(RuntimeError):
@@ -157,7 +162,13 @@ class Worker:
             cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             return Evaluation(job_id, Outcome.FAILED, error=f"the worker process died ({cause})", seconds=elapsed)
         if kind == "ok":
-            return Evaluation(job_id, Outcome.SUCCEEDED, rows=payload, seconds=elapsed)
+            return Evaluation(
+                job_id,
+                Outcome.SUCCEEDED,
+                rows=payload["rows"],
+                predictions=payload["predictions"],
+                seconds=elapsed,
+            )
         return Evaluation(job_id, Outcome.FAILED, error=payload, seconds=elapsed)
 
     def interrupt(self) -> None:

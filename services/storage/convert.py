@@ -93,6 +93,8 @@ def run(row: schema.Run, experiment_id: str) -> run_pb2.Run:
         end_time=_ts(row.end_time),
         models_evaluated=row.models_evaluated,
         models_failed=row.models_failed,
+        models_stopped=row.models_stopped,
+        notes=json.loads(row.notes) if row.notes else [],
         best_model_result=f"modelResults/{row.best_result_id}" if row.best_result_id else "",
         runner_id=row.runner_id,
         heartbeat_time=_ts(row.heartbeat_time),
@@ -120,9 +122,13 @@ def model_result(
         score_time_seconds=row.score_time_seconds,
         was_new_best=row.was_new_best,
         create_time=_ts(row.create_time),
+        sample_rows=row.sample_rows or 0,
+        job_type=row.job_type or "",
     )
     if row.primary_score is not None:
         message.primary_score = row.primary_score
+    for member in json.loads(row.ensemble_members) if row.ensemble_members else []:
+        json_format.ParseDict(member, message.ensemble_members.add(), ignore_unknown_fields=True)
     for metric_row in metric_rows:
         summary = message.metrics.add(metric=metric_row.metric, mean=metric_row.mean, std=metric_row.std)
         if metric_row.train_mean is not None:
@@ -158,6 +164,9 @@ def result_fields(message: run_pb2.ModelResult) -> dict[str, Any]:
         "folds_run": message.folds_run,
         "fit_time_seconds": message.fit_time_seconds,
         "score_time_seconds": message.score_time_seconds,
+        "sample_rows": message.sample_rows,
+        "job_type": message.job_type,
+        "ensemble_members": [to_dict(member) for member in message.ensemble_members],
     }
 
 

@@ -418,13 +418,19 @@ class MetadataStore:
         return PageOf(items, page.next_page_token, page.total_size)
 
     def _since_best(self, session: Session, run: schema.Run) -> int:
+        """Candidates evaluated or failed after the best one; interrupted ones (a
+        normal stop of the run) are no lack of progress and count nowhere."""
         done = run.models_evaluated + run.models_failed
         if run.best_result_id is None:
             return done
         result = schema.ModelResult
         best_time = select(result.create_time).where(result.id == run.best_result_id).scalar_subquery()
         up_to_best = session.scalar(
-            select(func.count()).where(result.run_id == run.id, result.create_time <= best_time)
+            select(func.count()).where(
+                result.run_id == run.id,
+                result.create_time <= best_time,
+                result.outcome != run_pb2.ModelResult.OUTCOME_INTERRUPTED,
+            )
         )
         return max(0, done - (up_to_best or 0))
 
@@ -438,12 +444,15 @@ class MetadataStore:
         stop_reason: int = 0,
         status_message: str = "",
         runner_id: str = "",
+        add_notes: Sequence[str] = (),
     ) -> tuple[schema.Run, str]:
-        """Compare-and-set of the run's state: FAILED_PRECONDITION unless it is in `expected`."""
+        """Compare-and-set of the run's state: FAILED_PRECONDITION unless it is in
+        `expected`. `add_notes` go to the run's notes in the same transaction."""
         if not expected:
             raise InvalidArgument.field("expected_states", "required: the states the run may be in")
         if state == c.RUN_STATE_UNSPECIFIED:
             raise InvalidArgument.field("state", "required")
+        validation.check_notes(add_notes, "add_notes")
         with self._tx() as session:
             # The compare-and-set is one conditional UPDATE: atomic on every
             # backend (SQLite ignores SELECT ... FOR UPDATE, so a read-then-write
@@ -476,9 +485,14 @@ class MetadataStore:
                 row.heartbeat_time = now
             if state in TERMINAL_STATES:
                 row.end_time = now
+            _append_notes(row, add_notes)
             return row, self._experiment_id(session, row.experiment_pk)
 
-    def heartbeat_run(self, tenant: str, run_id: str, runner_id: str) -> tuple[schema.Run, str]:
+    def heartbeat_run(
+        self, tenant: str, run_id: str, runner_id: str, add_notes: Sequence[str] = ()
+    ) -> tuple[schema.Run, str]:
+        """Record that the runner is alive; `add_notes` go to the run's notes."""
+        validation.check_notes(add_notes, "add_notes")
         with self._tx() as session:
             row = self._run(session, tenant, run_id, lock=True)
             if row.runner_id != runner_id:
@@ -486,6 +500,7 @@ class MetadataStore:
             if row.state in TERMINAL_STATES:
                 raise errors.FailedPrecondition(f"runs/{run_id} already ended ({c.RunState.Name(row.state)})")
             row.heartbeat_time = utcnow()
+            _append_notes(row, add_notes)
             return row, self._experiment_id(session, row.experiment_pk)
 
     # ------------------------------------------------------------ model results
@@ -496,7 +511,9 @@ class MetadataStore:
         Each dict has the ModelResult fields (position, job_id, model_family,
         pipeline_steps, model_json, outcome, error_message, folds, metrics (a list
         of {metric, mean, std, train_mean}), primary_score, folds_run, fit/score
-        times). Position 0 means "next"."""
+        times, sample_rows, job_type, ensemble_members (a list of {modelResult,
+        index, weight})). Position 0 means "next". An interrupted result (a normal
+        stop of the run) counts in models_stopped, not models_failed."""
         if not 1 <= len(results) <= 1000:
             raise InvalidArgument.field("model_results", f"send 1 to 1000 results per batch, not {len(results)}")
         with self._tx() as session:
@@ -534,6 +551,9 @@ class MetadataStore:
                     score_time_seconds=result.get("score_time_seconds", 0.0),
                     was_new_best=new_best,
                     create_time=utcnow(),
+                    sample_rows=result.get("sample_rows") or None,
+                    job_type=result.get("job_type") or None,
+                    ensemble_members=dumps(members) if (members := result.get("ensemble_members")) else None,
                 )
                 next_position = max(next_position, row.position) + 1
                 rows.append(row)
@@ -550,6 +570,8 @@ class MetadataStore:
                         )
                         for m in result.get("metrics", [])
                     ]
+                elif result["outcome"] == run_pb2.ModelResult.OUTCOME_INTERRUPTED:
+                    run.models_stopped += 1
                 else:
                     run.models_failed += 1
                 if new_best:
@@ -961,6 +983,22 @@ class MetadataStore:
         return PageOf(
             [tuple(i) for i in items] if rows else items, query.next_token(page, len(items), total, scope), total
         )
+
+
+def _append_notes(row: schema.Run, notes: Sequence[str]) -> None:
+    """Append `notes` (checked by validation.check_notes) to the run's notes.
+    A run keeps at most MAX_NOTES: past that, the last one says that more were
+    not kept, rather than refusing a runner's state change or heartbeat (it
+    cannot know how many notes the run already has)."""
+    if not notes:
+        return
+    current = json.loads(row.notes) if row.notes else []
+    if current and current[-1] == validation.NOTES_DROPPED:
+        return
+    combined = current + list(notes)
+    if len(combined) > validation.MAX_NOTES:
+        combined = [*combined[: validation.MAX_NOTES - 1], validation.NOTES_DROPPED]
+    row.notes = dumps(combined)
 
 
 # ------------------------------------------------------------------- queries

@@ -143,6 +143,10 @@ class Run(Base):
     runner_id: Mapped[str] = mapped_column(String(128), default="")
     models_evaluated: Mapped[int] = mapped_column(Integer, default=0)
     models_failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Candidates interrupted by a normal stop of the run (not failures); migration 0003.
+    models_stopped: Mapped[int] = mapped_column(Integer, default=0)
+    # What the runner adapted to or fell back on: a JSON list of lines; NULL for none.
+    notes: Mapped[str | None] = mapped_column(JsonText)
     best_result_id: Mapped[str | None] = mapped_column(Id)
     best_score: Mapped[float | None] = mapped_column(Float)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -173,6 +177,11 @@ class ModelResult(Base):
     score_time_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     was_new_best: Mapped[bool] = mapped_column(Boolean, default=False)
     create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    # Migration 0003; NULL on results stored before it (read as unset).
+    sample_rows: Mapped[int | None] = mapped_column(Integer)
+    job_type: Mapped[str | None] = mapped_column(String(64))
+    # An ensemble's members: a JSON list of EnsembleMember (proto3 JSON); NULL for none.
+    ensemble_members: Mapped[str | None] = mapped_column(JsonText)
 
     # (run_id, create_time): the supervisor counts a run's results up to its best one every second.
     __table_args__ = (UniqueConstraint("run_id", "eval_order"), Index(None, "run_id", "create_time"))

@@ -296,6 +296,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             stop_reason=request.stop_reason,
             status_message=request.status_message,
             runner_id=request.runner_id,
+            add_notes=list(request.add_notes),
         )
         return convert.run(row, experiment_id)
 
@@ -303,7 +304,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         if not request.runner_id:
             raise InvalidArgument.field("runner_id", "required")
         row, experiment_id = await call(
-            self.store.heartbeat_run, tenant(), parse_name(request.name, "runs"), request.runner_id
+            self.store.heartbeat_run,
+            tenant(),
+            parse_name(request.name, "runs"),
+            request.runner_id,
+            list(request.add_notes),
         )
         return convert.run(row, experiment_id)
 

@@ -14,6 +14,12 @@ from automl.common.errors import FieldViolation, InvalidArgument
 from automl.v1 import common_pb2 as c
 from automl.v1 import run_pb2
 
+# A run's notes: what the runner adapted to or fell back on, one line each.
+MAX_NOTES = 50
+MAX_NOTE_CHARS = 500
+# The last note of a run that was sent more than MAX_NOTES.
+NOTES_DROPPED = f"(later notes were not kept: a run keeps at most {MAX_NOTES})"
+
 
 def check_display_name(value: str, field: str, required: bool = False) -> None:
     if required and not value.strip():
@@ -118,6 +124,14 @@ def check_search_settings(folds: int, holdout: float, families: Sequence[str]) -
 def check_result(result: dict[str, Any], field: str) -> None:
     if result.get("outcome") not in run_pb2.ModelResult.Outcome.values() or not result.get("outcome"):
         raise InvalidArgument.field(f"{field}.outcome", "required: OUTCOME_SUCCEEDED or a failure outcome")
+    if result.get("sample_rows", 0) < 0:
+        raise InvalidArgument.field(f"{field}.sample_rows", "must be 0 (not recorded) or more")
+    if len(result.get("job_type", "")) > 64:
+        raise InvalidArgument.field(f"{field}.job_type", "at most 64 characters")
+    for j, member in enumerate(result.get("ensemble_members", [])):
+        weight = member.get("weight", 0.0)
+        if not member.get("modelResult") or not math.isfinite(weight) or not 0 <= weight <= 1:
+            raise InvalidArgument.field(f"{field}.ensemble_members[{j}]", "needs model_result and a weight from 0 to 1")
     if result["outcome"] == run_pb2.ModelResult.OUTCOME_SUCCEEDED:
         score = result.get("primary_score")
         if score is None or not math.isfinite(score):
@@ -125,3 +139,15 @@ def check_result(result: dict[str, Any], field: str) -> None:
         for m in result.get("metrics", []):
             if not math.isfinite(m["mean"]):
                 raise InvalidArgument.field(f"{field}.metrics", f"{c.Metric.Name(m['metric'])} mean is not finite")
+
+
+def check_notes(notes: Sequence[str], field: str) -> None:
+    """Notes to add to a run: at most MAX_NOTES per request, each one non-empty
+    line of at most MAX_NOTE_CHARS characters."""
+    if len(notes) > MAX_NOTES:
+        raise InvalidArgument.field(field, f"{len(notes)} notes: send at most {MAX_NOTES} (a run keeps {MAX_NOTES})")
+    for i, note in enumerate(notes):
+        if not note.strip():
+            raise InvalidArgument.field(f"{field}[{i}]", "empty: a note is a human-readable line")
+        if len(note) > MAX_NOTE_CHARS:
+            raise InvalidArgument.field(f"{field}[{i}]", f"{len(note)} characters: at most {MAX_NOTE_CHARS}")

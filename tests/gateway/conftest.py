@@ -260,3 +260,121 @@ def requests(o: Owned) -> dict[str, object]:
 # RPCs that name no existing resource: checked by what they list or create instead.
 LISTS = {"ListDatasets", "ListExperiments", "ListRuns", "ListTrainedModels", "ListSubscriptions"}
 CREATES_OWN = {"UploadDataset"}
+
+
+# ------------------------------------------- a run written as a runner would, without a search
+
+CRAFTED_NOTES = [
+    "3-fold cross-validation instead of 5: classes 'rare' (2 rows) have fewer search rows than 5 folds",
+    "aikit's guided search failed (ValueError: no proposal): candidates are drawn at random for the rest of the run",
+]
+CRAFTED_REASON = "the worker pool broke: BrokenProcessPool"
+
+
+def crafted_run(suite: GatewaySuite, experiment: str, tenant: str = "default") -> run_pb2.Run:
+    """A FAILED run written through storage and the notifier as a runner would,
+    with what the runner's stronger search records: notes (at the claim and
+    through a heartbeat), a result on 3 of 5 folds raced on a sample of rows,
+    a failed one, two interrupted by the stop, and an ensemble of two results.
+    Results: #1 (0.90, 5 folds, 120 rows), #2 (0.85, 3 folds, 40 rows), #3
+    failed, #4 and #5 interrupted, #6 the ensemble (0.93: #1 weighs 0.75, #2 0.25)."""
+    from automl.v1 import notifier_service_pb2, notifier_service_pb2_grpc, storage_service_pb2
+    from automl.v1 import storage_service_pb2_grpc as storage_grpc
+
+    c, R = common_pb2, run_pb2.ModelResult
+    metadata = [("x-automl-tenant", tenant)]
+    storage_channel = grpc.insecure_channel(suite.stack.target("storage"))
+    notifier_channel = grpc.insecure_channel(suite.stack.target("notifier"))
+    storage = storage_grpc.StorageStub(storage_channel)
+    notifier = notifier_service_pb2_grpc.NotifierStub(notifier_channel)
+    try:
+        run = storage.CreateRun(
+            storage_service_pb2.CreateRunRequest(
+                run=run_pb2.Run(experiment=experiment, stop_conditions=c.StopConditions(max_models=10))
+            ),
+            metadata=metadata,
+        )
+        run = storage.UpdateRunState(
+            storage_service_pb2.UpdateRunStateRequest(
+                name=run.name,
+                expected_states=[c.RUN_STATE_PENDING],
+                state=c.RUN_STATE_RUNNING,
+                runner_id="crafted",
+                add_notes=CRAFTED_NOTES[:1],
+            ),
+            metadata=metadata,
+        )
+        storage.HeartbeatRun(
+            storage_service_pb2.HeartbeatRunRequest(name=run.name, runner_id="crafted", add_notes=CRAFTED_NOTES[1:]),
+            metadata=metadata,
+        )
+
+        def scored(score: float, folds: int, rows: int, job_type: str, family: str) -> run_pb2.ModelResult:
+            return R(
+                outcome=R.OUTCOME_SUCCEEDED,
+                model_family=family,
+                pipeline_steps=["NumImputer", family],
+                model_json=f'["{family}", {{}}]',
+                primary_score=score,
+                metrics=[c.MetricSummary(metric=run.primary_metric, mean=score, std=0.01)],
+                folds_run=folds,
+                fit_time_seconds=0.5,
+                sample_rows=rows,
+                job_type=job_type,
+            )
+
+        first = storage.BatchCreateModelResults(
+            storage_service_pb2.BatchCreateModelResultsRequest(
+                run=run.name,
+                model_results=[
+                    scored(0.90, 5, 120, "portfolio", "RandomForestClassifier"),
+                    scored(0.85, 3, 40, "guided", "LGBMClassifier"),
+                    R(outcome=R.OUTCOME_FAILED, model_family="SVC", error_message="ValueError: cannot fit"),
+                    R(outcome=R.OUTCOME_INTERRUPTED, model_family="SVC", error_message="the run stopped"),
+                    R(outcome=R.OUTCOME_INTERRUPTED, model_family="SVC", error_message="the run stopped"),
+                ],
+            ),
+            metadata=metadata,
+        ).model_results
+        blend = scored(0.93, 5, 120, "ensemble", "VotingClassifier")
+        blend.pipeline_steps[:] = ["RandomForestClassifier", "LGBMClassifier", "VotingClassifier"]
+        for member, weight in ((first[0], 0.75), (first[1], 0.25)):
+            blend.ensemble_members.add(model_result=member.name, index=member.index, weight=weight)
+        storage.BatchCreateModelResults(
+            storage_service_pb2.BatchCreateModelResultsRequest(run=run.name, model_results=[blend]),
+            metadata=metadata,
+        )
+        ended = storage.UpdateRunState(
+            storage_service_pb2.UpdateRunStateRequest(
+                name=run.name,
+                expected_states=[c.RUN_STATE_RUNNING],
+                state=c.RUN_STATE_FAILED,
+                stop_reason=c.STOP_REASON_ERROR,
+                status_message=CRAFTED_REASON,
+            ),
+            metadata=metadata,
+        )
+        events = [
+            event_pb2.Event(run_started=event_pb2.RunStarted(runner_id="crafted", search_rows=120)),
+            *(event_pb2.Event(run_note=event_pb2.RunNote(message=note)) for note in CRAFTED_NOTES),
+            event_pb2.Event(
+                run_finished=event_pb2.RunFinished(
+                    state=ended.state,
+                    stop_reason=ended.stop_reason,
+                    message=ended.status_message,
+                    models_evaluated=ended.models_evaluated,
+                    models_failed=ended.models_failed,
+                    models_stopped=ended.models_stopped,
+                    best_model_result=ended.best_model_result,
+                    best_score=ended.best_score,
+                )
+            ),
+        ]
+        for event in events:
+            event.run, event.experiment = run.name, experiment
+            event.create_time.GetCurrentTime()
+        notifier.Publish(notifier_service_pb2.PublishRequest(events=events), metadata=metadata)
+        return ended
+    finally:
+        storage_channel.close()
+        notifier_channel.close()

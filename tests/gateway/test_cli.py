@@ -20,7 +20,7 @@ import pytest
 from automl.v1 import common_pb2 as c
 from automl_client import Client
 from tests.conftest import ROOT
-from tests.gateway.conftest import start_gateway_suite, stop_gateway_suite
+from tests.gateway.conftest import CRAFTED_NOTES, CRAFTED_REASON, crafted_run, start_gateway_suite, stop_gateway_suite
 from tests.runner.conftest import shared_csv, sklearn_csv
 
 AUTOML = Path(sys.executable).parent / "automl"
@@ -112,6 +112,39 @@ def test_live_view_for_people(gateway_suite):
     assert watched.returncode == 0, watched.stderr
     assert "best models so far" in watched.stdout and "leaderboard, top 10" in watched.stdout
     assert "(max_models)" in watched.stdout  # the stop reason at the end
+
+
+def table_rows(lines: list[str]) -> list[list[str]]:
+    """The body rows of a rich table printed as text, cell by cell."""
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
+
+
+def test_runs_show_and_leaderboard_tell_what_the_search_did(gateway_suite):
+    """A failed run says why, its notes and its counts (stopped candidates
+    apart from failed ones); the leaderboard shows folds run against the
+    experiment's, the rows of a candidate raced on a sample, an ensemble's members."""
+    experiment = gateway_suite.client().experiment(sklearn_csv("iris"), "target")
+    run = crafted_run(gateway_suite, experiment.name, tenant="alpha")
+    shown = automl(gateway_suite, "runs", "show", run.name)
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())  # rich wraps long lines
+    assert f"failed: {CRAFTED_REASON}" in text
+    assert "stop reason: error" in text
+    assert "models: 3 evaluated, 1 failed, 2 stopped" in text
+    for note in CRAFTED_NOTES:
+        assert f"- {note}" in text
+    as_document = as_json(automl(gateway_suite, "--json", "runs", "show", run.name))
+    assert as_document["notes"] == CRAFTED_NOTES and as_document["modelsStopped"] == 2
+
+    board = automl(gateway_suite, "leaderboard", run.name)
+    assert board.returncode == 0, board.stderr
+    lines = board.stdout.splitlines()
+    header = [cell.strip() for cell in next(line for line in lines if "family" in line).split("┃")[1:-1]]
+    rows = {cells[0]: dict(zip(header, cells, strict=True)) for cells in table_rows(lines)}
+    ensemble, forest, boosted = rows["1"], rows["2"], rows["3"]
+    assert ensemble["pipeline"] == "ensemble of #1 \u00d70.75, #2 \u00d70.25" and ensemble["folds"] == "5"
+    assert (forest["folds"], forest["rows"]) == ("5", "")
+    assert (boosted["folds"], boosted["rows"]) == ("3/5", "40")
 
 
 def test_errors_are_one_line_with_meaningful_exit_codes(gateway_suite, tmp_path):

@@ -31,7 +31,14 @@ from automl.v1 import (
     storage_service_pb2_grpc,
 )
 from tests.conftest import ROOT
-from tests.gateway.conftest import GatewaySuite, start_gateway_suite, stop_gateway_suite
+from tests.gateway.conftest import (
+    CRAFTED_NOTES,
+    CRAFTED_REASON,
+    GatewaySuite,
+    crafted_run,
+    start_gateway_suite,
+    stop_gateway_suite,
+)
 from tests.runner.conftest import seconds, sklearn_csv
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -229,6 +236,42 @@ def test_server_strings_are_escaped(suite, tab):
     assert tab.page.inner_text("h1") == attack
     assert tab.count("main img") == 0
     assert tab.page.evaluate("() => window.hacked") is None
+
+
+def test_a_failed_run_says_why_and_what_the_search_did(suite, tab):
+    """The reason of a failed run, the runner's notes, stopped candidates apart
+    from failed ones (neutral, not orange), folds run against the experiment's,
+    a candidate's sample of rows and an ensemble's members."""
+    experiment = suite.client(key="").experiment(sklearn_csv("iris"), "target")
+    run = crafted_run(suite, experiment.name)
+    tab.open(f"#/runs/{run.name.split('/')[1]}")
+    tab.page.wait_for_selector("#leaderboard[data-total='3'][data-loaded='true']")
+    tab.page.wait_for_selector("#stop-reason:not([hidden]) #run-reason")
+    assert CRAFTED_REASON in tab.page.inner_text("#run-reason")
+    assert "error" in tab.page.get_attribute("#stop-reason", "class")
+    tab.page.wait_for_selector("#run-notes:not([hidden])")
+    assert tab.page.locator("#run-notes li").all_inner_texts() == CRAFTED_NOTES, "each note once (replayed events too)"
+    assert tab.page.inner_text("#models-failed") == "1"
+    assert tab.page.inner_text("#models-stopped") == "2"
+    failed_colour = tab.page.eval_on_selector(".failed-part", "e => getComputedStyle(e).color")
+    stopped_colour = tab.page.eval_on_selector(".stopped-part", "e => getComputedStyle(e).color")
+    assert failed_colour != stopped_colour
+    rows = tab.page.locator("#leaderboard tbody tr[data-name]")
+    ensemble, forest, boosted = (rows.nth(i) for i in range(3))
+    assert "ensemble of #1 \u00d70.75, #2 \u00d70.25" in ensemble.inner_text()
+    assert ensemble.locator(".ensemble-members a").count() == 2
+    tab.page.wait_for_function(
+        "() => document.querySelectorAll('#leaderboard td.folds')[2]?.innerText.includes('40 rows')"
+    )
+    assert boosted.locator("td.folds").inner_text().split() == ["3/5", "40", "rows"]
+    assert forest.locator("td.folds").inner_text() == "5"
+    tab.shot("failed-run-notes.png")
+    # The ensemble's model page names its members (linked), its kind and its rows.
+    ensemble.locator("td:nth-child(4) > a").click()
+    tab.page.wait_for_selector("#ensemble-members")
+    assert tab.page.inner_text("#ensemble-members") == "ensemble of #1 \u00d70.75, #2 \u00d70.25"
+    assert tab.page.inner_text("#job-type") == "ensemble"
+    assert tab.count("#ensemble-members a[href^='#/models/']") == 2
 
 
 def test_a_cut_stream_resumes_after_the_last_sequence_seen(suite, finished, tab):

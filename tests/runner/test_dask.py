@@ -38,7 +38,7 @@ def test_a_search_runs_on_the_cluster(dask_stack: Stack):
     run = dask_stack.new_run(dask_stack.experiment(sklearn_csv("breast_cancer"), "target"), workers=2, max_models=6)
     dask_stack.execute(run)
     end = dask_stack.wait_end(run)
-    assert (end.state, end.models_evaluated) == (c.RUN_STATE_SUCCEEDED, 6)
+    assert (end.state, end.models_evaluated) == (c.RUN_STATE_SUCCEEDED, 6 + 1)  # and the ensemble
     assert failures(dask_stack.results(run)) == []
 
 
@@ -52,7 +52,9 @@ def test_time_limits_and_stops_hold_on_the_cluster(dask_stack: Stack):
 
     stopped = dask_stack.new_run(experiment, workers=2, max_models=50)
     dask_stack.execute(stopped)
-    time.sleep(3)
+    deadline = time.monotonic() + 60
+    while dask_stack.get(stopped).models_evaluated < 1 and time.monotonic() < deadline:  # STOPPED, not CANCELLED
+        time.sleep(0.1)
     dask_stack.runner.StopExecution(
         runner_service_pb2.StopExecutionRequest(
             name=stopped.name, reason=c.STOP_REASON_USER, grace_period=seconds(0.5)

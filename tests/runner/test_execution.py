@@ -48,6 +48,8 @@ class Recorder:
         self.processes |= {w.process for w in [*self.pool.idle, *self.pool.busy]}
         if result.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED:
             self.run.models_evaluated += 1
+        elif result.outcome == run_pb2.ModelResult.OUTCOME_INTERRUPTED:
+            self.run.models_stopped += 1
         else:
             self.run.models_failed += 1
         result.name = f"{self.run.name}/modelResults/{result.index}"
@@ -55,6 +57,9 @@ class Recorder:
 
     async def publish(self, events: list[event_pb2.Event]) -> None:
         pass
+
+    async def add_notes(self, notes: list[str]) -> None:
+        self.run.notes.extend(notes)
 
 
 def test_workers_are_gone_and_freed_before_the_end_is_written(tmp_path: Path):

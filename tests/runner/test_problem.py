@@ -62,12 +62,24 @@ def test_identifier_and_excluded_columns_are_not_features():
     assert made.dropped == {"note": "excluded by the experiment", "row_id": "an identifier (distinct on every row)"}
 
 
-def test_a_class_of_one_row_is_refused_naming_it():
+def test_small_classes_are_adapted_to_not_refused():
     frame = mixed_table(100)
     frame.loc[0, "label"] = "maybe"
-    error = refusal(frame, experiment())
-    assert error.violations[0].field == "experiment.target_column"
-    assert "'maybe' (1 row)" in error.message and "lower cv_folds" in error.message
+    frame.loc[[1, 2, 3], "label"] = "rare"
+    made = problem.prepare(frame, dataset_pb2.Dataset(), experiment())
+    # Kept whole in training (no holdout row), and the folds follow the smallest class.
+    assert made.y.value_counts()[["maybe", "rare"]].tolist() == [1, 3]
+    assert made.folds == 2
+    assert "'rare' (3 rows), 'maybe' (1 row)" in made.notes[0] and "kept whole in training" in made.notes[0]
+    assert made.notes[1].startswith("2-fold cross-validation instead of 3")
+
+
+def test_a_small_class_gives_the_holdout_what_it_can_spare():
+    frame = mixed_table(200)
+    frame.loc[range(4), "label"] = "rare"  # 4 rows: 1 to the holdout, 3 stay for 3 folds
+    made = problem.prepare(frame, dataset_pb2.Dataset(), experiment())
+    assert (made.y == "rare").sum() == 3 and (made.holdout_y == "rare").sum() == 1
+    assert made.folds == 3 and made.notes == []
 
 
 def test_one_class_is_refused():
@@ -168,7 +180,7 @@ def test_describe_a_pipeline_and_a_single_model():
     )
     assert describe(pipeline) == (
         "RandomForestClassifier",
-        ["ColumnsSelector", "NumImputer", "NumericalEncoder", "RandomForestClassifier"],
+        ["ColumnsSelector", "NumericalEncoder", "NumImputer", "RandomForestClassifier"],
     )
     assert describe(("Ridge", {"alpha": 1.0})) == ("Ridge", ["Ridge"])
     wrapped = ("BoxCoxTargetTransformer", ("Ridge", {"alpha": 1.0}), {"ll": 0})
@@ -229,6 +241,8 @@ def test_pick_is_seeded_stratified_and_keeps_every_class():
     codes = np.array([0] * 90 + [1] * 9 + [2] * 1)
     chosen = problem.pick(codes, 100, 0.2, seed=1)
     assert chosen.sum() == 18 + 2 + 1 and chosen[99]  # at least one of each class
+    # Keeping 5 rows of each class for the search: class 1 gives 2, class 2 none.
+    assert problem.pick(codes, 100, 0.2, seed=1, min_search=5).sum() == 18 + 2 + 0
     assert (chosen == problem.pick(codes, 100, 0.2, seed=1)).all()
     assert not (chosen == problem.pick(codes, 100, 0.2, seed=2)).all()
     assert problem.pick(None, 10, 0.3, seed=0).sum() == 3

@@ -68,7 +68,10 @@ def test_a_killed_runner_leaves_its_results_and_a_new_one_works(own_stack: Stack
     after = own_stack.results(run)
     assert [r.name for r in after] == [r.name for r in kept] and len(kept) >= 3
     assert all(
-        r.folds_run == 3 and len(r.folds) == 3 for r in kept if r.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED
+        # 3 folds, or 2 for a candidate raced out after its first folds.
+        len(r.folds) == r.folds_run >= 2
+        for r in kept
+        if r.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED
     )
     lost = own_stack.get(run)
     assert lost.state == c.RUN_STATE_RUNNING and lost.models_evaluated + lost.models_failed == len(kept)

@@ -63,6 +63,44 @@ def test_upgrade_keeps_rows_and_every_migration_steps_down(engine):
     assert "key_prefix" in {c["name"] for c in inspect(engine).get_columns("api_keys")}
 
 
+def test_0003_gives_existing_runs_zero_stopped_and_keeps_them_on_the_way_down(engine):
+    """runs.models_stopped is NOT NULL: a run stored before gets 0; the new
+    columns come and go without rebuilding a table (on SQLite a rebuilt runs
+    table would cascade to its results)."""
+    migrate(engine, "0002")
+    now = "CURRENT_TIMESTAMP"
+    sha = "0" * 64
+    true = "true" if engine.dialect.name == "postgresql" else "1"
+    statements = [
+        f"INSERT INTO contents (sha256, size_bytes, create_time) VALUES ('{sha}', 1, {now})",
+        "INSERT INTO datasets (id, tenant, display_name, description, csv_options, content_sha256, size_bytes, "
+        f"row_count, column_profiles, create_time) VALUES ('d1', 't', 'd', '', '{{}}', '{sha}', 1, 1, '[]', {now})",
+        "INSERT INTO experiments (id, tenant, dataset_id, display_name, description, target_column, task, "
+        "resolved_task, primary_metric, cv_folds, holdout_fraction, seed, allowed_model_families, excluded_columns, "
+        f"default_stop_conditions, create_time, update_time) VALUES ('e1', 't', 'd1', 'e', '', 'y', 1, 1, 1, 5, 0.2, "
+        f"0, '[]', '[]', '{{}}', {now}, {now})",
+        "INSERT INTO runs (id, tenant, experiment_pk, run_state, stop_reason, status_message, stop_conditions, "
+        "parallel_workers, primary_metric, create_time, runner_id, models_evaluated, models_failed, last_sequence) "
+        f"SELECT 'r1', 't', pk, 4, 0, '', '{{}}', 1, 1, {now}, '', 3, 1, 0 FROM experiments WHERE id = 'e1'",
+        "INSERT INTO model_results (id, run_id, tenant, eval_order, job_id, model_family, pipeline_steps, model_json, "
+        "outcome, error_message, folds, folds_run, fit_time_seconds, score_time_seconds, was_new_best, create_time) "
+        f"VALUES ('m1', 'r1', 't', 1, 'j', 'F', '[]', '', 1, '', '[]', 5, 0.0, 0.0, {true}, {now})",
+    ]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+    migrate(engine, "head")
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT models_stopped, notes FROM runs WHERE id = 'r1'")).one()
+        assert tuple(row) == (0, None)
+        result = connection.execute(text("SELECT sample_rows, job_type, ensemble_members FROM model_results")).one()
+        assert tuple(result) == (None, None, None)
+    migrate(engine, "0002", down=True)
+    assert "models_stopped" not in {c["name"] for c in inspect(engine).get_columns("runs")}
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM model_results WHERE run_id = 'r1'")) == 1
+
+
 def test_the_process_migrates_in_a_child_without_loading_alembic(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'child.db'}"
     db.upgrade_in_child(url)

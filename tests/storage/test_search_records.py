@@ -335,6 +335,128 @@ async def test_bad_results_are_refused_whole(storage):
     assert storage.count(schema.ModelResult) == 0
 
 
+async def test_interrupted_results_count_as_stopped_not_failed(storage):
+    """A normal stop of the run interrupts the candidates in flight: they are
+    neither failures nor a lack of progress."""
+    created = await run(storage, max_models=10, no_improvement_models=5)
+    batch = [result(0.8), result(None, R.OUTCOME_FAILED), result(None, R.OUTCOME_INTERRUPTED)]
+    stored = await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=batch)
+    )
+    counts = (stored.run.models_evaluated, stored.run.models_failed, stored.run.models_stopped)
+    assert counts == (1, 1, 1)
+    await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=[result(None, R.OUTCOME_INTERRUPTED)])
+    )
+    got = await storage.stub.GetRun(run_pb2.GetRunRequest(name=created.name))
+    assert (got.models_evaluated, got.models_failed, got.models_stopped) == (1, 1, 2)
+    records = await storage.stub.ListRunRecords(pb.ListRunRecordsRequest(), metadata=storage.tenant("*"))
+    record = next(r for r in records.records if r.run.name == created.name)
+    assert record.run.models_stopped == 2
+    assert record.models_since_best == 1, "the failed one after the best; the interrupted ones count nowhere"
+
+
+async def test_new_result_fields_round_trip(storage):
+    created = await run(storage)
+    first, second = result(0.8), result(0.7)
+    first.sample_rows, first.job_type = 120, "portfolio"
+    second.sample_rows, second.job_type = 480, "guided"
+    stored = await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=[first, second])
+    )
+    members = stored.model_results
+    blend = result(0.85, family="VotingClassifier")
+    blend.sample_rows, blend.job_type = 480, "ensemble"
+    blend.ensemble_members.add(model_result=members[0].name, index=members[0].index, weight=0.75)
+    blend.ensemble_members.add(model_result=members[1].name, index=members[1].index, weight=0.25)
+    made = await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=[blend])
+    )
+    assert made.model_results[0].job_type == "ensemble"
+    got = await storage.stub.GetModelResult(run_pb2.GetModelResultRequest(name=made.model_results[0].name))
+    assert (got.sample_rows, got.job_type) == (480, "ensemble")
+    assert [(m.model_result, m.index, m.weight) for m in got.ensemble_members] == [
+        (members[0].name, 1, pytest.approx(0.75)),
+        (members[1].name, 2, pytest.approx(0.25)),
+    ]
+    board = await storage.stub.GetLeaderboard(run_pb2.GetLeaderboardRequest(run=created.name))
+    top = board.entries[0].model_result
+    assert top.job_type == "ensemble" and len(top.ensemble_members) == 2, "in the BASIC view too"
+    listed = await storage.stub.ListModelResults(run_pb2.ListModelResultsRequest(run=created.name))
+    assert [(r.sample_rows, r.job_type) for r in listed.model_results] == [
+        (120, "portfolio"),
+        (480, "guided"),
+        (480, "ensemble"),
+    ]
+    assert not listed.model_results[0].ensemble_members
+    bad = result(0.9)
+    bad.ensemble_members.add(model_result=members[0].name, weight=1.5)
+    error = await invalid(
+        storage.stub.BatchCreateModelResults(pb.BatchCreateModelResultsRequest(run=created.name, model_results=[bad]))
+    )
+    assert status.field_violations(error)[0].field == "model_results[0].ensemble_members[0]"
+
+
+async def test_run_notes_come_with_state_changes_and_heartbeats(storage):
+    created = await run(storage)
+    assert list(created.notes) == [] and created.models_stopped == 0
+    running = await storage.stub.UpdateRunState(
+        pb.UpdateRunStateRequest(
+            name=created.name,
+            expected_states=[c.RUN_STATE_PENDING],
+            state=c.RUN_STATE_RUNNING,
+            runner_id="r1",
+            add_notes=["3-fold cross-validation instead of 5", "classes 'z' (1 row) kept whole in training"],
+        )
+    )
+    assert len(running.notes) == 2
+    beat = await storage.stub.HeartbeatRun(
+        pb.HeartbeatRunRequest(name=created.name, runner_id="r1", add_notes=["guided search failed: exploring"])
+    )
+    assert list(beat.notes)[1:] == ["classes 'z' (1 row) kept whole in training", "guided search failed: exploring"]
+    got = await storage.stub.GetRun(run_pb2.GetRunRequest(name=created.name))
+    assert got.notes == beat.notes
+    # Refused whole, with the field named: an over-long note, an empty one, too many at once.
+    for notes, field, text in (
+        (["x" * 501], "add_notes[0]", "at most 500"),
+        (["ok", " "], "add_notes[1]", "empty"),
+        ([f"n{i}" for i in range(51)], "add_notes", "at most 50"),
+    ):
+        error = await invalid(
+            storage.stub.HeartbeatRun(pb.HeartbeatRunRequest(name=created.name, runner_id="r1", add_notes=notes))
+        )
+        assert status.field_violations(error)[0].field == field and text in error.details()
+    error = await invalid(
+        storage.stub.UpdateRunState(
+            pb.UpdateRunStateRequest(
+                name=created.name,
+                expected_states=[c.RUN_STATE_RUNNING],
+                state=c.RUN_STATE_FAILED,
+                add_notes=["y" * 501],
+            )
+        )
+    )
+    assert status.field_violations(error)[0].field == "add_notes[0]"
+    unchanged = await storage.stub.GetRun(run_pb2.GetRunRequest(name=created.name))
+    assert unchanged.state == c.RUN_STATE_RUNNING and len(unchanged.notes) == 3
+    # A run keeps 50 notes; past that the last one says more were not kept (no refusal mid-run).
+    for start in range(3, 60, 10):
+        more = [f"note {i}" for i in range(start, start + 10)]
+        beat = await storage.stub.HeartbeatRun(
+            pb.HeartbeatRunRequest(name=created.name, runner_id="r1", add_notes=more)
+        )
+    assert len(beat.notes) == 50 and beat.notes[48] == "note 48" and "not kept" in beat.notes[49]
+    done = await storage.stub.UpdateRunState(
+        pb.UpdateRunStateRequest(
+            name=created.name,
+            expected_states=[c.RUN_STATE_RUNNING],
+            state=c.RUN_STATE_SUCCEEDED,
+            add_notes=["the ensemble could not be built"],
+        )
+    )
+    assert done.notes == beat.notes and done.state == c.RUN_STATE_SUCCEEDED
+
+
 # ------------------------------------------------------- models and artifacts
 
 

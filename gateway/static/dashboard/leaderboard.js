@@ -27,8 +27,39 @@ export function rowOf(result, metric, fromEvent = false) {
     trainMean: summary && summary.trainMean !== undefined ? Number(summary.trainMean) : null,
     fitTime: Number(result.fitTimeSeconds || 0),
     folds: Number(result.foldsRun || 0),
+    sampleRows: Number(result.sampleRows || 0),
+    // An ensemble's members, heaviest first: [{ name, index, weight }].
+    members: (result.ensembleMembers || [])
+      .map((m) => ({ name: m.modelResult || "", index: Number(m.index || 0), weight: Number(m.weight || 0) }))
+      .sort((a, b) => b.weight - a.weight || a.index - b.index),
     rank: 0,
   };
+}
+
+/** "0.5", "0.25", "0.33": a member's weight as a short fraction. */
+export function fmtWeight(weight) {
+  return String(Number(Number(weight).toFixed(2)));
+}
+
+/** The members of an ensemble row, linked: "ensemble of #3 ×0.5, #7 ×0.3". */
+export function membersHtml(members) {
+  const parts = members.map(
+    (m) => `${m.name ? `<a href="${esc(href(m.name))}">#${m.index}</a>` : `#${m.index}`} ×${esc(fmtWeight(m.weight))}`,
+  );
+  return `<div class="steps ensemble-members">ensemble of ${parts.join(", ")}</div>`;
+}
+
+/** The folds cell: "3/5" when fewer than the experiment's folds ran, and the
+ * rows of a candidate cross-validated on a sample of the search rows. */
+export function foldsHtml(row, cvFolds, searchRows) {
+  const partial = cvFolds && row.folds < cvFolds;
+  const folds = partial
+    ? `<span class="partial" title="${row.folds} of the experiment's ${cvFolds} folds ran">${row.folds}/${cvFolds}</span>`
+    : String(row.folds);
+  const sampled = row.sampleRows && searchRows && row.sampleRows < searchRows;
+  return sampled
+    ? `${folds}<div class="steps sample-rows" title="cross-validated on a sample of ${esc(fmtInt(searchRows))} search rows">${esc(fmtInt(row.sampleRows))} rows</div>`
+    : folds;
 }
 
 export class Leaderboard {
@@ -39,6 +70,9 @@ export class Leaderboard {
     this.rows = new Map();
     this.metric = "";
     this.higherIsBetter = true;
+    // The experiment's cross-validation folds and the run's search rows (0: unknown).
+    this.cvFolds = 0;
+    this.searchRows = 0;
     this.sortKey = "rank";
     this.ascending = true;
     this.page = 0;
@@ -75,6 +109,16 @@ export class Leaderboard {
     if (metric && metric !== "METRIC_UNSPECIFIED") this.metric = metric;
     this.higherIsBetter = higherIsBetter;
     this.dirty = true;
+  }
+
+  /** What "3/5" folds and sampled rows are measured against; redraws when it changed. */
+  setSearch(cvFolds, searchRows) {
+    const folds = Number(cvFolds || 0);
+    const rows = Number(searchRows || 0);
+    if (folds === this.cvFolds && rows === this.searchRows) return;
+    this.cvFolds = folds;
+    this.searchRows = rows;
+    if (this.element.querySelector("tbody")) this.renderBody();
   }
 
   /** Add or replace rows (by name); an event's row never replaces an API row. */
@@ -198,7 +242,11 @@ export class Leaderboard {
     let out = "";
     for (const row of rows) {
       const link = href(row.name);
-      const steps = row.steps && row.steps.length > 1 ? `<div class="steps">${esc(row.steps.join(" → "))}</div>` : "";
+      const steps = row.members && row.members.length
+        ? membersHtml(row.members)
+        : row.steps && row.steps.length > 1
+          ? `<div class="steps">${esc(row.steps.join(" → "))}</div>`
+          : "";
       out += `<tr data-name="${esc(row.name)}"${row.score === best ? ' class="best"' : ""}>
         <td class="pick"><input type="checkbox" class="lb-pick" data-name="${esc(row.name)}" aria-label="Compare ${esc(shortId(row.name))}"${this.selected.has(row.name) ? " checked" : ""}></td>
         <td class="num">${row.rank}</td>
@@ -207,7 +255,7 @@ export class Leaderboard {
         <td class="num score">${fmtScore(row.score)}${row.std === null ? "" : `<span class="std"> ± ${fmtScore(row.std)}</span>`}</td>
         <td class="num">${fmtScore(row.trainMean)}</td>
         <td class="num">${esc(fmtSeconds(row.fitTime))}</td>
-        <td class="num">${row.folds}</td>
+        <td class="num folds">${foldsHtml(row, this.cvFolds, this.searchRows)}</td>
       </tr>`;
     }
     if (!rows.length) {

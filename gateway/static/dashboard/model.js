@@ -141,11 +141,12 @@ export function modelPage(root, id, page) {
               <span class="badge ${succeeded ? "state-succeeded" : "state-failed"}">${outcomeLabel(result.outcome)}</span>
               ${run && run.bestModelResult === name ? html`<span class="badge state-best">best of the run</span>` : ""}</h1>
             <div class="muted">${(result.pipelineSteps || []).join(" → ")} · evaluated ${fmtTime(result.createTime)} · aikit job <code>${result.jobId}</code></div>
+            ${searchLine(result)}
           </div>
           <div class="actions"><a class="button" href="${href(result.run)}">Back to the run</a>
             <a class="button" href="#/compare/${encodeURIComponent(runId)}?models=${encodeURIComponent(id)}">Compare with the top models</a></div>
         </div>
-        ${result.errorMessage ? html`<div class="banner error"><strong>${outcomeLabel(result.outcome)}</strong><pre class="error-text">${result.errorMessage}</pre></div>` : ""}
+        ${result.errorMessage ? html`<div class="banner ${result.outcome === "OUTCOME_INTERRUPTED" ? "info" : "error"}"><strong>${outcomeLabel(result.outcome)}</strong><pre class="error-text">${result.errorMessage}</pre></div>` : ""}
         <div class="cards">
           <div class="card"><h3>${primary ? metricLabel(primary) : "Primary score"}</h3><div class="big">${fmtScore(result.primaryScore)}</div>
             <div class="card-foot">mean over ${result.foldsRun} fold${result.foldsRun === 1 ? "" : "s"}</div></div>
@@ -167,6 +168,22 @@ export function modelPage(root, id, page) {
     observer = new ResizeObserver(() => drawEdges(pipeline));
     observer.observe(pipeline);
     drawTrained();
+  }
+
+  /** How the candidate was proposed and searched: its kind, its sample of rows, an ensemble's members. */
+  function searchLine(result) {
+    const parts = [];
+    if (result.jobType) parts.push(html`proposed as <strong id="job-type">${result.jobType}</strong>`);
+    if (Number(result.sampleRows)) parts.push(html`cross-validated on ${fmtInt(result.sampleRows)} rows`);
+    const members = [...(result.ensembleMembers || [])].sort((a, b) => Number(b.weight || 0) - Number(a.weight || 0));
+    if (members.length) {
+      parts.push(
+        html`<span id="ensemble-members">ensemble of ${members.map(
+          (m, i) => html`${i ? ", " : ""}<a href="${href(m.modelResult)}">#${m.index}</a> ×${String(Number(Number(m.weight || 0).toFixed(2)))}`,
+        )}</span>`,
+      );
+    }
+    return parts.length ? html`<div class="muted">${parts.map((p, i) => html`${i ? " · " : ""}${p}`)}</div>` : "";
   }
 
   function prettyJson(text) {

@@ -112,6 +112,7 @@ export function runPage(root, id, page) {
         </div>
       </div>
       <div id="stop-reason" class="banner" hidden></div>
+      <div id="run-notes" class="banner info" hidden></div>
       <div class="cards">
         <div class="card"><h3>Models</h3><div id="models-progress"></div><div class="card-foot" id="models-foot"></div></div>
         <div class="card"><h3>Time</h3><div id="time-progress"></div><div class="card-foot" id="time-foot"></div></div>
@@ -218,13 +219,20 @@ export function runPage(root, id, page) {
     if (isTerminal(run.state) || run.state === "RUN_STATE_STOPPING") {
       const reason = reasonLabel(run.stopReason);
       const message = run.statusMessage || state.stopMessage;
-      const kind = run.state === "RUN_STATE_FAILED" ? "error" : run.state === "RUN_STATE_STOPPING" ? "info" : "done";
+      const failed = run.state === "RUN_STATE_FAILED" || run.state === "RUN_STATE_CANCELLED";
+      const kind = failed ? "error" : run.state === "RUN_STATE_STOPPING" ? "info" : "done";
       banner.className = `banner ${kind}`;
       banner.dataset.reason = run.stopReason || "";
+      // A failed or cancelled run says why, plainly; other runs give the detail of their stop.
+      const detail = failed
+        ? html`<div class="run-reason" id="run-reason">Reason: <strong>${message || "no reason was recorded"}</strong></div>`
+        : message
+          ? html`<div class="muted">${message}</div>`
+          : "";
       render(
         banner,
         html`<strong>${run.state === "RUN_STATE_STOPPING" ? "Stopping" : `Run ${stateLabelText(run.state)}`}</strong>
-          ${reason ? html` — stop reason: <strong class="reason">${reason}</strong>` : ""}${message ? html`<div class="muted">${message}</div>` : ""}`,
+          ${reason ? html` — stop reason: <strong class="reason">${reason}</strong>` : ""}${detail}`,
       );
       banner.hidden = false;
     } else {
@@ -239,11 +247,18 @@ export function runPage(root, id, page) {
         ? progressBar(done / maxModels, `${fmtInt(done)} of ${fmtInt(maxModels)}`, "models-bar")
         : html`<div class="big" id="models-bar">${fmtInt(done)} <span class="muted small">no model limit</span></div>`,
     );
+    // Candidates interrupted by a normal stop are not failures: counted apart, in a neutral colour.
+    const stopped = Number(run.modelsStopped || 0);
     render(
       $("#models-foot"),
       html`<span id="models-evaluated">${fmtInt(run.modelsEvaluated || 0)}</span> evaluated ·
-        <span id="models-failed" class="${Number(run.modelsFailed) ? "warn" : ""}">${fmtInt(run.modelsFailed || 0)}</span> failed`,
+        <span class="failed-part ${Number(run.modelsFailed) ? "warn" : ""}">+<span id="models-failed">${fmtInt(run.modelsFailed || 0)}</span> failed</span>${
+          stopped
+            ? html` · <span class="stopped-part" title="interrupted by the stop of the run: not failures">+<span id="models-stopped">${fmtInt(stopped)}</span> stopped</span>`
+            : ""
+        }`,
     );
+    drawNotes();
     $("#best-score").textContent = fmtScore(run.bestScore);
     const target = conditions.targetScore;
     render(
@@ -265,6 +280,18 @@ export function runPage(root, id, page) {
     if (conditions.noImprovementModels) lines.push(html`<div>stops after ${conditions.noImprovementModels} models without improvement</div>`);
     render($("#search-info"), lines.length ? lines : html`<span class="muted">—</span>`);
     drawTime();
+  }
+
+  /** What the runner adapted to the data or fell back on, one line each. */
+  function drawNotes() {
+    const notes = (state.run && state.run.notes) || [];
+    const element = $("#run-notes");
+    element.hidden = !notes.length;
+    element.dataset.count = String(notes.length);
+    if (notes.length) {
+      render(element, html`<strong>Notes</strong> <span class="muted">what the search adapted to the data or fell back on</span>
+        <ul class="notes-list">${notes.map((note) => html`<li>${note}</li>`)}</ul>`);
+    }
   }
 
   function stateLabelText(runState) {
@@ -478,6 +505,7 @@ export function runPage(root, id, page) {
         .get(run.experiment)
         .then((experiment) => {
           state.experiment = experiment;
+          board.setSearch(experiment.cvFolds, state.started && state.started.searchRows);
           render($("#crumb-exp"), html`<a href="${href(experiment.name)}">${experiment.displayName || shortId(experiment.name)}</a>`);
           $("#crumb-exp").hidden = false;
           drawHeader();
@@ -496,6 +524,7 @@ export function runPage(root, id, page) {
       switch (event.type) {
         case "EVENT_TYPE_RUN_STARTED":
           state.started = event.runStarted;
+          board.setSearch(state.experiment && state.experiment.cvFolds, state.started.searchRows);
           if (state.startMs === null) state.startMs = parseTime(event.createTime);
           break;
         case "EVENT_TYPE_MODEL_EVALUATED": {
@@ -513,6 +542,7 @@ export function runPage(root, id, page) {
           if (fresh && run) {
             run.modelsEvaluated = m.modelsEvaluated;
             run.modelsFailed = m.modelsFailed;
+            if (m.modelsStopped !== undefined) run.modelsStopped = m.modelsStopped;
             run.bestScore = m.bestScore;
             if (m.isNewBest) run.bestModelResult = m.modelResult;
           }
@@ -520,10 +550,22 @@ export function runPage(root, id, page) {
         }
         case "EVENT_TYPE_MODEL_FAILED": {
           const f = event.modelFailed;
-          failures.push(f);
-          if (fresh && run) run.modelsFailed = f.modelsFailed;
+          const interrupted = f.outcome === "OUTCOME_INTERRUPTED";
+          if (!interrupted) failures.push(f); // stopped by the run's stop: not a failure
+          if (fresh && run) {
+            if (!interrupted) run.modelsFailed = f.modelsFailed;
+            if (f.modelsStopped !== undefined) run.modelsStopped = f.modelsStopped;
+            else if (interrupted) run.modelsStopped = Number(run.modelsStopped || 0) + 1;
+          }
           break;
         }
+        case "EVENT_TYPE_RUN_NOTE":
+          if (fresh && run) {
+            // The runner stores a note before it publishes its event: the snapshot may hold it already.
+            const notes = run.notes || (run.notes = []);
+            if (!notes.includes(event.runNote.message)) notes.push(event.runNote.message);
+          }
+          break;
         case "EVENT_TYPE_RUN_STATE_CHANGED":
           if (fresh && run) {
             const change = event.runStateChanged;
@@ -548,6 +590,7 @@ export function runPage(root, id, page) {
             if (f.message) run.statusMessage = f.message;
             run.modelsEvaluated = f.modelsEvaluated;
             run.modelsFailed = f.modelsFailed;
+            if (f.modelsStopped !== undefined) run.modelsStopped = f.modelsStopped;
             if (f.bestModelResult) run.bestModelResult = f.bestModelResult;
             if (f.bestScore !== undefined) run.bestScore = f.bestScore;
           }

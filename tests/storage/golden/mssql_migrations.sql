@@ -390,6 +390,36 @@ UPDATE alembic_version SET version_num='0002' WHERE alembic_version.version_num 
 
 GO
 
+-- Running upgrade 0002 -> 0003
+
+ALTER TABLE runs ADD models_stopped INTEGER NOT NULL CONSTRAINT df_runs_models_stopped DEFAULT 0;
+
+GO
+
+ALTER TABLE runs DROP CONSTRAINT df_runs_models_stopped;
+
+GO
+
+ALTER TABLE runs ADD notes NVARCHAR(max) NULL;
+
+GO
+
+ALTER TABLE model_results ADD sample_rows INTEGER NULL;
+
+GO
+
+ALTER TABLE model_results ADD job_type VARCHAR(64) NULL;
+
+GO
+
+ALTER TABLE model_results ADD ensemble_members NVARCHAR(max) NULL;
+
+GO
+
+UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num = '0002';
+
+GO
+
 COMMIT;
 
 GO
