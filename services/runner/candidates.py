@@ -245,15 +245,8 @@ def describe(model: Any) -> tuple[str, list[str]]:
 def work(model: Any) -> float:
     """n_estimators / 100 of the final estimator of a description (1 without)."""
     try:
-        final = model
-        while str(final[0]) == "GraphPipeline":
-            params = final[-1]
-            sources = {n for edge in params.get("edges", []) for n in edge[:-1]}
-            final = next(m for name, m in params["models"].items() if name not in sources)
-        inner = [arg for arg in final[1:-1] if _is_model(arg)]  # a wrapper such as BoxCoxTargetTransformer
-        final = inner[-1] if inner else final
-        return max(float(final[-1].get("n_estimators", 100)), 1.0) / 100
-    except (TypeError, ValueError, KeyError, IndexError, StopIteration, AttributeError):
+        return max(float(_final(model)[-1].get("n_estimators", 100)), 1.0) / 100
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError):
         return 1.0
 
 
@@ -261,14 +254,32 @@ def _is_model(value: Any) -> bool:
     return isinstance(value, tuple) and len(value) >= 2 and isinstance(value[0], str) and isinstance(value[-1], dict)
 
 
+def _final(model: Any) -> Any:
+    """The final estimator's description: through pipelines (the step no edge
+    leaves) and wrappers (their innermost model)."""
+    while True:
+        if str(model[0]) == "GraphPipeline":
+            params = model[-1]
+            sources = {n for edge in params.get("edges", []) for n in edge[:-1]}
+            models = params["models"]
+            sinks = [m for name, m in models.items() if name not in sources]
+            model = sinks[-1] if sinks else list(models.values())[-1]
+            continue
+        inner = [arg for arg in model[1:-1] if _is_model(arg)]
+        if not inner:
+            return model
+        model = inner[-1]
+
+
 def _describe(model: Any) -> tuple[str, list[str]]:
+    return str(_final(model)[0]), _steps(model)
+
+
+def _steps(model: Any) -> list[str]:
     kind = str(model[0])
     if kind != "GraphPipeline":
         inner = [arg for arg in model[1:-1] if _is_model(arg)]
-        if not inner:
-            return kind, [kind]
-        family, steps = _describe(inner[-1])
-        return family, [kind, *steps]
+        return [kind, *_steps(inner[-1])] if inner else [kind]
     params = model[-1]
     models, edges = params["models"], params.get("edges", [])
     # In the order data flows (an edge (a, b, c) is the chain a -> b -> c),
@@ -285,9 +296,4 @@ def _describe(model: Any) -> tuple[str, list[str]]:
         if not ready:  # a cycle: not a pipeline aikit makes; list the rest as they appear
             ready = [n for n in before if n not in order]
         order.append(min(ready, key=appearance.__getitem__))
-    sources = {n for edge in edges for n in edge[:-1]}
-    final = [n for n in order if n not in sources] or order[-1:]
-    steps: list[str] = []
-    for name in order:
-        steps += _describe(models[name])[1]
-    return _describe(models[final[-1]])[0], steps
+    return [step for name in order for step in _steps(models[name])]

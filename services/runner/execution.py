@@ -37,7 +37,7 @@ from automl.common import metrics
 from automl.common.stopping import Limits, Progress, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2
-from services.runner import racing, scoring
+from services.runner import ensemble, racing, scoring
 from services.runner.candidates import Candidate, Candidates, Exhausted
 from services.runner.workers import Evaluation, Outcome, Pool
 
@@ -431,9 +431,7 @@ class Execution:
             evaluation.rows if stored.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED else None,
             stored.error_message,
         )
-        succeeded = stored.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED
-        mean = std = None
-        if succeeded and summary is not None:
+        if stored.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED and summary is not None:
             primary = summary.metrics[0]
             sign = self.scorers[0].sign
             mean, std = sign * primary["mean"], primary["std"]
@@ -557,7 +555,7 @@ class Execution:
             await self.recorder.add_notes([f"the ensemble could not be built: {type(exc).__name__}: {exc}"])
 
     @staticmethod
-    def _selection_score(ensemble: Any, name: str, classes: np.ndarray | None, rows: int) -> Callable[..., float]:
+    def _selection_score(name: str, classes: np.ndarray | None, rows: int) -> Callable[..., float]:
         """The primary metric; a metric of counted rows (accuracy, F1) has ties,
         broken by the log loss, too little to outweigh one row: without it,
         blends that are better calibrated at the same accuracy are never chosen."""
@@ -576,15 +574,13 @@ class Execution:
         from aikit.tools.helper_functions import md5_hash
         from aikit.tools.json_helper import json_encoder
 
-        from services.runner import ensemble
-
         assert self.data is not None
         data, members = self.data, list(self.members[rung])
         sample = self.halving.samples[rung]
         y = data.y if sample is None else data.y[sample]
         classes = data.classes
         names = [s.name for s in self.scorers]
-        score = self._selection_score(ensemble, names[0], classes, len(y))
+        score = self._selection_score(names[0], classes, len(y))
         weights = ensemble.select([m.predictions for m in members], y, score, size=ENSEMBLE_ROUNDS)
         chosen = [(m, w) for m, w in zip(members, weights, strict=True) if w > 0]
         if len(chosen) < 2:
