@@ -280,11 +280,12 @@ def leaderboard(api: Client, out: Output, args: argparse.Namespace) -> int:
 
 
 def models_train(api: Client, out: Output, args: argparse.Namespace) -> int:
+    rows = "every row, the holdout included" if args.include_holdout else "every training row"
     if out.json or args.no_wait:
-        model = api.train_model(args.result, wait=not args.no_wait)
+        model = api.train_model(args.result, wait=not args.no_wait, include_holdout=args.include_holdout)
     else:
-        with out.console.status(f"training {resource(args.result, 'modelResults')} on every training row"):
-            model = api.train_model(args.result)
+        with out.console.status(f"training {resource(args.result, 'modelResults')} on {rows}"):
+            model = api.train_model(args.result, include_holdout=args.include_holdout)
     out.show(model, views.models_table([model]))
     if model.error_message:
         out.errors.print(f"training failed: {model.error_message}")
@@ -444,6 +445,11 @@ def parser() -> argparse.ArgumentParser:
     train = command(models, "train", models_train, "refit a result's pipeline on every training row")
     train.add_argument("result", help="model result id or name")
     train.add_argument("--no-wait", action="store_true", help="return while it trains")
+    train.add_argument(
+        "--include-holdout",
+        action="store_true",
+        help="fit on the holdout rows too (more to learn from; the model can then not be tested)",
+    )
     command(models, "test", models_test, "score a trained model on the holdout").add_argument("model")
     model_list = command(models, "list", models_list, "list trained models")
     model_list.add_argument("--run", help="only this run's models")

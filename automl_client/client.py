@@ -377,9 +377,16 @@ class Client:
 
     # -------------------------------------------------------------- models
 
-    def train_model(self, result: str, wait: bool = True, timeout: float = 3600) -> model_pb2.TrainedModel:
-        """Refit a result's pipeline on every training row; with `wait`, until it is READY or FAILED."""
-        model = self._call("TrainModel", model_pb2.TrainModelRequest(model_result=resource(result, "modelResults")))
+    def train_model(
+        self, result: str, wait: bool = True, timeout: float = 3600, include_holdout: bool = False
+    ) -> model_pb2.TrainedModel:
+        """Refit a result's pipeline on every training row (`include_holdout`:
+        the holdout rows too, and the model cannot be tested); with `wait`,
+        until it is READY or FAILED."""
+        request = model_pb2.TrainModelRequest(
+            model_result=resource(result, "modelResults"), include_holdout=include_holdout
+        )
+        model = self._call("TrainModel", request)
         deadline = time.monotonic() + timeout
         while wait and model.state == model_pb2.TrainedModel.STATE_TRAINING:
             if time.monotonic() > deadline:

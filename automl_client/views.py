@@ -214,7 +214,7 @@ def models_table(models: Iterable[model_pb2.TrainedModel]) -> Table:
                 short(m.name),
                 short(m.model_result),
                 enum_name(model_pb2.TrainedModel.State, m.state, "STATE_"),
-                m.training_rows,
+                f"{m.training_rows} (holdout in)" if m.includes_holdout else m.training_rows,
                 f"{m.fit_time_seconds:.2f}",
                 when(m.create_time),
             ]

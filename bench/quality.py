@@ -16,11 +16,11 @@ search):
    loopback, embedded defaults: SQLite and a blob folder in a temporary folder, AUTOML_AUTH=none): the TRAIN
    part uploaded as a dataset, an experiment with the target and nothing else, a run with a time budget of
    --budget seconds and otherwise default settings; then the run's best model result (whatever the run
-   names best, an ensemble entry too) trained (TrainModel, polled until READY), the HOLDOUT rows sent to
-   Predict as CSV (target column left out), and the answers scored here with scikit-learn: accuracy for
-   classification, R2 for regression, and ROC AUC for binary targets when probabilities come back. The
-   suite's own internal holdout (20 % of the train part) is the suite's business; the external holdout is
-   never uploaded.
+   names best, an ensemble entry too) trained with include_holdout (TrainModel, polled until READY: fitted
+   on every uploaded row, as the anchors are; the suite's internal holdout, 20 % of the train part, is left
+   out of the search only), the HOLDOUT rows sent to Predict as CSV (target column left out), and the
+   answers scored here with scikit-learn: accuracy for classification, R2 for regression, and ROC AUC for
+   binary targets when probabilities come back. The external holdout is never uploaded.
 2. the anchors, each a subprocess of bench/.venv-anchors/bin/python bench/anchors.py (a venv of their own,
    pins in bench/anchors-requirements.txt, never the suite's dependencies; made by --setup, or on the first
    run that needs it): rf (RandomForest 100 trees, random_state 0, median / constant imputation + one-hot),
@@ -407,7 +407,8 @@ def run_ours(client: Client, table: Table, train: Path, holdout: pd.DataFrame, y
     ours.best_cv_score = run.best_score if run.HasField("best_score") else None
     try:
         began = time.monotonic()
-        model = client.train_model(run.best_model_result, timeout=3600)
+        # Fitted on every row uploaded, as the anchors are (the suite's own holdout has no use here).
+        model = client.train_model(run.best_model_result, timeout=3600, include_holdout=True)
         ours.train_seconds = round(time.monotonic() - began, 2)
         ours.model_state = model_pb2.TrainedModel.State.Name(model.state).removeprefix("STATE_")
         ours.model_error = model.error_message

@@ -208,7 +208,9 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         check(request)
         model = await self.storage.CreateTrainedModel(
             storage_service_pb2.CreateTrainedModelRequest(
-                trained_model=model_pb2.TrainedModel(model_result=request.model_result)
+                trained_model=model_pb2.TrainedModel(
+                    model_result=request.model_result, includes_holdout=request.include_holdout
+                )
             )
         )
         try:

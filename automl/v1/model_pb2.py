@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61utoml/v1/model.proto\x12\tautoml.v1\x1a\x16\x61utoml/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x04\n\x0cTrainedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cmodel_result\x18\x02 \x01(\t\x12\x0b\n\x03run\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.automl.v1.TrainedModel.State\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x1d\n\x04task\x18\x07 \x01(\x0e\x32\x0f.automl.v1.Task\x12\x31\n\x0f\x66\x65\x61ture_columns\x18\x08 \x03(\x0b\x32\x18.automl.v1.FeatureColumn\x12\x0f\n\x07\x63lasses\x18\t \x03(\t\x12\x15\n\rtraining_rows\x18\n \x01(\x03\x12\x18\n\x10\x66it_time_seconds\x18\x0b \x01(\x01\x12\x1b\n\x13\x61rtifact_size_bytes\x18\x0c \x01(\x03\x12\x17\n\x0f\x61rtifact_sha256\x18\r \x01(\t\x12\x38\n\x12holdout_evaluation\x18\x0e \x01(\x0b\x32\x1c.automl.v1.HoldoutEvaluation\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61rtifact\x18\x11 \x01(\t\"U\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_TRAINING\x10\x01\x12\x0f\n\x0bSTATE_READY\x10\x02\x12\x10\n\x0cSTATE_FAILED\x10\x03\"B\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04type\x18\x02 \x01(\x0e\x32\x15.automl.v1.ColumnType\"?\n\x0bMetricValue\x12!\n\x06metric\x18\x01 \x01(\x0e\x32\x11.automl.v1.Metric\x12\r\n\x05value\x18\x02 \x01(\x01\"N\n\x0f\x43onfusionMatrix\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12+\n\x04rows\x18\x02 \x03(\x0b\x32\x1d.automl.v1.ConfusionMatrixRow\"$\n\x12\x43onfusionMatrixRow\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x03\"\xb6\x01\n\x11HoldoutEvaluation\x12\'\n\x07metrics\x18\x01 \x03(\x0b\x32\x16.automl.v1.MetricValue\x12\x34\n\x10\x63onfusion_matrix\x18\x02 \x01(\x0b\x32\x1a.automl.v1.ConfusionMatrix\x12\x11\n\trow_count\x18\x03 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x11TrainModelRequest\x12\x14\n\x0cmodel_result\x18\x01 \x01(\t\"&\n\x16GetTrainedModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Q\n\x18ListTrainedModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"y\n\x19ListTrainedModelsResponse\x12/\n\x0etrained_models\x18\x01 \x03(\x0b\x32\x17.automl.v1.TrainedModel\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\" \n\x10TestModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x0ePredictRecords\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.google.protobuf.Struct\"\x90\x01\n\x0ePredictRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x03\x63sv\x18\x02 \x01(\x0cH\x00\x12,\n\x07records\x18\x03 \x01(\x0b\x32\x19.automl.v1.PredictRecordsH\x00\x12*\n\x0b\x63sv_options\x18\x04 \x01(\x0b\x32\x15.automl.v1.CsvOptionsB\x07\n\x05input\"A\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x15\n\rprobabilities\x18\x03 \x03(\x01\"N\n\x0fPredictResponse\x12\x0f\n\x07\x63lasses\x18\x01 \x03(\t\x12*\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x15.automl.v1.Prediction\"O\n\x13PredictStreamHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x0b\x63sv_options\x18\x02 \x01(\x0b\x32\x15.automl.v1.CsvOptions\"\x96\x01\n\x14PredictStreamRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.automl.v1.PredictStreamHeaderH\x00\x12\x13\n\tcsv_chunk\x18\x02 \x01(\x0cH\x00\x12,\n\x07records\x18\x03 \x01(\x0b\x32\x19.automl.v1.PredictRecordsH\x00\x42\t\n\x07\x63ontent\"g\n\x15PredictStreamResponse\x12\x0f\n\x07\x63lasses\x18\x01 \x03(\t\x12\x11\n\tfirst_row\x18\x02 \x01(\x03\x12*\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x15.automl.v1.PredictionB\x14Z\x12\x61utoml/v1;automlv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61utoml/v1/model.proto\x12\tautoml.v1\x1a\x16\x61utoml/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x05\n\x0cTrainedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cmodel_result\x18\x02 \x01(\t\x12\x0b\n\x03run\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.automl.v1.TrainedModel.State\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x1d\n\x04task\x18\x07 \x01(\x0e\x32\x0f.automl.v1.Task\x12\x31\n\x0f\x66\x65\x61ture_columns\x18\x08 \x03(\x0b\x32\x18.automl.v1.FeatureColumn\x12\x0f\n\x07\x63lasses\x18\t \x03(\t\x12\x15\n\rtraining_rows\x18\n \x01(\x03\x12\x18\n\x10\x66it_time_seconds\x18\x0b \x01(\x01\x12\x1b\n\x13\x61rtifact_size_bytes\x18\x0c \x01(\x03\x12\x17\n\x0f\x61rtifact_sha256\x18\r \x01(\t\x12\x38\n\x12holdout_evaluation\x18\x0e \x01(\x0b\x32\x1c.automl.v1.HoldoutEvaluation\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61rtifact\x18\x11 \x01(\t\x12\x18\n\x10includes_holdout\x18\x12 \x01(\x08\"U\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATE_TRAINING\x10\x01\x12\x0f\n\x0bSTATE_READY\x10\x02\x12\x10\n\x0cSTATE_FAILED\x10\x03\"B\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x04type\x18\x02 \x01(\x0e\x32\x15.automl.v1.ColumnType\"?\n\x0bMetricValue\x12!\n\x06metric\x18\x01 \x01(\x0e\x32\x11.automl.v1.Metric\x12\r\n\x05value\x18\x02 \x01(\x01\"N\n\x0f\x43onfusionMatrix\x12\x0e\n\x06labels\x18\x01 \x03(\t\x12+\n\x04rows\x18\x02 \x03(\x0b\x32\x1d.automl.v1.ConfusionMatrixRow\"$\n\x12\x43onfusionMatrixRow\x12\x0e\n\x06\x63ounts\x18\x01 \x03(\x03\"\xb6\x01\n\x11HoldoutEvaluation\x12\'\n\x07metrics\x18\x01 \x03(\x0b\x32\x16.automl.v1.MetricValue\x12\x34\n\x10\x63onfusion_matrix\x18\x02 \x01(\x0b\x32\x1a.automl.v1.ConfusionMatrix\x12\x11\n\trow_count\x18\x03 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x11TrainModelRequest\x12\x14\n\x0cmodel_result\x18\x01 \x01(\t\x12\x17\n\x0finclude_holdout\x18\x02 \x01(\x08\"&\n\x16GetTrainedModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Q\n\x18ListTrainedModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"y\n\x19ListTrainedModelsResponse\x12/\n\x0etrained_models\x18\x01 \x03(\x0b\x32\x17.automl.v1.TrainedModel\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\" \n\x10TestModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x0ePredictRecords\x12%\n\x04rows\x18\x01 \x03(\x0b\x32\x17.google.protobuf.Struct\"\x90\x01\n\x0ePredictRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x03\x63sv\x18\x02 \x01(\x0cH\x00\x12,\n\x07records\x18\x03 \x01(\x0b\x32\x19.automl.v1.PredictRecordsH\x00\x12*\n\x0b\x63sv_options\x18\x04 \x01(\x0b\x32\x15.automl.v1.CsvOptionsB\x07\n\x05input\"A\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x15\n\rprobabilities\x18\x03 \x03(\x01\"N\n\x0fPredictResponse\x12\x0f\n\x07\x63lasses\x18\x01 \x03(\t\x12*\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x15.automl.v1.Prediction\"O\n\x13PredictStreamHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x0b\x63sv_options\x18\x02 \x01(\x0b\x32\x15.automl.v1.CsvOptions\"\x96\x01\n\x14PredictStreamRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.automl.v1.PredictStreamHeaderH\x00\x12\x13\n\tcsv_chunk\x18\x02 \x01(\x0cH\x00\x12,\n\x07records\x18\x03 \x01(\x0b\x32\x19.automl.v1.PredictRecordsH\x00\x42\t\n\x07\x63ontent\"g\n\x15PredictStreamResponse\x12\x0f\n\x07\x63lasses\x18\x01 \x03(\t\x12\x11\n\tfirst_row\x18\x02 \x01(\x03\x12*\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x15.automl.v1.PredictionB\x14Z\x12\x61utoml/v1;automlv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,41 +36,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\022automl/v1;automlv1'
   _globals['_TRAINEDMODEL']._serialized_start=124
-  _globals['_TRAINEDMODEL']._serialized_end=739
-  _globals['_TRAINEDMODEL_STATE']._serialized_start=654
-  _globals['_TRAINEDMODEL_STATE']._serialized_end=739
-  _globals['_FEATURECOLUMN']._serialized_start=741
-  _globals['_FEATURECOLUMN']._serialized_end=807
-  _globals['_METRICVALUE']._serialized_start=809
-  _globals['_METRICVALUE']._serialized_end=872
-  _globals['_CONFUSIONMATRIX']._serialized_start=874
-  _globals['_CONFUSIONMATRIX']._serialized_end=952
-  _globals['_CONFUSIONMATRIXROW']._serialized_start=954
-  _globals['_CONFUSIONMATRIXROW']._serialized_end=990
-  _globals['_HOLDOUTEVALUATION']._serialized_start=993
-  _globals['_HOLDOUTEVALUATION']._serialized_end=1175
-  _globals['_TRAINMODELREQUEST']._serialized_start=1177
-  _globals['_TRAINMODELREQUEST']._serialized_end=1218
-  _globals['_GETTRAINEDMODELREQUEST']._serialized_start=1220
-  _globals['_GETTRAINEDMODELREQUEST']._serialized_end=1258
-  _globals['_LISTTRAINEDMODELSREQUEST']._serialized_start=1260
-  _globals['_LISTTRAINEDMODELSREQUEST']._serialized_end=1341
-  _globals['_LISTTRAINEDMODELSRESPONSE']._serialized_start=1343
-  _globals['_LISTTRAINEDMODELSRESPONSE']._serialized_end=1464
-  _globals['_TESTMODELREQUEST']._serialized_start=1466
-  _globals['_TESTMODELREQUEST']._serialized_end=1498
-  _globals['_PREDICTRECORDS']._serialized_start=1500
-  _globals['_PREDICTRECORDS']._serialized_end=1555
-  _globals['_PREDICTREQUEST']._serialized_start=1558
-  _globals['_PREDICTREQUEST']._serialized_end=1702
-  _globals['_PREDICTION']._serialized_start=1704
-  _globals['_PREDICTION']._serialized_end=1769
-  _globals['_PREDICTRESPONSE']._serialized_start=1771
-  _globals['_PREDICTRESPONSE']._serialized_end=1849
-  _globals['_PREDICTSTREAMHEADER']._serialized_start=1851
-  _globals['_PREDICTSTREAMHEADER']._serialized_end=1930
-  _globals['_PREDICTSTREAMREQUEST']._serialized_start=1933
-  _globals['_PREDICTSTREAMREQUEST']._serialized_end=2083
-  _globals['_PREDICTSTREAMRESPONSE']._serialized_start=2085
-  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=2188
+  _globals['_TRAINEDMODEL']._serialized_end=765
+  _globals['_TRAINEDMODEL_STATE']._serialized_start=680
+  _globals['_TRAINEDMODEL_STATE']._serialized_end=765
+  _globals['_FEATURECOLUMN']._serialized_start=767
+  _globals['_FEATURECOLUMN']._serialized_end=833
+  _globals['_METRICVALUE']._serialized_start=835
+  _globals['_METRICVALUE']._serialized_end=898
+  _globals['_CONFUSIONMATRIX']._serialized_start=900
+  _globals['_CONFUSIONMATRIX']._serialized_end=978
+  _globals['_CONFUSIONMATRIXROW']._serialized_start=980
+  _globals['_CONFUSIONMATRIXROW']._serialized_end=1016
+  _globals['_HOLDOUTEVALUATION']._serialized_start=1019
+  _globals['_HOLDOUTEVALUATION']._serialized_end=1201
+  _globals['_TRAINMODELREQUEST']._serialized_start=1203
+  _globals['_TRAINMODELREQUEST']._serialized_end=1269
+  _globals['_GETTRAINEDMODELREQUEST']._serialized_start=1271
+  _globals['_GETTRAINEDMODELREQUEST']._serialized_end=1309
+  _globals['_LISTTRAINEDMODELSREQUEST']._serialized_start=1311
+  _globals['_LISTTRAINEDMODELSREQUEST']._serialized_end=1392
+  _globals['_LISTTRAINEDMODELSRESPONSE']._serialized_start=1394
+  _globals['_LISTTRAINEDMODELSRESPONSE']._serialized_end=1515
+  _globals['_TESTMODELREQUEST']._serialized_start=1517
+  _globals['_TESTMODELREQUEST']._serialized_end=1549
+  _globals['_PREDICTRECORDS']._serialized_start=1551
+  _globals['_PREDICTRECORDS']._serialized_end=1606
+  _globals['_PREDICTREQUEST']._serialized_start=1609
+  _globals['_PREDICTREQUEST']._serialized_end=1753
+  _globals['_PREDICTION']._serialized_start=1755
+  _globals['_PREDICTION']._serialized_end=1820
+  _globals['_PREDICTRESPONSE']._serialized_start=1822
+  _globals['_PREDICTRESPONSE']._serialized_end=1900
+  _globals['_PREDICTSTREAMHEADER']._serialized_start=1902
+  _globals['_PREDICTSTREAMHEADER']._serialized_end=1981
+  _globals['_PREDICTSTREAMREQUEST']._serialized_start=1984
+  _globals['_PREDICTSTREAMREQUEST']._serialized_end=2134
+  _globals['_PREDICTSTREAMRESPONSE']._serialized_start=2136
+  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=2239
 # @@protoc_insertion_point(module_scope)

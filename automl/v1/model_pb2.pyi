@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainedModel(_message.Message):
-    __slots__ = ("name", "model_result", "run", "experiment", "state", "error_message", "task", "feature_columns", "classes", "training_rows", "fit_time_seconds", "artifact_size_bytes", "artifact_sha256", "holdout_evaluation", "create_time", "update_time", "artifact")
+    __slots__ = ("name", "model_result", "run", "experiment", "state", "error_message", "task", "feature_columns", "classes", "training_rows", "fit_time_seconds", "artifact_size_bytes", "artifact_sha256", "holdout_evaluation", "create_time", "update_time", "artifact", "includes_holdout")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[TrainedModel.State]
@@ -41,6 +41,7 @@ class TrainedModel(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDES_HOLDOUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     model_result: str
     run: str
@@ -58,7 +59,8 @@ class TrainedModel(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     artifact: str
-    def __init__(self, name: _Optional[str] = ..., model_result: _Optional[str] = ..., run: _Optional[str] = ..., experiment: _Optional[str] = ..., state: _Optional[_Union[TrainedModel.State, str]] = ..., error_message: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., feature_columns: _Optional[_Iterable[_Union[FeatureColumn, _Mapping]]] = ..., classes: _Optional[_Iterable[str]] = ..., training_rows: _Optional[int] = ..., fit_time_seconds: _Optional[float] = ..., artifact_size_bytes: _Optional[int] = ..., artifact_sha256: _Optional[str] = ..., holdout_evaluation: _Optional[_Union[HoldoutEvaluation, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., artifact: _Optional[str] = ...) -> None: ...
+    includes_holdout: bool
+    def __init__(self, name: _Optional[str] = ..., model_result: _Optional[str] = ..., run: _Optional[str] = ..., experiment: _Optional[str] = ..., state: _Optional[_Union[TrainedModel.State, str]] = ..., error_message: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., feature_columns: _Optional[_Iterable[_Union[FeatureColumn, _Mapping]]] = ..., classes: _Optional[_Iterable[str]] = ..., training_rows: _Optional[int] = ..., fit_time_seconds: _Optional[float] = ..., artifact_size_bytes: _Optional[int] = ..., artifact_sha256: _Optional[str] = ..., holdout_evaluation: _Optional[_Union[HoldoutEvaluation, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., artifact: _Optional[str] = ..., includes_holdout: _Optional[bool] = ...) -> None: ...
 
 class FeatureColumn(_message.Message):
     __slots__ = ("name", "type")
@@ -103,10 +105,12 @@ class HoldoutEvaluation(_message.Message):
     def __init__(self, metrics: _Optional[_Iterable[_Union[MetricValue, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., row_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TrainModelRequest(_message.Message):
-    __slots__ = ("model_result",)
+    __slots__ = ("model_result", "include_holdout")
     MODEL_RESULT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_HOLDOUT_FIELD_NUMBER: _ClassVar[int]
     model_result: str
-    def __init__(self, model_result: _Optional[str] = ...) -> None: ...
+    include_holdout: bool
+    def __init__(self, model_result: _Optional[str] = ..., include_holdout: _Optional[bool] = ...) -> None: ...
 
 class GetTrainedModelRequest(_message.Message):
     __slots__ = ("name",)

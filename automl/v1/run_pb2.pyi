@@ -76,7 +76,7 @@ class Run(_message.Message):
     def __init__(self, name: _Optional[str] = ..., experiment: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., status_message: _Optional[str] = ..., stop_conditions: _Optional[_Union[_common_pb2.StopConditions, _Mapping]] = ..., parallel_workers: _Optional[int] = ..., primary_metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., models_evaluated: _Optional[int] = ..., models_failed: _Optional[int] = ..., best_model_result: _Optional[str] = ..., best_score: _Optional[float] = ..., runner_id: _Optional[str] = ..., heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sequence: _Optional[int] = ..., models_stopped: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelResult(_message.Message):
-    __slots__ = ("name", "run", "index", "job_id", "model_family", "pipeline_steps", "model_json", "outcome", "error_message", "folds", "metrics", "primary_score", "folds_run", "fit_time_seconds", "score_time_seconds", "was_new_best", "create_time", "sample_rows", "job_type", "ensemble_members")
+    __slots__ = ("name", "run", "index", "job_id", "model_family", "pipeline_steps", "model_json", "outcome", "error_message", "folds", "metrics", "primary_score", "folds_run", "fit_time_seconds", "score_time_seconds", "was_new_best", "create_time", "sample_rows", "job_type", "ensemble_members", "predictions_artifact")
     class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OUTCOME_UNSPECIFIED: _ClassVar[ModelResult.Outcome]
@@ -111,6 +111,7 @@ class ModelResult(_message.Message):
     SAMPLE_ROWS_FIELD_NUMBER: _ClassVar[int]
     JOB_TYPE_FIELD_NUMBER: _ClassVar[int]
     ENSEMBLE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     name: str
     run: str
     index: int
@@ -131,7 +132,8 @@ class ModelResult(_message.Message):
     sample_rows: int
     job_type: str
     ensemble_members: _containers.RepeatedCompositeFieldContainer[EnsembleMember]
-    def __init__(self, name: _Optional[str] = ..., run: _Optional[str] = ..., index: _Optional[int] = ..., job_id: _Optional[str] = ..., model_family: _Optional[str] = ..., pipeline_steps: _Optional[_Iterable[str]] = ..., model_json: _Optional[str] = ..., outcome: _Optional[_Union[ModelResult.Outcome, str]] = ..., error_message: _Optional[str] = ..., folds: _Optional[_Iterable[_Union[FoldScores, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.MetricSummary, _Mapping]]] = ..., primary_score: _Optional[float] = ..., folds_run: _Optional[int] = ..., fit_time_seconds: _Optional[float] = ..., score_time_seconds: _Optional[float] = ..., was_new_best: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sample_rows: _Optional[int] = ..., job_type: _Optional[str] = ..., ensemble_members: _Optional[_Iterable[_Union[EnsembleMember, _Mapping]]] = ...) -> None: ...
+    predictions_artifact: str
+    def __init__(self, name: _Optional[str] = ..., run: _Optional[str] = ..., index: _Optional[int] = ..., job_id: _Optional[str] = ..., model_family: _Optional[str] = ..., pipeline_steps: _Optional[_Iterable[str]] = ..., model_json: _Optional[str] = ..., outcome: _Optional[_Union[ModelResult.Outcome, str]] = ..., error_message: _Optional[str] = ..., folds: _Optional[_Iterable[_Union[FoldScores, _Mapping]]] = ..., metrics: _Optional[_Iterable[_Union[_common_pb2.MetricSummary, _Mapping]]] = ..., primary_score: _Optional[float] = ..., folds_run: _Optional[int] = ..., fit_time_seconds: _Optional[float] = ..., score_time_seconds: _Optional[float] = ..., was_new_best: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sample_rows: _Optional[int] = ..., job_type: _Optional[str] = ..., ensemble_members: _Optional[_Iterable[_Union[EnsembleMember, _Mapping]]] = ..., predictions_artifact: _Optional[str] = ...) -> None: ...
 
 class EnsembleMember(_message.Message):
     __slots__ = ("model_result", "index", "weight")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
+import numpy as np
 from google.protobuf import field_mask_pb2
 
 from automl.common import context, errors
@@ -30,6 +32,7 @@ from services.runner.execution import RunGone, run_event
 log = logging.getLogger("automl.runner.clients")
 
 CHUNK = 1024 * 1024
+PREDICTIONS_KIND = "predictions/npz"
 RETRIES = 5
 GONE = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 
@@ -209,6 +212,12 @@ class GrpcRecorder:
 
     async def publish(self, events: list[event_pb2.Event]) -> None:
         await self.services.publish(events)
+
+    async def keep_predictions(self, predictions: np.ndarray) -> str:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, predictions=predictions.astype(np.float32))
+        artifact = await self.services.write_artifact(PREDICTIONS_KIND, buffer.getvalue())
+        return artifact.name
 
     async def add_notes(self, notes: list[str]) -> None:
         """Notes on the run (through its heartbeat), and as events for its watchers."""

@@ -145,6 +145,10 @@ class RunRecorder(Protocol):
 
     async def add_notes(self, notes: list[str]) -> None: ...
 
+    async def keep_predictions(self, predictions: np.ndarray) -> str:
+        """Store a result's out-of-fold predictions; the artifact's name."""
+        ...
+
 
 def kill_time(grace: float) -> float:
     """When the candidates still under way are killed: the end of the grace
@@ -424,6 +428,9 @@ class Execution:
             job_type=candidate.job_type,
         )
         summary = self._summarize(result, evaluation.rows)
+        complete = summary is not None and summary.folds_run >= (self.data.folds if self.data else summary.folds_run)
+        if complete and evaluation.predictions is not None:
+            result.predictions_artifact = await self._keep_predictions(evaluation.predictions)
         stored = await self._store(result)
         await asyncio.to_thread(
             self.candidates.record,
@@ -435,7 +442,6 @@ class Execution:
             primary = summary.metrics[0]
             sign = self.scorers[0].sign
             mean, std = sign * primary["mean"], primary["std"]
-            complete = summary.folds_run >= (self.data.folds if self.data else summary.folds_run)
             self.halving.record(candidate.job_id, job.rung, mean, std, complete)
             if complete:
                 self.durations.record(candidate.model_family, job.rows * candidate.work, evaluation.seconds)
@@ -458,6 +464,15 @@ class Execution:
                 "seconds": round(evaluation.seconds, 2),
             },
         )
+
+    async def _keep_predictions(self, predictions: np.ndarray) -> str:
+        """Out-of-fold predictions kept in storage, so that an ensemble can be
+        built again from stored results; a failure costs that, not the result."""
+        try:
+            return await self.recorder.keep_predictions(predictions)
+        except Exception as exc:  # noqa: BLE001 - the result stands without them
+            log.warning("predictions not kept", extra={"run": self.name, "error": f"{type(exc).__name__}: {exc}"})
+            return ""
 
     def _summarize(self, result: run_pb2.ModelResult, rows: list[dict[str, Any]] | None) -> scoring.Summary | None:
         """Fill a result's folds and metrics from aikit's score table."""

@@ -161,6 +161,8 @@ def load(
             keep = hold
         elif part == "train":
             keep = search
+        elif part == "all":
+            keep = has
         else:
             keep = search & (uniforms(experiment.seed, SAMPLE, rows) < rate)
         if keep.any():

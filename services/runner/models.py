@@ -1,5 +1,5 @@
-"""Using what a search found: refit a result's pipeline on every training row,
-test it on the experiment's holdout (each in a worker process that reads its
+"""Using what a search found: refit a result's pipeline on every training row
+(the holdout's too when asked), test it on the experiment's holdout (each in a worker process that reads its
 rows itself, so the runner never holds a large table), predict.
 
 Train and test read the same rows the search used: the dataset is read again
@@ -99,7 +99,11 @@ class Models:
         from aikit.tools.json_helper import json_decoder
 
         path = folder / "model.joblib"
-        job = {"model_json": json_decoder(json.loads(result.model_json)), "path": str(path)}
+        job = {
+            "model_json": json_decoder(json.loads(result.model_json)),
+            "path": str(path),
+            "include_holdout": model.includes_holdout,
+        }
         done = await self._in_worker("fit", services, model, dataset, experiment, folder, job)
         check_split(done["holdout_digest"], dataset, split, model.run)
         artifact = await services.write_artifact(MODEL_KIND, path)
@@ -230,6 +234,11 @@ class Models:
         """Score a READY model on the holdout, in a worker process that reads
         the holdout rows itself."""
         model = await services.get_trained_model(name)
+        if model.includes_holdout:
+            raise errors.FailedPrecondition(
+                f"{name} was fitted on the holdout rows too (include_holdout): its holdout score would flatter it; "
+                "test it on data of your own with Predict, or train the result without include_holdout"
+            )
         folder = Path(tempfile.mkdtemp(prefix="test-", dir=self.folder))
         try:
             await self.fetch(services, model, folder / "model.joblib")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,8 @@ def load(
     A dataset of more than `sample_cells` cells is read in two streamed passes
     (services.runner.largedata), and `part` says which rows X holds: "search"
     a stratified sample of the training rows, "train" every training row,
-    "holdout" none (the holdout rows are in holdout_X)."""
+    "all" every row with a target (the holdout too), "holdout" none (the
+    holdout rows are in holdout_X)."""
     if sample_cells and dataset.row_count * max(len(dataset.columns) - 1, 1) > sample_cells:
         from services.runner import largedata
 
@@ -135,7 +136,16 @@ def load(
         frame = read_csv(path, dataset.csv_options)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument.field("dataset", f"cannot be read with its CSV options: {exc}") from None
-    return prepare(frame, dataset, experiment)
+    made = prepare(frame, dataset, experiment)
+    if part != "all" or made.holdout_X is None or made.holdout_y is None:
+        return made
+    return replace(
+        made,
+        X=pd.concat([made.X, made.holdout_X], ignore_index=True),
+        y=pd.concat([made.y, made.holdout_y], ignore_index=True),
+        holdout_X=None,
+        holdout_y=None,
+    )
 
 
 @dataclass

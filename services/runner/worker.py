@@ -140,7 +140,8 @@ def fit_from_csv(job_param: dict[str, Any]) -> dict[str, Any]:
 
     dataset = dataset_pb2.Dataset.FromString(job_param["dataset"])
     experiment = experiment_pb2.Experiment.FromString(job_param["experiment"])
-    data = problem.load(Path(job_param["csv"]), dataset, experiment, job_param["sample_cells"], "train")
+    part = "all" if job_param.get("include_holdout") else "train"
+    data = problem.load(Path(job_param["csv"]), dataset, experiment, job_param["sample_cells"], part)
     out = fit(data.X, data.y, dict(job_param, bundle=predicting.bundle_fields(data, dataset.csv_options)))
     out.update(training_rows=len(data.y), holdout_digest=data.holdout_digest, columns=list(data.columns.values()))
     return out

@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 
 from automl.v1 import common_pb2, dataset_pb2, event_pb2, experiment_pb2, model_pb2, run_pb2, storage_service_pb2
 from services.storage import schema
+from services.storage.query import optional_name
 
 
 def to_dict(message: Message) -> dict[str, Any]:
@@ -124,6 +125,7 @@ def model_result(
         create_time=_ts(row.create_time),
         sample_rows=row.sample_rows or 0,
         job_type=row.job_type or "",
+        predictions_artifact=f"artifacts/{row.predictions_artifact_id}" if row.predictions_artifact_id else "",
     )
     if row.primary_score is not None:
         message.primary_score = row.primary_score
@@ -167,6 +169,9 @@ def result_fields(message: run_pb2.ModelResult) -> dict[str, Any]:
         "sample_rows": message.sample_rows,
         "job_type": message.job_type,
         "ensemble_members": [to_dict(member) for member in message.ensemble_members],
+        "predictions_artifact_id": optional_name(
+            message.predictions_artifact, "artifacts", "model_results.predictions_artifact"
+        ),
     }
 
 
@@ -187,6 +192,7 @@ def trained_model(
         create_time=_ts(row.create_time),
         update_time=_ts(row.update_time),
         artifact=f"artifacts/{row.artifact_id}" if row.artifact_id else "",
+        includes_holdout=bool(row.includes_holdout),
     )
     for column in json.loads(row.feature_columns):
         json_format.ParseDict(column, message.feature_columns.add())

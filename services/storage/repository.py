@@ -332,15 +332,19 @@ class MetadataStore:
             raise errors.FailedPrecondition(
                 f"experiments/{experiment.id} has an active run (runs/{active[0]}): stop it first"
             )
-        artifact_ids = session.scalars(
-            select(schema.TrainedModel.artifact_id).where(
-                schema.TrainedModel.experiment_pk == experiment.pk, schema.TrainedModel.artifact_id.is_not(None)
-            )
-        ).all()
-        shas = set(
-            session.scalars(select(schema.Artifact.content_sha256).where(schema.Artifact.id.in_(artifact_ids))).all()
+        # Subqueries, not lists of ids: an experiment can own more artifacts than
+        # SQL Server takes parameters in one statement (2,100).
+        models = select(schema.TrainedModel.artifact_id).where(
+            schema.TrainedModel.experiment_pk == experiment.pk, schema.TrainedModel.artifact_id.is_not(None)
         )
-        session.execute(delete(schema.Artifact).where(schema.Artifact.id.in_(artifact_ids)))
+        predictions = (
+            select(schema.ModelResult.predictions_artifact_id)
+            .join(schema.Run, schema.Run.id == schema.ModelResult.run_id)
+            .where(schema.Run.experiment_pk == experiment.pk, schema.ModelResult.predictions_artifact_id.is_not(None))
+        )
+        owned = schema.Artifact.id.in_(models) | schema.Artifact.id.in_(predictions)
+        shas = set(session.scalars(select(schema.Artifact.content_sha256).where(owned).distinct()).all())
+        session.execute(delete(schema.Artifact).where(owned))
         # Runs cascade to results, metrics, trained models and events in the database.
         session.execute(delete(schema.Run).where(schema.Run.experiment_pk == experiment.pk))
         session.delete(experiment)
@@ -512,8 +516,9 @@ class MetadataStore:
         pipeline_steps, model_json, outcome, error_message, folds, metrics (a list
         of {metric, mean, std, train_mean}), primary_score, folds_run, fit/score
         times, sample_rows, job_type, ensemble_members (a list of {modelResult,
-        index, weight})). Position 0 means "next". An interrupted result (a normal
-        stop of the run) counts in models_stopped, not models_failed."""
+        index, weight}), predictions_artifact_id (an artifact of the tenant's)).
+        Position 0 means "next". An interrupted result (a normal stop of the
+        run) counts in models_stopped, not models_failed."""
         if not 1 <= len(results) <= 1000:
             raise InvalidArgument.field("model_results", f"send 1 to 1000 results per batch, not {len(results)}")
         with self._tx() as session:
@@ -554,6 +559,12 @@ class MetadataStore:
                     sample_rows=result.get("sample_rows") or None,
                     job_type=result.get("job_type") or None,
                     ensemble_members=dumps(members) if (members := result.get("ensemble_members")) else None,
+                    predictions_artifact_id=self._own_artifact(
+                        session,
+                        tenant,
+                        result.get("predictions_artifact_id"),
+                        f"model_results[{i}].predictions_artifact",
+                    ),
                 )
                 next_position = max(next_position, row.position) + 1
                 rows.append(row)
@@ -698,8 +709,9 @@ class MetadataStore:
 
     # ----------------------------------------------------------- trained models
 
-    def create_trained_model(self, tenant: str, result_id: str) -> schema.TrainedModel:
-        """A TRAINING model for a succeeded result."""
+    def create_trained_model(self, tenant: str, result_id: str, includes_holdout: bool = False) -> schema.TrainedModel:
+        """A TRAINING model for a succeeded result; `includes_holdout`: it is to
+        be fitted with the holdout rows too (and can then not be tested)."""
         with self._tx() as session:
             result = session.get(schema.ModelResult, result_id)
             if result is None or result.tenant != tenant:
@@ -722,6 +734,7 @@ class MetadataStore:
                 task=experiment_task or 0,
                 create_time=now,
                 update_time=now,
+                includes_holdout=includes_holdout or None,
             )
             session.add(row)
             return row
@@ -731,6 +744,16 @@ class MetadataStore:
         with self._tx() as session:
             row = self._trained_model(session, tenant, model_id)
             return row, self._experiment_id(session, row.experiment_pk)
+
+    @staticmethod
+    def _own_artifact(session: Session, tenant: str, artifact_id: str | None, field: str) -> str | None:
+        """An artifact id a row may point at: the tenant's own, or none."""
+        if not artifact_id:
+            return None
+        row = session.get(schema.Artifact, artifact_id)
+        if row is None or row.tenant != tenant:
+            raise errors.NotFound(f"{field}: artifacts/{artifact_id} does not exist")
+        return artifact_id
 
     def _trained_model(self, session: Session, tenant: str, model_id: str) -> schema.TrainedModel:
         row = session.get(schema.TrainedModel, model_id)

@@ -182,6 +182,8 @@ class ModelResult(Base):
     job_type: Mapped[str | None] = mapped_column(String(64))
     # An ensemble's members: a JSON list of EnsembleMember (proto3 JSON); NULL for none.
     ensemble_members: Mapped[str | None] = mapped_column(JsonText)
+    # Migration 0004: the artifact of its out-of-fold predictions; NULL: none kept.
+    predictions_artifact_id: Mapped[str | None] = mapped_column(Id)
 
     # (run_id, create_time): the supervisor counts a run's results up to its best one every second.
     __table_args__ = (UniqueConstraint("run_id", "eval_order"), Index(None, "run_id", "create_time"))
@@ -230,6 +232,8 @@ class TrainedModel(Base):
     holdout_evaluation: Mapped[str | None] = mapped_column(JsonText)
     create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     update_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    # Migration 0004: fitted with the holdout rows (NULL on older models: false).
+    includes_holdout: Mapped[bool | None] = mapped_column(Boolean)
 
     # result_id: the foreign key's index (a deleted result cascades here; the model_result filter).
     __table_args__ = (Index(None, "tenant", "create_time"), Index(None, "run_id"), Index(None, "result_id"))

@@ -385,7 +385,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
 
     async def CreateTrainedModel(self, request: pb.CreateTrainedModelRequest, ctx: Any) -> Any:
         result_id = parse_name(request.trained_model.model_result, "modelResults", "trained_model.model_result")
-        row = await call(self.store.create_trained_model, tenant(), result_id)
+        row = await call(self.store.create_trained_model, tenant(), result_id, request.trained_model.includes_holdout)
         _, experiment_id = await call(self.store.get_trained_model, tenant(), row.id)
         return convert.trained_model(row, experiment_id)
 

@@ -81,6 +81,12 @@ def test_the_whole_story_from_the_command_line(gateway_suite, tmp_path, dataset)
     assert model["state"] == "STATE_READY"
     evaluation = as_json(automl(gateway_suite, "--json", "models", "test", model["name"]))
     assert evaluation["rowCount"] and evaluation["metrics"]
+    if dataset == "iris":  # fitted with the holdout rows too: more rows, and no holdout test
+        best = run["bestModelResult"]
+        whole = as_json(automl(gateway_suite, "--json", "models", "train", best, "--include-holdout"))
+        assert whole["includesHoldout"] and int(whole["trainingRows"]) == 150 > int(model["trainingRows"])
+        refused = automl(gateway_suite, "models", "test", whole["name"])
+        assert refused.returncode != 0 and "include_holdout" in refused.stderr
 
     rows = data.decode().splitlines()
     header = rows[0].split(",")

@@ -34,10 +34,12 @@ def best_result(stack: Stack, data: bytes, target: str, families: list[str], **f
     return stack.storage.GetModelResult(run_pb2.GetModelResultRequest(name=end.best_model_result), timeout=30)
 
 
-def train(stack: Stack, result: run_pb2.ModelResult, wait: bool = True) -> model_pb2.TrainedModel:
+def train(
+    stack: Stack, result: run_pb2.ModelResult, wait: bool = True, includes_holdout: bool = False
+) -> model_pb2.TrainedModel:
+    wanted = model_pb2.TrainedModel(model_result=result.name, includes_holdout=includes_holdout)
     model = stack.storage.CreateTrainedModel(
-        storage_service_pb2.CreateTrainedModelRequest(trained_model=model_pb2.TrainedModel(model_result=result.name)),
-        timeout=30,
+        storage_service_pb2.CreateTrainedModelRequest(trained_model=wanted), timeout=30
     )
     started = stack.runner.ExecuteTraining(runner_service_pb2.ExecuteTrainingRequest(name=model.name), timeout=30)
     assert started.state == model_pb2.TrainedModel.STATE_TRAINING
@@ -86,6 +88,19 @@ def test_training_refits_on_every_training_row(stack: Stack, classifier):
     assert model.fit_time_seconds > 0
     trained = [e.model_trained for e in stack.events(run_pb2.Run(name=model.run)) if e.HasField("model_trained")]
     assert [(t.trained_model, t.state) for t in trained] == [(model.name, READY)]
+
+
+def test_a_model_fitted_with_the_holdout_has_every_row_and_refuses_a_holdout_test(stack: Stack, classifier):
+    model, frame = classifier
+    result = stack.storage.GetModelResult(run_pb2.GetModelResultRequest(name=model.model_result), timeout=30)
+    everything = train(stack, result, includes_holdout=True)
+    assert everything.state == READY, everything.error_message
+    assert everything.includes_holdout and everything.training_rows == 300
+    error = error_of(holdout_test, stack, everything.name)
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "include_holdout" in error.details()
+    assert not get_model(stack, everything.name).HasField("holdout_evaluation")
+    answer = predict_csv(stack, everything.name, frame.drop(columns=["label"]).head(20))
+    assert len(answer.predictions) == 20
 
 
 def test_holdout_scores_are_stored_and_published(stack: Stack, classifier):
@@ -238,3 +253,5 @@ def test_a_large_table_is_searched_on_a_sample_and_refitted_on_all(sampling_stac
     model = train(s, result)
     assert model.state == READY and model.training_rows == split["training_row_count"]
     assert holdout_test(s, model.name).row_count == split["holdout_count"]
+    everything = train(s, result, includes_holdout=True)
+    assert everything.state == READY and everything.training_rows == 3000, everything.error_message

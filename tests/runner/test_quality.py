@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from automl.v1 import common_pb2 as c
-from automl.v1 import event_pb2, model_pb2, run_pb2
+from automl.v1 import event_pb2, model_pb2, run_pb2, storage_service_pb2
 from tests.runner.conftest import Stack, mixed_table, seconds, shared_csv, sklearn_csv, to_csv
 from tests.runner.test_models import predict_csv, train
 
@@ -28,6 +28,11 @@ def default_run(stack: Stack, data: bytes, target: str, budget: float = BUDGET, 
     run = stack.new_run(experiment, workers=2, max_duration=seconds(budget))
     stack.execute(run)
     return stack.wait_end(run, timeout=budget * 3 + 30)
+
+
+def oof_predictions(stack: Stack, artifact: str) -> np.ndarray:
+    chunks = stack.storage.ReadArtifact(storage_service_pb2.ReadArtifactRequest(name=artifact), timeout=30)
+    return np.load(io.BytesIO(b"".join(m.chunk for m in chunks)))["predictions"]
 
 
 def duration(run: run_pb2.Run) -> float:
@@ -54,6 +59,12 @@ def test_iris_with_defaults_ends_on_time_with_an_ensemble_that_trains_and_predic
     members = {r.name: r for r in results}
     assert all(members[m.model_result].folds_run == 5 for m in entry.ensemble_members)
     assert entry.folds_run == 5 and entry.primary_score > 0.9
+    # Every complete result keeps its out-of-fold predictions, from which the ensemble can be built again.
+    complete = [r for r in done if r.folds_run == 5 and r.job_type != "ensemble"]
+    assert all(r.predictions_artifact for r in complete)
+    kept = oof_predictions(stack, members[entry.ensemble_members[0].model_result].predictions_artifact)
+    assert kept.shape == (members[entry.ensemble_members[0].model_result].sample_rows, 3)
+    assert np.allclose(kept.sum(axis=1), 1, atol=1e-3)
     model = train(stack, entry)
     assert model.state == model_pb2.TrainedModel.STATE_READY, model.error_message
     frame = pd.read_csv(io.BytesIO(sklearn_csv("iris")))

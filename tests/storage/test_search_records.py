@@ -511,6 +511,33 @@ async def test_trained_model_with_a_large_artifact(storage):
     assert len(storage.blob_keys()) == blobs_before - 1
 
 
+async def test_results_keep_their_predictions_artifact_until_the_experiment_goes(storage):
+    created = await run(storage)
+    art = await storage.stub.WriteArtifact(artifact_stream(b"\x93NUMPY" * 10, "predictions/npz"))
+    kept = result(0.8)
+    kept.predictions_artifact = art.name
+    stored = await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=[kept, result(0.7)])
+    )
+    assert [r.predictions_artifact for r in stored.model_results] == [art.name, ""]
+    got = await storage.stub.GetModelResult(run_pb2.GetModelResultRequest(name=stored.model_results[0].name))
+    assert got.predictions_artifact == art.name
+    # Another tenant's artifact, or none by that name, is refused whole: no result stored.
+    missing = result(0.9)
+    missing.predictions_artifact = "artifacts/nope"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage.stub.BatchCreateModelResults(
+            pb.BatchCreateModelResultsRequest(run=created.name, model_results=[result(0.6), missing])
+        )
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND and "predictions_artifact" in caught.value.details()
+    assert storage.count(schema.ModelResult) == 2
+    await storage.stub.UpdateRunState(
+        pb.UpdateRunStateRequest(name=created.name, expected_states=[c.RUN_STATE_PENDING], state=c.RUN_STATE_CANCELLED)
+    )
+    await storage.stub.DeleteExperiment(experiment_pb2.DeleteExperimentRequest(name=created.experiment))
+    assert storage.count(schema.Artifact) == 0
+
+
 # ------------------------------------------------------------------ event log
 
 

@@ -214,12 +214,12 @@ export function modelPage(root, id, page) {
         html`<dl class="facts">
             <div><dt>Model</dt><dd><code>${trained.name}</code></dd></div>
             <div><dt>State</dt><dd><span class="badge state-${stateName === "ready" ? "succeeded" : stateName === "failed" ? "failed" : "running"}" id="trained-state">${stateName}</span></dd></div>
-            ${trained.state === "STATE_READY" ? html`<div><dt>Fitted on</dt><dd>${fmtInt(trained.trainingRows)} rows in ${fmtSeconds(trained.fitTimeSeconds)}</dd></div>
+            ${trained.state === "STATE_READY" ? html`<div><dt>Fitted on</dt><dd>${fmtInt(trained.trainingRows)} rows${trained.includesHoldout ? " (the holdout included: no holdout test)" : ""} in ${fmtSeconds(trained.fitTimeSeconds)}</dd></div>
               <div><dt>File</dt><dd>${fmtInt(trained.artifactSizeBytes)} bytes · sha256 <code title="${trained.artifactSha256}">${String(trained.artifactSha256 || "").slice(0, 12)}…</code></dd></div>` : ""}
             ${trained.errorMessage ? html`<div><dt>Error</dt><dd class="error-text">${trained.errorMessage}</dd></div>` : ""}
           </dl>
           ${trained.state === "STATE_TRAINING" ? html`<p class="muted"><span class="spinner"></span> Training…</p>` : ""}
-          ${trained.state === "STATE_READY" ? html`<button type="button" class="button primary" id="test-model">${tested ? "Test again" : "Test on the holdout"}</button>` : ""}
+          ${trained.state === "STATE_READY" && !trained.includesHoldout ? html`<button type="button" class="button primary" id="test-model">${tested ? "Test again" : "Test on the holdout"}</button>` : ""}
           ${trained.state === "STATE_FAILED" && succeeded ? html`<button type="button" class="button" id="train-model">Train again</button>` : ""}`,
       );
     }

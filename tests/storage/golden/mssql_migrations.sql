@@ -420,6 +420,20 @@ UPDATE alembic_version SET version_num='0003' WHERE alembic_version.version_num 
 
 GO
 
+-- Running upgrade 0003 -> 0004
+
+ALTER TABLE trained_models ADD includes_holdout BIT NULL;
+
+GO
+
+ALTER TABLE model_results ADD predictions_artifact_id VARCHAR(40) NULL;
+
+GO
+
+UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num = '0003';
+
+GO
+
 COMMIT;
 
 GO
