@@ -7,7 +7,8 @@ missing values), then predicts 1, 1,000 and 100,000 rows per call:
     .venv/bin/python bench/runner_predict.py [--rows 1 1000 100000] [--repeat 5]
 
 (a) through the service: a Predict call with the rows as CSV (parsing, type
-checks, probabilities, the answer over gRPC); (b) the baseline, in this
+checks, the rows to the model's worker process and its answers back,
+probabilities, the answer over gRPC); (b) the baseline, in this
 process: the same model file loaded with joblib, `predict` and
 `predict_proba` of the fitted pipeline on the same rows already in a typed
 DataFrame. The figure is rows/s of (a) over rows/s of (b); goal >= 0.5 for
@@ -30,7 +31,7 @@ import joblib  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from automl.v1 import model_pb2, run_pb2, runner_service_pb2, storage_service_pb2  # noqa: E402
-from services.runner import aikit_compat, predicting  # noqa: E402
+from services.runner import aikit_compat, predicting, signing  # noqa: E402
 from tests.runner.conftest import mixed_table, start_stack, stop_stack, to_csv  # noqa: E402
 
 
@@ -66,7 +67,9 @@ def main() -> None:
             path = Path(tmp) / "model.joblib"
             chunks = s.storage.ReadArtifact(storage_service_pb2.ReadArtifactRequest(name=model.artifact))
             path.write_bytes(b"".join(m.chunk for m in chunks if m.WhichOneof("content") == "chunk"))
-            loaded = predicting.Loaded.of(joblib.load(path))
+            key = (Path(s.env["AUTOML_DATA_DIR"]) / signing.KEY_FILE).read_bytes().strip()
+            with signing.open_sealed(path, key) as stream:  # the runner's seal, checked as the runner does
+                loaded = predicting.Loaded.of(joblib.load(stream))
             result = s.storage.GetModelResult(run_pb2.GetModelResultRequest(name=end.best_model_result))
             print(f"model: {' > '.join(result.pipeline_steps)}, {model.artifact_size_bytes / 2**20:.1f} MiB file")
             features = table.drop(columns=["label"])

@@ -123,7 +123,16 @@ class Settings:
         "read in two streamed passes; the chosen model is refitted on every training row. 0: never sample.",
     )
     runner_model_cache: int = _setting(
-        "AUTOML_RUNNER_MODEL_CACHE", 8, "Trained models a runner keeps loaded for Predict (least recently used out)."
+        "AUTOML_RUNNER_MODEL_CACHE",
+        8,
+        "Trained models a runner keeps loaded for Predict, each in a worker process (least recently used out).",
+    )
+    runner_model_key: str = _setting(
+        "AUTOML_RUNNER_MODEL_KEY",
+        "",
+        "Secret (32 characters or more) with which runners seal the model files they write (HMAC-SHA256) and "
+        "check them before loading; runners that share models need the same one. Empty: a random key kept in "
+        "<data dir>/runner-model.key, made on first start (losing it makes stored models unusable).",
     )
     dask_scheduler: str = _setting(
         "AUTOML_DASK_SCHEDULER",
@@ -205,6 +214,8 @@ class Settings:
         for name in ("runner_max_workers", "runner_worker_memory_mb", "runner_sample_cells"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 or more")
+        if self.runner_model_key and len(self.runner_model_key) < 32:
+            raise SettingsError("AUTOML_RUNNER_MODEL_KEY: use 32 characters or more (e.g. `openssl rand -hex 32`)")
         if self.auth not in ("api_key", "none"):
             raise SettingsError(f"AUTOML_AUTH={self.auth}: use api_key or none")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

@@ -5,7 +5,9 @@ rows itself, so the runner never holds a large table), predict.
 Train and test read the same rows the search used: the dataset is read again
 with the same code and seed, and the holdout is checked against the split
 recorded when the run started. A model file is only ever unpickled when its
-bytes hash to the sha256 storage recorded when this service wrote it.
+bytes hash to the sha256 storage recorded when this service wrote it and
+carry the seal of a runner's key (services.runner.signing), and only in a
+worker process (services.runner.serving), never in the runner's own.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import joblib
 from google.protobuf import json_format
 
 from automl.common import errors
@@ -28,9 +29,10 @@ from automl.common.errors import InvalidArgument
 from automl.common.settings import Settings
 from automl.v1 import common_pb2 as c
 from automl.v1 import dataset_pb2, event_pb2, experiment_pb2, model_pb2
-from services.runner import aikit_compat, predicting, problem
+from services.runner import aikit_compat, predicting, problem, signing
 from services.runner.clients import Services
 from services.runner.execution import run_event
+from services.runner.serving import Served
 from services.runner.workers import Outcome, Worker
 
 log = logging.getLogger("automl.runner.models")
@@ -50,7 +52,8 @@ class Models:
         self.settings = settings
         self.folder = folder
         self.training: dict[str, asyncio.Task[None]] = {}
-        self.cache: OrderedDict[tuple[str, str, str], predicting.Loaded] = OrderedDict()
+        self.cache: OrderedDict[tuple[str, str, str], Served] = OrderedDict()
+        self.key = signing.model_key(settings)
 
     # ------------------------------------------------------------ training
 
@@ -106,6 +109,7 @@ class Models:
         }
         done = await self._in_worker("fit", services, model, dataset, experiment, folder, job)
         check_split(done["holdout_digest"], dataset, split, model.run)
+        await asyncio.to_thread(signing.seal, path, self.key)
         artifact = await services.write_artifact(MODEL_KIND, path)
         profiles = {p.name: p.inferred_type for p in dataset.columns}
         ready = model_pb2.TrainedModel(
@@ -208,25 +212,34 @@ class Models:
         if artifact.kind != MODEL_KIND:
             raise errors.FailedPrecondition(f"{model.artifact} is a {artifact.kind}, not a model file")
 
-    async def load(self, services: Services, model: model_pb2.TrainedModel) -> predicting.Loaded:
-        """A READY model, from the cache or from storage (checked by sha256)."""
+    async def load(self, services: Services, model: model_pb2.TrainedModel) -> Served:
+        """A READY model held by a worker, from the cache or from storage
+        (checked by sha256 here, by its seal in the worker)."""
         self._ready(model)
         key = (services.tenant, model.name, model.artifact_sha256)
-        if key in self.cache:
+        cached = self.cache.get(key)
+        if cached is not None and cached.alive:
             self.cache.move_to_end(key)
-            return self.cache[key]
+            return cached
+        self.cache.pop(key, None)
         folder = Path(tempfile.mkdtemp(prefix="load-", dir=self.folder))
         try:
             path = folder / "model.joblib"
             await self.fetch(services, model, path)
-            aikit_compat.load()  # the pipeline's classes live in aikit
-            loaded = predicting.Loaded.of(await asyncio.to_thread(joblib.load, path))
+            served = await Served.load(
+                model.name,
+                path,
+                self.key,
+                self.settings.runner_train_time_limit_seconds,
+                self.settings.runner_worker_memory_mb * 2**20,
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        self.cache[key] = loaded
+        self.cache[key] = served
         while len(self.cache) > self.settings.runner_model_cache:
-            self.cache.popitem(last=False)
-        return loaded
+            _, evicted = self.cache.popitem(last=False)
+            evicted.close()
+        return served
 
     # ------------------------------------------------------------- testing
 
@@ -243,7 +256,7 @@ class Models:
         try:
             await self.fetch(services, model, folder / "model.joblib")
             experiment, dataset, split = await self.recorded(services, model.run, folder)
-            job = {"model_path": str(folder / "model.joblib")}
+            job = {"model_path": str(folder / "model.joblib"), "key": self.key}
             done = await self._in_worker("test", services, model, dataset, experiment, folder, job)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -259,7 +272,8 @@ class Models:
     # ---------------------------------------------------------- predicting
 
     async def predict(self, services: Services, request: model_pb2.PredictRequest) -> model_pb2.PredictResponse:
-        loaded = await self.load(services, await services.get_trained_model(request.name))
+        served = await self.load(services, await services.get_trained_model(request.name))
+        loaded = served.loaded
         kind = request.WhichOneof("input")
         if kind == "csv":
             options = request.csv_options if request.HasField("csv_options") else None
@@ -269,7 +283,7 @@ class Models:
         else:
             raise InvalidArgument.field("input", "required: csv or records")
         X = predicting.features(frame, loaded, kind)
-        predictions = await asyncio.to_thread(predicting.predict, loaded, X)
+        predictions = await served.predict(X)
         return model_pb2.PredictResponse(classes=loaded.labels, predictions=predictions)
 
     async def predict_stream(
@@ -282,7 +296,8 @@ class Models:
         if first is None or first.WhichOneof("content") != "header":
             raise InvalidArgument.field("header", "the first message must carry the header")
         header = first.header
-        loaded = await self.load(services, await services.get_trained_model(header.name))
+        served = await self.load(services, await services.get_trained_model(header.name))
+        loaded = served.loaded
         folder = Path(tempfile.mkdtemp(prefix="predict-", dir=self.folder))
         rows_done = 0
         csv = folder / "input.csv"
@@ -295,7 +310,7 @@ class Models:
                     elif kind == "records":
                         frame = predicting.frame_from_records(records(message.records))
                         X = predicting.features(frame, loaded, "records", first_row=rows_done)
-                        answers = await asyncio.to_thread(predicting.predict, loaded, X)
+                        answers = await served.predict(X)
                         yield self._block(loaded, rows_done, answers)
                         rows_done += len(answers)
                     else:
@@ -304,14 +319,15 @@ class Models:
                 if rows_done:
                     raise InvalidArgument.field("csv_chunk", "send CSV chunks or records, not both")
                 options = header.csv_options if header.HasField("csv_options") else None
-                async for block in self._csv_blocks(csv, options, loaded):
+                async for block in self._csv_blocks(csv, options, served):
                     yield block
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
     async def _csv_blocks(
-        self, path: Path, options: c.CsvOptions | None, loaded: predicting.Loaded
+        self, path: Path, options: c.CsvOptions | None, served: Served
     ) -> AsyncIterator[model_pb2.PredictStreamResponse]:
+        loaded = served.loaded
         if options is None or options.ByteSize() == 0:
             options = c.CsvOptions(**loaded.csv_options)
         try:
@@ -328,7 +344,7 @@ class Models:
                 if frame is None:
                     return
                 X = predicting.features(frame, loaded, "csv_chunk", first_row=done)
-                answers = await asyncio.to_thread(predicting.predict, loaded, X)
+                answers = await served.predict(X)
                 yield self._block(loaded, done, answers)
                 done += len(answers)
 
@@ -344,6 +360,9 @@ class Models:
     async def close(self) -> None:
         for task in list(self.training.values()):
             task.cancel()
+        for served in self.cache.values():
+            served.close()
+        self.cache.clear()
 
 
 def check_split(digest: str, dataset: dataset_pb2.Dataset, split: dict[str, Any], run: str) -> None:

@@ -129,16 +129,31 @@ def _text(value: Any) -> Any:
 
 def predict(model: Loaded, X: pd.DataFrame) -> list[model_pb2.Prediction]:
     """One prediction per row, in order; class probabilities when the model has them."""
+    return answers(model.classification, *raw_predictions(model, X))
+
+
+def raw_predictions(model: Loaded, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pipeline's predictions, and its class probabilities when it has them
+    (in the process that holds the model)."""
     try:
-        predicted = model.model.predict(X)
+        predicted = np.asarray(model.model.predict(X))
         probabilities = (
-            model.model.predict_proba(X) if model.classification and hasattr(model.model, "predict_proba") else None
+            np.asarray(model.model.predict_proba(X))
+            if model.classification and hasattr(model.model, "predict_proba")
+            else None
         )
     except (ValueError, TypeError, KeyError) as exc:
         raise FailedPrecondition(f"the model cannot predict these rows: {type(exc).__name__}: {exc}") from None
+    return predicted, probabilities
+
+
+def answers(
+    classification: bool, predicted: np.ndarray, probabilities: np.ndarray | None
+) -> list[model_pb2.Prediction]:
+    """Prediction messages of raw predictions, one per row."""
     out = []
     for i, value in enumerate(predicted):
-        if model.classification:
+        if classification:
             prediction = model_pb2.Prediction(label=str(value))
             if probabilities is not None:
                 prediction.probabilities.extend(float(p) for p in probabilities[i])

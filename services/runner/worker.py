@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from services.runner import aikit_compat, ensemble
+from services.runner import aikit_compat, ensemble, signing
 
 aikit_compat.load()
 
@@ -155,13 +155,38 @@ def test_from_csv(job_param: dict[str, Any]) -> dict[str, Any]:
     dataset = dataset_pb2.Dataset.FromString(job_param["dataset"])
     experiment = experiment_pb2.Experiment.FromString(job_param["experiment"])
     data = problem.load(Path(job_param["csv"]), dataset, experiment, job_param["sample_cells"], "holdout")
-    loaded = predicting.Loaded.of(joblib.load(job_param["model_path"]))
+    with signing.open_sealed(Path(job_param["model_path"]), job_param["key"]) as stream:
+        loaded = predicting.Loaded.of(joblib.load(stream))
     evaluation = predicting.evaluate(loaded, data.holdout_X, data.holdout_y)
     return {"evaluation": evaluation.SerializeToString(), "holdout_digest": data.holdout_digest}
 
 
+_served: Any = None
+"""The model a "serve" worker holds (a predicting.Loaded)."""
+
+
+def serve(job_param: dict[str, Any]) -> dict[str, Any]:
+    """A worker that holds one model and answers Predict calls: "load" checks
+    the file's seal and unpickles it here, never in the runner's process;
+    "predict" answers rows. A refusal a user can act on comes back as
+    {"refused": message}."""
+    from automl.common.errors import AutoMLError
+    from services.runner import predicting
+
+    global _served
+    try:
+        if job_param["op"] == "load":
+            with signing.open_sealed(Path(job_param["path"]), job_param["key"]) as stream:
+                _served = predicting.Loaded.of(joblib.load(stream))
+            return {"bundle": {k: v for k, v in vars(_served).items() if k != "model"}}
+        predicted, probabilities = predicting.raw_predictions(_served, job_param["X"])
+        return {"predicted": predicted, "probabilities": probabilities}
+    except AutoMLError as exc:
+        return {"refused": exc.message}
+
+
 # Workers that do one kind of job on rows they read themselves, by setup["mode"].
-JOBS = {"fit": fit_from_csv, "test": test_from_csv}
+JOBS = {"fit": fit_from_csv, "test": test_from_csv, "serve": serve}
 
 
 def describe(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import field_mask_pb2, struct_pb2
 
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, model_pb2, run_pb2, runner_service_pb2, storage_service_pb2
@@ -215,6 +215,62 @@ def test_an_altered_model_file_is_never_loaded(stack: Stack):
     assert error.code() == grpc.StatusCode.DATA_LOSS and "refusing to load it" in error.details()
     status = stack.runner.GetRunnerStatus(runner_service_pb2.GetRunnerStatusRequest(), timeout=10)
     assert status.runner_id  # the runner is still there
+
+
+class CreatesAFile:
+    """Unpickling this opens (creates) a file: what a forged model file could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def point_at(stack: Stack, model: model_pb2.TrainedModel, payload: bytes) -> None:
+    """Store `payload` as a model file and make `model` use it, as anyone who
+    can reach storage could."""
+
+    def chunks():
+        yield storage_service_pb2.WriteArtifactRequest(
+            header=storage_service_pb2.WriteArtifactHeader(kind="model/joblib")
+        )
+        yield storage_service_pb2.WriteArtifactRequest(chunk=payload)
+
+    artifact = stack.storage.WriteArtifact(chunks(), timeout=30)
+    stack.storage.UpdateTrainedModel(
+        storage_service_pb2.UpdateTrainedModelRequest(
+            trained_model=model_pb2.TrainedModel(name=model.name, artifact=artifact.name),
+            update_mask=field_mask_pb2.FieldMask(paths=["artifact"]),
+        ),
+        timeout=30,
+    )
+
+
+def test_only_model_files_sealed_by_the_runner_are_unpickled(stack: Stack, tmp_path: Path):
+    import joblib
+
+    from services.runner import signing
+
+    frame = pd.read_csv(io.BytesIO(sklearn_csv("iris")))
+    result = best_result(stack, sklearn_csv("iris"), "target", ["LogisticRegression"], seed=5)
+    marker = tmp_path / "created-by-a-pickle"
+    forged = io.BytesIO()
+    joblib.dump({"model": CreatesAFile(marker)}, forged)
+    for payload, says in [
+        (forged.getvalue(), "carries no runner seal"),
+        (signing.MAGIC + bytes(32) + forged.getvalue(), "does not match this runner's key"),
+    ]:
+        model = train(stack, result)
+        assert model.state == READY, model.error_message
+        point_at(stack, model, payload)
+        rows = frame.drop(columns=["target"]).head(3)
+        for error in (error_of(predict_csv, stack, model.name, rows), error_of(holdout_test, stack, model.name)):
+            assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and says in error.details()
+        assert not marker.exists()
+    # The runner's own files still load, in a worker process of the runner's.
+    model = train(stack, result)
+    assert len(predict_csv(stack, model.name, frame.drop(columns=["target"]).head(3)).predictions) == 3
 
 
 def test_regression_model_scores_and_values(stack: Stack):
