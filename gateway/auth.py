@@ -54,11 +54,24 @@ class ApiKeyAuth:
         self.cache_seconds = cache_seconds
         self._known: dict[str, _Known] = {}
 
+    @property
+    def recheck_seconds(self) -> float:
+        """How often an open stream's key is checked again: with answers at most
+        this old, a revoked key's streams end within the cache window."""
+        return self.cache_seconds / 2
+
     async def __call__(self, metadata: dict[str, Any], method: str) -> str:
+        return await self._tenant(metadata, self.cache_seconds)
+
+    async def recheck(self, metadata: dict[str, Any], method: str) -> str:
+        """The check again, for a stream under way (Unauthenticated once revoked)."""
+        return await self._tenant(metadata, self.recheck_seconds)
+
+    async def _tenant(self, metadata: dict[str, Any], max_age: float) -> str:
         digest = key_sha256(bearer_token(metadata))
         now = time.monotonic()
         known = self._known.get(digest)
-        if known is not None and now - known.checked < self.cache_seconds:
+        if known is not None and now - known.checked < max_age:
             return known.tenant
         try:
             key = await self.backends.storage.LookupApiKey(storage_service_pb2.LookupApiKeyRequest(key_sha256=digest))

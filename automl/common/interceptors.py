@@ -28,7 +28,10 @@ RPC_LATENCY = Histogram(
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 Authenticate = Callable[[dict[str, Any], str], Awaitable[str]]
-"""(call metadata, method) -> the caller's tenant; raises errors.Unauthenticated."""
+"""(call metadata, method) -> the caller's tenant; raises errors.Unauthenticated.
+One that also has `recheck` (same signature) and `recheck_seconds` is asked
+again every recheck_seconds while a stream is open, so that a revoked
+credential's streams end (UNAUTHENTICATED) instead of running on."""
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
@@ -114,9 +117,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         async def streaming(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started, metadata = self._enter(ctx)
             code = grpc.StatusCode.OK
+            guard: _Revocation | None = None
             try:
                 if authenticate is not None:
                     context.tenant.set(await authenticate(metadata, method))
+                    guard = _Revocation.start(authenticate, metadata, method)
                 result = behavior(request, ctx)
                 if inspect.isawaitable(result):  # a handler that writes with ctx.write()
                     await result
@@ -127,9 +132,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                     for message in result:
                         yield message
             except BaseException as exc:  # mapped, then re-raised or aborted
+                if guard is not None and guard.refused is not None and isinstance(exc, asyncio.CancelledError):
+                    guard.take_back_cancel()
+                    await self._fail(ctx, method, guard.refused)  # aborts with the refusal: raises
                 code = await self._fail(ctx, method, exc)
                 raise
             finally:
+                if guard is not None:
+                    guard.stop()
                 self._exit(method, ctx, started, code)
 
         return streaming
@@ -177,6 +187,50 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         else:
             level = logging.INFO if code in _QUIET_CODES else logging.WARNING
         log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)})
+
+
+class _Revocation:
+    """Checks a stream's credential again every recheck_seconds; when it is
+    refused, cancels the stream's task (the one that iterates its answers,
+    whatever it is waiting for), which then ends with the refusal."""
+
+    def __init__(self) -> None:
+        self.refused: errors.AutoMLError | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.stream: asyncio.Task[Any] | None = None
+
+    @classmethod
+    def start(cls, authenticate: Authenticate, metadata: dict[str, Any], method: str) -> _Revocation | None:
+        recheck = getattr(authenticate, "recheck", None)
+        period = getattr(authenticate, "recheck_seconds", 0.0)
+        if recheck is None or period <= 0:
+            return None
+        guard = cls()
+        guard.stream = asyncio.current_task()
+        guard.task = asyncio.create_task(guard._watch(recheck, period, metadata, method))
+        return guard
+
+    async def _watch(self, recheck: Authenticate, period: float, metadata: dict[str, Any], method: str) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await recheck(metadata, method)
+            except errors.Unauthenticated as exc:
+                self.refused = exc
+                if self.stream is not None:
+                    self.stream.cancel()
+                return
+            except errors.AutoMLError:
+                continue  # storage cannot say now: the stream goes on, the next check decides
+
+    def take_back_cancel(self) -> None:
+        """The cancel was ours, not the caller's: the task may await again (to abort)."""
+        if self.stream is not None:
+            self.stream.uncancel()
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
 # Health checks and reflection come every few seconds from probes: logged at DEBUG.

@@ -108,6 +108,29 @@ def test_revoked_key(gateway_suite, owned):
     assert "revoked" in caught.value.details()
 
 
+def test_a_revoked_key_ends_its_open_streams(gateway_suite, owned):
+    from automl.v1 import common_pb2, storage_service_pb2, storage_service_pb2_grpc
+
+    created = gateway_suite.new_key("alpha")
+    client = gateway_suite.client("alpha", key=created["key"])
+    with grpc.insecure_channel(gateway_suite.stack.target("storage")) as channel:  # a run that stays PENDING
+        waiting = storage_service_pb2_grpc.StorageStub(channel).CreateRun(
+            storage_service_pb2.CreateRunRequest(
+                run=run_pb2.Run(experiment=owned.experiment, stop_conditions=common_pb2.StopConditions(max_models=1))
+            ),
+            metadata=[("x-automl-tenant", "alpha")],
+        )
+    stream = client.stub.WatchRun(event_pb2.WatchRunRequest(name=waiting.name), metadata=client.metadata, timeout=20)
+    assert next(stream).WhichOneof("content") == "snapshot"
+    admin(gateway_suite.env, "keys", "revoke", created["name"])
+    revoked = time.monotonic()
+    with pytest.raises(grpc.RpcError) as caught:
+        for _ in stream:
+            pass
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED and "revoked" in caught.value.details()
+    assert time.monotonic() - revoked < 0.5 + 1.0  # the key-cache window (0.5 s here), and a margin
+
+
 def test_health_needs_no_key(gateway_suite):
     with grpc.insecure_channel(gateway_suite.target) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
