@@ -6,6 +6,10 @@ each metric, folds run and times; the workbook adds the per-fold scores and
 the errors. Results are read page by page and spooled to a temporary file,
 so a run of any size is exported in bounded memory; the file is then
 streamed in 1 MiB chunks.
+
+Text in the CSV and the workbook comes from users (column names, error
+messages, hyper-parameters): every text cell that a spreadsheet would take
+for a formula is neutralised (`neutralise`), numbers stay numbers.
 """
 
 from __future__ import annotations
@@ -48,6 +52,25 @@ FIXED = [
     "pipeline_steps",
     "error_message",
 ]
+
+
+# OWASP's CSV-injection rule: a cell starting with one of these is a formula
+# (or the start of one) to Excel, LibreOffice and Sheets; openpyxl even
+# writes a string starting with "=" as a live formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """`value`, with a leading single quote if it is text a spreadsheet would
+    evaluate. Numbers are left alone: a negative number written as a number is
+    not a formula, while the text "-1+2" is."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _safe(values: list[Any]) -> list[Any]:
+    return [neutralise(v) for v in values]
 
 
 def decode(value: Any) -> Any:
@@ -185,10 +208,11 @@ def _read(path: Path) -> Iterator[run_pb2.ModelResult]:
 
 def _write_csv(spool: Path, layout: Layout, target: Path) -> None:
     with target.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=layout.columns, extrasaction="ignore")
-        writer.writeheader()
+        writer = csv.writer(out)
+        writer.writerow(_safe(layout.columns))
         for result in _read(spool):
-            writer.writerow(row(result))
+            values = row(result)
+            writer.writerow(_safe([values.get(c) for c in layout.columns]))
 
 
 ERROR_COLUMNS = ("index", "model_result", "model_family", "outcome", "error_message", "pipeline_steps")
@@ -201,18 +225,20 @@ def _write_xlsx(spool: Path, layout: Layout, target: Path, run: str) -> None:
 
     book = Workbook(write_only=True)
     table, folds, failed, about = (book.create_sheet(name) for name in ("results", "folds", "errors", "run"))
-    table.append(layout.columns)
-    folds.append(["index", "model_result", "model_family", "fold_nb", *layout.fold_columns])
+    # Every row goes through _safe, headers included: a fold column or a
+    # hyper-parameter is named by what the run recorded.
+    table.append(_safe(layout.columns))
+    folds.append(_safe(["index", "model_result", "model_family", "fold_nb", *layout.fold_columns]))
     failed.append(list(ERROR_COLUMNS))
     for result in _read(spool):
         values = row(result)
-        table.append([_cell(values.get(c)) for c in layout.columns])
+        table.append(_safe([_cell(values.get(c)) for c in layout.columns]))
         for fold in result.folds:
             scores = [fold.values.get(k) for k in layout.fold_columns]
-            folds.append([result.index, result.name, result.model_family, fold.fold_nb, *scores])
+            folds.append(_safe([result.index, result.name, result.model_family, fold.fold_nb, *scores]))
         if result.outcome != run_pb2.ModelResult.OUTCOME_SUCCEEDED:
-            failed.append([values[c] for c in ERROR_COLUMNS])
-    about.append(["run", run])
+            failed.append(_safe([values[c] for c in ERROR_COLUMNS]))
+    about.append(_safe(["run", run]))
     book.save(target)
 
 

@@ -19,7 +19,7 @@ from gateway.control import RunControl
 from gateway.http import serve_http
 from gateway.servicer import AutoMLServicer
 from gateway.supervisor import Supervisor
-from gateway.transcoding import Transcoder
+from gateway.transcoding import Limits, Transcoder
 
 
 def build(settings: Settings) -> ServiceDefinition:
@@ -32,7 +32,8 @@ def build(settings: Settings) -> ServiceDefinition:
     # The HTTP door calls this server's gRPC service on a local socket: one
     # code path (auth, validation, metrics) for both doors.
     socket = Path(tempfile.gettempdir()) / f"automl-gateway-{os.getpid()}.sock"
-    transcoder = Transcoder(service, f"unix:{socket}", settings.max_message_bytes)
+    limits = Limits(settings.http_max_body_bytes, settings.http_max_upload_bytes, settings.http_max_json_depth)
+    transcoder = Transcoder(service, f"unix:{socket}", settings.max_message_bytes, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

@@ -25,13 +25,20 @@ plain HTTP clients expect:
   and its header fields as query parameters;
 - errors answer the HTTP status of their gRPC code with the google.rpc.Status
   as JSON, field violations included.
+
+Bodies are bounded before they cost memory (`Limits`): a Content-Length over
+the cap, or a body that grows past it, answers 413 before any byte is parsed
+and before the API key is checked (that happens in the gRPC call); a JSON
+body nested deeper than its cap answers 400.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -71,12 +78,61 @@ _VARIABLE = re.compile(r"\{([\w.]+)(?:=([^}]+))?\}")
 
 
 class HttpError(Exception):
-    """A request the transcoder cannot turn into a gRPC request."""
+    """A request the transcoder cannot turn into a gRPC request. `status`: the
+    HTTP status when it is not the one of `code` (413 for a body too large)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the HTTP door accepts (settings AUTOML_HTTP_MAX_*)."""
+
+    body_bytes: int
+    """Largest body of a JSON method, which is read whole before it is parsed."""
+    upload_bytes: int
+    """Largest raw body of an upload method, which is streamed through."""
+    json_depth: int
+    """Deepest nesting of arrays and objects in a JSON body."""
+
+
+class _CappedBody:
+    """A request's body, read through a byte limit: the declared length is
+    checked before a byte is read, the bytes received as they come (a chunked
+    body declares none, and a client may lie)."""
+
+    def __init__(self, request: Request, limit: int) -> None:
+        self.request = request
+        self.limit = limit
+        self.exceeded = False
+
+    def too_large(self) -> HttpError:
+        message = f"the request body is larger than the limit of {self.limit} bytes"
+        return HttpError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, status=413)
+
+    def check_declared(self) -> None:
+        declared = self.request.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > self.limit:
+            raise self.too_large()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        received = 0
+        async for piece in self.request.stream():
+            received += len(piece)
+            if received > self.limit:
+                self.exceeded = True
+                raise self.too_large()
+            yield piece
+
+    async def read(self) -> bytes:
+        body = bytearray()
+        async for piece in self.chunks():
+            body += piece
+        return bytes(body)
 
 
 @dataclass(frozen=True)
@@ -186,6 +242,32 @@ def _assign(target: dict[str, Any], message: Descriptor, path: str, values: list
             descriptor = field.message_type
 
 
+def _load_json(raw: bytes, max_depth: int) -> Any:
+    """A JSON body, refused (400) when it nests arrays and objects deeper than
+    `max_depth`: deeper documents are no request of this API, and past
+    Python's recursion limit the parser and the protobuf mapping would fail
+    with RecursionError (a 500)."""
+    too_deep = HttpError(
+        grpc.StatusCode.INVALID_ARGUMENT, f"the body nests arrays and objects deeper than {max_depth} levels"
+    )
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except RecursionError:
+        raise too_deep from None
+    except ValueError:
+        raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, "the body is not JSON") from None
+    # Measured after parsing (C speed, bounded by the recursion limit) without
+    # recursion, so the walk itself cannot overflow.
+    pending: list[tuple[Any, int]] = [(body, 1)] if isinstance(body, (dict, list)) else []
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > max_depth:
+            raise too_deep
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return body
+
+
 def _parse(payload: dict[str, Any], cls: type[Message]) -> Message:
     try:
         return json_format.ParseDict(payload, cls())
@@ -219,10 +301,31 @@ def error_body(code: grpc.StatusCode, message: str, details: bytes | None = None
     return {"error": json_format.MessageToDict(status)}
 
 
-def _error_response(code: grpc.StatusCode, message: str, details: bytes | None, request_id: str) -> JSONResponse:
+def _error_response(
+    code: grpc.StatusCode, message: str, details: bytes | None, request_id: str, status: int | None = None
+) -> JSONResponse:
     return JSONResponse(
-        error_body(code, message, details), status_code=HTTP_STATUS.get(code, 500), headers={"x-request-id": request_id}
+        error_body(code, message, details),
+        status_code=status or HTTP_STATUS.get(code, 500),
+        headers={"x-request-id": request_id},
     )
+
+
+# RFC 5987 attr-char beyond what urllib.parse.quote always keeps (letters, digits, "_.-~").
+_ATTR_CHARS = "!#$&+^`|"
+
+
+def content_disposition(filename: str) -> str:
+    """An attachment header for any file name (RFC 6266): `filename` in
+    printable ASCII for every client, and when that had to replace
+    characters (non-ASCII, quotes, backslashes, controls), the exact name as
+    `filename*` in UTF-8 (RFC 5987), which clients that know it prefer.
+    Headers are Latin-1 on the wire: a raw "数据.csv" cannot be sent at all."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    header = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        header += "; filename*=UTF-8''" + urllib.parse.quote(filename, safe=_ATTR_CHARS)
+    return header
 
 
 def _status_details(error: grpc.aio.AioRpcError) -> bytes | None:
@@ -248,9 +351,10 @@ class Transcoder:
     """Serves every HTTP rule of `service` by calling it at `target` (the
     gateway's own gRPC server, on a local socket)."""
 
-    def __init__(self, service: ServiceDescriptor, target: str, max_message_bytes: int) -> None:
+    def __init__(self, service: ServiceDescriptor, target: str, max_message_bytes: int, limits: Limits) -> None:
         self.service = service
         self.target = target
+        self.limits = limits
         self.options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -307,30 +411,31 @@ class Transcoder:
             if matched is None:
                 raise HttpError(grpc.StatusCode.NOT_FOUND, f"no API method at {request.method} {request.url.path}")
             binding, path_values = matched
+            upload = binding.kind in ("upload", "bidi_upload")
+            body = _CappedBody(request, self.limits.upload_bytes if upload else self.limits.body_bytes)
+            body.check_declared()  # before the key is checked, which happens in the gRPC call
             metadata = [("x-request-id", request_id)]
             if auth := request.headers.get("authorization"):
                 metadata.append(("authorization", auth))
-            if binding.kind in ("upload", "bidi_upload"):
-                return await self._upload(binding, request, path_values, metadata, request_id)
-            message = await self._request(binding, request, path_values)
+            if upload:
+                return await self._upload(binding, request, body, path_values, metadata, request_id)
+            message = await self._request(binding, request, body, path_values)
             if binding.kind == "unary":
                 reply = await self._call(binding)(message, metadata=metadata, wait_for_ready=True)
                 return self._unary_response(request, reply, request_id)
             return await self._stream_response(binding, request, self._call(binding)(message, metadata=metadata))
         except HttpError as exc:
-            return _error_response(exc.code, exc.message, None, request_id)
+            return _error_response(exc.code, exc.message, None, request_id, exc.status)
         except grpc.aio.AioRpcError as exc:
             return _error_response(exc.code(), exc.details() or "", _status_details(exc), request_id)
 
-    async def _request(self, binding: Binding, request: Request, path_values: dict[str, str]) -> Message:
+    async def _request(
+        self, binding: Binding, request: Request, capped: _CappedBody, path_values: dict[str, str]
+    ) -> Message:
         descriptor = binding.method.input_type
         payload: dict[str, Any] = {}
         if binding.body:
-            raw = await request.body()
-            try:
-                body = json.loads(raw) if raw.strip() else {}
-            except ValueError:
-                raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, "the body is not JSON") from None
+            body = _load_json(await capped.read(), self.limits.json_depth)
             if not isinstance(body, dict):
                 raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, "the body must be a JSON object")
             payload = body if binding.body == "*" else {binding.body: body}
@@ -387,7 +492,7 @@ class Transcoder:
         content_type = getattr(first, "content_type", "") or "application/octet-stream"
         headers = {}
         if filename := getattr(first, "filename", ""):
-            headers["content-disposition"] = f'attachment; filename="{filename}"'
+            headers["content-disposition"] = content_disposition(filename)
 
         async def chunks() -> AsyncIterator[bytes]:
             if first is not None:
@@ -401,6 +506,7 @@ class Transcoder:
         self,
         binding: Binding,
         request: Request,
+        body: _CappedBody,
         path_values: dict[str, str],
         metadata: list[tuple[str, str]],
         request_id: str,
@@ -419,7 +525,9 @@ class Transcoder:
         async def messages() -> AsyncIterator[Message]:
             yield first
             pending = bytearray()
-            async for piece in request.stream():
+            # Past the limit, body.chunks() raises; grpc then cancels the call,
+            # so the service drops what it received (no dataset is stored).
+            async for piece in body.chunks():
                 pending += piece
                 while len(pending) >= CHUNK:
                     yield cls(**{chunk_field.name: bytes(pending[:CHUNK])})
@@ -428,9 +536,25 @@ class Transcoder:
                 yield cls(**{chunk_field.name: bytes(pending)})
 
         call = self._call(binding)(messages(), metadata=metadata, wait_for_ready=True)
-        if binding.kind == "upload":
-            return self._unary_response(request, await call, request_id)
-        return await self._stream_response(binding, request, call)
+        # predictStream answers only once its CSV body is complete, so a body
+        # past the limit always ends the call before the answer has begun.
+        try:
+            if binding.kind == "upload":
+                return self._unary_response(request, await call, request_id)
+            return await self._stream_response(binding, request, call)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            # The call ended because its body went past the limit: say that, not
+            # CANCELLED. Any other cancellation is not ours to swallow.
+            if body.exceeded and not _being_cancelled():
+                raise body.too_large() from None
+            raise
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task itself is being cancelled (the client left,
+    the server stops), as opposed to a gRPC call it awaits."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _frame(message: Message, sse: bool) -> bytes:

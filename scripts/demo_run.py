@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 
 import grpc
+from google.protobuf import duration_pb2
 
 from automl.common.settings import Settings
 from automl.v1 import (
@@ -25,7 +26,7 @@ from automl.v1 import (
     run_pb2,
 )
 
-MODELS = 12
+BUDGET_SECONDS = 30
 
 
 def breast_cancer_csv() -> bytes:
@@ -57,7 +58,7 @@ def demo(settings: Settings, out: object = sys.stdout) -> int:
     experiment = api.CreateExperiment(
         experiment_pb2.CreateExperimentRequest(
             experiment=experiment_pb2.Experiment(
-                display_name="demo", dataset=dataset.name, target_column="target", cv_folds=3, seed=0
+                display_name="demo", dataset=dataset.name, target_column="target", seed=0
             )
         ),
         metadata=metadata,
@@ -69,12 +70,16 @@ def demo(settings: Settings, out: object = sys.stdout) -> int:
     )
     run = api.StartRun(
         run_pb2.StartRunRequest(
-            experiment=experiment.name, stop_conditions=common_pb2.StopConditions(max_models=MODELS)
+            experiment=experiment.name,
+            stop_conditions=common_pb2.StopConditions(max_duration=duration_pb2.Duration(seconds=BUDGET_SECONDS)),
         ),
         metadata=metadata,
         timeout=120,
     )
-    say(f"started {run.name}: {MODELS} candidates from aikit, 3-fold cross-validation, in worker processes")
+    say(
+        f"started {run.name}: {BUDGET_SECONDS} s, {experiment.cv_folds or 5}-fold cross-validation in worker "
+        "processes; a portfolio of strong defaults first, then aikit's search, a greedy ensemble at the end"
+    )
     say()
     stream = api.WatchRun(event_pb2.WatchRunRequest(name=run.name, after_sequence=0), metadata=metadata, timeout=600)
     for message in stream:
@@ -86,9 +91,13 @@ def demo(settings: Settings, out: object = sys.stdout) -> int:
     for entry in board.entries:
         result = entry.model_result
         score = next(m for m in result.metrics if m.metric == board.metric)
+        if result.ensemble_members:
+            made_of = "ensemble of " + ", ".join(f"#{m.index} x{m.weight:.2f}" for m in result.ensemble_members)
+        else:
+            made_of = " > ".join(result.pipeline_steps)
         say(
-            f"  {entry.rank:>2}. {result.model_family:<24} {score.mean:.4f} ± {score.std:.4f}  "
-            f"fit {result.fit_time_seconds:.2f} s  {' > '.join(result.pipeline_steps)}"
+            f"  {entry.rank:>2}. {result.model_family:<26} {score.mean:.4f} ± {score.std:.4f}  "
+            f"fit {result.fit_time_seconds:.2f} s  {made_of}"
         )
     run_id = run.name.split("/", 1)[1]
     say()
@@ -103,16 +112,22 @@ def show(event: event_pb2.Event, say: object) -> None:
     payload = getattr(event, kind)
     if kind == "model_evaluated":
         best = "  new best" if payload.is_new_best else ""
-        line = f"  model {payload.index:>2}  {payload.model_family:<24} {payload.primary_score:.4f}{best}"
+        line = f"  model {payload.index:>2}  {payload.model_family:<26} {payload.primary_score:.4f}{best}"
     elif kind == "model_failed":
         outcome = run_pb2.ModelResult.Outcome.Name(payload.outcome)
-        line = f"  model {payload.index:>2}  {payload.model_family:<24} {outcome}: {payload.error_message[:60]}"
+        if payload.outcome == run_pb2.ModelResult.OUTCOME_INTERRUPTED:
+            return  # stopped by the end of the budget, as asked: not news
+        line = f"  model {payload.index:>2}  {payload.model_family:<26} {outcome}: {payload.error_message[:60]}"
     elif kind == "run_finished":
         state, reason = common_pb2.RunState.Name(payload.state), common_pb2.StopReason.Name(payload.stop_reason)
         seconds = payload.duration.ToTimedelta().total_seconds()
         line = f"run finished: {state} ({reason}), {payload.models_evaluated} models in {seconds:.1f} s"
+        if payload.models_stopped:
+            line += f" ({payload.models_stopped} stopped at the budget)"
         if payload.HasField("best_score"):
             line += f", best {payload.best_score:.4f}"
+    elif kind == "run_note":
+        line = f"  note: {payload.message}"
     elif kind == "run_started":
         line = (
             f"runner {payload.runner_id}: {payload.search_rows} search rows, {payload.holdout_rows} kept for the test"

@@ -48,6 +48,9 @@ NOT_PASSED = {
     "AUTOML_HTTP_PORT": "fixed",
     # Must differ per runner replica: the default (<hostname>-<pid>) does.
     "AUTOML_RUNNER_ID": "per replica",
+    # The embedded launcher's (`make up`); compose restarts containers itself.
+    "AUTOML_LAUNCHER_MAX_RESTARTS": "launcher",
+    "AUTOML_LAUNCHER_RESTART_WINDOW_SECONDS": "launcher",
 }
 SECRET = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|DATABASE_URL")
 ENV_EXAMPLE = ROOT / ".env.example"

@@ -8,6 +8,7 @@ for; the README's configuration table is generated from these fields
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,19 @@ class Settings:
         "AUTOML_DATA_DIR",
         Path("var"),
         "Folder of the embedded defaults: SQLite database, blob folder, logs and pid files of `make up`/`make demo`.",
+    )
+    launcher_max_restarts: int = _setting(
+        "AUTOML_LAUNCHER_MAX_RESTARTS",
+        5,
+        "How many times `make up`/`make demo` restart a service that dies, within "
+        "AUTOML_LAUNCHER_RESTART_WINDOW_SECONDS (after 1 s, then 2, 4, ... up to 30 s); past it the service is left "
+        "down and the others keep serving. 0: never restart.",
+    )
+    launcher_restart_window_seconds: float = _setting(
+        "AUTOML_LAUNCHER_RESTART_WINDOW_SECONDS",
+        300.0,
+        "Window of AUTOML_LAUNCHER_MAX_RESTARTS, in seconds: older restarts no longer count, and the backoff "
+        "starts again from 1 s.",
     )
     database_url: str = _setting(
         "AUTOML_DATABASE_URL",
@@ -86,6 +100,21 @@ class Settings:
     )
     webhook_backoff_seconds: float = _setting(
         "AUTOML_WEBHOOK_BACKOFF_SECONDS", 0.5, "First retry delay of a failed webhook delivery; doubles each attempt."
+    )
+    webhook_allow_networks: str = _setting(
+        "AUTOML_WEBHOOK_ALLOW_NETWORKS",
+        "",
+        "Comma-separated networks (CIDRs, e.g. 10.20.0.0/16,127.0.0.1/32) webhook targets may resolve to although "
+        "they are loopback, private, link-local, multicast or otherwise not public: for on-premises receivers. The "
+        "suite's own services stay refused. Empty: public addresses only.",
+    )
+    webhook_secret_key: str = _setting(
+        "AUTOML_WEBHOOK_SECRET_KEY",
+        "",
+        "Secret (32 characters or more) from which the key that encrypts webhook secrets at rest (AES-256-GCM) is "
+        "derived; notifiers sharing a database need the same one. Empty: a random key kept in "
+        "<data dir>/notifier-webhook.key, made on first start (losing it leaves existing webhooks unable to sign: "
+        "they give up and must be created again).",
     )
     runner_max_workers: int = _setting(
         "AUTOML_RUNNER_MAX_WORKERS",
@@ -187,6 +216,27 @@ class Settings:
     max_message_bytes: int = _setting(
         "AUTOML_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, "Largest gRPC message a service sends or accepts, in bytes."
     )
+    # The HTTP door reads a JSON body whole before parsing it, so it is capped
+    # before a byte is read; the default fits the largest gRPC message (a
+    # Predict CSV) as base64 with room to spare.
+    http_max_body_bytes: int = _setting(
+        "AUTOML_HTTP_MAX_BODY_BYTES",
+        64 * 1024 * 1024,
+        "Largest request body of an HTTP/JSON method, in bytes: a larger Content-Length, or a body that grows "
+        "past it, is refused 413 before it is parsed or its API key checked. Uploads have their own limit.",
+    )
+    http_max_upload_bytes: int = _setting(
+        "AUTOML_HTTP_MAX_UPLOAD_BYTES",
+        10 * 1024 * 1024 * 1024,
+        "Largest raw body of an HTTP upload (datasets:upload, :predictStream), in bytes; it is streamed "
+        "through, never held whole. A larger Content-Length, or a body that grows past it, is refused 413 and "
+        "nothing is stored.",
+    )
+    http_max_json_depth: int = _setting(
+        "AUTOML_HTTP_MAX_JSON_DEPTH",
+        64,
+        "Deepest nesting of arrays and objects in an HTTP/JSON request body; deeper is refused 400.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -211,7 +261,7 @@ class Settings:
             raise SettingsError(f"AUTOML_LOG_LEVEL={self.log_level}: use DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"AUTOML_LOG_FORMAT={self.log_format}: use text or json")
-        for name in ("runner_max_workers", "runner_worker_memory_mb", "runner_sample_cells"):
+        for name in ("runner_max_workers", "runner_worker_memory_mb", "runner_sample_cells", "launcher_max_restarts"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 or more")
         if self.runner_model_key and len(self.runner_model_key) < 32:
@@ -228,12 +278,21 @@ class Settings:
             raise SettingsError(f"AUTOML_DATABASE_WAIT_SECONDS={self.database_wait_seconds}: must be 0 or more")
         if self.api_key_cache_seconds < 0:
             raise SettingsError(f"AUTOML_API_KEY_CACHE_SECONDS={self.api_key_cache_seconds}: must be 0 or more")
+        if self.webhook_secret_key and len(self.webhook_secret_key) < 32:
+            raise SettingsError("AUTOML_WEBHOOK_SECRET_KEY: use 32 characters or more (e.g. `openssl rand -hex 32`)")
+        try:
+            self.webhook_networks  # noqa: B018 - parsed to be checked
+        except ValueError as exc:
+            raise SettingsError(f"AUTOML_WEBHOOK_ALLOW_NETWORKS={self.webhook_allow_networks}: {exc}") from None
         if self.blob_url.startswith("s3://") and not self.s3_endpoint:
             raise SettingsError("AUTOML_BLOB_URL is s3://...: set AUTOML_S3_ENDPOINT (host:port) too")
         for name in (
             "call_timeout_seconds",
             "shutdown_grace_seconds",
             "max_message_bytes",
+            "http_max_body_bytes",
+            "http_max_upload_bytes",
+            "http_max_json_depth",
             "inline_max_bytes",
             "heartbeat_seconds",
             "subscriber_queue",
@@ -247,6 +306,7 @@ class Settings:
             "runner_model_cache",
             "supervisor_interval_seconds",
             "runner_lost_seconds",
+            "launcher_restart_window_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")
@@ -272,6 +332,12 @@ class Settings:
     @property
     def notifier_address(self) -> str:
         return self.notifier_target or f"127.0.0.1:{self.notifier_port}"
+
+    @property
+    def webhook_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """AUTOML_WEBHOOK_ALLOW_NETWORKS parsed (a bare address is a /32 or /128)."""
+        parts = (part.strip() for part in self.webhook_allow_networks.split(","))
+        return tuple(ipaddress.ip_network(part, strict=False) for part in parts if part)
 
 
 def env_name(field_name: str) -> str:

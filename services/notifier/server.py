@@ -15,8 +15,10 @@ from automl.common.settings import Settings
 from automl.v1 import notifier_service_pb2, notifier_service_pb2_grpc
 from services.notifier.hub import Hub
 from services.notifier.log import StorageLog
+from services.notifier.sealing import SecretBox
 from services.notifier.servicer import NotifierServicer
 from services.notifier.subscriptions import Subscriptions
+from services.notifier.targets import Guard
 from services.notifier.webhooks import Policy, Webhooks
 
 log = logging.getLogger("automl.notifier")
@@ -43,10 +45,12 @@ class Notifier:
             self.settings.heartbeat_seconds,
             self.settings.stream_messages_per_second,
         )
+        guard = Guard.from_settings(self.settings)
+        box = SecretBox.from_settings(self.settings)
         self.webhooks = Webhooks(
-            log_store, Policy(self.settings.webhook_max_attempts, self.settings.webhook_backoff_seconds)
+            log_store, Policy(self.settings.webhook_max_attempts, self.settings.webhook_backoff_seconds), guard, box
         )
-        self.subscriptions = Subscriptions(log_store, self.hub, self.webhooks)
+        self.subscriptions = Subscriptions(log_store, self.hub, self.webhooks, guard, box)
         self.hub.listeners.append(self.webhooks.notify)
         await self.hub.start()
         self.resuming = asyncio.create_task(self._resume_webhooks(), name="resume webhooks")

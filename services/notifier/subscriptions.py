@@ -1,12 +1,13 @@
 """Subscriptions: opaque tokens bound to a filter and an owner, optionally a
 webhook. The token and the webhook secret are shown once, at creation; the
-server keeps the token's hash (and the secret, which signing needs)."""
+server keeps the token's hash, and the secret (which signing needs)
+encrypted. A webhook's URL is checked at creation as at each delivery: a
+target on a loopback, private, link-local... address is refused (targets.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from urllib.parse import urlparse
 
 import grpc
 
@@ -16,6 +17,8 @@ from automl.v1 import event_pb2
 from automl.v1 import storage_service_pb2 as pb
 from services.notifier.hub import Filter, Hub
 from services.notifier.log import StorageLog
+from services.notifier.sealing import SecretBox
+from services.notifier.targets import BadURL, Guard, LookupFailed, TargetRefused
 from services.notifier.webhooks import Webhooks
 
 S = event_pb2.Subscription
@@ -26,10 +29,12 @@ def token_hash(token: str) -> str:
 
 
 class Subscriptions:
-    def __init__(self, log_store: StorageLog, hub: Hub, webhooks: Webhooks) -> None:
+    def __init__(self, log_store: StorageLog, hub: Hub, webhooks: Webhooks, guard: Guard, box: SecretBox) -> None:
         self.log = log_store
         self.hub = hub
         self.webhooks = webhooks
+        self.guard = guard
+        self.box = box
 
     async def create(self, tenant: str, sub: event_pb2.Subscription) -> event_pb2.CreateSubscriptionResponse:
         if sub.run and sub.experiment:
@@ -38,11 +43,7 @@ class Subscriptions:
             raise InvalidArgument.field("subscription.event_types", "EVENT_TYPE_UNSPECIFIED is not an event type")
         secret = ""
         if sub.webhook_url:
-            url = urlparse(sub.webhook_url)
-            if url.scheme not in ("http", "https") or not url.netloc:
-                raise InvalidArgument.field(
-                    "subscription.webhook_url", f"{sub.webhook_url!r}: use an http:// or https:// URL"
-                )
+            await self._check_target(sub.webhook_url)
             secret = secrets.token_urlsafe(32)
         token = "sub_" + secrets.token_urlsafe(32)
         record = pb.SubscriptionRecord(
@@ -54,7 +55,7 @@ class Subscriptions:
                 state=S.STATE_ACTIVE,
             ),
             token_sha256=token_hash(token),
-            webhook_secret=secret,
+            webhook_secret=self.box.seal(secret) if secret else "",
         )
         if sub.webhook_url:
             # A new webhook starts with what happens from now on, not the history.
@@ -68,6 +69,26 @@ class Subscriptions:
         return event_pb2.CreateSubscriptionResponse(
             subscription=stored.subscription, token=token, webhook_secret=secret
         )
+
+    async def _check_target(self, url: str) -> None:
+        """INVALID_ARGUMENT, saying what to do, for a URL webhooks may not go to."""
+        field = "subscription.webhook_url"
+        try:
+            await self.guard.check(url)
+        except BadURL as exc:
+            raise InvalidArgument.field(field, str(exc)) from None
+        except TargetRefused as exc:
+            if exc.own:
+                raise InvalidArgument.field(field, f"{exc}: a webhook cannot call the suite itself") from None
+            raise InvalidArgument.field(
+                field,
+                f"{exc}: webhooks go to public addresses only (an operator can admit an on-premises network "
+                "with AUTOML_WEBHOOK_ALLOW_NETWORKS)",
+            ) from None
+        except LookupFailed as exc:
+            if exc.temporary:
+                raise errors.Unavailable(f"cannot resolve the webhook's host now ({exc}): try again") from None
+            raise InvalidArgument.field(field, f"{exc}: the host does not resolve, check the URL") from None
 
     async def _latest(self, tenant: str, sub: event_pb2.Subscription) -> int:
         """The newest global sequence of the subscription's scope (0 if none)."""

@@ -945,7 +945,7 @@ class MetadataStore:
         return self._page(stmt, order, page_size, page_token, f"subs|{tenant}|{active_webhooks_only}")
 
     def update_subscription(self, tenant: str, subscription_id: str, values: dict[str, Any]) -> schema.Subscription:
-        """Set state and/or webhook_status (a dict)."""
+        """Set state, webhook_status (a dict) and/or webhook_secret."""
         with self._tx() as session:
             row = session.get(schema.Subscription, subscription_id)
             if row is None or (tenant != ALL_TENANTS and row.tenant != tenant):
@@ -954,6 +954,8 @@ class MetadataStore:
                 row.state = values["state"]
             if "webhook_status" in values:
                 row.webhook_status = dumps(values["webhook_status"])
+            if "webhook_secret" in values:
+                row.webhook_secret = values["webhook_secret"]
             return row
 
     # ----------------------------------------------------------------- API keys

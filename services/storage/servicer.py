@@ -556,9 +556,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
                 values["state"] = sub.state
             elif path == "subscription.webhook_status":
                 values["webhook_status"] = convert.to_dict(sub.webhook_status)
+            elif path == "webhook_secret":  # the notifier encrypting a secret stored in clear
+                values["webhook_secret"] = request.record.webhook_secret
             else:
                 raise InvalidArgument.field(
-                    "update_mask", f"{path}: use subscription.state, subscription.webhook_status"
+                    "update_mask", f"{path}: use subscription.state, subscription.webhook_status, webhook_secret"
                 )
         if not values:
             raise InvalidArgument.field("update_mask", "required")

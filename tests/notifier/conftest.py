@@ -1,10 +1,14 @@
-"""Storage and notifier as real processes, and runs to publish events for."""
+"""Storage and notifier as real processes, runs to publish events for, and a
+loopback HTTP receiver for webhooks."""
 
 from __future__ import annotations
 
+import re
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -19,13 +23,15 @@ from automl.v1 import (
     storage_service_pb2,
     storage_service_pb2_grpc,
 )
-from tests.conftest import spawn, suite_env, wait_serving
+from tests.conftest import ROOT, spawn, suite_env, wait_serving
 
 NOTIFIER_ENV = {
     "AUTOML_SUBSCRIBER_QUEUE": "1000",
     "AUTOML_HEARTBEAT_SECONDS": "0.5",
     "AUTOML_WEBHOOK_MAX_ATTEMPTS": "3",
     "AUTOML_WEBHOOK_BACKOFF_SECONDS": "0.1",
+    # The test receivers listen on 127.0.0.1, which webhooks may not reach by default.
+    "AUTOML_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32",
 }
 
 
@@ -124,3 +130,71 @@ def own_services(tmp_path: Path) -> Iterator[Services]:
         yield running
     finally:
         stop_services(running)
+
+
+# ------------------------------------------------------------ webhook receiver
+
+
+@dataclass
+class Attempt:
+    delivery: int  # the X-AutoML-Delivery header: the event's global sequence
+    body: bytes
+    headers: dict[str, str]
+    status: int  # what the receiver answered
+
+
+@dataclass
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records every POST and fails the first
+    `failures[n]` attempts at delivering the n-th distinct event (None: fails them all)."""
+
+    failures: dict[int, int | None] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+
+    def handle(self, body: bytes, headers: dict[str, str]) -> int:
+        with self.lock:
+            delivery = int(headers["x-automl-delivery"])
+            deliveries = list(dict.fromkeys([a.delivery for a in self.attempts] + [delivery]))
+            tries = sum(1 for a in self.attempts if a.delivery == delivery)
+            allowed = self.failures.get(deliveries.index(delivery) + 1, 0)
+            status = 500 if allowed is None or tries < allowed else 204
+            self.attempts.append(Attempt(delivery, body, headers, status))
+            return status
+
+    def accepted(self) -> list[Attempt]:
+        with self.lock:
+            return [a for a in self.attempts if a.status < 300]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(state.handle(body, {k.lower(): v for k, v in self.headers.items()}))
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def readme_verify() -> Callable[[str, str, bytes], bool]:
+    """The `verify` function the README shows receivers, run as written there."""
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r"Verify a delivery in Python:\n\n  ```python\n(.*?)\n  ```", readme, re.S)
+    assert snippet, "README: the receivers' verification snippet is missing"
+    namespace: dict[str, object] = {}
+    exec(re.sub(r"^  ", "", snippet.group(1), flags=re.M), namespace)
+    return namespace["verify"]  # type: ignore[return-value]

@@ -4,19 +4,15 @@ POSTed to a real HTTP receiver started by the test."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 
 import grpc
 import pytest
 
 from automl.v1 import event_pb2
 from automl.v1 import notifier_service_pb2 as pb
+from tests.notifier.conftest import readme_verify
 from tests.notifier.test_events import publish
 
 W = event_pb2.WebhookStatus
@@ -126,61 +122,6 @@ async def test_subscriptions_belong_to_their_tenant(services):
 # ------------------------------------------------------------------ webhooks
 
 
-@dataclass
-class Attempt:
-    delivery: int  # the X-AutoML-Delivery header: the event's global sequence
-    body: bytes
-    headers: dict[str, str]
-    status: int  # what the receiver answered
-
-
-@dataclass
-class Receiver:
-    """An HTTP server that records every POST and fails the first `failures[n]`
-    attempts at delivering the n-th distinct event (None: fails them all)."""
-
-    failures: dict[int, int | None] = field(default_factory=dict)
-    attempts: list[Attempt] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    url: str = ""
-
-    def handle(self, body: bytes, headers: dict[str, str]) -> int:
-        with self.lock:
-            delivery = int(headers["x-automl-delivery"])
-            deliveries = list(dict.fromkeys([a.delivery for a in self.attempts] + [delivery]))
-            tries = sum(1 for a in self.attempts if a.delivery == delivery)
-            allowed = self.failures.get(deliveries.index(delivery) + 1, 0)
-            status = 500 if allowed is None or tries < allowed else 204
-            self.attempts.append(Attempt(delivery, body, headers, status))
-            return status
-
-    def accepted(self) -> list[Attempt]:
-        with self.lock:
-            return [a for a in self.attempts if a.status < 300]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(state.handle(body, {k.lower(): v for k, v in self.headers.items()}))
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-
-
 async def wait_for(predicate, timeout: float = 20) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -203,10 +144,14 @@ async def test_webhooks_are_signed_retried_and_in_order(services, receiver):
         ).webhook_status
     accepted = receiver.accepted()
     assert len(accepted) == 6 and len(receiver.attempts) == 6 + 2 + 1, "each failure retried, each event once"
+    verify = readme_verify()
     sequences = []
     for attempt in accepted:
-        expected = "sha256=" + hmac.new(created.webhook_secret.encode(), attempt.body, hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(attempt.headers["x-automl-signature"], expected)
+        signature = attempt.headers["x-automl-signature"]
+        assert signature.startswith("t=") and ",v1=" in signature
+        assert abs(int(signature[2:].split(",")[0]) - time.time()) < 60, "signed at delivery time"
+        assert verify(created.webhook_secret, signature, attempt.body)
+        assert not verify(created.webhook_secret, signature, attempt.body + b" "), "the body is signed"
         assert attempt.headers["content-type"] == "application/json"
         event = json.loads(attempt.body)
         assert event["run"] == run.name and attempt.headers["x-automl-event-type"] == event["type"]
