@@ -84,6 +84,7 @@ from automl.v1 import (  # noqa: E402
     storage_service_pb2_grpc,
 )
 from bench.cpu import CpuWindow  # noqa: E402
+from tests import internal  # noqa: E402
 
 TENANT = "alpha"
 CHUNK = 1 << 20
@@ -149,7 +150,7 @@ def _bare_proxy(port: int, upstream: str) -> None:
     the least any Python gateway does (no interceptors, no key check, no parsing)."""
 
     async def serve() -> None:
-        channel = grpc.aio.insecure_channel(upstream)
+        channel = internal.aio_channel(upstream)
         forward = channel.unary_unary("/automl.v1.Storage/GetRun")
 
         async def get_run(request: bytes, ctx: grpc.aio.ServicerContext) -> bytes:
@@ -433,7 +434,14 @@ class Watched:
 
 
 async def _watchers(kind: str, target: str, run: str, key: str, count: int, ready, timeout: float) -> Watched:
-    channels = [grpc.aio.insecure_channel(target, options=LOCAL) for _ in range(0, count, STREAMS_PER_CHANNEL)]
+    def channel_to(target: str) -> grpc.aio.Channel:  # the notifier is internal: it needs a suite credential
+        return (
+            grpc.aio.insecure_channel(target, options=LOCAL)
+            if kind == "gateway"
+            else internal.aio_channel(target, options=LOCAL)
+        )
+
+    channels = [channel_to(target) for _ in range(0, count, STREAMS_PER_CHANNEL)]
     sequences: list[list[int]] = [[] for _ in range(count)]
     delays: list[list[float]] = [[] for _ in range(count)]
     opened = asyncio.Semaphore(0)
@@ -522,8 +530,8 @@ def fanout(
     worker = worker or _watch_worker
     target = target or (suite.target if kind == "gateway" else suite.stack.target("notifier"))
 
-    storage = storage_service_pb2_grpc.StorageStub(grpc.insecure_channel(suite.stack.target("storage")))
-    runner = runner_service_pb2_grpc.RunnerStub(grpc.insecure_channel(suite.stack.target("runner")))
+    storage = storage_service_pb2_grpc.StorageStub(internal.channel(suite.stack.target("storage")))
+    runner = runner_service_pb2_grpc.RunnerStub(internal.channel(suite.stack.target("runner")))
     run = storage.CreateRun(
         storage_service_pb2.CreateRunRequest(
             run=run_pb2.Run(

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from automl.v1 import common_pb2, event_pb2, notifier_service_pb2_grpc  # noqa: E402
 from automl.v1 import notifier_service_pb2 as pb  # noqa: E402
+from tests import internal  # noqa: E402
 from tests.notifier.conftest import start_services, stop_services  # noqa: E402
 
 # notifier settings worth trying from the command line
@@ -84,7 +85,7 @@ async def _subscribe(stub, run: str, events: int, latencies: array.array, resume
 
 
 async def _subscribers(target: str, run: str, count: int, events: int, ready) -> Outcome:
-    channels = [grpc.aio.insecure_channel(target) for _ in range(0, count, STREAMS_PER_CHANNEL)]
+    channels = [internal.aio_channel(target) for _ in range(0, count, STREAMS_PER_CHANNEL)]
     # An array of doubles, not a list of millions of floats: the collector's full
     # passes would walk such a list and stall this client, inflating the delays.
     latencies = array.array("d")
@@ -124,7 +125,7 @@ async def _publish(target: str, run: event_pb2.Event, events: int, rate: float, 
     """Publish on schedule without waiting for earlier calls to return (as a
     runner with several candidates finishing at once does); returns the seconds taken and
     each call's latency in ms."""
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with internal.aio_channel(target, "runner") as channel:
         stub = notifier_service_pb2_grpc.NotifierStub(channel)
         calls: list[float] = []
         in_flight = asyncio.Semaphore(IN_FLIGHT)

@@ -47,14 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import grpc
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from automl.v1 import dataset_pb2, storage_service_pb2_grpc  # noqa: E402
 from bench.cpu import CpuWindow  # noqa: E402
 from bench.csvgen import KINDS, write_csv  # noqa: E402
+from tests import internal  # noqa: E402
 from tests.conftest import free_port, wait_serving  # noqa: E402
 from tests.servers import S3Server, rclone_binary  # noqa: E402
 
@@ -135,6 +134,7 @@ def through_storage(path: Path, warm: Path, s3: S3Server, bucket: str, command: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOML_")} | {
         "AUTOML_STORAGE_PORT": str(port),
         "AUTOML_DATA_DIR": str(data),
+        "AUTOML_INTERNAL_SECRET": internal.SECRET,
         "AUTOML_BLOB_URL": f"s3://{bucket}",
         "AUTOML_S3_ENDPOINT": s3.endpoint,
         "AUTOML_S3_ACCESS_KEY": s3.access_key,
@@ -146,7 +146,7 @@ def through_storage(path: Path, warm: Path, s3: S3Server, bucket: str, command: 
     try:
         wait_serving(f"127.0.0.1:{port}", "automl.v1.Storage", proc)
         rss_idle = peak_rss_mb(proc.pid)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with internal.channel(f"127.0.0.1:{port}") as channel:
             stub = storage_service_pb2_grpc.StorageStub(channel)
             # Warm-up: the service loads its CSV engine (pyarrow) on the first
             # upload; time the steady state, not that one-off import.

@@ -17,6 +17,8 @@ import sys
 import grpc
 from google.protobuf import json_format
 
+from automl.common import identity
+from automl.common.channels import blocking_channel
 from automl.common.settings import Settings, SettingsError
 from automl.v1 import storage_service_pb2 as pb
 from automl.v1 import storage_service_pb2_grpc
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    with grpc.insecure_channel(settings.storage_address) as channel:
+    credentials = identity.Credentials.of(settings, identity.ADMIN)
+    with blocking_channel(settings.storage_address, credentials) as channel:
         storage = storage_service_pb2_grpc.StorageStub(channel)
         try:
             if args.command == "create":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from automl.common import context
+from automl.common import context, identity
 from automl.common.channels import connect
 from automl.common.settings import Settings
 from automl.v1 import (
@@ -28,6 +28,7 @@ class Backends:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.channels: list[grpc.aio.Channel] = []
+        self.credentials = identity.Credentials.of(settings, identity.GATEWAY)
 
     async def start(self) -> None:
         """Open the channels (in the serving event loop: grpc.aio channels
@@ -39,9 +40,14 @@ class Backends:
         self.notifier = notifier_service_pb2_grpc.NotifierStub(self._connect(self.settings.notifier_address))
 
     def _connect(self, target: str, round_robin: bool = False) -> grpc.aio.Channel:
-        channel = connect(target, self.settings, lb_policy="round_robin" if round_robin else "")
+        channel = connect(target, self.settings, self.credentials, lb_policy="round_robin" if round_robin else "")
         self.channels.append(channel)
         return channel
+
+    def as_supervisor(self) -> list[tuple[str, str]]:
+        """Metadata of the supervisor's calls: every tenant, under its own identity
+        (the only one storage lets speak for every tenant besides the notifier)."""
+        return [*as_tenant(ALL_TENANTS), *self.credentials.metadata(identity.SUPERVISOR)]
 
     async def stop(self) -> None:
         for channel in self.channels:

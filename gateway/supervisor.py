@@ -23,7 +23,7 @@ from automl.common.settings import Settings
 from automl.common.stopping import ACTIVE_STATES, Limits, Progress, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import storage_service_pb2
-from gateway.backends import ALL_TENANTS, Backends, as_tenant
+from gateway.backends import Backends
 from gateway.control import RunControl
 
 log = logging.getLogger("automl.gateway.supervisor")
@@ -104,7 +104,7 @@ class Supervisor:
                 storage_service_pb2.ListRunRecordsRequest(
                     page_size=1000, page_token=token, filter=f"state={c.RunState.Name(state)}"
                 ),
-                metadata=as_tenant(ALL_TENANTS),
+                metadata=self.backends.as_supervisor(),
             )
             out += page.records
             token = page.next_page_token

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from automl.common import health
+from tests import internal
 from tests.ports import free_port
 
 pytest_plugins = ["tests.servers"]
@@ -35,6 +36,7 @@ def suite_env(tmp_path: Path) -> dict[str, str]:
     env["AUTOML_HTTP_PORT"] = str(free_port())
     env["AUTOML_DATA_DIR"] = str(tmp_path / "data")
     env["AUTOML_SHUTDOWN_GRACE_SECONDS"] = "2"
+    env["AUTOML_INTERNAL_SECRET"] = internal.SECRET
     return env
 
 

@@ -138,6 +138,17 @@ def test_only_the_gateway_is_published():
     assert published == {"gateway": ["50051:50051", "8080:8080"]}
 
 
+def test_the_internal_plane_is_a_network_of_its_own_with_a_secret_only_the_suite_holds():
+    assert COMPOSE["networks"]["internal"] == {"internal": True}
+    networks = {name: set(s["networks"]) for name, s in SERVICES.items()}
+    assert {name for name, on in networks.items() if "edge" in on} == {"gateway", "notifier"}
+    assert all("internal" in on for on in networks.values())
+    for name, service in SERVICES.items():
+        holds = "AUTOML_INTERNAL_SECRET" in (service.get("environment") or {})
+        assert holds == (name in SUITE), f"{name}: the internal secret is for the suite's own services only"
+    assert env_file(ENV_EXAMPLE)["AUTOML_INTERNAL_SECRET"]
+
+
 def test_restart_policies_and_named_volumes_only():
     declared = set(COMPOSE["volumes"])
     for name, service in SERVICES.items():

@@ -10,12 +10,13 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from automl.common import channels, context, errors, status
+from automl.common import channels, context, errors, identity, status
 from automl.common.server import Server, ServiceDefinition, make_server
 from automl.common.settings import Settings
 from automl.v1 import dataset_pb2, run_pb2, storage_service_pb2, storage_service_pb2_grpc
+from tests import internal
 
-SETTINGS = Settings()
+SETTINGS = Settings(internal_secret=internal.SECRET)
 
 
 class FakeStorage(storage_service_pb2_grpc.StorageServicer):
@@ -28,7 +29,7 @@ class FakeStorage(storage_service_pb2_grpc.StorageServicer):
     async def GetDataset(self, request: dataset_pb2.GetDatasetRequest, ctx: grpc.aio.ServicerContext):
         self.seen_request_ids.append(context.request_id.get())
         if self.downstream:
-            async with channels.connect(self.downstream, SETTINGS) as channel:
+            async with channels.connect(self.downstream, SETTINGS, internal.credentials()) as channel:
                 return await storage_service_pb2_grpc.StorageStub(channel).GetDataset(request)
         match request.name:
             case "datasets/invalid":
@@ -65,7 +66,7 @@ async def start(servicer: FakeStorage) -> Server:
 @pytest.fixture
 async def stub():
     server = await start(FakeStorage())
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    async with internal.aio_channel(f"127.0.0.1:{server.port}") as channel:
         yield storage_service_pb2_grpc.StorageStub(channel)
     await server.stop(0)
 
@@ -133,7 +134,7 @@ async def test_downstream_errors_pass_through_with_details_and_request_id():
     front_servicer = FakeStorage(downstream=f"127.0.0.1:{leaf.port}")
     front = await start(front_servicer)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{front.port}") as channel:
+        async with internal.aio_channel(f"127.0.0.1:{front.port}") as channel:
             stub = storage_service_pb2_grpc.StorageStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.GetDataset(
@@ -186,7 +187,7 @@ async def test_outgoing_calls_of_every_kind_carry_the_call_context():
     try:
         context.tenant.set("acme")
         context.request_id.set("rid-7")
-        async with channels.connect(f"127.0.0.1:{server.port}", SETTINGS) as channel:
+        async with channels.connect(f"127.0.0.1:{server.port}", SETTINGS, internal.credentials()) as channel:
             stub = storage_service_pb2_grpc.StorageStub(channel)
             await stub.GetDataset(dataset_pb2.GetDatasetRequest(name="datasets/a"))
             async for _ in stub.DownloadDataset(dataset_pb2.DownloadDatasetRequest(name="datasets/a")):
@@ -197,5 +198,85 @@ async def test_outgoing_calls_of_every_kind_carry_the_call_context():
 
             await stub.UploadDataset(chunks())
         assert recorder.seen == {kind: ("acme", "rid-7") for kind in ("unary", "server stream", "client stream")}
+    finally:
+        await server.stop(0)
+
+
+# ----------------------------------------------------------- service identity
+
+
+UNAUTHENTICATED, DENIED = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED
+FORGED = identity.credential(b"x" * 32, "root")
+ELSEWHERE = identity.Credentials(b"another-install-secret-0123456789abcdef", "gateway")  # another install's
+
+
+def as_(who: str, tenant: str) -> list[tuple[str, str]]:
+    return [*internal.credentials(who).metadata(), ("x-automl-tenant", tenant)]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "code", "says"),
+    [
+        ([], UNAUTHENTICATED, "internal service"),
+        ([(identity.IDENTITY_KEY, "gateway"), (identity.CREDENTIAL_KEY, "0" * 64)], UNAUTHENTICATED, ""),
+        (ELSEWHERE.metadata(), UNAUTHENTICATED, ""),
+        ([(identity.IDENTITY_KEY, "root"), (identity.CREDENTIAL_KEY, FORGED)], UNAUTHENTICATED, ""),
+        (as_("admin", "acme"), DENIED, "tenants"),
+        (as_("gateway", "*"), DENIED, "every tenant"),
+        (as_("runner", "*"), DENIED, "every tenant"),
+    ],
+)
+async def test_internal_services_refuse_callers_without_a_suite_credential_or_beyond_their_rights(metadata, code, says):
+    recorder = ContextRecorder()
+    server = await start(recorder)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = storage_service_pb2_grpc.StorageStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetDataset(dataset_pb2.GetDatasetRequest(name="datasets/a"), metadata=metadata)
+            assert caught.value.code() is code and says in caught.value.details()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in stub.DownloadDataset(
+                    dataset_pb2.DownloadDatasetRequest(name="datasets/a"), metadata=metadata
+                ):
+                    pass
+            assert caught.value.code() is code
+        assert recorder.seen == {}  # nothing reached the servicer
+    finally:
+        await server.stop(0)
+
+
+@pytest.mark.parametrize(
+    ("who", "tenant", "method", "allowed"),
+    [
+        ("supervisor", "*", "/automl.v1.Storage/ListRunRecords", True),
+        ("notifier", "*", "/automl.v1.Storage/GetSubscriptionRecord", True),
+        ("runner", "acme", "/automl.v1.Storage/GetRun", True),
+        ("gateway", "", "/automl.v1.Storage/LookupApiKey", True),
+        ("admin", "", "/automl.v1.Storage/CreateApiKey", True),
+        ("runner", "", "/automl.v1.Storage/CreateApiKey", False),
+        ("notifier", "", "/automl.v1.Storage/ListApiKeys", False),
+        ("supervisor", "", "/automl.v1.Storage/RevokeApiKey", False),
+        ("admin", "acme", "/automl.v1.Storage/GetRun", False),
+    ],
+)
+def test_the_rules_of_the_internal_plane(who, tenant, method, allowed):
+    verifier = identity.Verifier(internal.SECRET.encode())
+    metadata = dict(internal.credentials(who).metadata()) | ({"x-automl-tenant": tenant} if tenant else {})
+    if allowed:
+        assert verifier.admit(metadata, method) == tenant
+    else:
+        with pytest.raises(errors.PermissionDenied):
+            verifier.admit(metadata, method)
+
+
+async def test_probes_need_no_credential():
+    server = await start(ContextRecorder())
+    try:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await server.stop(0)

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 import automl.v1
 from automl.common import health
 from automl.v1 import automl_service_pb2_grpc, dataset_pb2
+from tests import internal
 from tests.conftest import ROOT, SERVICES, free_port, suite_env, wait_serving
 
 # Every service declared in protos/automl/v1, read from the generated modules.
@@ -115,7 +116,7 @@ def test_json_logs_carry_request_ids(tmp_path):
     target = f"127.0.0.1:{env['AUTOML_RUNNER_PORT']}"
     try:
         wait_serving(target, "automl.v1.Runner", proc)
-        with grpc.insecure_channel(target) as channel:
+        with internal.channel(target) as channel:
             call = channel.unary_unary("/automl.v1.Runner/ExecuteRun", lambda m: b"", lambda b: b)
             with pytest.raises(grpc.RpcError):
                 call(b"", metadata=[("x-request-id", "trace-me")], timeout=5)

@@ -1,5 +1,6 @@
-"""Outgoing channels between services: every call carries the current request
-id and tenant, and every unary call has a deadline."""
+"""Outgoing channels between services: every call carries the caller's
+credentials, the current request id and tenant, and every unary call has a
+deadline."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import grpc
 
 from automl.common import context
+from automl.common.identity import IDENTITY_KEY, Credentials
 from automl.common.settings import Settings
 
 
@@ -15,13 +17,17 @@ class _ForwardContext:
     """Adds the call context to the metadata and a default deadline to unary calls
     (streams run as long as their caller keeps them; callers set their own)."""
 
-    def __init__(self, unary_timeout: float) -> None:
+    def __init__(self, unary_timeout: float, credentials: Credentials) -> None:
         self.unary_timeout = unary_timeout
+        self.credentials = credentials
 
     def _details(self, details: grpc.aio.ClientCallDetails, unary: bool) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         for key, value in context.outgoing_metadata():
             if key not in metadata:
+                metadata.add(key, value)
+        if IDENTITY_KEY not in metadata:  # a call may speak for another identity of its process (the supervisor)
+            for key, value in self.credentials.metadata():
                 metadata.add(key, value)
         timeout = details.timeout if details.timeout is not None or not unary else self.unary_timeout
         return grpc.aio.ClientCallDetails(
@@ -67,17 +73,65 @@ def channel_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-def connect(target: str, settings: Settings, lb_policy: str = "") -> grpc.aio.Channel:
-    """An asyncio channel to another service of the suite. `lb_policy`
-    "round_robin" spreads calls over every address the target resolves to."""
+def connect(target: str, settings: Settings, credentials: Credentials, lb_policy: str = "") -> grpc.aio.Channel:
+    """An asyncio channel to another service of the suite, whose calls carry
+    `credentials` (automl.common.identity). `lb_policy` "round_robin" spreads
+    calls over every address the target resolves to."""
     options: list[tuple[str, int | str]] = [*channel_options(settings)]
     if lb_policy:
         options.append(("grpc.lb_policy_name", lb_policy))
-    return grpc.aio.insecure_channel(
-        target,
-        options=options,
-        interceptors=[
-            kind(settings.call_timeout_seconds)
-            for kind in (_ForwardUnaryUnary, _ForwardUnaryStream, _ForwardStreamUnary, _ForwardStreamStream)
-        ],
-    )
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors(settings, credentials))
+
+
+def interceptors(settings: Settings, credentials: Credentials) -> list[grpc.aio.ClientInterceptor]:
+    """What every asyncio channel to an internal service runs: the credentials,
+    the call context and the default deadline."""
+    return [
+        kind(settings.call_timeout_seconds, credentials)
+        for kind in (_ForwardUnaryUnary, _ForwardUnaryStream, _ForwardStreamUnary, _ForwardStreamStream)
+    ]
+
+
+class _SyncCredentials(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """The credential metadata on every call of a blocking channel."""
+
+    def __init__(self, metadata: list[tuple[str, str]]) -> None:
+        self.metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        given = list(details.metadata or ())
+        if not any(key == IDENTITY_KEY for key, _ in given):
+            given += self.metadata
+        return _Details(details.method, details.timeout, given, details.credentials, details.wait_for_ready)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return continuation(self._details(details), request_iterator)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, method: str, timeout: Any, metadata: Any, credentials: Any, wait_for_ready: Any) -> None:
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+
+
+def blocking_channel(target: str, credentials: Credentials, identity: str = "") -> grpc.Channel:
+    """A blocking channel to an internal service whose calls carry
+    `credentials` (as `identity` when given): the admin command's, and tools'."""
+    return grpc.intercept_channel(grpc.insecure_channel(target), _SyncCredentials(credentials.metadata(identity)))

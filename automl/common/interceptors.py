@@ -15,6 +15,7 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from automl.common import context, errors, status
+from automl.common.identity import Verifier
 
 log = logging.getLogger("automl.rpc")
 
@@ -44,15 +45,20 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     - NotImplementedError     -> UNIMPLEMENTED (generated servicer stubs raise it)
     - anything else           -> INTERNAL with the request id; the traceback is logged
 
-    Internal services trust the tenant the gateway put in the metadata. The
-    gateway passes `authenticate` instead: the tenant then comes from the
-    caller's credentials, and a tenant in the metadata is ignored. Health and
+    Internal services pass `verifier`: only the suite's own services, with a
+    valid credential, may call them, and the tenant in the metadata is
+    honoured as automl.common.identity's rules say. The gateway passes
+    `authenticate` instead: the tenant then comes from the caller's
+    credentials, and a tenant in the metadata is ignored. Health and
     reflection are open to everyone (probes, grpcurl's listing).
     """
 
-    def __init__(self, service: str, authenticate: Authenticate | None = None) -> None:
+    def __init__(
+        self, service: str, authenticate: Authenticate | None = None, verifier: Verifier | None = None
+    ) -> None:
         self.service = service
         self.authenticate = authenticate
+        self.verifier = verifier
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -90,7 +96,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def _authenticator(self, method: str) -> Authenticate | None:
         """What authenticates calls of `method` (health and reflection: nothing)."""
-        return None if method.startswith(_PROBES) else self.authenticate
+        if method.startswith(_PROBES):
+            return None
+        if self.verifier is not None:
+            verifier = self.verifier
+
+            async def admit(metadata: dict[str, Any], method: str) -> str:
+                return verifier.admit(metadata, method)
+
+            return admit
+        return self.authenticate
 
     def _wrap_unary(self, method: str, behavior: Behavior) -> Behavior:
         authenticate = self._authenticator(method)
@@ -148,7 +163,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         """The call's start time and metadata; the request id and tenant set."""
         metadata = dict(ctx.invocation_metadata() or ())
         context.request_id.set(str(metadata.get(context.REQUEST_ID_KEY) or context.new_request_id()))
-        context.tenant.set("" if self.authenticate else str(metadata.get(context.TENANT_KEY) or ""))
+        context.tenant.set("")  # until the caller is admitted
         return time.perf_counter(), metadata
 
     async def _fail(self, ctx: grpc.aio.ServicerContext, method: str, exc: BaseException) -> grpc.StatusCode:

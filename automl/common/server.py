@@ -25,7 +25,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from automl.common import logs
+from automl.common import identity, logs
 from automl.common.channels import channel_options
 from automl.common.interceptors import Authenticate, CallInterceptor
 from automl.common.settings import Settings, SettingsError
@@ -120,7 +120,15 @@ class Server:
 def make_server(definition: ServiceDefinition, settings: Settings, *, port: int | None = None) -> Server:
     """Build (not start) the server of `definition`; port 0 picks a free port."""
     server = grpc.aio.server(
-        interceptors=[*definition.interceptors, CallInterceptor(definition.name, definition.authenticate)],
+        interceptors=[
+            *definition.interceptors,
+            # A service without authenticate is internal: it answers the suite's own services only.
+            CallInterceptor(
+                definition.name,
+                definition.authenticate,
+                None if definition.authenticate else identity.Verifier.of(settings),
+            ),
+        ],
         # grpc enables SO_REUSEPORT by default: a second process on the same port
         # would then share its traffic silently instead of failing to start.
         options=[*channel_options(settings), ("grpc.so_reuseport", 0), *definition.server_options],

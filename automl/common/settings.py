@@ -181,6 +181,13 @@ class Settings:
         5.0,
         "How long the gateway trusts a key it checked with storage; a revoked key stops working within this time.",
     )
+    internal_secret: str = _setting(
+        "AUTOML_INTERNAL_SECRET",
+        "",
+        "Secret (32 characters or more) from which the services' credentials for calls between them are made "
+        "(automl.common.identity); every service of a deployment needs the same one. Empty: a random key kept in "
+        "<data dir>/internal.key, made on first start (the embedded single-machine setup).",
+    )
     tls_cert_file: str = _setting(
         "AUTOML_TLS_CERT_FILE", "", "PEM certificate chain of the gateway's gRPC port. Empty: no TLS (plaintext)."
     )
@@ -264,8 +271,9 @@ class Settings:
         for name in ("runner_max_workers", "runner_worker_memory_mb", "runner_sample_cells", "launcher_max_restarts"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 or more")
-        if self.runner_model_key and len(self.runner_model_key) < 32:
-            raise SettingsError("AUTOML_RUNNER_MODEL_KEY: use 32 characters or more (e.g. `openssl rand -hex 32`)")
+        for name in ("runner_model_key", "internal_secret"):
+            if 0 < len(getattr(self, name)) < 32:
+                raise SettingsError(f"{env_name(name)}: use 32 characters or more (e.g. `openssl rand -hex 32`)")
         if self.auth not in ("api_key", "none"):
             raise SettingsError(f"AUTOML_AUTH={self.auth}: use api_key or none")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

@@ -32,11 +32,14 @@ if _version_not_supported:
 
 class StorageStub:
     """Internal: the only owner of persistent state (SQL metadata and blobs).
-    Called by the gateway, the runner and the notifier, never by users. The
-    caller's tenant travels in the metadata "x-automl-tenant"; every read and
-    write is confined to it. System callers that act for every tenant (the
-    notifier's webhook dispatcher, the gateway's supervisor after a restart)
-    send "x-automl-tenant: *", which only list calls accept.
+    Called by the gateway, the runner and the notifier, never by users: every
+    call carries the caller's identity and credential ("x-automl-identity",
+    "x-automl-credential"; automl/common/identity.py), refused UNAUTHENTICATED
+    without them. The caller's tenant travels in the metadata
+    "x-automl-tenant"; every read and write is confined to it. System callers
+    that act for every tenant (the notifier's webhook dispatcher, the gateway's
+    supervisor) send "x-automl-tenant: *", which only list and lookup calls
+    accept, and only from those two identities.
     """
 
     def __init__(self, channel):
@@ -239,11 +242,14 @@ class StorageStub:
 
 class StorageServicer:
     """Internal: the only owner of persistent state (SQL metadata and blobs).
-    Called by the gateway, the runner and the notifier, never by users. The
-    caller's tenant travels in the metadata "x-automl-tenant"; every read and
-    write is confined to it. System callers that act for every tenant (the
-    notifier's webhook dispatcher, the gateway's supervisor after a restart)
-    send "x-automl-tenant: *", which only list calls accept.
+    Called by the gateway, the runner and the notifier, never by users: every
+    call carries the caller's identity and credential ("x-automl-identity",
+    "x-automl-credential"; automl/common/identity.py), refused UNAUTHENTICATED
+    without them. The caller's tenant travels in the metadata
+    "x-automl-tenant"; every read and write is confined to it. System callers
+    that act for every tenant (the notifier's webhook dispatcher, the gateway's
+    supervisor) send "x-automl-tenant: *", which only list and lookup calls
+    accept, and only from those two identities.
     """
 
     def UploadDataset(self, request_iterator, context):
@@ -728,11 +734,14 @@ def add_StorageServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Storage:
     """Internal: the only owner of persistent state (SQL metadata and blobs).
-    Called by the gateway, the runner and the notifier, never by users. The
-    caller's tenant travels in the metadata "x-automl-tenant"; every read and
-    write is confined to it. System callers that act for every tenant (the
-    notifier's webhook dispatcher, the gateway's supervisor after a restart)
-    send "x-automl-tenant: *", which only list calls accept.
+    Called by the gateway, the runner and the notifier, never by users: every
+    call carries the caller's identity and credential ("x-automl-identity",
+    "x-automl-credential"; automl/common/identity.py), refused UNAUTHENTICATED
+    without them. The caller's tenant travels in the metadata
+    "x-automl-tenant"; every read and write is confined to it. System callers
+    that act for every tenant (the notifier's webhook dispatcher, the gateway's
+    supervisor) send "x-automl-tenant: *", which only list and lookup calls
+    accept, and only from those two identities.
     """
 
     @staticmethod

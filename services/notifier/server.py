@@ -9,6 +9,7 @@ import logging
 
 import grpc
 
+from automl.common import identity
 from automl.common.channels import connect
 from automl.common.server import ServiceDefinition, lifespan
 from automl.common.settings import Settings
@@ -37,7 +38,8 @@ class Notifier:
         self.subscriptions: Subscriptions
 
     async def start(self) -> None:
-        self.channel = connect(self.settings.storage_address, self.settings)
+        credentials = identity.Credentials.of(self.settings, identity.NOTIFIER)
+        self.channel = connect(self.settings.storage_address, self.settings, credentials)
         log_store = StorageLog(self.channel)
         self.hub = Hub(
             log_store,

@@ -26,7 +26,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import timestamp_pb2
 
-from automl.common import errors
+from automl.common import errors, identity
 from automl.common.channels import connect
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.common.settings import Settings
@@ -86,8 +86,9 @@ class Runner:
 
         workers.context()
         await asyncio.to_thread(forkserver.ensure_running)
-        self.storage = connect(self.settings.storage_address, self.settings)
-        self.notifier = connect(self.settings.notifier_address, self.settings)
+        credentials = identity.Credentials.of(self.settings, identity.RUNNER)
+        self.storage = connect(self.settings.storage_address, self.settings, credentials)
+        self.notifier = connect(self.settings.notifier_address, self.settings, credentials)
         self.start_time.GetCurrentTime()
         log.info("runner ready", extra={"runner_id": self.runner_id, "max_workers": self.max_workers})
 

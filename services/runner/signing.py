@@ -15,48 +15,28 @@ embedded single-machine setup): runners that share models need the same key.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import os
-import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from automl.common import errors
+from automl.common import errors, keys
 from automl.common.settings import Settings
 
 MAGIC = b"AUTOMLM1"
 MAC_BYTES = 32
 HEADER_BYTES = len(MAGIC) + MAC_BYTES
 KEY_FILE = "runner-model.key"
-MIN_KEY_CHARS = 32  # as the setting asks (Settings.validate)
 _CHUNK = 1 << 20
 
 
 def model_key(settings: Settings) -> bytes:
-    """The key from the settings, or the install's own (made once, atomically:
-    runners sharing the data folder that start together end up with one key)."""
-    if settings.runner_model_key:
-        return settings.runner_model_key.encode()
-    path = settings.data_dir / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".key-")
-        try:
-            os.write(fd, secrets.token_hex(32).encode())
-            os.fsync(fd)
-            os.close(fd)
-            with contextlib.suppress(FileExistsError):  # another runner made it first: use theirs
-                os.link(temporary, path)
-        finally:
-            os.unlink(temporary)
-    key = path.read_bytes().strip()
-    if len(key) < MIN_KEY_CHARS:
-        raise errors.FailedPrecondition(f"{path} holds no usable key (under {MIN_KEY_CHARS} characters)")
-    return key
+    """The key from the settings, or the install's own (made once)."""
+    try:
+        return keys.install_secret(settings.runner_model_key, settings.data_dir, KEY_FILE)
+    except keys.KeyError_ as exc:
+        raise errors.FailedPrecondition(str(exc)) from None
 
 
 def _mac(key: bytes, stream: BinaryIO) -> bytes:

@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from automl.common import identity
 from automl.v1 import (
     automl_service_pb2_grpc,
     common_pb2,
@@ -23,6 +24,7 @@ from automl.v1 import (
     model_pb2,
     run_pb2,
 )
+from tests import internal
 from tests.conftest import ROOT
 from tests.runner.conftest import TERMINAL, Stack, sklearn_csv, start_stack, stop_stack
 
@@ -283,8 +285,8 @@ def crafted_run(suite: GatewaySuite, experiment: str, tenant: str = "default") -
 
     c, R = common_pb2, run_pb2.ModelResult
     metadata = [("x-automl-tenant", tenant)]
-    storage_channel = grpc.insecure_channel(suite.stack.target("storage"))
-    notifier_channel = grpc.insecure_channel(suite.stack.target("notifier"))
+    storage_channel = internal.channel(suite.stack.target("storage"), identity.RUNNER)
+    notifier_channel = internal.channel(suite.stack.target("notifier"), identity.RUNNER)
     storage = storage_grpc.StorageStub(storage_channel)
     notifier = notifier_service_pb2_grpc.NotifierStub(notifier_channel)
     try:

@@ -18,6 +18,7 @@ from automl.v1 import (
     model_pb2,
     run_pb2,
 )
+from tests import internal
 from tests.gateway.conftest import CREATES_OWN, LISTS, admin, requests
 from tests.runner.conftest import sklearn_csv
 
@@ -113,7 +114,7 @@ def test_a_revoked_key_ends_its_open_streams(gateway_suite, owned):
 
     created = gateway_suite.new_key("alpha")
     client = gateway_suite.client("alpha", key=created["key"])
-    with grpc.insecure_channel(gateway_suite.stack.target("storage")) as channel:  # a run that stays PENDING
+    with internal.channel(gateway_suite.stack.target("storage")) as channel:  # a run that stays PENDING
         waiting = storage_service_pb2_grpc.StorageStub(channel).CreateRun(
             storage_service_pb2.CreateRunRequest(
                 run=run_pb2.Run(experiment=owned.experiment, stop_conditions=common_pb2.StopConditions(max_models=1))

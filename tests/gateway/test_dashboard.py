@@ -20,6 +20,7 @@ import grpc
 import numpy as np
 import pytest
 
+from automl.common import identity
 from automl.v1 import (
     common_pb2,
     event_pb2,
@@ -30,6 +31,7 @@ from automl.v1 import (
     storage_service_pb2,
     storage_service_pb2_grpc,
 )
+from tests import internal
 from tests.conftest import ROOT
 from tests.gateway.conftest import (
     CRAFTED_NOTES,
@@ -467,8 +469,8 @@ def synthetic_run(suite: GatewaySuite, experiment: str, count: int, tenant: str 
     published through the notifier, as a runner would (batches of 1,000)."""
     families = ["RandomForestClassifier", "LGBMClassifier", "LogisticRegression", "ExtraTreesClassifier"]
     metadata = [("x-automl-tenant", tenant)]
-    storage_channel = grpc.insecure_channel(suite.stack.target("storage"))
-    notifier_channel = grpc.insecure_channel(suite.stack.target("notifier"))
+    storage_channel = internal.channel(suite.stack.target("storage"), identity.RUNNER)
+    notifier_channel = internal.channel(suite.stack.target("notifier"), identity.RUNNER)
     storage = storage_service_pb2_grpc.StorageStub(storage_channel)
     notifier = notifier_service_pb2_grpc.NotifierStub(notifier_channel)
     c = common_pb2

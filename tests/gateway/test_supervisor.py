@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from automl.common import identity
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2, storage_service_pb2, storage_service_pb2_grpc
+from tests import internal
 from tests.gateway.conftest import start_gateway_suite, stop_gateway_suite
 from tests.runner.conftest import seconds, sklearn_csv
 
@@ -44,7 +46,7 @@ class Ghost:
     """A runner that claims a run, heartbeats and stores results, and enforces nothing."""
 
     def __init__(self, suite, experiment, **conditions):
-        self.channel = grpc.insecure_channel(suite.stack.target("storage"))
+        self.channel = internal.channel(suite.stack.target("storage"), identity.RUNNER)
         self.storage = storage_service_pb2_grpc.StorageStub(self.channel)
         self.metadata = [("x-automl-tenant", "alpha")]
         run = run_pb2.Run(experiment=experiment.name, stop_conditions=c.StopConditions(**conditions))
@@ -113,7 +115,7 @@ class Ghost:
 
 
 def events(suite, run: run_pb2.Run) -> list[event_pb2.Event]:
-    channel = grpc.insecure_channel(suite.stack.target("storage"))
+    channel = internal.channel(suite.stack.target("storage"), identity.RUNNER)
     reply = storage_service_pb2_grpc.StorageStub(channel).ListEvents(
         storage_service_pb2.ListEventsRequest(run=run.name), metadata=[("x-automl-tenant", "alpha")]
     )

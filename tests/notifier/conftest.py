@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from automl.common import identity
 from automl.v1 import (
     common_pb2,
     dataset_pb2,
@@ -23,6 +24,7 @@ from automl.v1 import (
     storage_service_pb2,
     storage_service_pb2_grpc,
 )
+from tests import internal
 from tests.conftest import ROOT, spawn, suite_env, wait_serving
 
 NOTIFIER_ENV = {
@@ -61,13 +63,13 @@ class Services:
         return self.notifier.wait(timeout=20)
 
     def aio_notifier(self) -> tuple[grpc.aio.Channel, notifier_service_pb2_grpc.NotifierStub]:
-        channel = grpc.aio.insecure_channel(self.notifier_target)
+        channel = internal.aio_channel(self.notifier_target, identity.RUNNER)
         return channel, notifier_service_pb2_grpc.NotifierStub(channel)
 
     def new_run(self, tenant: str = "default") -> run_pb2.Run:
         """A dataset, an experiment and a PENDING run in storage."""
         metadata = [("x-automl-tenant", tenant)]
-        with grpc.insecure_channel(self.storage_target) as channel:
+        with internal.channel(self.storage_target, identity.RUNNER) as channel:
             stub = storage_service_pb2_grpc.StorageStub(channel)
             data = b"x,y\n" + b"".join(f"{i},{i % 2}\n".encode() for i in range(40))
             requests = iter(

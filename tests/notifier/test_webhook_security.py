@@ -14,7 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from automl.common import identity
 from automl.v1 import event_pb2, storage_service_pb2, storage_service_pb2_grpc
+from tests import internal
 from tests.notifier.conftest import Services, readme_verify, start_services, stop_services
 from tests.notifier.test_events import publish
 from tests.notifier.test_subscriptions import create, wait_for
@@ -122,7 +124,7 @@ async def test_deliveries_verify_with_the_readme_and_the_secret_is_stored_encryp
     verify = readme_verify()
     for attempt in receiver.accepted():
         assert verify(created.webhook_secret, attempt.headers["x-automl-signature"], attempt.body)
-    with grpc.insecure_channel(services.storage_target) as storage:
+    with internal.channel(services.storage_target, identity.NOTIFIER) as storage:
         stored = storage_service_pb2_grpc.StorageStub(storage).GetSubscriptionRecord(
             storage_service_pb2.GetSubscriptionRecordRequest(name=created.subscription.name),
             metadata=[("x-automl-tenant", "default")],
@@ -135,7 +137,7 @@ async def test_deliveries_verify_with_the_readme_and_the_secret_is_stored_encryp
 async def test_a_secret_stored_in_clear_is_sealed_on_restart_and_still_signs(own_services, receiver):
     run = own_services.new_run()
     legacy = "legacy-secret-stored-before-sealing-existed"
-    with grpc.insecure_channel(own_services.storage_target) as channel:
+    with internal.channel(own_services.storage_target, identity.NOTIFIER) as channel:
         storage = storage_service_pb2_grpc.StorageStub(channel)
         record = storage.CreateSubscriptionRecord(
             storage_service_pb2.CreateSubscriptionRecordRequest(
@@ -158,7 +160,7 @@ async def test_a_secret_stored_in_clear_is_sealed_on_restart_and_still_signs(own
     get = storage_service_pb2.GetSubscriptionRecordRequest(name=record.subscription.name)
 
     def sealed() -> bool:
-        with grpc.insecure_channel(own_services.storage_target) as channel:
+        with internal.channel(own_services.storage_target, identity.NOTIFIER) as channel:
             stored = storage_service_pb2_grpc.StorageStub(channel).GetSubscriptionRecord(
                 get, metadata=[("x-automl-tenant", "default")], timeout=10
             )

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,6 +26,7 @@ from automl.v1 import (
     storage_service_pb2,
     storage_service_pb2_grpc,
 )
+from tests import internal
 from tests.conftest import ROOT, spawn, suite_env, wait_serving
 
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
@@ -124,11 +124,11 @@ class Stack:
 
     @property
     def storage(self) -> storage_service_pb2_grpc.StorageStub:
-        return storage_service_pb2_grpc.StorageStub(grpc.insecure_channel(self.target("storage")))
+        return storage_service_pb2_grpc.StorageStub(internal.channel(self.target("storage")))
 
     @property
     def runner(self) -> runner_service_pb2_grpc.RunnerStub:
-        return runner_service_pb2_grpc.RunnerStub(grpc.insecure_channel(self.target("runner")))
+        return runner_service_pb2_grpc.RunnerStub(internal.channel(self.target("runner")))
 
     # ------------------------------------------------------------- set-up
 

@@ -13,6 +13,7 @@ import pytest
 
 from automl.v1 import common_pb2 as c
 from automl.v1 import run_pb2, runner_service_pb2, runner_service_pb2_grpc, storage_service_pb2
+from tests import internal
 from tests.conftest import free_port, spawn, wait_serving
 from tests.runner.conftest import Stack, shared_csv, sklearn_csv, start_stack, stop_stack, to_csv
 from tests.runner.test_search import failures, kinds, slow_table
@@ -157,7 +158,7 @@ def test_two_runners_never_execute_one_run(tmp_path: Path):
     try:
         target = f"127.0.0.1:{env['AUTOML_RUNNER_PORT']}"
         wait_serving(target, "automl.v1.Runner", second, timeout=60, log=tmp_path / "runner2.log")
-        runners = [stack.runner, runner_service_pb2_grpc.RunnerStub(grpc.insecure_channel(target))]
+        runners = [stack.runner, runner_service_pb2_grpc.RunnerStub(internal.channel(target))]
         experiment = stack.experiment(sklearn_csv("iris"), "target")
         for _ in range(3):
             run = stack.new_run(experiment, workers=1, max_models=1)

@@ -11,17 +11,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 from minio import Minio
 from sqlalchemy import func, select, text
 
+from automl.common import identity
 from automl.common.server import make_server
 from automl.common.settings import Settings
 from automl.v1 import storage_service_pb2_grpc
 from services.storage import schema
 from services.storage.db import make_engine
 from services.storage.server import build, make_servicer
+from tests import internal
 
 BACKENDS = ["sqlite+file", "postgresql+s3"]
 if os.environ.get("AUTOML_TEST_MSSQL_URL"):
@@ -49,13 +50,15 @@ class Harness:
             return connection.scalar(select(func.count()).select_from(table)) or 0
 
     def tenant(self, name: str) -> list[tuple[str, str]]:
-        return [("x-automl-tenant", name)]
+        """Metadata of a call for tenant `name`; "*" (every tenant) as the supervisor, who alone may."""
+        speaker = internal.credentials(identity.SUPERVISOR).metadata() if name == identity.ALL_TENANTS else []
+        return [("x-automl-tenant", name), *speaker]
 
 
 @pytest.fixture(params=BACKENDS)
 def storage_settings(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Settings, Minio | None, str]:
     database, blobs = request.param.split("+")
-    env = {"AUTOML_DATA_DIR": str(tmp_path / "data")}
+    env = {"AUTOML_DATA_DIR": str(tmp_path / "data"), "AUTOML_INTERNAL_SECRET": internal.SECRET}
     minio = None
     bucket = ""
     if database == "postgresql":
@@ -82,8 +85,9 @@ async def storage(storage_settings) -> AsyncIterator[Harness]:
     servicer = make_servicer(settings)
     server = make_server(build(settings, servicer), settings, port=0)
     await server.start()
-    channel = grpc.aio.insecure_channel(
+    channel = internal.aio_channel(
         f"127.0.0.1:{server.port}",
+        identity.GATEWAY,
         options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
     )
     try:

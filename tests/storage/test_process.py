@@ -6,9 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import grpc
-
 from automl.v1 import dataset_pb2, storage_service_pb2_grpc
+from tests import internal
 from tests.conftest import ROOT, suite_env, wait_serving
 from tests.storage.helpers import mixed_csv
 
@@ -35,7 +34,7 @@ def test_embedded_defaults_persist_across_restarts(tmp_path):
     data = mixed_csv(10_000)  # over the inline limit: goes to the blob folder
     proc = start(env)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{env['AUTOML_STORAGE_PORT']}") as channel:
+        with internal.channel(f"127.0.0.1:{env['AUTOML_STORAGE_PORT']}") as channel:
             stub = storage_service_pb2_grpc.StorageStub(channel)
             dataset = stub.UploadDataset(requests(data), timeout=60)
     finally:
@@ -44,7 +43,7 @@ def test_embedded_defaults_persist_across_restarts(tmp_path):
     assert any((tmp_path / "data" / "blobs").rglob("*"))
     proc = start(env)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{env['AUTOML_STORAGE_PORT']}") as channel:
+        with internal.channel(f"127.0.0.1:{env['AUTOML_STORAGE_PORT']}") as channel:
             stub = storage_service_pb2_grpc.StorageStub(channel)
             again = stub.GetDataset(dataset_pb2.GetDatasetRequest(name=dataset.name), timeout=10)
             body = b"".join(
