@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 NODE_CLIENT_STAMP := clients/node/node_modules/.installed-stamp
 
-.PHONY: help venv tools system-deps protos docs lint test demo up down status clean
+.PHONY: help venv tools system-deps protos docs certs lint test demo up down status clean
 
 help:
 	@echo "make demo    start the suite in the background and show it at work"
@@ -16,6 +16,7 @@ help:
 	@echo "make test    install what the tests need, lint, run every test"
 	@echo "make protos  regenerate the Python stubs from protos/"
 	@echo "make docs    regenerate the README's API and configuration tables"
+	@echo "make certs   the services' mutual TLS certificates for docker compose, in certs/"
 
 venv: $(STAMP)
 
@@ -46,6 +47,10 @@ protos: venv
 
 docs: venv
 	$(PY) scripts/gen_docs.py
+
+# Mutual TLS certificates of the services, for docker compose (certs/, git-ignored).
+certs: venv
+	$(PY) scripts/make_certs.py certs --readable-keys
 
 lint: venv tools
 	$(VENV)/bin/ruff check .

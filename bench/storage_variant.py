@@ -42,7 +42,7 @@ def _typed_without_statistics() -> None:
     _without_statistics()
     open_reader = csvprofile._open
 
-    def typed(scanner: csvprofile._Scanner, fmt: csvprofile.CsvFormat, types: list[Any], skip: int) -> Any:
+    def typed(scanner: csvprofile._Scanner, fmt: csvprofile.CsvFormat, types: list[Any], skip: int, block: int) -> Any:
         # The types pyarrow infers from the header's block (the scanner holds it
         # for the reader), given to the reader as if the profile had chosen them.
         block = scanner.pushed_back[: scanner.pushed_back.rfind(b"\n") + 1]
@@ -52,13 +52,13 @@ def _typed_without_statistics() -> None:
             parse_options=csvprofile.pacsv.ParseOptions(delimiter=fmt.delimiter, quote_char=fmt.quote_char),
             convert_options=csvprofile.pacsv.ConvertOptions(null_values=list(fmt.na_values), strings_can_be_null=True),
         )
-        return open_reader(scanner, fmt, sample.schema.types, skip)
+        return open_reader(scanner, fmt, sample.schema.types, skip, block)
 
     _replace(csvprofile, "_open", typed)
 
 
 def _without_csv() -> None:
-    def drain(fmt: csvprofile.CsvFormat) -> Any:
+    def drain(fmt: csvprofile.CsvFormat, limits: csvprofile.Limits) -> Any:
         def run(source: Any) -> csvprofile.CsvProfile:
             newlines = 0
             while chunk := source.read(1 << 20):

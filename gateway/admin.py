@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     credentials = identity.Credentials.of(settings, identity.ADMIN)
-    with blocking_channel(settings.storage_address, credentials) as channel:
+    tls = identity.channel_credentials(settings)
+    with blocking_channel(settings.storage_address, credentials, tls=tls) as channel:
         storage = storage_service_pb2_grpc.StorageStub(channel)
         try:
             if args.command == "create":

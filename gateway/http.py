@@ -1,7 +1,9 @@
 """The gateway's HTTP port: the public API over HTTP/JSON (transcoded from the
 protos, gateway.transcoding), its OpenAPI document and a page to read it, the
 web dashboard (static pages under /ui that read that API), Prometheus metrics
-and a liveness probe."""
+and a liveness probe. HTTPS with the gRPC port's certificate when
+AUTOML_TLS_CERT_FILE is set; the metrics on a listener of their own, off the
+public port, when AUTOML_METRICS_PORT is set."""
 
 from __future__ import annotations
 
@@ -70,11 +72,11 @@ async def home(request: Request) -> Response:
     return RedirectResponse("/ui/")
 
 
-def make_app(transcoder: Transcoder | None = None) -> Starlette:
+def make_app(transcoder: Transcoder | None = None, with_metrics: bool = True) -> Starlette:
     routes: list[Route | Mount] = [
         Route("/", home),
         Route("/healthz", healthz),
-        Route("/metrics", metrics),
+        *([Route("/metrics", metrics)] if with_metrics else []),
         Route("/openapi.json", openapi),
         Route("/docs", docs),
         # The dashboard: static pages that read the HTTP/JSON API below.
@@ -91,6 +93,13 @@ def make_app(transcoder: Transcoder | None = None) -> Starlette:
             return response
 
         routes.append(Route("/v1/{path:path}", api, methods=METHODS))
+    return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
+
+
+def make_metrics_app() -> Starlette:
+    """The metrics listener's: /metrics, and /healthz for a probe that stays on
+    the private network (the public port may speak TLS only)."""
+    routes = [Route("/metrics", metrics), Route("/healthz", healthz)]
     return Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
 
 
@@ -113,23 +122,45 @@ class _EmbeddedServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serve_http(settings: Settings, transcoder: Transcoder | None = None) -> AsyncIterator[None]:
-    """Serve the HTTP port while the context is open."""
+    """Serve the HTTP port (and the metrics port, if set) while the context is open."""
+    separate = settings.metrics_port != 0
+    grace = settings.shutdown_grace_seconds
+    tls: dict[str, str] = {}
+    if settings.tls_cert_file:  # the HTTP door carries API keys: it takes the gRPC port's certificate
+        tls = {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file}
+    async with contextlib.AsyncExitStack() as stack:
+        if separate:  # plain HTTP: for a network the public does not reach (a Prometheus beside the suite)
+            host = settings.metrics_host or settings.host
+            metrics = _serving("metrics", make_metrics_app(), host, settings.metrics_port, grace)
+            await stack.enter_async_context(metrics)
+        app = make_app(transcoder, with_metrics=not separate)
+        await stack.enter_async_context(_serving("http", app, settings.host, settings.http_port, grace, **tls))
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _serving(name: str, app: Starlette, host: str, port: int, grace: float, **tls: str) -> AsyncIterator[None]:
     config = uvicorn.Config(
-        make_app(transcoder),
-        host=settings.host,
-        port=settings.http_port,
+        app,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         lifespan="off",
+        # Bounded: a TLS connection closes only once the client answers the
+        # close (asyncio waits 30 s for one that does not), and a stop must
+        # not wait on idle clients.
+        timeout_graceful_shutdown=grace,
+        **tls,
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():  # failed to bind: surface the error now
             await task
-            raise OSError(f"gateway HTTP: cannot serve on {settings.host}:{settings.http_port}")
+            raise OSError(f"gateway {name}: cannot serve on {host}:{port}")
         await asyncio.sleep(0.01)
-    log.info("http serving", extra={"port": settings.http_port})
+    log.info("%s serving", name, extra={"port": port, "tls": bool(tls)})
     try:
         yield
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from automl.common.server import ServiceDefinition
 from automl.common.settings import Settings
 from automl.v1 import automl_service_pb2, automl_service_pb2_grpc
-from gateway.auth import ApiKeyAuth, no_auth
+from gateway.auth import ApiKeyAuth, FailureLimit, no_auth
 from gateway.backends import Backends
 from gateway.control import RunControl
 from gateway.http import serve_http
@@ -26,14 +27,22 @@ def build(settings: Settings) -> ServiceDefinition:
     backends = Backends(settings)
     control = RunControl(backends)
     supervisor = Supervisor(backends, control, settings)
-    authenticate = no_auth if settings.auth == "none" else ApiKeyAuth(backends, settings.api_key_cache_seconds)
+    # Proves to the authentication that a call on the local socket comes from
+    # the HTTP door, which then names the client address it served.
+    door_token = secrets.token_urlsafe(32)
+    failures = FailureLimit(settings.auth_max_failures, settings.auth_failure_window_seconds)
+    authenticate = (
+        no_auth
+        if settings.auth == "none"
+        else ApiKeyAuth(backends, settings.api_key_cache_seconds, failures, door_token)
+    )
 
     service = automl_service_pb2.DESCRIPTOR.services_by_name["AutoML"]
     # The HTTP door calls this server's gRPC service on a local socket: one
     # code path (auth, validation, metrics) for both doors.
     socket = Path(tempfile.gettempdir()) / f"automl-gateway-{os.getpid()}.sock"
     limits = Limits(settings.http_max_body_bytes, settings.http_max_upload_bytes, settings.http_max_json_depth)
-    transcoder = Transcoder(service, f"unix:{socket}", settings.max_message_bytes, limits)
+    transcoder = Transcoder(service, f"unix:{socket}", settings.max_message_bytes, limits, door_token)
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

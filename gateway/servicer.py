@@ -10,6 +10,7 @@ pass through unchanged, with their field violations.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -34,7 +35,7 @@ from automl.v1 import (
     storage_service_pb2_grpc,
 )
 from automl.v1 import common_pb2 as c
-from gateway import exports, watch
+from gateway import exports, quotas, watch
 from gateway.backends import Backends
 from gateway.control import RunControl
 from gateway.validation import check
@@ -42,6 +43,7 @@ from gateway.validation import check
 log = logging.getLogger("automl.gateway")
 
 STREAM_TIMEOUT = 3600.0  # uploads, downloads and predictions of large files
+DRAIN_MAX_BYTES = 64 * 1024 * 1024  # the most of a refused client stream read before the refusal is sent
 
 
 async def _checked_stream(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -56,12 +58,38 @@ async def _first(request_iterator: AsyncIterator[Any], empty: str) -> Any:
     raise InvalidArgument.field("header", empty)
 
 
+async def _checked_first(request_iterator: AsyncIterator[Any], empty: str) -> Any:
+    """A client stream's first message, checked. A refused stream is read to
+    its end (up to DRAIN_MAX_BYTES) before the refusal is answered: a grpc.aio
+    client (the HTTP door's, forwarding an upload) whose next send fails
+    because the call already ended reports INTERNAL ("Internal error from
+    Core") instead of the status sent (grpc/grpc#36066)."""
+    first = await _first(request_iterator, empty)
+    try:
+        check(first)
+    except InvalidArgument:
+        await _drain(request_iterator)
+        raise
+    return first
+
+
+async def _drain(request_iterator: AsyncIterator[Any]) -> None:
+    """Read and drop what the client still sends, up to DRAIN_MAX_BYTES."""
+    left = DRAIN_MAX_BYTES
+    with contextlib.suppress(Exception):  # the client went away: the refusal stands
+        async for message in request_iterator:
+            left -= message.ByteSize()
+            if left < 0:
+                return
+
+
 class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     """automl.v1.AutoML."""
 
     def __init__(self, backends: Backends, control: RunControl) -> None:
         self.backends = backends
         self.control = control
+        self.streams = quotas.StreamQuota(backends.settings.tenant_max_open_streams)
 
     @property
     def storage(self) -> storage_service_pb2_grpc.StorageStub:
@@ -78,8 +106,7 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     # ------------------------------------------------------------ datasets
 
     async def UploadDataset(self, request_iterator: AsyncIterator[Any], ctx: Any) -> dataset_pb2.Dataset:
-        first = await _first(request_iterator, "the stream is empty: send a header, then the file's bytes")
-        check(first)
+        first = await _checked_first(request_iterator, "the stream is empty: send a header, then the file's bytes")
         return await self.storage.UploadDataset(_checked_stream(first, request_iterator), timeout=STREAM_TIMEOUT)
 
     async def GetDataset(self, request: dataset_pb2.GetDatasetRequest, ctx: Any) -> dataset_pb2.Dataset:
@@ -182,8 +209,9 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     async def WatchRun(self, request: event_pb2.WatchRunRequest, ctx: Any) -> AsyncIterator[event_pb2.WatchRunResponse]:
         check(request)
-        async for message in watch.watch(self.backends, request):
-            yield message
+        with self.streams.hold(context.tenant.get()):
+            async for message in watch.watch(self.backends, request):
+                yield message
 
     async def GetLeaderboard(self, request: run_pb2.GetLeaderboardRequest, ctx: Any) -> Any:
         check(request)
@@ -245,8 +273,7 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     async def PredictStream(
         self, request_iterator: AsyncIterator[model_pb2.PredictStreamRequest], ctx: Any
     ) -> AsyncIterator[model_pb2.PredictStreamResponse]:
-        first = await _first(request_iterator, "the stream is empty: send a header, then rows")
-        check(first)
+        first = await _checked_first(request_iterator, "the stream is empty: send a header, then rows")
         call = self.runner.PredictStream(_checked_stream(first, request_iterator), timeout=STREAM_TIMEOUT)
         async for message in call:
             yield message
@@ -271,5 +298,6 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     async def Subscribe(self, request: event_pb2.SubscribeRequest, ctx: Any) -> AsyncIterator[Any]:
         check(request)
-        async for message in self.notifier.Subscribe(request):
-            yield message
+        with self.streams.hold(context.tenant.get()):
+            async for message in self.notifier.Subscribe(request):
+                yield message

@@ -9,7 +9,9 @@ walks the descriptor).
 One code path: an HTTP request becomes the gRPC request and is sent to the
 gateway's own gRPC server over a local socket, so it passes the same
 interceptor chain (API key, tenant, request id, logs, metrics, error map)
-and the same servicer (validation, forwarding) as a gRPC call. What the
+and the same servicer (validation, forwarding) as a gRPC call; each call
+names the client address the door served, for the limit on failed key
+checks (gateway.auth), which believes it from the door alone. What the
 transcoder adds is the mapping of the proto3 JSON form, and of the shapes
 plain HTTP clients expect:
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import re
 import urllib.parse
 import uuid
@@ -49,9 +52,11 @@ from google.api import annotations_pb2
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from gateway.auth import CLIENT_ADDRESS_KEY, DOOR_TOKEN_KEY
 
 CHUNK = 1024 * 1024
 # https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto
@@ -304,11 +309,25 @@ def error_body(code: grpc.StatusCode, message: str, details: bytes | None = None
 def _error_response(
     code: grpc.StatusCode, message: str, details: bytes | None, request_id: str, status: int | None = None
 ) -> JSONResponse:
+    headers = {"x-request-id": request_id}
+    if wait := _retry_delay(details):
+        headers["retry-after"] = str(wait)
     return JSONResponse(
         error_body(code, message, details),
         status_code=status or HTTP_STATUS.get(code, 500),
-        headers={"x-request-id": request_id},
+        headers=headers,
     )
+
+
+def _retry_delay(details: bytes | None) -> int:
+    """Whole seconds of a google.rpc.RetryInfo detail (0: none), for Retry-After."""
+    if not details:
+        return 0
+    for detail in status_pb2.Status.FromString(details).details:
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return max(1, math.ceil(info.retry_delay.ToTimedelta().total_seconds()))
+    return 0
 
 
 # RFC 5987 attr-char beyond what urllib.parse.quote always keeps (letters, digits, "_.-~").
@@ -349,12 +368,17 @@ def _resume_position(message: Message) -> str:
 
 class Transcoder:
     """Serves every HTTP rule of `service` by calling it at `target` (the
-    gateway's own gRPC server, on a local socket)."""
+    gateway's own gRPC server, on a local socket). Each call says which
+    client address the door served, with `door_token`, which the gateway's
+    authentication believes from its local socket only (gateway.auth)."""
 
-    def __init__(self, service: ServiceDescriptor, target: str, max_message_bytes: int, limits: Limits) -> None:
+    def __init__(
+        self, service: ServiceDescriptor, target: str, max_message_bytes: int, limits: Limits, door_token: str = ""
+    ) -> None:
         self.service = service
         self.target = target
         self.limits = limits
+        self.door_token = door_token
         self.options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -417,6 +441,8 @@ class Transcoder:
             metadata = [("x-request-id", request_id)]
             if auth := request.headers.get("authorization"):
                 metadata.append(("authorization", auth))
+            if self.door_token and request.client is not None:
+                metadata += [(CLIENT_ADDRESS_KEY, request.client.host), (DOOR_TOKEN_KEY, self.door_token)]
             if upload:
                 return await self._upload(binding, request, body, path_values, metadata, request_id)
             message = await self._request(binding, request, body, path_values)

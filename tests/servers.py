@@ -265,6 +265,28 @@ def s3_server() -> Iterator[S3Server]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[str]:
+    """moto's S3 server (a real HTTP server on loopback), for what rclone's
+    cannot do: list unfinished multipart uploads. Its endpoint; any keys."""
+    binary = Path(sys.executable).with_name("moto_server")
+    if not binary.exists():
+        _missing("moto_server not found (PyPI moto[server])")
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="automl-moto-")) / "moto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out)
+    try:
+        _wait_for_port(port, proc, log, "moto_server")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture
 def s3_bucket(s3_server: S3Server) -> Iterator[str]:
     """A fresh bucket for one test, removed with its objects after it."""

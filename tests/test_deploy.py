@@ -147,6 +147,17 @@ def test_the_internal_plane_is_a_network_of_its_own_with_a_secret_only_the_suite
         holds = "AUTOML_INTERNAL_SECRET" in (service.get("environment") or {})
         assert holds == (name in SUITE), f"{name}: the internal secret is for the suite's own services only"
     assert env_file(ENV_EXAMPLE)["AUTOML_INTERNAL_SECRET"]
+    for name, service in SERVICES.items():  # mutual TLS: each suite service its own certificate, no one else one
+        targets = {s["source"]: s["target"] for s in service.get("secrets", [])}
+        if name in SUITE:
+            assert targets == {
+                "internal-ca": "internal-ca.pem",
+                f"{name}-cert": "internal-cert.pem",
+                f"{name}-key": "internal-key.pem",
+            }, name
+        else:
+            assert not targets, name
+    assert all(secret["file"].startswith("./certs/") for secret in COMPOSE["secrets"].values())
 
 
 def test_restart_policies_and_named_volumes_only():

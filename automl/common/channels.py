@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from automl.common import context
+from automl.common import context, identity
 from automl.common.identity import IDENTITY_KEY, Credentials
 from automl.common.settings import Settings
 
@@ -80,6 +80,9 @@ def connect(target: str, settings: Settings, credentials: Credentials, lb_policy
     options: list[tuple[str, int | str]] = [*channel_options(settings)]
     if lb_policy:
         options.append(("grpc.lb_policy_name", lb_policy))
+    tls = identity.channel_credentials(settings)
+    if tls is not None:
+        return grpc.aio.secure_channel(target, tls, options=options, interceptors=interceptors(settings, credentials))
     return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors(settings, credentials))
 
 
@@ -131,7 +134,11 @@ class _Details(grpc.ClientCallDetails):
         self.wait_for_ready = wait_for_ready
 
 
-def blocking_channel(target: str, credentials: Credentials, identity: str = "") -> grpc.Channel:
+def blocking_channel(
+    target: str, credentials: Credentials, who: str = "", tls: grpc.ChannelCredentials | None = None
+) -> grpc.Channel:
     """A blocking channel to an internal service whose calls carry
-    `credentials` (as `identity` when given): the admin command's, and tools'."""
-    return grpc.intercept_channel(grpc.insecure_channel(target), _SyncCredentials(credentials.metadata(identity)))
+    `credentials` (as `who` when given), over mutual TLS when `tls` is given:
+    the admin command's, and tools'."""
+    channel = grpc.secure_channel(target, tls) if tls is not None else grpc.insecure_channel(target)
+    return grpc.intercept_channel(channel, _SyncCredentials(credentials.metadata(who)))

@@ -11,11 +11,17 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from automl.common import identity
+from automl.common.settings import Settings
 
-def check(target: str, service: str = "", timeout: float = 2.0) -> str:
-    """The health status name ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE"."""
+PUBLIC_SERVICE = "automl.v1.AutoML"
+
+
+def check(target: str, service: str = "", timeout: float = 2.0, tls: grpc.ChannelCredentials | None = None) -> str:
+    """The health status name ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE".
+    `tls`: a caller's mutual TLS credentials, for an internal service that asks for them."""
     try:
-        with grpc.insecure_channel(target) as channel:
+        with grpc.secure_channel(target, tls) if tls is not None else grpc.insecure_channel(target) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
@@ -28,7 +34,11 @@ def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2:
         print("usage: python -m automl.common.health HOST:PORT [SERVICE]", file=sys.stderr)
         return 2
-    state = check(*argv)
+    target, service = argv[0], argv[1] if len(argv) > 1 else ""
+    # An internal service under mutual TLS answers only a caller with a certificate
+    # of the suite's CA: the probe presents its own container's.
+    tls = None if service == PUBLIC_SERVICE else identity.channel_credentials(Settings.from_env())
+    state = check(target, service, tls=tls)
     print(state)
     return 0 if state == "SERVING" else 1
 

@@ -17,6 +17,12 @@ tenant's data nor mint keys. Then the rules below, in this one place:
 - API key management only from the gateway and the admin command.
 
 Health checks and reflection stay open (probes, grpcurl's listing).
+
+With AUTOML_INTERNAL_TLS_* set (certificates from scripts/make_certs.py), the
+services also talk mutual TLS: each refuses a peer without a certificate of
+the suite's CA, and a caller may claim only the identities its certificate's
+common name holds (the gateway's: gateway, supervisor and the admin command
+run in its container).
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import grpc
 
 from automl.common import context, errors, keys
 from automl.common.settings import Settings
@@ -44,6 +53,13 @@ IDENTITIES = frozenset({GATEWAY, SUPERVISOR, RUNNER, NOTIFIER, ADMIN})
 ALL_TENANTS = "*"
 ACTS_FOR_TENANTS = frozenset({GATEWAY, SUPERVISOR, RUNNER, NOTIFIER})
 ACTS_FOR_ALL_TENANTS = frozenset({SUPERVISOR, NOTIFIER})
+# Identities a certificate's common name may claim.
+CERTIFICATE_IDENTITIES = {
+    GATEWAY: frozenset({GATEWAY, SUPERVISOR, ADMIN}),  # the admin command runs in the gateway's container
+    RUNNER: frozenset({RUNNER}),
+    NOTIFIER: frozenset({NOTIFIER}),
+    ADMIN: frozenset({ADMIN}),
+}
 KEY_MANAGEMENT = {
     f"/automl.v1.Storage/{name}": frozenset({GATEWAY, ADMIN})
     for name in ("CreateApiKey", "ListApiKeys", "RevokeApiKey", "LookupApiKey")
@@ -55,6 +71,33 @@ def internal_secret(settings: Settings) -> bytes:
         return keys.install_secret(settings.internal_secret, settings.data_dir, SECRET_FILE)
     except keys.KeyError_ as exc:
         raise errors.FailedPrecondition(str(exc)) from None
+
+
+def mutual_tls(settings: Settings) -> bool:
+    return bool(settings.internal_tls_ca_file)
+
+
+def _tls_files(settings: Settings) -> tuple[bytes, bytes, bytes]:
+    return tuple(  # type: ignore[return-value]
+        Path(name).read_bytes()
+        for name in (settings.internal_tls_ca_file, settings.internal_tls_key_file, settings.internal_tls_cert_file)
+    )
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """An internal server's side of mutual TLS (a client certificate required), or None."""
+    if not mutual_tls(settings):
+        return None
+    ca, key, cert = _tls_files(settings)
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+
+
+def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    """A caller's side of mutual TLS to an internal service, or None."""
+    if not mutual_tls(settings):
+        return None
+    ca, key, cert = _tls_files(settings)
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
 
 def credential(secret: bytes, identity: str) -> str:
@@ -85,15 +128,18 @@ class Verifier:
     """An internal service's check of its callers: who they are, and whether
     they may make this call for this tenant."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, certificates: bool = False) -> None:
         self._expected = {who: credential(secret, who).encode() for who in IDENTITIES}
+        self.certificates = certificates
 
     @classmethod
     def of(cls, settings: Settings) -> Verifier:
-        return cls(internal_secret(settings))
+        return cls(internal_secret(settings), mutual_tls(settings))
 
-    def admit(self, metadata: Mapping[str, Any], method: str) -> str:
-        """The caller's tenant ("" for none); Unauthenticated or PermissionDenied."""
+    def admit(self, metadata: Mapping[str, Any], method: str, auth_context: Mapping[str, Any] | None = None) -> str:
+        """The caller's tenant ("" for none); Unauthenticated or PermissionDenied.
+        `auth_context`: the call's (grpc's), holding the peer certificate's
+        names under mutual TLS."""
         who = str(metadata.get(IDENTITY_KEY) or "")
         given = str(metadata.get(CREDENTIAL_KEY) or "").encode()
         expected = self._expected.get(who)
@@ -102,6 +148,12 @@ class Verifier:
                 "this is an internal service of the suite: it answers only the suite's own services, with a "
                 "valid x-automl-credential (call the gateway instead)"
             )
+        if self.certificates:
+            names = [n.decode() for n in (auth_context or {}).get("x509_common_name", [])]
+            if not any(who in CERTIFICATE_IDENTITIES.get(name, ()) for name in names):
+                raise errors.Unauthenticated(
+                    f"the caller's certificate ({', '.join(names) or 'none'}) may not speak as the {who}"
+                )
         allowed = KEY_MANAGEMENT.get(method)
         if allowed is not None and who not in allowed:
             raise errors.PermissionDenied(f"{method.rsplit('/', 1)[-1]} is only for the gateway and the admin command")

@@ -5,13 +5,18 @@ to gRPC status codes."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
 from automl.common import context, errors, status
@@ -102,7 +107,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             verifier = self.verifier
 
             async def admit(metadata: dict[str, Any], method: str) -> str:
-                return verifier.admit(metadata, method)
+                call = _call.get()  # the peer's certificate names, under mutual TLS
+                return verifier.admit(metadata, method, call.auth_context() if call and verifier.certificates else None)
 
             return admit
         return self.authenticate
@@ -164,6 +170,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         metadata = dict(ctx.invocation_metadata() or ())
         context.request_id.set(str(metadata.get(context.REQUEST_ID_KEY) or context.new_request_id()))
         context.tenant.set("")  # until the caller is admitted
+        _call.set(ctx)
+        peer.set(ctx.peer() or "")
         return time.perf_counter(), metadata
 
     async def _fail(self, ctx: grpc.aio.ServicerContext, method: str, exc: BaseException) -> grpc.StatusCode:
@@ -177,7 +185,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
             return grpc.StatusCode.CANCELLED
         if isinstance(exc, errors.AutoMLError):
-            await _abort(ctx, status.to_status(exc, rid))
+            await _abort(ctx, _with_retry_delay(status.to_status(exc, rid), getattr(exc, "retry_after_seconds", 0.0)))
         if isinstance(exc, grpc.aio.AioRpcError):  # a downstream service's answer: pass it on as is
             trailing = tuple((k, v) for k, v in (exc.trailing_metadata() or ()) if k == "grpc-status-details-bin")
             await _abort(ctx, _Status(exc.code(), exc.details() or "", trailing))
@@ -202,6 +210,15 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         else:
             level = logging.INFO if code in _QUIET_CODES else logging.WARNING
         log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)})
+
+
+_call: contextvars.ContextVar[grpc.aio.ServicerContext | None] = contextvars.ContextVar("call", default=None)
+"""The call being served (its handler's task has a context of its own)."""
+
+peer: contextvars.ContextVar[str] = contextvars.ContextVar("peer", default="")
+"""The transport address of the call being served, as gRPC gives it
+("ipv4:203.0.113.7:50312", "unix:"): for an authenticator that limits
+callers by address (gateway.auth)."""
 
 
 class _Revocation:
@@ -265,6 +282,19 @@ class _Status(grpc.Status):
         self.code = code
         self.details = details
         self.trailing_metadata = trailing_metadata
+
+
+def _with_retry_delay(st: grpc.Status, seconds: float) -> grpc.Status:
+    """`st` with a google.rpc.RetryInfo detail when the error says how long to
+    wait (`retry_after_seconds`, e.g. gateway.auth.TooManyFailures): the
+    standard hint gRPC clients read, and the HTTP door's Retry-After."""
+    if seconds <= 0:
+        return st
+    trailing = dict(st.trailing_metadata or ())
+    rich = status_pb2.Status.FromString(trailing["grpc-status-details-bin"])
+    delay = duration_pb2.Duration(seconds=math.ceil(seconds))
+    rich.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return rpc_status.to_status(rich)
 
 
 async def _abort(ctx: grpc.aio.ServicerContext, st: grpc.Status) -> None:

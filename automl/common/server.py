@@ -146,6 +146,8 @@ def make_server(definition: ServiceDefinition, settings: Settings, *, port: int 
                 [(Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())]
             )
             bound = server.add_secure_port(address, credentials)
+        elif not definition.public and (internal := identity.server_credentials(settings)) is not None:
+            bound = server.add_secure_port(address, internal)  # mutual TLS between the services
         else:
             bound = server.add_insecure_port(address)
     except RuntimeError:  # grpc's "Failed to bind": say which service and setting

@@ -34,6 +34,15 @@ class Settings:
     runner_port: int = _setting("AUTOML_RUNNER_PORT", 50053, "gRPC port of the runner service.")
     notifier_port: int = _setting("AUTOML_NOTIFIER_PORT", 50054, "gRPC port of the notifier service.")
     http_port: int = _setting("AUTOML_HTTP_PORT", 8080, "HTTP port of the gateway (metrics, health, dashboard).")
+    metrics_port: int = _setting(
+        "AUTOML_METRICS_PORT",
+        0,
+        "Port of a listener of its own for the gateway's `/metrics` (and `/healthz`), in plain HTTP, for a network "
+        "the public does not reach; the HTTP port then answers 404 for `/metrics`. 0: `/metrics` on the HTTP port.",
+    )
+    metrics_host: str = _setting(
+        "AUTOML_METRICS_HOST", "", "Address the metrics listener (AUTOML_METRICS_PORT) binds to. Empty: AUTOML_HOST."
+    )
     storage_target: str = _setting(
         "AUTOML_STORAGE_TARGET", "", "Address the other services call storage at. Empty: 127.0.0.1:<storage port>."
     )
@@ -80,6 +89,54 @@ class Settings:
     s3_region: str = _setting("AUTOML_S3_REGION", "", "Region of the S3 bucket (empty: the server's default).")
     inline_max_bytes: int = _setting(
         "AUTOML_INLINE_MAX_BYTES", 256 * 1024, "Payloads up to this size are stored inline in SQL, larger in blobs."
+    )
+    # Bounded input (issue 21): each refused RESOURCE_EXHAUSTED, naming the setting, leaving nothing stored.
+    upload_max_bytes: int = _setting(
+        "AUTOML_UPLOAD_MAX_BYTES",
+        10 * 1024 * 1024 * 1024,
+        "Largest dataset file storage accepts, in bytes, whatever door it came through; the upload is refused "
+        "when it passes this, before the rest is read.",
+    )
+    csv_max_columns: int = _setting(
+        "AUTOML_CSV_MAX_COLUMNS",
+        1000,
+        "Most columns of an uploaded CSV file; more are refused on the header, before any column's statistics "
+        "are made. Storage's peak memory while profiling grows with it, by about 20 KB a column (1,000 columns: "
+        "about 180 MB in all).",
+    )
+    csv_max_line_bytes: int = _setting(
+        "AUTOML_CSV_MAX_LINE_BYTES",
+        256 * 1024,
+        "Longest line of an uploaded CSV file, in bytes (a row whose quoted fields hold line breaks may take up "
+        "to twice this). The CSV reader's block is twice this, 512 KiB at least: storage holds about 6 blocks "
+        "per upload.",
+    )
+    csv_max_field_bytes: int = _setting(
+        "AUTOML_CSV_MAX_FIELD_BYTES",
+        128 * 1024,
+        "Longest field (one value, or a column name) of an uploaded CSV file, in bytes; at most "
+        "AUTOML_CSV_MAX_LINE_BYTES.",
+    )
+    tenant_max_datasets: int = _setting(
+        "AUTOML_TENANT_MAX_DATASETS", 1000, "Datasets a tenant may keep at once. 0: no limit."
+    )
+    tenant_max_stored_bytes: int = _setting(
+        "AUTOML_TENANT_MAX_STORED_BYTES",
+        100 * 1024 * 1024 * 1024,
+        "Bytes of dataset files a tenant may keep at once (each dataset counts its size, even when its bytes are "
+        "shared with another). Artifacts (models, predictions) do not count: the runner writes them for the "
+        "tenant's runs, which AUTOML_TENANT_MAX_ACTIVE_RUNS bounds, and they go with their experiment. 0: no limit.",
+    )
+    tenant_max_active_runs: int = _setting(
+        "AUTOML_TENANT_MAX_ACTIVE_RUNS",
+        20,
+        "Runs a tenant may have PENDING, RUNNING or STOPPING at once; one more is refused until one ends. 0: no limit.",
+    )
+    tenant_max_open_streams: int = _setting(
+        "AUTOML_TENANT_MAX_OPEN_STREAMS",
+        5000,  # room for a dashboard wall: 1,000 watchers of one run is a benchmarked case
+        "WatchRun and Subscribe streams (gRPC or HTTP) a tenant may hold open at once on one gateway process; "
+        "one more is refused until one closes. 0: no limit.",
     )
     heartbeat_seconds: float = _setting(
         "AUTOML_HEARTBEAT_SECONDS", 10.0, "An idle event stream sends a heartbeat this often, in seconds."
@@ -181,6 +238,17 @@ class Settings:
         5.0,
         "How long the gateway trusts a key it checked with storage; a revoked key stops working within this time.",
     )
+    auth_max_failures: int = _setting(
+        "AUTOML_AUTH_MAX_FAILURES",
+        20,
+        "Failed API-key checks (unknown, revoked or malformed key) one client address may make within "
+        "AUTOML_AUTH_FAILURE_WINDOW_SECONDS of its first; past it, until the window ends, its calls are refused "
+        "RESOURCE_EXHAUSTED (HTTP 429) with a retry delay, before storage is asked, unless their key was checked "
+        "lately. An IPv6 client counts by its /64. 0: no limit.",
+    )
+    auth_failure_window_seconds: float = _setting(
+        "AUTOML_AUTH_FAILURE_WINDOW_SECONDS", 60.0, "Window of AUTOML_AUTH_MAX_FAILURES, in seconds."
+    )
     internal_secret: str = _setting(
         "AUTOML_INTERNAL_SECRET",
         "",
@@ -188,8 +256,26 @@ class Settings:
         "(automl.common.identity); every service of a deployment needs the same one. Empty: a random key kept in "
         "<data dir>/internal.key, made on first start (the embedded single-machine setup).",
     )
+    internal_tls_ca_file: str = _setting(
+        "AUTOML_INTERNAL_TLS_CA_FILE",
+        "",
+        "PEM certificate of the CA that signs every service's certificate (scripts/make_certs.py): set it, with "
+        "AUTOML_INTERNAL_TLS_CERT_FILE and _KEY_FILE, and the services talk mutual TLS, each refusing a peer "
+        "without a certificate of that CA. Empty: plaintext between services (the embedded default, on loopback).",
+    )
+    internal_tls_cert_file: str = _setting(
+        "AUTOML_INTERNAL_TLS_CERT_FILE",
+        "",
+        "PEM certificate of this process for mutual TLS between services; its common name is its identity "
+        "(gateway, storage, runner, notifier or admin).",
+    )
+    internal_tls_key_file: str = _setting(
+        "AUTOML_INTERNAL_TLS_KEY_FILE", "", "PEM private key that goes with AUTOML_INTERNAL_TLS_CERT_FILE."
+    )
     tls_cert_file: str = _setting(
-        "AUTOML_TLS_CERT_FILE", "", "PEM certificate chain of the gateway's gRPC port. Empty: no TLS (plaintext)."
+        "AUTOML_TLS_CERT_FILE",
+        "",
+        "PEM certificate chain of the gateway's gRPC port and HTTP port (HTTPS). Empty: no TLS (plaintext).",
     )
     tls_key_file: str = _setting("AUTOML_TLS_KEY_FILE", "", "PEM private key that goes with AUTOML_TLS_CERT_FILE.")
     supervisor_interval_seconds: float = _setting(
@@ -202,6 +288,18 @@ class Settings:
         30.0,
         "A run whose runner sent no heartbeat for this long is marked FAILED (RUNNER_LOST), its results kept; "
         "a run still PENDING this long after it was created is marked FAILED too.",
+    )
+    blob_sweep_seconds: float = _setting(
+        "AUTOML_BLOB_SWEEP_SECONDS",
+        3600.0,
+        "How often storage removes blobs no content row names and unfinished uploads (temporary files, S3 "
+        "multipart uploads) that a crash left; it also does at start-up.",
+    )
+    blob_sweep_grace_seconds: float = _setting(
+        "AUTOML_BLOB_SWEEP_GRACE_SECONDS",
+        3600.0,
+        "Only blobs and unfinished uploads older than this are swept: an upload under way is never taken for "
+        "one a crash left.",
     )
     migrate_on_start: bool = _setting(
         "AUTOML_MIGRATE_ON_START", True, "Storage upgrades the database schema (Alembic) to head before serving."
@@ -260,7 +358,7 @@ class Settings:
 
     def validate(self) -> None:
         """Raise SettingsError naming the first setting whose value cannot work."""
-        for name in ("gateway_port", "storage_port", "runner_port", "notifier_port", "http_port"):
+        for name in ("gateway_port", "storage_port", "runner_port", "notifier_port", "http_port", "metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise SettingsError(f"{env_name(name)}={port}: a port is between 0 and 65535")
@@ -268,7 +366,15 @@ class Settings:
             raise SettingsError(f"AUTOML_LOG_LEVEL={self.log_level}: use DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"AUTOML_LOG_FORMAT={self.log_format}: use text or json")
-        for name in ("runner_max_workers", "runner_worker_memory_mb", "runner_sample_cells", "launcher_max_restarts"):
+        if self.metrics_port and self.metrics_port == self.http_port:
+            raise SettingsError(f"AUTOML_METRICS_PORT={self.metrics_port}: use a port other than AUTOML_HTTP_PORT")
+        for name in (
+            "runner_max_workers",
+            "runner_worker_memory_mb",
+            "runner_sample_cells",
+            "launcher_max_restarts",
+            "auth_max_failures",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 or more")
         for name in ("runner_model_key", "internal_secret"):
@@ -278,7 +384,12 @@ class Settings:
             raise SettingsError(f"AUTOML_AUTH={self.auth}: use api_key or none")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("AUTOML_TLS_CERT_FILE and AUTOML_TLS_KEY_FILE go together: set both or neither")
-        for name in ("tls_cert_file", "tls_key_file"):
+        internal_tls = ("internal_tls_ca_file", "internal_tls_cert_file", "internal_tls_key_file")
+        if len({bool(getattr(self, name)) for name in internal_tls}) > 1:
+            raise SettingsError(
+                "AUTOML_INTERNAL_TLS_CA_FILE, _CERT_FILE and _KEY_FILE go together: set all three or none"
+            )
+        for name in ("tls_cert_file", "tls_key_file", *internal_tls):
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise SettingsError(f"{env_name(name)}={path}: no such file")
@@ -314,10 +425,32 @@ class Settings:
             "runner_model_cache",
             "supervisor_interval_seconds",
             "runner_lost_seconds",
+            "blob_sweep_seconds",
+            "blob_sweep_grace_seconds",
             "launcher_restart_window_seconds",
+            "auth_failure_window_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")
+        self._validate_input_limits()
+
+    def _validate_input_limits(self) -> None:
+        for name in (
+            "tenant_max_datasets",
+            "tenant_max_stored_bytes",
+            "tenant_max_active_runs",
+            "tenant_max_open_streams",
+        ):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 (no limit) or more")
+        for name in ("upload_max_bytes", "csv_max_columns", "csv_max_line_bytes", "csv_max_field_bytes"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")
+        if self.csv_max_field_bytes > self.csv_max_line_bytes:
+            raise SettingsError(
+                f"AUTOML_CSV_MAX_FIELD_BYTES={self.csv_max_field_bytes}: a field fits in its line, "
+                f"at most AUTOML_CSV_MAX_LINE_BYTES={self.csv_max_line_bytes}"
+            )
 
     @property
     def database(self) -> str:

@@ -72,6 +72,15 @@ class BlobStore(ABC):
     def exists(self, key: str) -> bool:
         """Whether a committed blob has this key."""
 
+    @abstractmethod
+    def keys_before(self, cutoff: float) -> Iterator[str]:
+        """Keys of the committed blobs last written before `cutoff` (a Unix time)."""
+
+    @abstractmethod
+    def abort_uploads_before(self, cutoff: float) -> int:
+        """Discard the unfinished writes a crashed process left, started before
+        `cutoff` (temporary files, S3 multipart uploads); how many."""
+
 
 def open_blob_store(url: str, settings: Settings) -> BlobStore:
     """The blob store for `url` (file:// or s3://)."""
@@ -121,11 +130,7 @@ class FileBlobStore(BlobStore):
 
     def _sweep_stale_temps(self) -> None:
         """Remove temp files a crashed process left (an hour old: no write lasts that long idle)."""
-        cutoff = time.time() - self.STALE_TEMP_SECONDS
-        for path in self.tmp.glob("*.part"):
-            with contextlib.suppress(OSError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
+        self.abort_uploads_before(time.time() - self.STALE_TEMP_SECONDS)
 
     def writer(self, key: str) -> BlobWriter:
         return _FileWriter(self._path(key), self.tmp)
@@ -145,6 +150,23 @@ class FileBlobStore(BlobStore):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def keys_before(self, cutoff: float) -> Iterator[str]:
+        for path in self.root.rglob("*"):
+            if self.tmp in path.parents or path == self.tmp:
+                continue
+            with contextlib.suppress(OSError):  # deleted meanwhile
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    yield str(path.relative_to(self.root))
+
+    def abort_uploads_before(self, cutoff: float) -> int:
+        removed = 0
+        for path in self.tmp.glob("*.part"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
 
 class _FileWriter(BlobWriter):
     def __init__(self, final: Path, tmp_dir: Path) -> None:
@@ -162,6 +184,13 @@ class _FileWriter(BlobWriter):
         self.handle.close()
         self.final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.temp, self.final)  # atomic: readers see all of it or nothing
+        # The rename is durable only once its folder is: without this, a power
+        # cut could lose a blob whose row the database has already committed.
+        folder = os.open(self.final.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
@@ -223,6 +252,37 @@ class S3BlobStore(BlobStore):
                 return False
             raise
         return True
+
+    def keys_before(self, cutoff: float) -> Iterator[str]:
+        for item in self.client.list_objects(self.bucket, prefix=self.prefix, recursive=True):
+            modified = item.last_modified.timestamp() if item.last_modified else cutoff
+            if not item.is_dir and modified < cutoff and item.object_name:
+                yield item.object_name[len(self.prefix) :]
+
+    def abort_uploads_before(self, cutoff: float) -> int:
+        """S3 keeps the parts of a multipart upload nobody completed or aborted
+        (and bills them) until told: a crash mid-upload leaves one."""
+        aborted, key_marker, upload_marker = 0, None, None
+        while True:
+            # The SDK has no public listing of uploads; its request helper is stable across 7.x.
+            try:
+                page = self.client._list_multipart_uploads(
+                    self.bucket, prefix=self.prefix or None, key_marker=key_marker, upload_id_marker=upload_marker
+                )
+            except S3Error as exc:
+                if exc.code == "NoSuchUpload":  # rclone's S3 server, on a bucket that never had one
+                    return aborted
+                raise
+            for upload in page.uploads:
+                started = upload.initiated_time.timestamp() if upload.initiated_time else cutoff
+                if started < cutoff:
+                    with contextlib.suppress(S3Error):
+                        self.client._abort_multipart_upload(self.bucket, upload.object_name, upload.upload_id)
+                        aborted += 1
+            if not page.is_truncated:
+                return aborted
+            # (minio 7.2 stores NextUploadIdMarker under a wrong attribute name: the key marker pages alone.)
+            key_marker, upload_marker = page.next_key_marker, getattr(page, "next_upload_id_marker", None)
 
 
 class _S3Writer(BlobWriter):

@@ -3,16 +3,21 @@
 `profile_csv` reads a file-like object to its end and returns the row count and
 a profile of every column (type, missing and distinct counts, numeric range,
 frequent values), or raises CsvFormatError with a message a user can act on
-(row and column where it applies). It runs in a worker thread of the storage
-service while the upload streams; pyarrow parses the next batch in a thread of
-its own while the statistics of the last one are computed.
+(row and column where it applies); CsvLimitError (a CsvFormatError) when the
+file passes a size limit (`Limits`: columns, line and field bytes). The column
+count is checked on the header, before any per-column memory is spent. It runs
+in a worker thread of the storage service while the upload streams; pyarrow
+parses the next batch in a thread of its own while the statistics of the last
+one are computed.
 
 Two layers: a byte scanner (NUL bytes, encoding errors, overlong lines, found
 at any offset and across chunk boundaries) and pyarrow's CSV reader (exact
 field counts per row, quoting), reading every column as text. Statistics are
 computed per batch with vectorised kernels; distinct counts are exact up to
-10,000 values, then a HyperLogLog estimate (sketch.py). Rows are numbered as in a
-spreadsheet: the header is row 1, a quoted multi-line field is one row.
+10,000 values, then a HyperLogLog estimate (sketch.py); a wide table's columns
+share a fixed memory budget (`Sizes`), so that the profile's memory is bounded
+whatever the column count. Rows are numbered as in a spreadsheet: the header is
+row 1, a quoted multi-line field is one row.
 """
 
 from __future__ import annotations
@@ -41,6 +46,16 @@ else:  # bound by _load() on first use: the storage process starts without them
 DEFAULT_NA_VALUES: tuple[str, ...] = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 EXACT_DISTINCT = 10_000
 BLOCK = 1 << 20
+# The header is read in steps of this size, its fields counted after each: a
+# file with too many columns is refused within the first step.
+HEADER_STEP = 64 << 10
+# Memory the statistics of all columns share: distinct-count tables, exact
+# value counts, HyperLogLog registers, type samples. A table of up to 13
+# columns gets the full sizes (exact distinct counts up to 10,000); a wider
+# one's columns get smaller ones (Sizes.of): about 16 KiB a column at 1,000.
+STATISTICS_BYTES = 16 << 20
+# Sample values longer than this are cut: the date and spaces rules need no more.
+SAMPLE_CHARS = 200
 # Blocks of 512 KiB: smaller ones cost more per byte (the profile's work per
 # batch), 256 KiB +5 % CPU, 128 KiB +20 %.
 PARSE_BLOCK = 1 << 19
@@ -79,6 +94,51 @@ class CsvFormatError(ValueError):
         super().__init__(message)
         self.row = row
         self.column = column
+
+
+class CsvLimitError(CsvFormatError):
+    """A file past a size limit (`Limits`); the message names the limit and its setting."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an uploaded file may not pass; the storage service fills them from
+    the settings named in the messages."""
+
+    max_columns: int = 1000
+    max_line_bytes: int = PARSE_BLOCK // 2  # see _block
+    max_field_bytes: int = 128 << 10
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much one column's statistics may hold: the full sizes for a narrow
+    table, smaller ones for a wide table's columns, which share
+    STATISTICS_BYTES. Smaller sizes estimate distinct counts sooner (the
+    profile says so, and the type rules take it as they take a long column's
+    estimate) and keep fewer sample values."""
+
+    exact_distinct: int  # distinct values counted exactly, then the estimate
+    slot_bits: int  # sketch.Distinct's table while exact: 2**slot_bits slots
+    register_bits: int  # the estimate: 2**register_bits one-byte registers
+    text_bytes: int  # Arrow bytes of exact text counts held before the estimate
+    batches: int  # per-batch text counts held before they are merged
+    sample: int  # values kept for the date and spaces rules
+
+    @classmethod
+    def of(cls, columns: int) -> Sizes:
+        # About 128 bytes per exactly counted value: 8 kept, 2 table slots of
+        # 16 (hash, count), a dict entry for the quarter whose slot is taken.
+        share = STATISTICS_BYTES // max(1, columns)
+        exact = min(EXACT_DISTINCT, max(64, share // 128))
+        return cls(
+            exact_distinct=exact,
+            slot_bits=min(14, (2 * exact - 1).bit_length()),
+            register_bits=min(14, max(10, (share // 4).bit_length() - 1)),
+            text_bytes=max(16 << 10, share // 2),
+            batches=min(64, max(4, share // (8 << 10))),
+            sample=min(1000, max(20, share // 1024)),
+        )
 
 
 @dataclass
@@ -212,11 +272,13 @@ class _Scanner(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         if self.readahead is not None and not self.readahead.before_read():
             return b""  # the profile stopped: end the reader's IO thread
-        if self.pushed_back:
-            size = len(self.pushed_back) if size < 0 else size
-            out, self.pushed_back = self.pushed_back[:size], self.pushed_back[size:]
-            return out
         want = PARSE_BLOCK if size < 0 else size
+        head = b""
+        if self.pushed_back:  # checked already; the header read holds less than a block: fill it up
+            head, self.pushed_back = self.pushed_back[:want], self.pushed_back[want:]
+            if self.pushed_back or len(head) == want:
+                return head
+            want -= len(head)
         parts = []
         have = 0
         while have < want:  # a short read means end of file to pyarrow: fill it
@@ -234,7 +296,7 @@ class _Scanner(io.RawIOBase):
             self._check(chunk)
         else:
             self._finish()
-        return chunk
+        return head + chunk if head else chunk
 
     def push_back(self, data: bytes) -> None:
         """Bytes read ahead (the header) that the CSV reader must see again."""
@@ -263,27 +325,35 @@ class _Scanner(io.RawIOBase):
                 line,
             ) from None
         first_newline = chunk.find(b"\n")
+        newlines = -1
         if first_newline < 0:
             self.since_newline += len(chunk)
         else:
             self._check_line(self.since_newline + first_newline, chunk, 0)
             if len(chunk) > self.max_line:  # a whole overlong line may sit inside one big chunk
-                start = first_newline + 1
-                while (end := chunk.find(b"\n", start)) >= 0:
-                    self._check_line(end - start, chunk, start)
-                    start = end + 1
+                newlines = self._check_lines_within(chunk)
             self.since_newline = len(chunk) - chunk.rfind(b"\n") - 1
         if self.since_newline > self.max_line:
             self._check_line(self.since_newline, chunk, len(chunk))
         self.offset += len(chunk)
-        self.lines += _newlines(chunk)
+        self.lines += newlines if newlines >= 0 else _newlines(chunk)
+
+    def _check_lines_within(self, chunk: bytes) -> int:
+        """Check the lines between the chunk's first and last newline, in numpy
+        (a loop per line would cost as much as the whole profile); its newlines."""
+        ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+        lengths = np.diff(ends) - 1
+        over = np.flatnonzero(lengths > self.max_line)
+        if len(over):
+            self._check_line(int(lengths[over[0]]), chunk, int(ends[over[0]]) + 1)
+        return len(ends)
 
     def _check_line(self, length: int, chunk: bytes, position: int) -> None:
         if length > self.max_line:
             line = self._line_at(chunk, position)
-            raise CsvFormatError(
-                f"line {line} is longer than {self.max_line // (1 << 20)} MiB: not a CSV row "
-                "(wrong delimiter or line endings?)",
+            raise CsvLimitError(
+                f"line {line} is longer than {self.max_line:,} bytes (AUTOML_CSV_MAX_LINE_BYTES): check the "
+                "delimiter and line endings, or ask the operator to raise the limit",
                 line,
             )
 
@@ -305,16 +375,27 @@ def _newlines(chunk: bytes) -> int:
     return int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == 10))
 
 
-def _read_header(scanner: _Scanner, fmt: CsvFormat) -> list[str]:
-    """The first record's fields; the bytes read are pushed back for the CSV reader."""
+def _read_header(scanner: _Scanner, fmt: CsvFormat, limits: Limits) -> list[str]:
+    """The first record's fields; the bytes read are pushed back for the CSV reader.
+    Read in steps, its fields counted after each: too many columns are refused
+    before the rest of the line is read (the scanner bounds the line)."""
+    if csv.field_size_limit() < limits.max_line_bytes:  # 128 KiB by default; a field fits in its line
+        csv.field_size_limit(limits.max_line_bytes)
     buffered = b""
     while True:
-        chunk = scanner.read(BLOCK)
+        chunk = scanner.read(HEADER_STEP)
         buffered += chunk
         text = buffered.decode(fmt.encoding, errors="ignore")
         stripped = text.lstrip("\r\n")
         records = csv.reader(io.StringIO(stripped, newline=""), delimiter=fmt.delimiter, quotechar=fmt.quote_char)
         first = next(records, None)
+        if first is not None and len(first) > limits.max_columns:  # a partial record has fewer: never a false refusal
+            which = "header" if fmt.has_header else "first row"
+            raise CsvLimitError(
+                f"the file has more than {limits.max_columns:,} columns ({len(first):,} or more in its {which}), "
+                f"the most AUTOML_CSV_MAX_COLUMNS allows: keep the columns you need, or ask the operator to raise it",
+                1,
+            )
         complete = first is not None and (records.line_num < stripped.count("\n") or not chunk)
         if complete or not chunk:
             scanner.push_back(buffered)
@@ -323,9 +404,16 @@ def _read_header(scanner: _Scanner, fmt: CsvFormat) -> list[str]:
             return first or []
 
 
-def _check_header(names: list[str]) -> None:
+def _check_header(names: list[str], limits: Limits) -> None:
     seen: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
+        if len(name.encode()) > limits.max_field_bytes:
+            raise CsvLimitError(
+                f"column {position}'s name is longer than {limits.max_field_bytes:,} bytes "
+                "(AUTOML_CSV_MAX_FIELD_BYTES): is the first line a header?",
+                1,
+                str(position),
+            )
         if not name.strip():
             raise CsvFormatError(
                 f"column {position} has an empty name: name every column in the header", 1, str(position)
@@ -355,11 +443,13 @@ class _Column:
     are then counted as numbers (by value, in numpy: no text hash table). At the
     first value that is not a number it turns text for good, and the numbers seen
     before join its text counts. Text values are counted exactly (Arrow value
-    counts per batch, merged) up to EXACT_DISTINCT values, then estimated."""
+    counts per batch, merged) up to `sizes.exact_distinct` values (and
+    `sizes.text_bytes`), then estimated."""
 
-    def __init__(self, name: str, index: int) -> None:
+    def __init__(self, name: str, index: int, sizes: Sizes) -> None:
         self.name = name
         self.index = index
+        self.sizes = sizes
         self.missing = 0
         self.present = 0
         self.numeric = True
@@ -367,10 +457,11 @@ class _Column:
         self.low = float("inf")
         self.high = float("-inf")
         self.total = 0.0
-        self.numbers: sketch.Distinct | None = sketch.Distinct(EXACT_DISTINCT, counting=True)
+        self.numbers: sketch.Distinct | None = self._distinct_sketch(counting=True)
         self.exact = True  # text values counted exactly (as Arrow value counts) so far
         self.counts: list[pa.StructArray] = []  # per-batch value counts, merged when they pile up
         self.pending = 0
+        self.pending_bytes = 0
         self.top: list[str] = []  # most frequent values when the exact phase ended
         self.text_sketch: sketch.Distinct | None = None
         self.by_value = False  # set when the column turns text (_turn_text)
@@ -382,8 +473,9 @@ class _Column:
         if nulls == len(column):
             return
         self.present += len(column) - nulls
-        if len(self.sample) < 1000:
-            self.sample += column.drop_null().slice(0, 1000 - len(self.sample)).to_pylist()
+        if len(self.sample) < self.sizes.sample:
+            more = column.drop_null().slice(0, self.sizes.sample - len(self.sample)).to_pylist()
+            self.sample += [value[:SAMPLE_CHARS] for value in more]
         if self.numeric:
             numbers = self._cast(column)
             if numbers is not None:
@@ -391,6 +483,10 @@ class _Column:
                 return
             self._turn_text()
         self._add_text(column.drop_null() if nulls else column)
+
+    def _distinct_sketch(self, counting: bool = False) -> sketch.Distinct:
+        sizes = self.sizes
+        return sketch.Distinct(sizes.exact_distinct, counting, sizes.slot_bits, sizes.register_bits)
 
     def _cast(self, values: pa.Array) -> np.ndarray | None:
         """The values as float64 (nulls left out), or None when one is not a number."""
@@ -428,7 +524,7 @@ class _Column:
         # already counted; a column text from its first batch counts text as text
         # (and skips a float() per value once estimating).
         self.by_value = numbers.count() > 0
-        if not numbers.exact:  # over EXACT_DISTINCT numbers: an estimate from here on
+        if not numbers.exact:  # over exact_distinct numbers: an estimate from here on
             self.exact = False
             self.text_sketch = numbers  # by value, as the text that reads as a number
             return
@@ -440,13 +536,20 @@ class _Column:
                 pa.StructArray.from_arrays([pa.array(texts, pa.string()), pa.array(counts)], ["values", "counts"])
             ]
             self.pending = len(texts)
+            self.pending_bytes = self.counts[0].nbytes
 
     def _add_text(self, values: pa.Array) -> None:
         if self.exact:
             counts = pc.value_counts(values)  # all in Arrow: no Python object per value
             self.counts.append(counts)
             self.pending += len(counts)
-            if self.pending > 4 * EXACT_DISTINCT or len(self.counts) >= 64:  # bounded whatever the file size
+            self.pending_bytes += counts.nbytes
+            sizes = self.sizes
+            if (  # bounded whatever the file size
+                self.pending > 4 * sizes.exact_distinct
+                or self.pending_bytes > sizes.text_bytes
+                or len(self.counts) >= sizes.batches
+            ):
                 self._merge()
             return
         assert self.text_sketch is not None
@@ -468,8 +571,8 @@ class _Column:
         return np.concatenate([sketch.number_hashes(as_float.to_numpy(zero_copy_only=False)), _string_hashes(texts)])
 
     def _merge(self) -> pa.Table:
-        """Fold the per-batch counts into one table; past EXACT_DISTINCT values,
-        switch to the estimate."""
+        """Fold the per-batch counts into one table; past exact_distinct values
+        (or text_bytes), switch to the estimate."""
         # Sum the counts per value: dictionary_encode + bincount rather than
         # Table.group_by, whose engine (pyarrow.acero) costs 40 MB to load.
         encoded = pc.dictionary_encode(pa.concat_arrays([c.field("values") for c in self.counts]))
@@ -483,9 +586,10 @@ class _Column:
             )
         ]
         self.pending = table.num_rows
-        if table.num_rows > EXACT_DISTINCT:
+        self.pending_bytes = self.counts[0].nbytes
+        if table.num_rows > self.sizes.exact_distinct or self.pending_bytes > self.sizes.text_bytes:
             self.top = _top(table)
-            self.text_sketch = sketch.Distinct(EXACT_DISTINCT)
+            self.text_sketch = self._distinct_sketch()
             values = table.column("value").combine_chunks()
             self.text_sketch.add(self._hashes(values))
             self.exact = False
@@ -567,12 +671,14 @@ def _top(table: pa.Table, n: int = 5) -> list[str]:
 # ---------------------------------------------------------------------- reader
 
 
-def _open(scanner: _Scanner, fmt: CsvFormat, types: list[pa.DataType], skip: int) -> pacsv.CSVStreamingReader:
+def _open(
+    scanner: _Scanner, fmt: CsvFormat, types: list[pa.DataType], skip: int, block: int
+) -> pacsv.CSVStreamingReader:
     return pacsv.open_csv(
         scanner,
         read_options=pacsv.ReadOptions(
             use_threads=False,  # exact row numbers in errors; the statistics run beside it (_parsed_ahead)
-            block_size=PARSE_BLOCK,
+            block_size=block,
             skip_rows=skip,
             autogenerate_column_names=True,
             encoding=fmt.encoding,
@@ -591,22 +697,38 @@ def _open(scanner: _Scanner, fmt: CsvFormat, types: list[pa.DataType], skip: int
 
 
 def _batches(
-    scanner: _Scanner, fmt: CsvFormat, readahead: _Readahead | None = None
+    scanner: _Scanner, fmt: CsvFormat, limits: Limits | None = None, readahead: _Readahead | None = None
 ) -> tuple[list[str], pacsv.CSVStreamingReader]:
-    header = _read_header(scanner, fmt)
+    limits = limits or Limits()
+    header = _read_header(scanner, fmt, limits)
     if fmt.has_header:
-        _check_header(header)
+        _check_header(header, limits)
     names = header if fmt.has_header else [f"column_{i}" for i in range(len(header))]
     scanner.readahead = readahead  # from here on, every read is a block of the CSV reader
     as_text = [pa.string()] * len(header)
+    skip = 1 if fmt.has_header else 0
+    block = _block(limits)
     if readahead is None:
-        return names, _open(scanner, fmt, as_text, 1 if fmt.has_header else 0)
+        return names, _open(scanner, fmt, as_text, skip, block)
     with readahead.waiting():  # opening parses the first block
-        return names, _open(scanner, fmt, as_text, 1 if fmt.has_header else 0)
+        return names, _open(scanner, fmt, as_text, skip, block)
 
 
-def _reader_error(exc: pa.ArrowInvalid, fmt: CsvFormat, lines: int) -> CsvFormatError:
+def _block(limits: Limits) -> int:
+    """The reader's block, no smaller than PARSE_BLOCK. pyarrow needs the header
+    and the first row in its first block, and any row within one block (else
+    "straddling object"): twice the longest line (and its line break) lets every
+    line the scanner passes through."""
+    return max(PARSE_BLOCK, 2 * (limits.max_line_bytes + 1))
+
+
+def _reader_error(exc: pa.ArrowInvalid, fmt: CsvFormat, lines: int, limits: Limits) -> CsvFormatError:
     text = str(exc)
+    if "straddling object" in text:  # a row longer than a block: line breaks in quoted fields
+        return CsvLimitError(
+            f"a row is longer than {_block(limits):,} bytes with the line breaks inside its quoted fields (twice "
+            "AUTOML_CSV_MAX_LINE_BYTES, or 512 KiB): check the quotes, or ask the operator to raise the limit"
+        )
     match = re.search(r"Row #(\d+): Expected (\d+) columns, got (\d+)", text)
     if match:
         row, expected, got = (int(g) for g in match.groups())  # pyarrow's rows count the skipped header
@@ -619,7 +741,11 @@ def _reader_error(exc: pa.ArrowInvalid, fmt: CsvFormat, lines: int) -> CsvFormat
             return CsvFormatError(
                 "the file has a header but no data rows" if fmt.has_header else "the file has no rows"
             )
-        return CsvFormatError("a quoted field never closes: check the quote characters", 2)
+        return CsvFormatError(
+            "a quoted field never closes, or its row is longer than "
+            f"{_block(limits):,} bytes with the line breaks inside its quotes: check the quote characters",
+            2,
+        )
     if "CSV parse error" in text:
         return CsvFormatError(f"the file cannot be read as CSV: {text.split(': ', 1)[-1][:200]}")
     return CsvFormatError(f"the file cannot be read as CSV: {text[:200]}")
@@ -668,28 +794,50 @@ def _parsed_ahead(reader: pacsv.CSVStreamingReader, readahead: _Readahead) -> It
         readahead.close()
 
 
-def profile_csv(source: BinaryIO, fmt: CsvFormat, *, max_line_bytes: int = 8 * 1024 * 1024) -> CsvProfile:
-    """Read `source` to its end; the profile, or CsvFormatError."""
+def profile_csv(source: BinaryIO, fmt: CsvFormat, limits: Limits | None = None) -> CsvProfile:
+    """Read `source` to its end; the profile, or CsvFormatError (CsvLimitError past `limits`)."""
     check_format(fmt)
+    limits = limits or Limits()
     _load()
-    scanner = _Scanner(source, fmt.encoding, max_line_bytes)
+    scanner = _Scanner(source, fmt.encoding, limits.max_line_bytes)
     readahead = _Readahead(READAHEAD_BLOCKS)
     names: list[str] = []
     rows = 0
     try:
-        names, reader = _batches(scanner, fmt, readahead)
-        columns = [_Column(name, i) for i, name in enumerate(names)]
+        # The header is read and its columns counted before any column's statistics exist.
+        names, reader = _batches(scanner, fmt, limits, readahead)
+        sizes = Sizes.of(len(names))
+        columns = [_Column(name, i, sizes) for i, name in enumerate(names)]
+        first_row = 2 if fmt.has_header else 1
         for batch in _parsed_ahead(reader, readahead):
-            rows += batch.num_rows
             for column, values in zip(columns, batch.columns, strict=True):
+                # A column's bytes in the batch bound each of its fields: most batches need no lengths.
+                if values.nbytes > limits.max_field_bytes:
+                    _check_fields(values, column.name, first_row + rows, limits)
                 column.add(values)
+            rows += batch.num_rows
     except pa.ArrowInvalid as exc:
-        raise _reader_error(exc, fmt, scanner.lines) from None
+        raise _reader_error(exc, fmt, scanner.lines, limits) from None
     finally:
         readahead.close()
     if rows == 0:
         raise CsvFormatError("the file has a header but no data rows" if fmt.has_header else "the file has no rows")
     return CsvProfile(rows, [column.profile(rows) for column in columns])
+
+
+def _check_fields(values: pa.Array, name: str, first_row: int, limits: Limits) -> None:
+    """CsvLimitError naming the longest field of `values` (rows from `first_row`) when it is over the limit."""
+    lengths = pc.binary_length(values)
+    longest = pc.max(lengths).as_py()
+    if longest is None or longest <= limits.max_field_bytes:
+        return
+    at = pc.index(lengths, longest).as_py()
+    raise CsvLimitError(
+        f"row {first_row + at}, column {name!r}: a field of {longest:,} bytes, longer than "
+        f"{limits.max_field_bytes:,} (AUTOML_CSV_MAX_FIELD_BYTES): check the quotes, or ask the operator to raise it",
+        first_row + at,
+        name,
+    )
 
 
 def read_preview(source: BinaryIO, fmt: CsvFormat, rows: int) -> tuple[list[str], list[list[object]]]:
@@ -719,12 +867,15 @@ def read_preview(source: BinaryIO, fmt: CsvFormat, rows: int) -> tuple[list[str]
 
 
 def _parse_prefix(data: bytes, fmt: CsvFormat) -> tuple[list[str], pa.Table]:
-    scanner = _Scanner(io.BytesIO(data), fmt.encoding, 8 * 1024 * 1024)
+    # A stored file passed the limits it was uploaded under: these only have
+    # to let any of them through (the settings may have been lowered since).
+    limits = Limits(max_columns=1 << 30, max_line_bytes=8 << 20, max_field_bytes=8 << 20)
+    scanner = _Scanner(io.BytesIO(data), fmt.encoding, limits.max_line_bytes)
     try:
-        names, reader = _batches(scanner, fmt)
+        names, reader = _batches(scanner, fmt, limits)
         return names, reader.read_all()
     except pa.ArrowInvalid as exc:
-        raise _reader_error(exc, fmt, scanner.lines) from None
+        raise _reader_error(exc, fmt, scanner.lines, limits) from None
 
 
 def _number(text: str) -> int | float:

@@ -3,9 +3,9 @@ and written through as they come (inline buffer up to the limit, then the blob
 store), never held whole. CSV uploads are also validated and profiled on the
 way, in a worker thread fed by a bounded queue.
 
-On any failure (bad CSV, client gone, store error) everything written is
-discarded: no blob, no temp file, and no row (rows are written by the caller
-only after `finish()`).
+On any failure (bad CSV, a size limit passed, client gone, store error)
+everything written is discarded: no blob, no temp file, and no row (rows are
+written by the caller only after `finish()`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import queue
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from automl.common import errors
@@ -97,6 +98,14 @@ class _QueueSource:
         return data[:size]
 
 
+@dataclass(frozen=True)
+class SizeLimit:
+    """The most bytes a stream may bring, and the refusal past it (RESOURCE_EXHAUSTED)."""
+
+    max_bytes: int
+    message: str  # names the limit and the setting behind it
+
+
 def _offer(q: queue.Queue[object], item: object, consumer: Future[Any]) -> None:
     """Put `item` unless the consumer already stopped (it failed: nobody reads)."""
     while not consumer.done():
@@ -113,9 +122,11 @@ async def write_stream(
     *,
     expected_sha256: str = "",
     consumer: Callable[[_QueueSource], Any] | None = None,
+    limit: SizeLimit | None = None,
 ) -> tuple[StoredContent, Any]:
     """Write every chunk; when `consumer` is given, it runs in a thread on the same
     bytes (e.g. the CSV profiler) and its result is returned beside the content.
+    Past `limit`, the chunk that would pass it is refused before it is written.
     The caller owns `writer` until this returns: on an exception it is aborted here."""
     loop = asyncio.get_running_loop()
     feed: queue.Queue[object] = queue.Queue(maxsize=4)
@@ -125,6 +136,8 @@ async def write_stream(
         loop.run_in_executor(None, _run_into, task, consumer, _QueueSource(feed))
     try:
         async for chunk in chunks:
+            if limit is not None and writer.size + len(chunk) > limit.max_bytes:
+                raise errors.ResourceExhausted(limit.message)
             await asyncio.to_thread(writer.write, chunk)
             if task is not None:
                 if task.done():
@@ -167,12 +180,15 @@ def _run_into(target: Future[Any], consumer: Callable[[_QueueSource], Any], sour
         target.set_exception(exc)
 
 
-def profile(fmt: csvprofile.CsvFormat) -> Callable[[_QueueSource], csvprofile.CsvProfile]:
-    """The CSV consumer of an upload: validation errors become INVALID_ARGUMENT."""
+def profile(fmt: csvprofile.CsvFormat, limits: csvprofile.Limits) -> Callable[[_QueueSource], csvprofile.CsvProfile]:
+    """The CSV consumer of an upload: a file past a size limit is RESOURCE_EXHAUSTED
+    (the message names the setting), other validation errors INVALID_ARGUMENT."""
 
     def run(source: _QueueSource) -> csvprofile.CsvProfile:
         try:
-            return csvprofile.profile_csv(source, fmt)
+            return csvprofile.profile_csv(source, fmt, limits)
+        except csvprofile.CsvLimitError as exc:
+            raise errors.ResourceExhausted(str(exc)) from exc
         except csvprofile.CsvFormatError as exc:
             raise errors.InvalidArgument(str(exc), [errors.FieldViolation("chunk", str(exc))]) from exc
 

@@ -5,6 +5,8 @@ to one tenant (ALL_TENANTS only where a docstring says so), raises
 automl.common.errors for what a caller can act on, and runs in one transaction.
 Nested documents (CSV options, column profiles, stop conditions, fold scores,
 evaluations) are stored as JSON in the proto3 JSON mapping of their message.
+Per-tenant quotas (datasets, stored bytes, active runs) are checked in the
+transaction that creates, after locking the tenant's row (`_lock_tenant`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,20 @@ class StoredContent:
     blob_key: str | None = None
 
 
+@dataclass(frozen=True)
+class DatasetQuota:
+    """A tenant's dataset limits (0: none): AUTOML_TENANT_MAX_DATASETS, AUTOML_TENANT_MAX_STORED_BYTES."""
+
+    max_datasets: int = 0
+    max_stored_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetUsage:
+    datasets: int
+    stored_bytes: int
+
+
 @dataclass
 class PageOf:
     items: list[Any]
@@ -55,6 +71,21 @@ class Removed:
     after the transaction committed (a failed commit then leaves every blob)."""
 
     blob_keys: list[str] = field(default_factory=list)
+
+
+def check_dataset_quota(usage: DatasetUsage, new_bytes: int, quota: DatasetQuota) -> None:
+    """RESOURCE_EXHAUSTED when one more dataset of `new_bytes` passes a limit."""
+    if quota.max_datasets and usage.datasets + 1 > quota.max_datasets:
+        raise errors.ResourceExhausted(
+            f"the tenant keeps {usage.datasets:,} datasets, the most AUTOML_TENANT_MAX_DATASETS "
+            f"({quota.max_datasets:,}) allows: delete datasets it no longer needs, or ask the operator to raise it"
+        )
+    if quota.max_stored_bytes and usage.stored_bytes + new_bytes > quota.max_stored_bytes:
+        raise errors.ResourceExhausted(
+            f"this file ({new_bytes:,} bytes) would take the tenant's datasets to "
+            f"{usage.stored_bytes + new_bytes:,} bytes, over AUTOML_TENANT_MAX_STORED_BYTES "
+            f"({quota.max_stored_bytes:,}): delete datasets it no longer needs, or ask the operator to raise it"
+        )
 
 
 def dumps(value: Any) -> str:
@@ -72,6 +103,38 @@ class MetadataStore:
     def _tx(self) -> Iterator[Session]:
         with self._sessions() as session, session.begin():
             yield session
+
+    # ------------------------------------------------------------------- quotas
+
+    def _lock_tenant(self, session: Session, tenant: str) -> None:
+        """Hold the tenant's lock row until the transaction ends. Called before a
+        quota is counted: a concurrent creation for the same tenant waits here
+        until this one commits, then counts it. An UPDATE, not SELECT ... FOR
+        UPDATE, which SQLite ignores: any write takes SQLite's write lock."""
+        now = utcnow()
+        locked = session.execute(
+            update(schema.TenantLock).where(schema.TenantLock.tenant == tenant).values(lock_time=now)
+        )
+        if locked.rowcount:
+            return
+        try:
+            with session.begin_nested():
+                session.add(schema.TenantLock(tenant=tenant, lock_time=now))
+        except IntegrityError:  # made meanwhile by a concurrent call: wait for its lock
+            session.execute(update(schema.TenantLock).where(schema.TenantLock.tenant == tenant).values(lock_time=now))
+
+    def dataset_usage(self, tenant: str) -> DatasetUsage:
+        """How many datasets the tenant keeps and their bytes (each dataset counts its size)."""
+        with self._tx() as session:
+            return self._dataset_usage(session, tenant)
+
+    def _dataset_usage(self, session: Session, tenant: str) -> DatasetUsage:
+        count, size = session.execute(
+            select(func.count(), func.coalesce(func.sum(schema.Dataset.size_bytes), 0)).where(
+                schema.Dataset.tenant == tenant
+            )
+        ).one()
+        return DatasetUsage(int(count or 0), int(size or 0))
 
     # ----------------------------------------------------------------- contents
 
@@ -129,11 +192,16 @@ class MetadataStore:
         content: StoredContent,
         row_count: int,
         columns: list[dict[str, Any]],
+        quota: DatasetQuota | None = None,
     ) -> tuple[schema.Dataset, bool]:
         """Store a dataset over already written bytes. Returns (dataset, content_is_new):
         when the same bytes were stored before, they are shared and the caller must
-        delete the blob it just wrote."""
+        delete the blob it just wrote. Past `quota`, RESOURCE_EXHAUSTED and nothing
+        stored (the caller deletes the blob it wrote)."""
         with self._tx() as session:
+            if quota is not None and (quota.max_datasets or quota.max_stored_bytes):
+                self._lock_tenant(session, tenant)
+                check_dataset_quota(self._dataset_usage(session, tenant), content.size_bytes, quota)
             is_new = self._attach_content(session, content)
             row = schema.Dataset(
                 id=query.new_id(),
@@ -354,9 +422,16 @@ class MetadataStore:
     # --------------------------------------------------------------------- runs
 
     def create_run(
-        self, tenant: str, experiment_id: str, stop_conditions: dict[str, Any] | None, parallel_workers: int
+        self,
+        tenant: str,
+        experiment_id: str,
+        stop_conditions: dict[str, Any] | None,
+        parallel_workers: int,
+        max_active_runs: int = 0,
     ) -> schema.Run:
-        """A PENDING run; without stop conditions it takes the experiment's defaults."""
+        """A PENDING run; without stop conditions it takes the experiment's defaults.
+        RESOURCE_EXHAUSTED when the tenant has `max_active_runs` active already
+        (0: no limit), counted under the tenant's lock."""
         with self._tx() as session:
             experiment = self._experiment(session, tenant, experiment_id)
             conditions = stop_conditions if stop_conditions else json.loads(experiment.default_stop_conditions)
@@ -365,6 +440,19 @@ class MetadataStore:
                 violations.append(FieldViolation("parallel_workers", f"{parallel_workers}: use 1 to 64 (0: cores)"))
             if violations:
                 raise InvalidArgument.of(violations)
+            if max_active_runs:
+                self._lock_tenant(session, tenant)
+                active = session.scalar(
+                    select(func.count())
+                    .select_from(schema.Run)
+                    .where(schema.Run.tenant == tenant, schema.Run.state.in_(ACTIVE_STATES))
+                )
+                if (active or 0) >= max_active_runs:
+                    raise errors.ResourceExhausted(
+                        f"the tenant has {active:,} active runs (PENDING, RUNNING or STOPPING), the most "
+                        f"AUTOML_TENANT_MAX_ACTIVE_RUNS ({max_active_runs:,}) allows: wait for one to end or stop "
+                        "one, or ask the operator to raise it"
+                    )
             row = schema.Run(
                 id=query.new_id(),
                 tenant=tenant,
@@ -531,18 +619,36 @@ class MetadataStore:
             ) + 1
             rows = []
             metric_rows = []
+            known_best_position: int | None = None
+
+            def best_position(run: schema.Run) -> int:
+                """The position of the best result so far, read once a tie needs it."""
+                nonlocal known_best_position
+                if known_best_position is None:
+                    best = session.get(schema.ModelResult, run.best_result_id) if run.best_result_id else None
+                    known_best_position = best.position if best is not None else 2**31
+                return known_best_position
+
             for i, result in enumerate(results):
                 validation.check_result(result, f"model_results[{i}]")
                 succeeded = result["outcome"] == run_pb2.ModelResult.OUTCOME_SUCCEEDED
                 score = result.get("primary_score")
+                position = result.get("position") or next_position
                 new_best = (
-                    succeeded and score is not None and metrics.is_better(score, run.best_score, run.primary_metric)
+                    succeeded
+                    and score is not None
+                    and (
+                        metrics.is_better(score, run.best_score, run.primary_metric)
+                        # A tie goes to the earlier position, as the leaderboard orders
+                        # ties: results of parallel workers arrive in any order.
+                        or (score == run.best_score and position < best_position(run))
+                    )
                 )
                 row = schema.ModelResult(
                     id=query.new_id(),
                     run_id=run_id,
                     tenant=tenant,
-                    position=result.get("position") or next_position,
+                    position=position,
                     job_id=result.get("job_id", ""),
                     model_family=result.get("model_family", ""),
                     pipeline_steps=dumps(result.get("pipeline_steps", [])),
@@ -588,6 +694,7 @@ class MetadataStore:
                 if new_best:
                     run.best_score = score
                     run.best_result_id = row.id
+                    known_best_position = row.position
             try:
                 with session.begin_nested():
                     session.add_all(rows)

@@ -276,6 +276,16 @@ class Subscription(Base):
     __table_args__ = (Index(None, "tenant", "create_time"),)
 
 
+class TenantLock(Base):
+    """One row per tenant that created a dataset or a run: the per-tenant quota
+    checks lock it before they count (migration 0005), so that two concurrent
+    creations cannot both pass under a limit."""
+
+    __tablename__ = "tenant_locks"
+    tenant: Mapped[str] = mapped_column(TenantId, primary_key=True)
+    lock_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
     id: Mapped[str] = mapped_column(Id, primary_key=True)

@@ -1,19 +1,21 @@
 """How the storage process is put together: the database (waited for while
 its server starts, created if missing, migrated to head), the blob store
-(checked, its bucket created if missing), the servicer."""
+(checked, its bucket created if missing), the servicer, and the sweeper of
+what a crash left in the blob store."""
 
 from __future__ import annotations
 
 import logging
 
 from automl.common import errors, logs
-from automl.common.server import ServiceDefinition
+from automl.common.server import ServiceDefinition, lifespan
 from automl.common.settings import Settings
 from automl.v1 import storage_service_pb2, storage_service_pb2_grpc
 from services.storage import db
 from services.storage.blobs import open_blob_store
 from services.storage.repository import MetadataStore
 from services.storage.servicer import StorageServicer
+from services.storage.sweeper import Sweeper
 
 log = logging.getLogger("automl.storage")
 
@@ -62,4 +64,12 @@ def build(settings: Settings, servicer: StorageServicer | None = None) -> Servic
         port=settings.storage_port,
         register=lambda server: storage_service_pb2_grpc.add_StorageServicer_to_server(servicer, server),
         server_options=UPLOAD_FLOW_CONTROL,
+        lifespan=lifespan(
+            Sweeper(
+                servicer.store.engine,
+                servicer.blobs,
+                settings.blob_sweep_seconds,
+                settings.blob_sweep_grace_seconds,
+            )
+        ),
     )

@@ -5,13 +5,14 @@ No storage logic lives here."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from google.protobuf import empty_pb2, json_format
 
-from automl.common import context, metrics
+from automl.common import context, errors, metrics
 from automl.common.errors import InvalidArgument
 from automl.common.settings import Settings
 from automl.v1 import (
@@ -28,7 +29,7 @@ from automl.v1 import (
 from services.storage import convert, csvprofile, ingest, repository, validation
 from services.storage.blobs import CHUNK, BlobStore
 from services.storage.query import optional_name, parse_name
-from services.storage.repository import MetadataStore, Removed
+from services.storage.repository import DatasetQuota, MetadataStore, Removed
 
 DEFAULT_TENANT = "default"
 T = TypeVar("T")
@@ -94,8 +95,52 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         self.store = store
         self.blobs = blobs
         self.settings = settings
+        self.csv_limits = csvprofile.Limits(
+            max_columns=settings.csv_max_columns,
+            max_line_bytes=settings.csv_max_line_bytes,
+            max_field_bytes=settings.csv_max_field_bytes,
+        )
+        self.dataset_quota = DatasetQuota(settings.tenant_max_datasets, settings.tenant_max_stored_bytes)
 
     # --------------------------------------------------------------- shared
+
+    async def _upload_limit(self, tenant: str) -> ingest.SizeLimit:
+        """Refuse at once a tenant already at its dataset quotas; the bytes the
+        upload may bring: AUTOML_UPLOAD_MAX_BYTES, or less when the stored-bytes
+        quota leaves less. create_dataset checks the quotas again, under the
+        tenant's lock (concurrent uploads)."""
+        settings, quota = self.settings, self.dataset_quota
+        limit = ingest.SizeLimit(
+            settings.upload_max_bytes,
+            f"the file is larger than {settings.upload_max_bytes:,} bytes, the most AUTOML_UPLOAD_MAX_BYTES allows: "
+            "upload a smaller file (a sample, or fewer columns), or ask the operator to raise it",
+        )
+        if not (quota.max_datasets or quota.max_stored_bytes):
+            return limit
+        usage = await call(self.store.dataset_usage, tenant)
+        repository.check_dataset_quota(usage, 0, quota)
+        room = quota.max_stored_bytes - usage.stored_bytes
+        if quota.max_stored_bytes and room < limit.max_bytes:
+            limit = ingest.SizeLimit(
+                max(room, 0),
+                f"the tenant's datasets take {usage.stored_bytes:,} bytes of the {quota.max_stored_bytes:,} "
+                f"AUTOML_TENANT_MAX_STORED_BYTES allows, and this file is larger than the {max(room, 0):,} left: "
+                "delete datasets it no longer needs, or ask the operator to raise it",
+            )
+        return limit
+
+    async def _drain(self, request_iterator: AsyncIterator[Any]) -> None:
+        """Read and drop what the client still sends of a refused upload (up to
+        AUTOML_UPLOAD_MAX_BYTES), so that it gets the refusal as the call's
+        status: a grpc.aio client (the gateway's, forwarding an upload) whose
+        send fails because the call ended already reports INTERNAL ("Internal
+        error from Core") instead of the status the server sent."""
+        left = self.settings.upload_max_bytes
+        with contextlib.suppress(Exception):  # the client went away: the refusal stands
+            async for message in request_iterator:
+                left -= len(message.chunk)
+                if left < 0:
+                    return
 
     async def _write(self, chunks: AsyncIterator[bytes], **kwargs: Any) -> tuple[repository.StoredContent, Any]:
         writer = ingest.ContentWriter(self.blobs, self.settings.inline_max_bytes)
@@ -134,9 +179,16 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
                     raise InvalidArgument.field("header", "only the first message may carry a header")
                 yield message.chunk
 
-        content, profile = await self._write(
-            chunks(), expected_sha256=header.expected_sha256, consumer=ingest.profile(fmt)
-        )
+        try:
+            content, profile = await self._write(
+                chunks(),
+                expected_sha256=header.expected_sha256,
+                consumer=ingest.profile(fmt, self.csv_limits),
+                limit=await self._upload_limit(tenant()),
+            )
+        except (errors.ResourceExhausted, errors.InvalidArgument):
+            await self._drain(request_iterator)  # nothing was kept: the writer is aborted
+            raise
         try:
             row, is_new = await call(
                 self.store.create_dataset,
@@ -147,6 +199,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
                 content=content,
                 row_count=profile.row_count,
                 columns=column_dicts(profile),
+                quota=self.dataset_quota,
             )
         except BaseException:
             if content.blob_key:
@@ -262,7 +315,14 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         r = request.run
         experiment_id = parse_name(r.experiment, "experiments", "run.experiment")
         conditions = convert.to_dict(r.stop_conditions) if r.HasField("stop_conditions") else None
-        row = await call(self.store.create_run, tenant(), experiment_id, conditions, r.parallel_workers)
+        row = await call(
+            self.store.create_run,
+            tenant(),
+            experiment_id,
+            conditions,
+            r.parallel_workers,
+            self.settings.tenant_max_active_runs,
+        )
         return convert.run(row, experiment_id)
 
     async def GetRun(self, request: run_pb2.GetRunRequest, ctx: Any) -> Any:

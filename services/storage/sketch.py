@@ -6,7 +6,9 @@ it switches to a HyperLogLog of 2**14 one-byte registers (16 KiB, about 0.8 %
 standard error), seeded with the K hashes, whose update is a few vector
 operations per batch whatever the values repeat. Most hashes of a batch in the
 exact phase need one comparison against a direct-mapped table of hashes
-already seen: the sorting is left to the few that remain.
+already seen: the sorting is left to the few that remain. The table and the
+registers are smaller when the caller asks (`slot_bits`, `register_bits`): a
+wide table's columns share a memory budget (csvprofile.Sizes).
 
 Imported on the first CSV, with numpy (the storage process starts without it).
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 SLOT_BITS = 14  # a 16,384-slot table per column: 128 KiB, cache-resident
-_SHIFT = np.uint64(64 - SLOT_BITS)
 REGISTER_BITS = 14  # HyperLogLog: 16,384 registers, standard error 1.04 / sqrt(16,384)
 _C1 = np.uint64(0xFF51AFD7ED558CCD)
 _C2 = np.uint64(0xC4CEB9FE1A85EC53)
@@ -76,17 +77,22 @@ def _powers(count: int) -> np.ndarray:
 
 class Distinct:
     """Distinct count of hashes: exact up to `k` values, then a HyperLogLog
-    estimate. With `counting`, also the occurrences of each value while exact."""
+    estimate. With `counting`, also the occurrences of each value while exact.
+    Memory: 8 bytes per slot (16 counting) while exact, then one byte per register."""
 
-    def __init__(self, k: int, counting: bool = False) -> None:
+    def __init__(
+        self, k: int, counting: bool = False, slot_bits: int = SLOT_BITS, register_bits: int = REGISTER_BITS
+    ) -> None:
         self.k = k
+        self.register_bits = register_bits
         self.kept = np.empty(0, dtype=np.uint64)  # sorted: every distinct hash, while exact
         self.exact = True
-        # Direct-mapped table of seen hashes: slot = top SLOT_BITS bits. A slot
+        # Direct-mapped table of seen hashes: slot = top slot_bits bits. A slot
         # is free while its content does not map to it (so 0 is a valid hash).
-        self.table = np.zeros(1 << SLOT_BITS, dtype=np.uint64)
+        self.shift = np.uint64(64 - slot_bits)
+        self.table = np.zeros(1 << slot_bits, dtype=np.uint64)
         self.table[0] = np.uint64(1) << np.uint64(63)
-        self.slot_counts = np.zeros(1 << SLOT_BITS, dtype=np.int64) if counting else None
+        self.slot_counts = np.zeros(1 << slot_bits, dtype=np.int64) if counting else None
         self.extra: dict[int, int] = {}  # counts of hashes whose slot another one holds
         self.registers: np.ndarray | None = None  # the HyperLogLog, once past k
 
@@ -94,7 +100,7 @@ class Distinct:
         if self.registers is not None:
             _update(self.registers, hashes)
             return
-        slot = (hashes >> _SHIFT).astype(np.intp)
+        slot = (hashes >> self.shift).astype(np.intp)
         seen = self.table[slot] == hashes
         if self.slot_counts is not None:
             self.slot_counts += np.bincount(slot[seen], minlength=len(self.table))
@@ -117,8 +123,8 @@ class Distinct:
 
     def _claim(self, values: np.ndarray, counts: np.ndarray) -> None:
         """Record new values in free slots of the table; count the rest aside."""
-        slots = (values >> _SHIFT).astype(np.intp)
-        free = (self.table[slots] >> _SHIFT).astype(np.intp) != slots
+        slots = (values >> self.shift).astype(np.intp)
+        free = (self.table[slots] >> self.shift).astype(np.intp) != slots
         self.table[slots[free]] = values[free]  # values sharing a free slot: one wins
         if self.slot_counts is None:
             return
@@ -137,7 +143,7 @@ class Distinct:
         self.extra = {}
         self.kept = np.empty(0, dtype=np.uint64)
         self.table = np.empty(0, dtype=np.uint64)
-        self.registers = np.zeros(1 << REGISTER_BITS, dtype=np.uint8)
+        self.registers = np.zeros(1 << self.register_bits, dtype=np.uint8)
         _update(self.registers, every)
 
     def count(self) -> int:
@@ -148,7 +154,7 @@ class Distinct:
     def counts(self) -> tuple[np.ndarray, np.ndarray]:
         """(hashes, occurrences) of every value, while exact and counting."""
         assert self.slot_counts is not None
-        owned = (self.table >> _SHIFT).astype(np.intp) == np.arange(len(self.table))
+        owned = (self.table >> self.shift).astype(np.intp) == np.arange(len(self.table))
         hashes = np.concatenate([self.table[owned], np.fromiter(self.extra, dtype=np.uint64, count=len(self.extra))])
         counts = np.concatenate(
             [self.slot_counts[owned], np.fromiter(self.extra.values(), dtype=np.int64, count=len(self.extra))]
@@ -159,8 +165,9 @@ class Distinct:
 def _update(registers: np.ndarray, hashes: np.ndarray) -> None:
     """HyperLogLog: the register named by a hash's top bits keeps the largest
     rank (leading zeros + 1) of its other bits."""
-    index = (hashes >> np.uint64(64 - REGISTER_BITS)).astype(np.intp)
-    rest = (hashes << np.uint64(REGISTER_BITS)) | np.uint64(1 << (REGISTER_BITS - 1))  # never 0: rank <= 51
+    bits = len(registers).bit_length() - 1
+    index = (hashes >> np.uint64(64 - bits)).astype(np.intp)
+    rest = (hashes << np.uint64(bits)) | np.uint64(1 << (bits - 1))  # never 0: rank <= 65 - bits
     # floor(log2(rest)) is the exponent of rest as a float64; rounding up to the
     # next power of two moves it by one only within 2**-53 of that power.
     exponent = (rest.astype(np.float64).view(np.uint64) >> np.uint64(52)).astype(np.int16)
@@ -173,7 +180,7 @@ def _estimate_count(registers: np.ndarray) -> float:
     the empirical tables of HyperLogLog++ (the classic estimate, switching
     from linear counting, errs by 2-3 % around 2.5 x 16,384 values)."""
     m = len(registers)
-    q = 64 - REGISTER_BITS  # rank q + 1: the q bits after the index were all zero
+    q = 65 - m.bit_length()  # 64 - index bits; rank q + 1: the q bits after the index were all zero
     histogram = np.bincount(registers, minlength=q + 2).tolist()
     z = m * _tau(1 - histogram[q + 1] / m)
     for k in range(q, 0, -1):

@@ -144,3 +144,39 @@ def test_s3_upload_failure_is_unavailable_and_leaves_nothing(s3_server, s3_bucke
     with pytest.raises(errors.Unavailable, match="S3 upload failed"):
         small.commit()
     assert not s3_store(s3_server, s3_bucket).exists("refused-small")
+
+
+def test_listing_by_age_and_discarding_what_a_crash_left(store):
+    store.check()
+    writer = store.writer("old/x")
+    writer.write(b"x")
+    writer.commit()
+    now = time.time()
+    assert "old/x" in set(store.keys_before(now + 60))
+    assert "old/x" not in set(store.keys_before(now - 60))
+    unfinished = store.writer("unfinished")  # a write a crashed process never finished
+    unfinished.write(os.urandom(6 * 1024 * 1024))
+    assert store.abort_uploads_before(now - 3600) == 0, "a young one is left alone"
+    if isinstance(store, FileBlobStore):  # rclone's S3 server lists no multipart upload: moto's does, below
+        assert store.abort_uploads_before(time.time() + 60) == 1
+        assert store.abort_uploads_before(time.time() + 60) == 0
+    unfinished.abort()
+    assert not store.exists("unfinished") and store.exists("old/x")
+
+
+def test_s3_multipart_uploads_a_crash_left_are_aborted(moto_s3):
+    settings = Settings.from_env(
+        {"AUTOML_BLOB_URL": "s3://sweep", "AUTOML_S3_ENDPOINT": moto_s3, "AUTOML_S3_ACCESS_KEY": "k",
+         "AUTOML_S3_SECRET_KEY": "s", "AUTOML_S3_REGION": "us-east-1"}
+    )  # fmt: skip
+    store = open_blob_store(settings.blob_url, settings)
+    store.check()
+    unfinished = store.writer("unfinished")
+    unfinished.write(os.urandom(6 * 1024 * 1024))  # over one part: a multipart upload is open
+    deadline = time.monotonic() + 10
+    while not store.client._list_multipart_uploads("sweep").uploads:  # the part is sent from a thread
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert store.abort_uploads_before(time.time() + 60) == 1
+    assert not store.client._list_multipart_uploads("sweep").uploads
+    unfinished.abort()  # what the crashed process would have done: harmless now

@@ -594,3 +594,24 @@ async def test_subscription_records_and_api_keys(storage):
     assert found.tenant == "acme" and not found.HasField("revoke_time")
     revoked = await storage.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.name))
     assert revoked.HasField("revoke_time")
+
+
+async def test_a_tie_goes_to_the_earlier_position_whatever_the_arrival_order(storage):
+    """Parallel workers finish in any order; the run's best and the leaderboard's
+    first entry agree on a tie: the earlier position."""
+    created = await run(storage)
+    later, earlier, last = result(0.9), result(0.9), result(0.9)
+    later.index, earlier.index, last.index = 6, 5, 7
+    for one in (later, earlier, last):
+        await storage.stub.BatchCreateModelResults(
+            pb.BatchCreateModelResultsRequest(run=created.name, model_results=[one])
+        )
+    board = await storage.stub.GetLeaderboard(run_pb2.GetLeaderboardRequest(run=created.name))
+    best = (await storage.stub.GetRun(run_pb2.GetRunRequest(name=created.name))).best_model_result
+    assert [e.model_result.index for e in board.entries] == [5, 6, 7]
+    assert best == board.entries[0].model_result.name
+    both = await storage.stub.BatchCreateModelResults(  # within one batch too
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=[result(0.95), result(0.95)])
+    )
+    first = min(both.model_results, key=lambda r: r.index)
+    assert (await storage.stub.GetRun(run_pb2.GetRunRequest(name=created.name))).best_model_result == first.name

@@ -434,6 +434,20 @@ UPDATE alembic_version SET version_num='0004' WHERE alembic_version.version_num 
 
 GO
 
+-- Running upgrade 0004 -> 0005
+
+CREATE TABLE tenant_locks (
+    tenant VARCHAR(64) COLLATE Latin1_General_100_BIN2 NOT NULL, 
+    lock_time DATETIME2 NOT NULL, 
+    CONSTRAINT pk_tenant_locks PRIMARY KEY (tenant)
+);
+
+GO
+
+UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num = '0004';
+
+GO
+
 COMMIT;
 
 GO
