@@ -19,12 +19,13 @@ from services.storage import schema
 from tests.storage.helpers import mixed_csv, upload_stream
 
 MiB = 1 << 20
-# Small limits, so that the tests pass them with small files. The CSV limits keep their defaults.
+# Small limits, so that the tests pass them with small files. The CSV limits but the columns keep their defaults.
 LIMITS = {
     "upload_max_bytes": 2 * MiB,
     "tenant_max_datasets": 3,
     "tenant_max_stored_bytes": 4 * MiB,
     "tenant_max_active_runs": 2,
+    "csv_max_columns": 1000,  # the files here are 1,000 wide; the default (500) is checked in test_process.py
 }
 BOUND = c.StopConditions(max_models=5)
 
