@@ -10,7 +10,6 @@ pass through unchanged, with their field violations.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from google.protobuf import empty_pb2, field_mask_pb2
 
 from automl.common import context
 from automl.common.errors import InvalidArgument
+from automl.common.streams import drain
 from automl.v1 import (
     automl_service_pb2_grpc,
     dataset_pb2,
@@ -43,7 +43,6 @@ from gateway.validation import check
 log = logging.getLogger("automl.gateway")
 
 STREAM_TIMEOUT = 3600.0  # uploads, downloads and predictions of large files
-DRAIN_MAX_BYTES = 64 * 1024 * 1024  # the most of a refused client stream read before the refusal is sent
 
 
 async def _checked_stream(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -60,7 +59,7 @@ async def _first(request_iterator: AsyncIterator[Any], empty: str) -> Any:
 
 async def _checked_first(request_iterator: AsyncIterator[Any], empty: str) -> Any:
     """A client stream's first message, checked. A refused stream is read to
-    its end (up to DRAIN_MAX_BYTES) before the refusal is answered: a grpc.aio
+    its end (up to the drain limit) before the refusal is answered: a grpc.aio
     client (the HTTP door's, forwarding an upload) whose next send fails
     because the call already ended reports INTERNAL ("Internal error from
     Core") instead of the status sent (grpc/grpc#36066)."""
@@ -68,19 +67,9 @@ async def _checked_first(request_iterator: AsyncIterator[Any], empty: str) -> An
     try:
         check(first)
     except InvalidArgument:
-        await _drain(request_iterator)
+        await drain(request_iterator)
         raise
     return first
-
-
-async def _drain(request_iterator: AsyncIterator[Any]) -> None:
-    """Read and drop what the client still sends, up to DRAIN_MAX_BYTES."""
-    left = DRAIN_MAX_BYTES
-    with contextlib.suppress(Exception):  # the client went away: the refusal stands
-        async for message in request_iterator:
-            left -= message.ByteSize()
-            if left < 0:
-                return
 
 
 class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):

@@ -30,6 +30,7 @@ Rule = Callable[[Any], Violations]
 MAX_PAGE_SIZE = 1000
 MAX_TEXT = 4096
 MAX_CHUNK = 1024 * 1024
+MAX_VIOLATIONS = 20
 SERVER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 CLIENT_ID = re.compile(r"^[a-z][a-z0-9-]{2,61}[a-z0-9]$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -37,10 +38,21 @@ EXPERIMENT_MUTABLE = frozenset({"display_name", "description", "default_stop_con
 
 
 def check(request: Message) -> None:
-    """Raise InvalidArgument with every violation of `request` (none: return)."""
+    """Raise InvalidArgument with the violations of `request` (none: return):
+    all of them, up to MAX_VIOLATIONS, so that the error stays well under the
+    16 KiB a gRPC client takes in trailers (past that, the client reports
+    RESOURCE_EXHAUSTED instead of the error)."""
     violations = RULES[request.DESCRIPTOR.full_name](request)
-    if violations:
+    if not violations:
+        return
+    if len(violations) <= MAX_VIOLATIONS:
         raise InvalidArgument.of(violations)
+    first, rest = violations[0], len(violations) - MAX_VIOLATIONS
+    shown = [
+        *violations[:MAX_VIOLATIONS],
+        FieldViolation(violations[MAX_VIOLATIONS].field, f"and {rest} more violations not listed"),
+    ]
+    raise InvalidArgument(f"{first.field}: {first.description} (and {len(violations) - 1} more)", shown)
 
 
 def has_rule(message_type: str) -> bool:
@@ -95,13 +107,30 @@ def csv_options(options: c.CsvOptions, field: str) -> Violations:
     out = []
     for key in ("delimiter", "quote_char"):
         value = getattr(options, key)
-        if value and len(value) != 1:
-            out.append(FieldViolation(f"{field}.{key}", f"{value!r}: one character"))
-    if len(options.encoding) > 64:
-        out.append(FieldViolation(f"{field}.encoding", "a codec name such as utf-8 or latin-1"))
+        if value and (len(value) != 1 or value in "\r\n"):
+            out.append(FieldViolation(f"{field}.{key}", f"{value[:80]!r}: one character, not a line break"))
+    if (options.delimiter or ",") == (options.quote_char or '"'):
+        out.append(FieldViolation(f"{field}.quote_char", "must differ from the delimiter"))
+    if options.encoding and not _text_codec(options.encoding):
+        out.append(
+            FieldViolation(f"{field}.encoding", f"{options.encoding[:80]!r}: a text codec such as utf-8 or latin-1")
+        )
     if len(options.na_values) > 100 or any(len(v) > 64 for v in options.na_values):
         out.append(FieldViolation(f"{field}.na_values", "at most 100 markers of at most 64 characters"))
     return out
+
+
+def _text_codec(name: str) -> bool:
+    """Whether `name` is a Python codec between bytes and text (not base64 or
+    rot13, which str.encode refuses, nor one that cannot decode at all)."""
+    if len(name) > 64:
+        return False
+    try:
+        "".encode(name)
+        b"".decode(name)
+    except (LookupError, UnicodeError, ValueError):
+        return False
+    return True
 
 
 def stop_conditions(conditions: c.StopConditions, field: str) -> Violations:
@@ -171,7 +200,7 @@ def _update_experiment(r: experiment_pb2.UpdateExperimentRequest) -> Violations:
         out.append(FieldViolation("update_mask", f"required: the fields to change ({mutable})"))
     for path in paths:
         if path.split(".")[0] not in EXPERIMENT_MUTABLE:
-            out.append(FieldViolation("update_mask", f"{path!r} cannot be changed; mutable: {mutable}"))
+            out.append(FieldViolation("update_mask", f"{path[:80]!r} cannot be changed; mutable: {mutable}"))
     if "display_name" in paths:
         out += text(r.experiment.display_name, "experiment.display_name", 256, required=True)
     if "description" in paths:

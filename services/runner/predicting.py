@@ -95,7 +95,9 @@ def features(frame: pd.DataFrame, model: Loaded, field: str, first_row: int = 0)
         raise InvalidArgument.field(field, "no rows to predict")
     missing = [name for name in model.features.values() if name not in frame.columns]
     if missing:
-        raise InvalidArgument.field(field, f"missing columns the model needs: {', '.join(map(str, missing))}")
+        listed = ", ".join(str(name)[:80] for name in missing[:20])
+        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        raise InvalidArgument.field(field, f"missing columns the model needs: {listed}{more}")
     out = pd.DataFrame(index=frame.index)
     for sanitized, original in model.features.items():
         column = frame[original]
@@ -107,12 +109,19 @@ def features(frame: pd.DataFrame, model: Loaded, field: str, first_row: int = 0)
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise InvalidArgument.field(
                     field,
-                    f"column {original!r} takes numbers; row {first_row + row} has {str(column.iloc[row])!r}",
+                    f"column {_shown(original)} takes numbers; row {first_row + row} has {_shown(column.iloc[row])}",
                 )
             out[sanitized] = numbers.astype(float)
         else:
             out[sanitized] = column.map(lambda v: v if v is None or isinstance(v, str) else _text(v)).astype(object)
     return out
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value quoted in an error, cut: errors travel in gRPC trailers, which a
+    client takes up to 16 KiB of (past that, it reports RESOURCE_EXHAUSTED)."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
 
 
 def _text(value: Any) -> Any:

@@ -94,9 +94,32 @@ def holdout_fraction(experiment: experiment_pb2.Experiment) -> float:
     return experiment.holdout_fraction or DEFAULT_HOLDOUT
 
 
-def read_csv(path: Path, options: c.CsvOptions, **kwargs: Any) -> pd.DataFrame:
+class _NamedChunks:
+    """A chunked reader of a file without a header row: each chunk's columns
+    named column_<i>, as a whole file's are."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    def __enter__(self) -> _NamedChunks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reader.close()
+
+    def __iter__(self) -> _NamedChunks:
+        return self
+
+    def __next__(self) -> pd.DataFrame:
+        chunk = next(self.reader)
+        chunk.columns = [f"column_{i}" for i in range(chunk.shape[1])]
+        return chunk
+
+
+def read_csv(path: Path, options: c.CsvOptions, **kwargs: Any) -> Any:
     """The file as the dataset's options say to read it; every cell that is
-    not a number stays text (no date parsing, no guessing of booleans)."""
+    not a number stays text (no date parsing, no guessing of booleans). A
+    DataFrame, or with `chunksize` an iterator of them (a context manager)."""
     has_header = options.has_header if options.HasField("has_header") else True
     frame = pd.read_csv(
         path,
@@ -110,6 +133,8 @@ def read_csv(path: Path, options: c.CsvOptions, **kwargs: Any) -> pd.DataFrame:
         **kwargs,
     )
     if not has_header:
+        if "chunksize" in kwargs:
+            return _NamedChunks(frame)
         frame.columns = [f"column_{i}" for i in range(frame.shape[1])]
     return frame
 

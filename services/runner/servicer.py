@@ -8,6 +8,7 @@ from typing import Any
 
 from automl.common import context
 from automl.common.errors import InvalidArgument
+from automl.common.streams import drain
 from automl.v1 import common_pb2, model_pb2, run_pb2, runner_service_pb2_grpc
 from automl.v1 import runner_service_pb2 as pb
 from services.runner.runner import Runner
@@ -63,5 +64,9 @@ class RunnerServicer(runner_service_pb2_grpc.RunnerServicer):
         self, request_iterator: AsyncIterator[model_pb2.PredictStreamRequest], ctx: Any
     ) -> AsyncIterator[model_pb2.PredictStreamResponse]:
         services = self.runner.services(context.tenant.get())
-        async for block in self.runner.models.predict_stream(services, request_iterator):
-            yield block
+        try:
+            async for block in self.runner.models.predict_stream(services, request_iterator):
+                yield block
+        except Exception:  # a refusal (ours, or storage's passed through): its status, not INTERNAL
+            await drain(request_iterator)
+            raise

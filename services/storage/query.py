@@ -109,7 +109,14 @@ def parse_filter(text: str, allowed: dict[str, str]) -> list[Term]:
         if op not in allowed[key]:
             raise InvalidArgument.field("filter", f"{key} takes {' or '.join(allowed[key])}, not {op}")
         if value.startswith('"'):
-            value = json.loads(value)
+            try:
+                value = json.loads(value)
+            except ValueError:  # a bad escape (\q, a raw control character): the caller's text, not our fault
+                raise InvalidArgument.field(
+                    "filter", f'cannot read the text of {key}: quote it as a JSON string, e.g. {key}:"name"'
+                ) from None
+            if not isinstance(value, str) or "\x00" in value:
+                raise InvalidArgument.field("filter", f"the text of {key} must be a string without NUL characters")
         terms.append(Term(key, op, value))
     return terms
 

@@ -79,10 +79,42 @@ def test_all_violations_at_once():
             "update_mask",
         ),
         (dataset_pb2.UploadDatasetRequest(chunk=b"a,b\n"), "header"),
+        (
+            dataset_pb2.UploadDatasetRequest(
+                header=dataset_pb2.UploadDatasetHeader(display_name="x", csv_options=c.CsvOptions(encoding="base64"))
+            ),
+            "header.csv_options.encoding",
+        ),
+        (
+            model_pb2.PredictRequest(name="trainedModels/a", csv=b"a\n1\n", csv_options=c.CsvOptions(delimiter='"')),
+            "csv_options.quote_char",
+        ),
+        (
+            model_pb2.PredictStreamRequest(
+                header=model_pb2.PredictStreamHeader(name="trainedModels/a", csv_options=c.CsvOptions(delimiter="\n"))
+            ),
+            "header.csv_options.delimiter",
+        ),
     ],
 )
 def test_rules(request_, field):
     assert field in violations_of(request_)
+
+
+def test_a_request_wrong_everywhere_lists_a_bounded_number_of_violations():
+    """1,001 wrong entries: 20 listed and a count, so that the error fits in the
+    16 KiB of trailers a gRPC client takes (found by fuzzing: past them the
+    client saw RESOURCE_EXHAUSTED, and the HTTP door answered 429)."""
+    request = event_pb2.CreateSubscriptionRequest(
+        subscription=event_pb2.Subscription(event_types=[-1] * 1001, webhook_url="é" * 3000)
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        validation.check(request)
+    violations = caught.value.violations
+    assert len(violations) == validation.MAX_VIOLATIONS + 1
+    assert violations[-1].description == "and 983 more violations not listed"  # 1,001 + 2 of the URL
+    assert "(and 1002 more)" in str(caught.value)
+    assert sum(len(v.field) + len(v.description) for v in violations) < 4096
 
 
 def test_wrong_request_over_grpc_carries_field_violations(gateway_suite):

@@ -246,3 +246,31 @@ def test_pick_is_seeded_stratified_and_keeps_every_class():
     assert (chosen == problem.pick(codes, 100, 0.2, seed=1)).all()
     assert not (chosen == problem.pick(codes, 100, 0.2, seed=2)).all()
     assert problem.pick(None, 10, 0.3, seed=0).sum() == 3
+
+
+def test_a_file_without_header_read_in_chunks_names_its_columns(tmp_path):
+    """PredictStream reads its CSV in blocks: a file without a header row gets
+    column_<i> names block by block, as a whole file does (found by fuzzing: it
+    answered INTERNAL)."""
+    path = tmp_path / "rows.csv"
+    path.write_text("1,2,3\n4,5,6\n7,8,9\n")
+    options = c.CsvOptions(has_header=False)
+    with problem.read_csv(path, options, dtype=str, chunksize=2) as reader:
+        chunks = list(reader)
+    assert [list(chunk.columns) for chunk in chunks] == [["column_0", "column_1", "column_2"]] * 2
+    assert [len(chunk) for chunk in chunks] == [2, 1]
+    assert list(problem.read_csv(path, options, dtype=str).columns) == ["column_0", "column_1", "column_2"]
+
+
+def test_a_value_of_the_wrong_type_is_quoted_cut_in_the_refusal():
+    """Errors travel in gRPC trailers, of which a client takes 16 KiB: a 70 KB
+    cell quoted whole made the client see RESOURCE_EXHAUSTED (found by fuzzing)."""
+    from services.runner import predicting
+
+    loaded = predicting.Loaded(
+        model=None, features={"a": "a"}, numeric={"a": True}, classification=True, classes=[], csv_options={}
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        predicting.features(pd.DataFrame({"a": ["1", "x" * 70_000]}), loaded, "csv")
+    assert "column 'a' takes numbers; row 1 has 'xxx" in str(caught.value)
+    assert "(70,000 characters)" in str(caught.value) and len(str(caught.value)) < 300

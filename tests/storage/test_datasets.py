@@ -192,3 +192,11 @@ async def test_unknown_and_malformed_names(storage):
         await storage.stub.GetDataset(D.GetDatasetRequest(name="experiments/x"))
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert status.field_violations(caught.value)[0].field == "name"
+
+
+@pytest.mark.parametrize("text", ['display_name:"\x00"', 'display_name:"\\q"', 'display_name:"a'])
+async def test_a_filter_text_that_is_no_json_string_is_invalid_not_internal(storage, text):
+    """Found by the fuzzer: json.loads' error used to escape as INTERNAL."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage.stub.ListDatasets(dataset_pb2.ListDatasetsRequest(filter=text))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
