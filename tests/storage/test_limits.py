@@ -25,7 +25,7 @@ LIMITS = {
     "tenant_max_datasets": 3,
     "tenant_max_stored_bytes": 4 * MiB,
     "tenant_max_active_runs": 2,
-    "csv_max_columns": 1000,  # the files here are 1,000 wide; the default (500) is checked in test_process.py
+    "csv_max_columns": 1000,  # the files here are 1,000 wide; the default (250) is checked in test_process.py
 }
 BOUND = c.StopConditions(max_models=5)
 

@@ -95,7 +95,7 @@ def wide_csv(columns: int, rows: int, distinct: bool = False) -> bytes:
 
 def test_wide_files_keep_storage_under_its_memory_goal(tmp_path):
     """A 100,000-column CSV is refused on its header, before any column's
-    statistics exist; a file at the default column limit (500), every value
+    statistics exist; a file at the default column limit (250), every value
     distinct, is profiled within the goal (the columns share the statistics' memory)."""
     env = suite_env(tmp_path)
     target = f"127.0.0.1:{env['AUTOML_STORAGE_PORT']}"
@@ -108,17 +108,17 @@ def test_wide_files_keep_storage_under_its_memory_goal(tmp_path):
                 stub.UploadDataset(requests(wide_csv(100_000, 20)), timeout=60)
             refused_after = time.monotonic() - started
             peak_refused = peak_rss_mb(proc.pid)
-            dataset = stub.UploadDataset(requests(wide_csv(500, 3000, distinct=True)), timeout=300)
+            dataset = stub.UploadDataset(requests(wide_csv(250, 3000, distinct=True)), timeout=300)
             peak_widest = peak_rss_mb(proc.pid)
     finally:
         stop(proc)
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, caught.value.details()
-    assert "more than 500 columns" in caught.value.details()
+    assert "more than 250 columns" in caught.value.details()
     assert "AUTOML_CSV_MAX_COLUMNS" in caught.value.details()
     assert refused_after < 10, f"refused after {refused_after:.1f} s"
     assert peak_refused < MEMORY_GOAL_MB, f"peak RSS {peak_refused:.0f} MB refusing 100,000 columns"
-    assert len(dataset.columns) == 500 and dataset.row_count == 3000
-    assert peak_widest < MEMORY_GOAL_MB, f"peak RSS {peak_widest:.0f} MB profiling 500 distinct columns"
+    assert len(dataset.columns) == 250 and dataset.row_count == 3000
+    assert peak_widest < MEMORY_GOAL_MB, f"peak RSS {peak_widest:.0f} MB profiling 250 distinct columns"
     with sqlite3.connect(tmp_path / "data" / "automl.db") as db:
         assert db.execute("SELECT count(*) FROM datasets").fetchone() == (1,)  # the refused file left no row
         assert db.execute("SELECT count(*) FROM contents").fetchone() == (1,)
