@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import os
-import secrets
-import tempfile
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from automl.common import keys
 from automl.common.settings import Settings
 
 PREFIX = "v1:"
 KEY_FILE = "notifier-webhook.key"
-MIN_KEY_CHARS = 32  # as the setting asks (Settings.validate)
 NONCE_BYTES = 12
 
 
@@ -44,24 +41,7 @@ class Unreadable(Exception):
 def secret_key(settings: Settings) -> bytes:
     """The key material from the settings, or the install's own (made once,
     atomically: notifiers that start together on one data folder share it)."""
-    if settings.webhook_secret_key:
-        return settings.webhook_secret_key.encode()
-    path = settings.data_dir / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".key-")  # mode 0600
-        try:
-            os.write(fd, secrets.token_hex(32).encode())
-            os.fsync(fd)
-            os.close(fd)
-            with contextlib.suppress(FileExistsError):  # another notifier made it first: use theirs
-                os.link(temporary, path)
-        finally:
-            os.unlink(temporary)
-    key = path.read_bytes().strip()
-    if len(key) < MIN_KEY_CHARS:
-        raise ValueError(f"{path} holds no usable key (under {MIN_KEY_CHARS} characters)")
-    return key
+    return keys.install_secret(settings.webhook_secret_key, settings.data_dir, KEY_FILE)
 
 
 class SecretBox:
