@@ -180,7 +180,7 @@ class ApiKeyAuth:
             bearer_token(metadata)  # raises "no API key": not counted
         if (tenant := self._cached(metadata, self.cache_seconds)) is not None:
             return tenant
-        client = client_address(interceptors.peer.get(), metadata, self.door_token)
+        client = client_address(interceptors.peer(), metadata, self.door_token)
         self.failures.check(client)
         try:
             return await self._tenant(metadata, self.cache_seconds)

@@ -171,7 +171,6 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         context.request_id.set(str(metadata.get(context.REQUEST_ID_KEY) or context.new_request_id()))
         context.tenant.set("")  # until the caller is admitted
         _call.set(ctx)
-        peer.set(ctx.peer() or "")
         return time.perf_counter(), metadata
 
     async def _fail(self, ctx: grpc.aio.ServicerContext, method: str, exc: BaseException) -> grpc.StatusCode:
@@ -215,10 +214,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 _call: contextvars.ContextVar[grpc.aio.ServicerContext | None] = contextvars.ContextVar("call", default=None)
 """The call being served (its handler's task has a context of its own)."""
 
-peer: contextvars.ContextVar[str] = contextvars.ContextVar("peer", default="")
-"""The transport address of the call being served, as gRPC gives it
-("ipv4:203.0.113.7:50312", "unix:"): for an authenticator that limits
-callers by address (gateway.auth)."""
+
+def peer() -> str:
+    """The transport address of the call being served, as gRPC gives it
+    ("ipv4:203.0.113.7:50312", "unix:"): for an authenticator that limits
+    callers by address (gateway.auth). Read from the call when asked, not
+    stored on every call of every service."""
+    call = _call.get()
+    return (call.peer() or "") if call is not None else ""
 
 
 class _Revocation:
