@@ -5,7 +5,6 @@ No storage logic lives here."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from google.protobuf import empty_pb2, json_format
 from automl.common import context, errors, metrics
 from automl.common.errors import InvalidArgument
 from automl.common.settings import Settings
+from automl.common.streams import drain
 from automl.v1 import (
     common_pb2,
     dataset_pb2,
@@ -131,16 +131,8 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
 
     async def _drain(self, request_iterator: AsyncIterator[Any]) -> None:
         """Read and drop what the client still sends of a refused upload (up to
-        AUTOML_UPLOAD_MAX_BYTES), so that it gets the refusal as the call's
-        status: a grpc.aio client (the gateway's, forwarding an upload) whose
-        send fails because the call ended already reports INTERNAL ("Internal
-        error from Core") instead of the status the server sent."""
-        left = self.settings.upload_max_bytes
-        with contextlib.suppress(Exception):  # the client went away: the refusal stands
-            async for message in request_iterator:
-                left -= len(message.chunk)
-                if left < 0:
-                    return
+        AUTOML_UPLOAD_MAX_BYTES): automl.common.streams.drain says why."""
+        await drain(request_iterator, self.settings.upload_max_bytes)
 
     async def _write(self, chunks: AsyncIterator[bytes], **kwargs: Any) -> tuple[repository.StoredContent, Any]:
         writer = ingest.ContentWriter(self.blobs, self.settings.inline_max_bytes)
