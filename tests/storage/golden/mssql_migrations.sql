@@ -448,6 +448,28 @@ UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num 
 
 GO
 
+-- Running upgrade 0005 -> 0006
+
+ALTER TABLE runs ADD queue_time DATETIME2 NULL;
+
+GO
+
+ALTER TABLE runs ADD claim_time DATETIME2 NULL;
+
+GO
+
+ALTER TABLE runs ADD takeovers INTEGER NULL;
+
+GO
+
+ALTER TABLE runs ADD prior_search_seconds FLOAT NULL;
+
+GO
+
+UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
+
+GO
+
 COMMIT;
 
 GO
