@@ -26,7 +26,9 @@ plain HTTP clients expect:
   request body (`curl -T file.csv`), streamed through in 1 MiB messages,
   and its header fields as query parameters;
 - errors answer the HTTP status of their gRPC code with the google.rpc.Status
-  as JSON, field violations included.
+  as JSON, field violations included; a RESOURCE_EXHAUSTED that is a size
+  limit of the request (ErrorInfo TOO_LARGE, or grpc's message-size refusal)
+  answers 413, a quota or a rate 429.
 
 Bodies are bounded before they cost memory (`Limits`): a Content-Length over
 the cap, or a body that grows past it, answers 413 before any byte is parsed
@@ -56,6 +58,7 @@ from google.rpc import error_details_pb2, status_pb2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from automl.common.status import TOO_LARGE, reason
 from gateway.auth import CLIENT_ADDRESS_KEY, DOOR_TOKEN_KEY
 
 CHUNK = 1024 * 1024
@@ -310,6 +313,8 @@ def _error_response(
     code: grpc.StatusCode, message: str, details: bytes | None, request_id: str, status: int | None = None
 ) -> JSONResponse:
     headers = {"x-request-id": request_id}
+    if status is None and code is grpc.StatusCode.RESOURCE_EXHAUSTED and _too_large(message, details):
+        status = 413
     if wait := _retry_delay(details):
         headers["retry-after"] = str(wait)
     return JSONResponse(
@@ -317,6 +322,17 @@ def _error_response(
         status_code=status or HTTP_STATUS.get(code, 500),
         headers=headers,
     )
+
+
+# What grpc itself says of a message past its channel's limit (AUTOML_MAX_MESSAGE_BYTES).
+_MESSAGE_TOO_LARGE = re.compile(r"^(Sent|Received) message larger than max")
+
+
+def _too_large(message: str, details: bytes | None) -> bool:
+    """Whether a RESOURCE_EXHAUSTED is a size limit of the request (413), not
+    a quota or a rate (429): the services say so with an ErrorInfo
+    (automl.common.status.TOO_LARGE), grpc by its message-size text."""
+    return bool(_MESSAGE_TOO_LARGE.match(message)) or reason(details) == TOO_LARGE
 
 
 def _retry_delay(details: bytes | None) -> int:

@@ -16,10 +16,13 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
+from google.protobuf import descriptor_pool, message_factory
 
+from tests import internal
 from tests.fuzzing import FUZZ_ENV, METHODS, STORAGE_GOAL_MB, Target, make_pool
-from tests.gateway.conftest import start_gateway_suite, stop_gateway_suite
+from tests.gateway.conftest import GatewaySuite, start_gateway_suite, stop_gateway_suite
 from tests.runner.conftest import sklearn_csv
 
 pytestmark = pytest.mark.slow
@@ -28,8 +31,16 @@ EXAMPLES = 100  # per RPC and transport: 200 per RPC
 
 
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    suite = start_gateway_suite(tmp_path_factory.mktemp("fuzz"), FUZZ_ENV)
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewaySuite]:
+    running = start_gateway_suite(tmp_path_factory.mktemp("fuzz"), FUZZ_ENV)
+    try:
+        yield running
+    finally:
+        stop_gateway_suite(running)
+
+
+@pytest.fixture(scope="module")
+def target(suite: GatewaySuite) -> Iterator[Target]:
     fuzz = None
     try:
         fuzz = Target(
@@ -44,7 +55,6 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     finally:
         if fuzz is not None:
             fuzz.close()
-        stop_gateway_suite(suite)
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
@@ -90,3 +100,80 @@ def test_nothing_orphaned_nothing_under_way_and_storage_memory_bounded(target):
     assert not any(orphans.values()), orphans
     peak = target.storage_peak_mb()
     assert peak < STORAGE_GOAL_MB, f"storage peak RSS {peak:.0f} MB (goal {STORAGE_GOAL_MB} MB)"
+
+
+GARBAGE = b"\xff\xff\xff\xff"  # field 0 or a varint that never ends: no message parses it
+"""A client that sends bytes no protobuf parser takes as the request message."""
+
+
+def _valid(method: str, **fields: object) -> bytes:
+    service, name = method.strip("/").split("/")
+    pool = descriptor_pool.Default()
+    cls = message_factory.GetMessageClass(pool.FindMethodByName(f"{service}.{name}").input_type)
+    return cls(**fields).SerializeToString()
+
+
+GARBLED_CALLS = [
+    # (service, method, kind, messages): the garbage first, or after valid messages
+    ("gateway", "/automl.v1.AutoML/GetDataset", "unary_unary", [GARBAGE]),
+    ("gateway", "/automl.v1.AutoML/DownloadDataset", "unary_stream", [GARBAGE]),
+    ("gateway", "/automl.v1.AutoML/UploadDataset", "stream_unary", [GARBAGE]),
+    ("gateway", "/automl.v1.AutoML/UploadDataset", "stream_unary", ["header", GARBAGE, "chunk"]),
+    ("gateway", "/automl.v1.AutoML/UploadDataset", "stream_unary", ["header", "chunk", GARBAGE]),
+    ("gateway", "/automl.v1.AutoML/PredictStream", "stream_stream", [GARBAGE]),
+    ("gateway", "/automl.v1.AutoML/PredictStream", "stream_stream", ["header", GARBAGE]),
+    ("storage", "/automl.v1.Storage/GetRun", "unary_unary", [GARBAGE]),
+    ("storage", "/automl.v1.Storage/UploadDataset", "stream_unary", [GARBAGE]),
+    ("storage", "/automl.v1.Storage/UploadDataset", "stream_unary", ["header", "chunk", GARBAGE, "chunk"]),
+    ("storage", "/automl.v1.Storage/WriteArtifact", "stream_unary", ["header", GARBAGE]),
+    ("runner", "/automl.v1.Runner/GetRunnerStatus", "unary_unary", [GARBAGE]),
+    ("runner", "/automl.v1.Runner/PredictStream", "stream_stream", [GARBAGE]),
+    ("notifier", "/automl.v1.Notifier/Publish", "unary_unary", [GARBAGE]),
+    ("notifier", "/automl.v1.Notifier/StreamEvents", "unary_stream", [GARBAGE]),
+]
+
+
+def _message(method: str, what: bytes | str) -> bytes:
+    if isinstance(what, bytes):
+        return what
+    if what == "chunk":
+        return _valid(method, chunk=b"a,b\n1,2\n")
+    if "PredictStream" in method:
+        return _valid(method, header={"name": "trainedModels/x"})
+    if "WriteArtifact" in method:
+        return _valid(method, header={"kind": "model/joblib"})
+    return _valid(method, header={"display_name": "garbled"})
+
+
+@pytest.mark.parametrize(("service", "method", "kind", "sent"), GARBLED_CALLS, ids=lambda v: str(v)[:40])
+async def test_bytes_that_are_no_request_message_are_invalid_argument(suite, service, method, kind, sent):
+    """Not UNKNOWN with the parser's text (unary), INTERNAL (a client stream's
+    first message), or a hang (a later one): INVALID_ARGUMENT naming the
+    message type, on the public port and on each internal service."""
+    if service == "gateway":
+        channel = grpc.aio.insecure_channel(suite.target)
+        metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {suite.api_key}"),)
+    else:
+        channel = internal.aio_channel(suite.stack.target(service))
+        metadata = ()
+    messages = [_message(method, what) for what in sent]
+    async with channel:
+        call = getattr(channel, kind)(method, request_serializer=None, response_deserializer=None)
+
+        async def stream():
+            for message in messages:
+                yield message
+
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            if kind.startswith("unary"):
+                answer = call(messages[0], metadata=metadata, timeout=30)
+            else:
+                answer = call(stream(), metadata=metadata, timeout=30)
+            if kind.endswith("stream"):
+                async for _ in answer:
+                    pass
+            else:
+                await answer
+    name = descriptor_pool.Default().FindMethodByName(method.strip("/").replace("/", ".")).input_type.full_name
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, (caught.value.code(), caught.value.details())
+    assert caught.value.details() == f"the request is not a valid {name} message"

@@ -44,6 +44,12 @@ class FakeStorage(storage_service_pb2_grpc.StorageServicer):
                 raise errors.NotFound("datasets/missing does not exist")
             case "datasets/boom":
                 raise RuntimeError("secret internal detail")
+        if request.name.startswith("datasets/quotes-everything/"):  # an error quoting a whole input
+            value = request.name.removeprefix("datasets/quotes-everything/")
+            raise errors.InvalidArgument(
+                f"name {value!r} is not a name",
+                [errors.FieldViolation(f"name.{i}.{value}", f"{value!r} is wrong") for i in range(1000)],
+            )
         return dataset_pb2.Dataset(name=request.name)
 
     async def DownloadDataset(self, request, ctx) -> AsyncIterator[dataset_pb2.DownloadDatasetResponse]:
@@ -280,3 +286,31 @@ async def test_probes_need_no_credential():
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await server.stop(0)
+
+
+@pytest.mark.parametrize("value", ["x" * 70_000, "é" * 20_000, "\x01" * 20_000, "数" * 20_000])
+async def test_an_error_quoting_a_huge_input_keeps_its_status(stub, value):
+    """Past 8 KiB of trailers a gRPC client starts refusing them (at random;
+    always past 16 KiB) and reports RESOURCE_EXHAUSTED (HTTP 429) instead of
+    the error: the message and the violations are capped where every status
+    is built (automl.common.status), whatever a service quotes."""
+    for _ in range(5):  # the refusal between 8 and 16 KiB is random: not once in 5
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetDataset(dataset_pb2.GetDatasetRequest(name=f"datasets/quotes-everything/{value}"))
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        assert caught.value.details().startswith("name '")
+        assert caught.value.details().endswith(" more characters)")
+        violations = status.field_violations(caught.value)
+        assert len(violations) <= status.MAX_VIOLATIONS + 1
+        assert violations[-1].description.endswith("more violations not listed")
+        size = sum(len(k) + len(v) for k, v in caught.value.trailing_metadata())
+        assert size < 8192, size
+
+
+def test_messages_are_capped_by_their_weight_in_the_trailer():
+    assert status.cap_message("short") == "short"
+    assert status.cap_message("a" * status.MAX_MESSAGE_COST) == "a" * status.MAX_MESSAGE_COST
+    cut = status.cap_message("a" * 5000)
+    assert cut.endswith("… (3,540 more characters)") and cut.startswith("a" * 1400)
+    cut = status.cap_message("é" * 5000)  # 3 bytes per UTF-8 byte once percent-encoded
+    assert len(cut) < 300 and cut.endswith("more characters)")

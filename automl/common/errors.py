@@ -62,7 +62,13 @@ class OutOfRange(AutoMLError):
 
 
 class ResourceExhausted(AutoMLError):
-    """A quota, a size limit or a capacity was reached."""
+    """A quota, a size limit or a capacity was reached. `too_large`: a size
+    limit of what the request brings (a file, a line, a column count), which
+    a retry cannot pass; the HTTP door answers it 413, the others 429."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large
 
 
 class Unauthenticated(AutoMLError):

@@ -19,7 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from automl.common import context, errors, status
+from automl.common import context, errors, status, streams
 from automl.common.identity import Verifier
 
 log = logging.getLogger("automl.rpc")
@@ -45,6 +45,10 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     from its metadata, one log line and metrics when it ends, and a status code
     and message a caller can act on when it fails:
 
+    - a request that is not a valid message (bytes a protobuf parser refuses)
+                              -> INVALID_ARGUMENT naming the message type, no
+                                 parser text; the rest of a client stream is
+                                 read first (automl.common.streams.drain)
     - automl.common.errors.*  -> their code, with rich details (automl.common.status)
     - an error from a downstream gRPC call -> passed through unchanged
     - NotImplementedError     -> UNIMPLEMENTED (generated servicer stubs raise it)
@@ -94,7 +98,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         factory = getattr(grpc, f"{kind}_rpc_method_handler")
         self._handlers[method] = factory(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
         return self._handlers[method]
@@ -119,13 +123,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             started, metadata = self._enter(ctx)
             code = grpc.StatusCode.OK
+            request = _Checked.of(request)
             try:
                 if authenticate is not None:
                     context.tenant.set(await authenticate(metadata, method))
+                if isinstance(request, _Malformed):
+                    raise request.error
                 result = behavior(request, ctx)
                 return await result if inspect.isawaitable(result) else result
             except BaseException as exc:  # mapped, then re-raised or aborted
-                code = await self._fail(ctx, method, exc)
+                code = await self._fail(ctx, method, _Checked.cause(request, exc))
                 raise
             finally:
                 self._exit(method, ctx, started, code)
@@ -139,10 +146,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             started, metadata = self._enter(ctx)
             code = grpc.StatusCode.OK
             guard: _Revocation | None = None
+            request = _Checked.of(request)
             try:
                 if authenticate is not None:
                     context.tenant.set(await authenticate(metadata, method))
                     guard = _Revocation.start(authenticate, metadata, method)
+                if isinstance(request, _Malformed):
+                    raise request.error
                 result = behavior(request, ctx)
                 if inspect.isawaitable(result):  # a handler that writes with ctx.write()
                     await result
@@ -156,7 +166,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 if guard is not None and guard.refused is not None and isinstance(exc, asyncio.CancelledError):
                     guard.take_back_cancel()
                     await self._fail(ctx, method, guard.refused)  # aborts with the refusal: raises
-                code = await self._fail(ctx, method, exc)
+                code = await self._fail(ctx, method, _Checked.cause(request, exc))
                 raise
             finally:
                 if guard is not None:
@@ -268,6 +278,88 @@ class _Revocation:
             self.task.cancel()
 
 
+class _Malformed:
+    """What a request message the parser refuses deserializes to (the
+    deserializer does not raise: grpc.aio would answer UNKNOWN with the
+    parser's text for a unary request, and the servicer's loop would meet the
+    DecodeError of a client stream's message, INTERNAL). The call answers
+    `error`, INVALID_ARGUMENT."""
+
+    __slots__ = ("error", "size")
+
+    def __init__(self, error: errors.InvalidArgument, size: int) -> None:
+        self.error = error
+        self.size = size
+
+    def ByteSize(self) -> int:  # as a message's, for streams.drain
+        return self.size
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserialize` (a message class's FromString), answering a _Malformed
+    instead of raising on bytes that are not a valid message."""
+    if deserialize is None:
+        return None
+    cls = getattr(deserialize, "__self__", None)
+    name = getattr(getattr(cls, "DESCRIPTOR", None), "full_name", "")
+    message = f"the request is not a valid {name} message" if name else "the request is not a valid message"
+
+    def tolerant(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except Exception:  # noqa: BLE001 - DecodeError, or any other refusal of the bytes: the client's
+            return _Malformed(errors.InvalidArgument(message), len(raw))
+
+    return tolerant
+
+
+class _Checked:
+    """A client stream as its servicer reads it: a malformed message reads the
+    rest of the stream (bounded, so that the refusal is the call's status:
+    automl.common.streams.drain says why), then raises its INVALID_ARGUMENT,
+    at that read and at any later one. `refused` stays set, so that the call
+    answers it whatever the servicer made of the error (the gateway forwards
+    a stream to storage: grpc cancels that call when its request iterator
+    raises, and the servicer sees CancelledError)."""
+
+    def __init__(self, messages: AsyncIterator[Any]) -> None:
+        self.messages = messages
+        self.refused: errors.InvalidArgument | None = None
+
+    @classmethod
+    def of(cls, request: Any) -> Any:
+        """A client stream checked; a single request as it is."""
+        return cls(request) if hasattr(request, "__anext__") else request
+
+    @staticmethod
+    def cause(request: Any, exc: BaseException) -> BaseException:
+        """What the call answers for `exc`: a malformed message's refusal when
+        the stream had one (not over an abort already sent, nor a cancellation
+        of the call itself: the client left)."""
+        refused = request.refused if isinstance(request, _Checked) else None
+        if refused is None or isinstance(exc, grpc.aio.AbortError) or _being_cancelled():
+            return exc
+        return refused
+
+    def __aiter__(self) -> _Checked:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.refused is not None:
+            raise self.refused
+        message = await self.messages.__anext__()
+        if isinstance(message, _Malformed):
+            self.refused = message.error
+            await streams.drain(self.messages)
+            raise self.refused
+        return message
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 # Health checks and reflection come every few seconds from probes: logged at DEBUG.
 _PROBES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -303,4 +395,4 @@ def _with_retry_delay(st: grpc.Status, seconds: float) -> grpc.Status:
 async def _abort(ctx: grpc.aio.ServicerContext, st: grpc.Status) -> None:
     rid = context.request_id.get()
     trailing = (*(st.trailing_metadata or ()), (context.REQUEST_ID_KEY, rid))
-    await ctx.abort(st.code, st.details, trailing)
+    await ctx.abort(st.code, status.cap_message(st.details or ""), trailing)  # a downstream's too

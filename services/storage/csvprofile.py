@@ -370,15 +370,19 @@ class _Scanner(io.RawIOBase):
         return "UTF-8" if self.utf8 else "text in the declared encoding"
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def _newlines(chunk: bytes) -> int:
     """The newlines in `chunk`: numpy's vector compare is ~10x faster than bytes.count."""
     return int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == 10))
 
 
-def _read_header(scanner: _Scanner, fmt: CsvFormat, limits: Limits) -> list[str]:
-    """The first record's fields; the bytes read are pushed back for the CSV reader.
-    Read in steps, its fields counted after each: too many columns are refused
-    before the rest of the line is read (the scanner bounds the line)."""
+def _read_header(scanner: _Scanner, fmt: CsvFormat, limits: Limits) -> tuple[list[str], int]:
+    """The first record's fields, and the blank lines before it (pyarrow's
+    skip_rows counts them as rows); the bytes read are pushed back for the CSV
+    reader. Read in steps, its fields counted after each: too many columns are
+    refused before the rest of the line is read (the scanner bounds the line)."""
     if csv.field_size_limit() < limits.max_line_bytes:  # 128 KiB by default; a field fits in its line
         csv.field_size_limit(limits.max_line_bytes)
     buffered = b""
@@ -401,7 +405,7 @@ def _read_header(scanner: _Scanner, fmt: CsvFormat, limits: Limits) -> list[str]
             scanner.push_back(buffered)
             if not stripped.strip():
                 raise CsvFormatError("the file is empty: it has no header and no rows")
-            return first or []
+            return first or [], len(_LINE_BREAK.findall(text[: len(text) - len(stripped)]))
 
 
 def _check_header(names: list[str], limits: Limits) -> None:
@@ -674,13 +678,18 @@ def _top(table: pa.Table, n: int = 5) -> list[str]:
 def _open(
     scanner: _Scanner, fmt: CsvFormat, types: list[pa.DataType], skip: int, block: int
 ) -> pacsv.CSVStreamingReader:
+    # The header's column count, given: left to pyarrow, it would take the first
+    # data row's, and a first row with more or fewer fields would pass the reader
+    # (a batch of the wrong width) or blame the row after it.
+    names = [f"f{i}" for i in range(len(types))]
     return pacsv.open_csv(
         scanner,
         read_options=pacsv.ReadOptions(
             use_threads=False,  # exact row numbers in errors; the statistics run beside it (_parsed_ahead)
             block_size=block,
             skip_rows=skip,
-            autogenerate_column_names=True,
+            column_names=names or None,
+            autogenerate_column_names=not names,
             encoding=fmt.encoding,
         ),
         parse_options=pacsv.ParseOptions(
@@ -700,13 +709,13 @@ def _batches(
     scanner: _Scanner, fmt: CsvFormat, limits: Limits | None = None, readahead: _Readahead | None = None
 ) -> tuple[list[str], pacsv.CSVStreamingReader]:
     limits = limits or Limits()
-    header = _read_header(scanner, fmt, limits)
+    header, blank_lines = _read_header(scanner, fmt, limits)
     if fmt.has_header:
         _check_header(header, limits)
     names = header if fmt.has_header else [f"column_{i}" for i in range(len(header))]
     scanner.readahead = readahead  # from here on, every read is a block of the CSV reader
     as_text = [pa.string()] * len(header)
-    skip = 1 if fmt.has_header else 0
+    skip = 1 + blank_lines if fmt.has_header else 0  # blank lines are rows to skip_rows (else the header is data)
     block = _block(limits)
     if readahead is None:
         return names, _open(scanner, fmt, as_text, skip, block)
@@ -735,7 +744,8 @@ def _reader_error(exc: pa.ArrowInvalid, fmt: CsvFormat, lines: int, limits: Limi
         source = "as in the header" if fmt.has_header else "as in the first row"
         if got < expected and "\n" in text.split(": ", 2)[-1]:
             return CsvFormatError(f"row {row} opens a quoted field that never closes (check the quotes)", row)
-        return CsvFormatError(f"row {row} has {got} fields, expected {expected} ({source})", row)
+        fields = "field" if got == 1 else "fields"
+        return CsvFormatError(f"row {row} has {got} {fields}, expected {expected} ({source})", row)
     if "Empty CSV file" in text:
         if lines <= 1:
             return CsvFormatError(

@@ -104,6 +104,7 @@ class SizeLimit:
 
     max_bytes: int
     message: str  # names the limit and the setting behind it
+    too_large: bool = True  # a size limit of one file (HTTP 413); False: the tenant's quota (429)
 
 
 def _offer(q: queue.Queue[object], item: object, consumer: Future[Any]) -> None:
@@ -137,7 +138,7 @@ async def write_stream(
     try:
         async for chunk in chunks:
             if limit is not None and writer.size + len(chunk) > limit.max_bytes:
-                raise errors.ResourceExhausted(limit.message)
+                raise errors.ResourceExhausted(limit.message, too_large=limit.too_large)
             await asyncio.to_thread(writer.write, chunk)
             if task is not None:
                 if task.done():
@@ -149,9 +150,13 @@ async def write_stream(
             result = await asyncio.wrap_future(task)
         content = await asyncio.to_thread(writer.finish)
         if expected_sha256 and expected_sha256.lower() != content.sha256:
-            raise errors.DataLoss(
-                f"received bytes hash to {content.sha256}, not the expected {expected_sha256}: "
-                "the file changed or was cut in transit; upload it again"
+            # The caller's own checksum against the bytes it sent: its input
+            # (INVALID_ARGUMENT, HTTP 400), not storage's corruption
+            # (DATA_LOSS stays for what storage finds wrong on read).
+            raise errors.InvalidArgument.field(
+                "header.expected_sha256",
+                f"the received bytes hash to {content.sha256}, not {expected_sha256[:64]}: "
+                "the file changed or was cut in transit; upload it again",
             )
         return content, result
     except BaseException:
@@ -188,7 +193,7 @@ def profile(fmt: csvprofile.CsvFormat, limits: csvprofile.Limits) -> Callable[[_
         try:
             return csvprofile.profile_csv(source, fmt, limits)
         except csvprofile.CsvLimitError as exc:
-            raise errors.ResourceExhausted(str(exc)) from exc
+            raise errors.ResourceExhausted(str(exc), too_large=True) from exc
         except csvprofile.CsvFormatError as exc:
             raise errors.InvalidArgument(str(exc), [errors.FieldViolation("chunk", str(exc))]) from exc
 

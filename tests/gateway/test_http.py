@@ -6,6 +6,7 @@ the README's curl walk-through run with real curl."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf import json_format
 
@@ -280,3 +282,64 @@ def test_predict_records_over_http(open_suite):
     status, _, answer = http(open_suite, "POST", f"/v1/{model.name}:predict", json.dumps(body).encode(), key="")
     assert status == 400
     assert "sepal length (cm)" in json.loads(answer)["error"]["message"]  # the missing columns are listed
+
+
+def test_upload_whose_checksum_does_not_match_is_400_naming_the_field(gateway_suite):
+    """The caller's expected checksum against the bytes it sent is its own
+    input: 400 with the field (it was DATA_LOSS, HTTP 500; found by fuzzing)."""
+    data = b"a,b\n1,2\n3,4\n"
+    wrong = hashlib.sha256(data + b"x").hexdigest()
+    status, _, body = http(
+        gateway_suite, "POST", f"/v1/datasets:upload?displayName=checksum&expectedSha256={wrong}", data
+    )
+    assert status == 400, body
+    error = json.loads(body)["error"]
+    assert error["code"] == 3 and hashlib.sha256(data).hexdigest() in error["message"]
+    violations = next(d["fieldViolations"] for d in error["details"] if d["@type"].endswith("BadRequest"))
+    assert [v["field"] for v in violations] == ["header.expected_sha256"]
+    right = hashlib.sha256(data).hexdigest()
+    status, _, body = http(
+        gateway_suite, "POST", f"/v1/datasets:upload?displayName=checksum&expectedSha256={right}", data
+    )
+    assert status == 200, body
+
+
+def test_upload_with_a_ragged_first_row_is_400_naming_the_row(gateway_suite):
+    """Was INTERNAL (HTTP 500): a ValueError of the profiler (found by fuzzing)."""
+    for data, message in [
+        (b"a,b\n1,2,3\n", "row 2 has 3 fields, expected 2 (as in the header)"),
+        (b"a,b\n1\n2,3\n", "row 2 has 1 field, expected 2 (as in the header)"),
+    ]:
+        status, _, body = http(gateway_suite, "POST", "/v1/datasets:upload?displayName=ragged", data)
+        assert status == 400, body
+        assert json.loads(body)["error"]["message"] == message
+
+
+def test_a_size_limit_is_413_and_a_quota_429(gateway_suite):
+    """RESOURCE_EXHAUSTED is both: a file past a size limit (columns, bytes)
+    carries an ErrorInfo TOO_LARGE, which the HTTP door answers 413; quotas
+    and rates stay 429 (test_auth's failed key checks, the stream quota)."""
+    header = ",".join(f"c{i}" for i in range(300)).encode()  # AUTOML_CSV_MAX_COLUMNS: 250
+    status, _, body = http(
+        gateway_suite, "POST", "/v1/datasets:upload?displayName=wide", header + b"\n" + b"1," * 299 + b"1\n"
+    )
+    assert status == 413, body
+    error = json.loads(body)["error"]
+    assert error["code"] == 8 and "AUTOML_CSV_MAX_COLUMNS" in error["message"]
+    infos = [d for d in error["details"] if d["@type"].endswith("ErrorInfo")]
+    assert infos == [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "TOO_LARGE", "domain": "automl.v1"}
+    ]
+
+
+def test_grpcs_own_message_size_refusal_is_413_other_resource_exhausted_429():
+    from gateway.transcoding import _error_response
+
+    too_large = _error_response(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max (9 vs. 4)", None, "r"
+    )
+    assert too_large.status_code == 413
+    assert (
+        _error_response(grpc.StatusCode.RESOURCE_EXHAUSTED, "tenant alpha has 8 open streams", None, "r").status_code
+        == 429
+    )

@@ -311,3 +311,21 @@ def test_a_large_table_is_searched_on_a_sample_and_refitted_on_all(sampling_stac
     assert holdout_test(s, model.name).row_count == split["holdout_count"]
     everything = train(s, result, includes_holdout=True)
     assert everything.state == READY and everything.training_rows == 3000, everything.error_message
+
+
+def test_records_without_a_json_form_are_invalid_argument_naming_the_row():
+    """A Struct row holding NaN or Infinity (gRPC can send it, JSON cannot)
+    was INTERNAL (json_format's ValueError; found by fuzzing)."""
+    from google.protobuf import struct_pb2
+
+    from automl.common.errors import InvalidArgument
+    from automl.v1 import model_pb2
+    from services.runner.models import records
+
+    good = struct_pb2.Struct(fields={"a": struct_pb2.Value(number_value=1.5)})
+    bad = struct_pb2.Struct(fields={"a": struct_pb2.Value(number_value=float("nan"))})
+    assert records(model_pb2.PredictRecords(rows=[good])) == [{"a": 1.5}]
+    with pytest.raises(InvalidArgument) as caught:
+        records(model_pb2.PredictRecords(rows=[good, bad]))
+    assert caught.value.violations[0].field == "records.rows[1]"
+    assert "NaN" in caught.value.message

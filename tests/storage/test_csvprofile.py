@@ -258,3 +258,28 @@ def test_a_failure_in_the_statistics_stops_the_parse(monkeypatch):
     with pytest.raises(MemoryError, match="statistics failed"):
         profile(data, step=65536)
     assert parse_threads_left() == []
+
+
+def test_the_first_data_row_has_the_headers_field_count():
+    """pyarrow took the first data row's width: one with more fields was a batch
+    wider than the header (INTERNAL), one with fewer blamed the next row."""
+    for data, message in [
+        (b"a,b\n1,2,3\n", "row 2 has 3 fields, expected 2 (as in the header)"),
+        (b"a,b\n1,2,3\n4,5,6\n", "row 2 has 3 fields, expected 2 (as in the header)"),
+        (b"a,b\n1\n", "row 2 has 1 field, expected 2 (as in the header)"),
+        (b"a,b\n1\n2,3\n", "row 2 has 1 field, expected 2 (as in the header)"),
+    ]:
+        with pytest.raises(CsvFormatError) as caught:
+            profile(data)
+        assert str(caught.value) == message and caught.value.row == 2
+    with pytest.raises(CsvFormatError) as caught:
+        read_preview(io.BytesIO(b"a,b\n1,2,3\n"), CsvFormat(), 5)
+    assert "row 2 has 3 fields" in str(caught.value)
+
+
+def test_blank_lines_before_the_header_do_not_make_it_a_row():
+    result = profile(b"\n\r\n\na,b\n1,2\n")
+    assert result.row_count == 1 and [c.name for c in result.columns] == ["a", "b"]
+    with pytest.raises(CsvFormatError) as caught:
+        profile(b"\n\na,b\n1,2,3\n")
+    assert str(caught.value) == "row 4 has 3 fields, expected 2 (as in the header)"  # the file's line 4

@@ -121,7 +121,11 @@ BAD_UPLOADS = {
     "no header": (b"1,2,3\n4,5,6\n", "has_header"),
     "ragged": (b"a,b,c\n1,2,3\n4,5\n", "row 3 has 2 fields, expected 3"),
     "too many fields": (b"a,b\n1,2\n3,4\n5,6,7\n", "row 4 has 3 fields, expected 2"),
-    "unclosed quote": (b'a,b\n"open,2\n3,4\n', "quoted field never closes"),
+    # The first data row too (fuzzing: INTERNAL, a ValueError of a zip; fewer fields blamed the next row):
+    "first row too long": (b"a,b\n1,2,3\n", "row 2 has 3 fields, expected 2 (as in the header)"),
+    "first row too long, all rows": (b"a,b\n1,2,3\n4,5,6\n", "row 2 has 3 fields, expected 2"),
+    "first row too short": (b"a,b\n1\n2,3\n", "row 2 has 1 field, expected 2 (as in the header)"),
+    "unclosed quote": (b'a,b\n"open,2\n3,4\n', "row 2 opens a quoted field that never closes"),
     "not utf-8": (b"a,b\n1,caf\xe9\n", "line 2"),
     "nul byte": (b"a,b\n1,2\n3,\x004\n", "line 3"),
     "duplicate column": (b"a,b,a\n1,2,3\n", "'a'"),
@@ -151,11 +155,15 @@ async def test_first_message_must_be_the_header(storage):
     assert status.field_violations(caught.value)[0].field == "header"
 
 
-async def test_wrong_checksum_is_data_loss_and_leaves_nothing(storage):
+async def test_wrong_checksum_is_the_callers_invalid_argument_and_leaves_nothing(storage):
+    """The caller's checksum against the bytes it sent is its input: INVALID_ARGUMENT
+    naming the field (HTTP 400), not DATA_LOSS (HTTP 500, storage's corruption)."""
     data = mixed_csv(8000)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await upload(storage, data, expected_sha256="0" * 64)
-    assert caught.value.code() is grpc.StatusCode.DATA_LOSS
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert hashlib.sha256(data).hexdigest() in caught.value.details()
+    assert [v.field for v in status.field_violations(caught.value)] == ["header.expected_sha256"]
     assert storage.count(schema.Dataset) == 0 and storage.blob_keys() == []
 
 
