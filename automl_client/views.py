@@ -129,6 +129,10 @@ def run_details(run: run_pb2.Run) -> Group:
     """Below a run's table: why it ended (a failed or cancelled run's reason
     stands out), its counts, and what the runner adapted to or fell back on."""
     lines: list[Any] = []
+    if run.state == common_pb2.RUN_STATE_QUEUED:
+        lines.append(Text(f"queued: position {run.queue_position} ({run.status_message})", style="yellow"))
+    if run.takeovers:
+        lines.append(Text(f"taken over: {run.takeovers} time(s) after its runner was lost"))
     failed = run.state in (common_pb2.RUN_STATE_FAILED, common_pb2.RUN_STATE_CANCELLED)
     if failed:
         state = enum_name(common_pb2.RunState, run.state, "RUN_STATE_")
@@ -290,6 +294,9 @@ class RunView:
                 self.stopped = max(self.stopped, failed.models_stopped)
         elif kind == "run_note":
             self.notes.append(event.run_note.message)
+        elif kind == "run_queued":
+            self.run.queue_position = event.run_queued.position
+            self.run.status_message = event.run_queued.message
         elif kind == "run_state_changed":
             self.run.state = event.run_state_changed.state
         elif kind == "run_finished":
@@ -303,8 +310,8 @@ class RunView:
     def elapsed(self) -> float:
         if self.finished is not None:
             return self.finished.duration.ToTimedelta().total_seconds()
-        if self.run.state in (common_pb2.RUN_STATE_PENDING,):
-            return 0.0
+        if self.run.state in (common_pb2.RUN_STATE_PENDING, common_pb2.RUN_STATE_QUEUED):
+            return self.elapsed_at_snapshot
         return self.elapsed_at_snapshot + time.monotonic() - self.snapshot_clock
 
     def render(self) -> Group:
@@ -313,6 +320,8 @@ class RunView:
         done = max(len(self.models) + self.failed, run.models_evaluated + run.models_failed)
         state = enum_name(common_pb2.RunState, run.state, "RUN_STATE_")
         head = Text.assemble((run.name, "bold"), "  ", (state, "cyan"))
+        if run.state == common_pb2.RUN_STATE_QUEUED:
+            head.append(f"  position {run.queue_position}: {run.status_message}", style="yellow")
         if self.finished is not None:
             head.append(f"  ({enum_name(common_pb2.StopReason, self.finished.stop_reason, 'STOP_REASON_')})")
         parts: list[Any] = [head]

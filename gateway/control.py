@@ -1,5 +1,6 @@
-"""How the gateway changes a run's course: ask it to stop, or end it when no
-runner will (a run the runner never took, a runner that went silent).
+"""How the gateway changes a run's course: queue it when no runner can take
+it, hand it to a runner for a takeover, ask it to stop, or end it when no
+runner will (a run queued too many times, a runner that went silent).
 
 Used by StopRun / StartRun and by the supervisor, always for an explicit
 tenant, so that background work (the supervisor) acts with the run owner's
@@ -14,7 +15,7 @@ import logging
 import grpc
 
 from automl.common.events import new_event_id
-from automl.common.stopping import TERMINAL_STATES
+from automl.common.stopping import TERMINAL_STATES, final_state
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, notifier_service_pb2, run_pb2, runner_service_pb2, storage_service_pb2
 from gateway.backends import Backends, as_tenant
@@ -49,6 +50,16 @@ class RunControl:
         """Ask an active run to stop; return it as it stands (a terminal run as is)."""
         if run.state in TERMINAL_STATES:
             return run
+        if run.state == c.RUN_STATE_QUEUED:  # no runner holds it: end it here, its stored results kept
+            done = run.models_evaluated + run.models_failed + run.models_stopped
+            ended = await self.end(
+                tenant, run, final_state(reason, done), reason, message, expected=[c.RUN_STATE_QUEUED]
+            )
+            if ended is not None:
+                return ended
+            run = await self.get(tenant, run.name)  # a runner claimed it meanwhile
+            if run.state in TERMINAL_STATES:
+                return run
         if run.state == c.RUN_STATE_PENDING:
             ended = await self.end(tenant, run, c.RUN_STATE_CANCELLED, reason, message, expected=[c.RUN_STATE_PENDING])
             if ended is not None:
@@ -63,6 +74,35 @@ class RunControl:
             if exc.code() not in NOT_HERE:
                 raise
         return await self._stop_in_storage(tenant, run, reason, message)
+
+    async def enqueue(self, tenant: str, run: run_pb2.Run, why: str) -> run_pb2.Run | None:
+        """PENDING -> QUEUED: no runner could take it now. None when it was not
+        PENDING any more (a runner claimed it meanwhile). RESOURCE_EXHAUSTED
+        (from storage) when the tenant's queue is full."""
+        return await self._queue(tenant, run, [c.RUN_STATE_PENDING], f"waiting for a runner: {why}", takeover=False)
+
+    async def take_over(self, tenant: str, run: run_pb2.Run, why: str) -> run_pb2.Run | None:
+        """RUNNING -> QUEUED with one more takeover: its runner is lost; the next
+        runner with capacity goes on from its stored results."""
+        return await self._queue(tenant, run, [c.RUN_STATE_RUNNING], why, takeover=True)
+
+    async def _queue(
+        self, tenant: str, run: run_pb2.Run, expected: list[int], message: str, takeover: bool
+    ) -> run_pb2.Run | None:
+        request = storage_service_pb2.UpdateRunStateRequest(
+            name=run.name, expected_states=expected, state=c.RUN_STATE_QUEUED, status_message=message, takeover=takeover
+        )
+        try:
+            queued = await self.backends.storage.UpdateRunState(request, metadata=as_tenant(tenant))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                return None
+            raise
+        log.info("run queued", extra={"run": run.name, "position": queued.queue_position, "detail": message})
+        changed = event_pb2.RunStateChanged(previous_state=run.state, state=c.RUN_STATE_QUEUED, message=message)
+        waiting = event_pb2.RunQueued(position=queued.queue_position, takeovers=queued.takeovers, message=message)
+        await self.publish(tenant, [event(queued, run_state_changed=changed), event(queued, run_queued=waiting)])
+        return queued
 
     async def _stop_in_storage(self, tenant: str, run: run_pb2.Run, reason: int, message: str) -> run_pb2.Run:
         try:

@@ -72,6 +72,14 @@ async def _checked_first(request_iterator: AsyncIterator[Any], empty: str) -> An
     return first
 
 
+# A run that meets these when it starts waits QUEUED for a runner.
+WAIT_REASONS = {
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "no runner has capacity",
+    grpc.StatusCode.UNAVAILABLE: "no runner is reachable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "the runner did not answer in time",
+}
+
+
 class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     """automl.v1.AutoML."""
 
@@ -154,13 +162,17 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     # ---------------------------------------------------------------- runs
 
     async def StartRun(self, request: run_pb2.StartRunRequest, ctx: Any) -> run_pb2.Run:
-        """Storage creates the run PENDING, a runner claims it. A run no runner
-        takes is ended at once (CANCELLED, with why), never left PENDING."""
+        """Storage creates the run PENDING, a runner claims it. When no runner
+        can take it now (all busy, or none reachable) it waits QUEUED, and the
+        supervisor hands it to the first runner with capacity; a run that can
+        neither start nor queue is ended at once (CANCELLED, with why), never
+        left PENDING."""
         check(request)
         new = run_pb2.Run(experiment=request.experiment, parallel_workers=request.parallel_workers)
         if request.HasField("stop_conditions"):
             new.stop_conditions.CopyFrom(request.stop_conditions)
         run = await self.storage.CreateRun(storage_service_pb2.CreateRunRequest(run=new))
+        tenant = context.tenant.get()
         try:
             return await self.runner.ExecuteRun(runner_service_pb2.ExecuteRunRequest(name=run.name))
         except grpc.aio.AioRpcError as exc:
@@ -168,16 +180,29 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
                 raise  # the runner recorded the run FAILED with the same message
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 return await self.storage.GetRun(run_pb2.GetRunRequest(name=run.name))  # claimed meanwhile
-            why = {
-                grpc.StatusCode.RESOURCE_EXHAUSTED: "no runner has capacity",
-                grpc.StatusCode.UNAVAILABLE: "no runner is reachable",
-            }.get(exc.code(), f"the runner answered {exc.code().name}")
+            why = WAIT_REASONS.get(exc.code())
+            if why is not None:
+                try:
+                    queued = await self.control.enqueue(tenant, run, why)
+                except grpc.aio.AioRpcError as full:
+                    if full.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        raise
+                    await self.control.end(
+                        tenant,
+                        run,
+                        c.RUN_STATE_CANCELLED,
+                        c.STOP_REASON_ERROR,
+                        f"{why}; {full.details()}",
+                        expected=[c.RUN_STATE_PENDING],
+                    )
+                    raise
+                return queued or await self.storage.GetRun(run_pb2.GetRunRequest(name=run.name))
             await self.control.end(
-                context.tenant.get(),
+                tenant,
                 run,
                 c.RUN_STATE_CANCELLED,
                 c.STOP_REASON_ERROR,
-                f"{why}: {exc.details()}",
+                f"the runner answered {exc.code().name}: {exc.details()}",
                 expected=[c.RUN_STATE_PENDING],
             )
             raise

@@ -1,5 +1,12 @@
-"""The stop-condition supervisor: every few moments, every active run of every
-tenant is checked against its stop conditions and its runner's heartbeat.
+"""The supervisor: every few moments, every active run of every tenant is
+checked against its stop conditions and its runner's heartbeat, queued runs
+are handed to runners in the queue's order, and trainings whose runner went
+silent are ended.
+
+A run whose runner is lost is queued again for a takeover (up to
+AUTOML_RUN_MAX_TAKEOVERS times): the next runner with capacity goes on from
+its stored results with what is left of its time budget, which counts only
+time a runner held it.
 
 The runner enforces the same conditions itself (automl.common.stopping, one
 rule for both); the supervisor is what makes them hold when the runner does
@@ -19,12 +26,13 @@ import time
 import grpc
 from prometheus_client import Counter, Gauge
 
+from automl.common.events import new_event_id
 from automl.common.settings import Settings
-from automl.common.stopping import ACTIVE_STATES, Limits, Progress, limit_reached
+from automl.common.stopping import ACTIVE_STATES, Limits, Progress, final_state, limit_reached, search_seconds
 from automl.v1 import common_pb2 as c
-from automl.v1 import storage_service_pb2
-from gateway.backends import Backends
-from gateway.control import RunControl
+from automl.v1 import event_pb2, model_pb2, run_pb2, runner_service_pb2, storage_service_pb2
+from gateway.backends import Backends, as_tenant
+from gateway.control import RunControl, event
 
 log = logging.getLogger("automl.gateway.supervisor")
 
@@ -36,6 +44,8 @@ MODELS_EVALUATED = Counter(
 )
 SUPERVISOR_STOPS = Counter("automl_supervisor_actions_total", "Runs the supervisor stopped or ended.", ["reason"])
 REASK_SECONDS = 10.0  # a stop already asked for is asked again only after this long
+DISPATCH_ATTEMPTS = 2  # runners behind one name answer in turn: a busy one is not every one
+NO_CAPACITY = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def seconds_since(ts: object, now: dt.datetime) -> float:
@@ -48,7 +58,10 @@ class Supervisor:
         self.control = control
         self.interval = settings.supervisor_interval_seconds
         self.lost_after = settings.runner_lost_seconds
+        self.max_takeovers = settings.run_max_takeovers
         self._asked: dict[str, float] = {}
+        self._positions: dict[str, int] = {}
+        self._dispatching: asyncio.Task[None] | None = None
         self._counts: dict[str, tuple[int, int, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -56,10 +69,11 @@ class Supervisor:
         self._task = asyncio.create_task(self._loop(), name="supervisor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._dispatching):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _loop(self) -> None:
         failing = False
@@ -96,6 +110,71 @@ class Supervisor:
         for name in set(self._counts) - seen:
             self._counts.pop(name, None)
             self._asked.pop(name, None)
+        queued = [r for r in records if r.run.state == c.RUN_STATE_QUEUED]
+        await self._tell_positions(queued)
+        if queued and (self._dispatching is None or self._dispatching.done()):
+            # Apart from the checks: a runner preparing a run's data takes seconds.
+            self._dispatching = asyncio.create_task(self.dispatch(queued), name="dispatch")
+        await self.end_lost_trainings(now)
+
+    async def dispatch(self, queued: list[storage_service_pb2.RunRecord]) -> None:
+        """Hand queued runs to runners in the queue's order, until none has capacity."""
+        for record in sorted(queued, key=lambda r: r.run.queue_position or 2**31):
+            request = runner_service_pb2.ExecuteRunRequest(name=record.run.name)
+            for attempt in range(DISPATCH_ATTEMPTS):
+                try:
+                    run = await self.backends.runner.ExecuteRun(request, metadata=as_tenant(record.tenant))
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in NO_CAPACITY:
+                        if attempt + 1 < DISPATCH_ATTEMPTS:
+                            continue
+                        return  # the head waits: runs start in the queue's order
+                    if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT):
+                        log.warning("cannot start a queued run", extra={"run": request.name, "error": exc.code().name})
+                        return
+                    break  # claimed or ended meanwhile, or refused (then FAILED): the next one
+                log.info("queued run started", extra={"run": run.name, "runner": run.runner_id})
+                SUPERVISOR_STOPS.labels("dispatched").inc()
+                break
+
+    async def _tell_positions(self, queued: list[storage_service_pb2.RunRecord]) -> None:
+        """Watchers of a queued run hear when it moves up."""
+        positions = {r.run.name: r.run.queue_position for r in queued}
+        for record in queued:
+            before = self._positions.get(record.run.name)
+            if before is not None and before != record.run.queue_position:
+                moved = event_pb2.RunQueued(
+                    position=record.run.queue_position,
+                    takeovers=record.run.takeovers,
+                    message=record.run.status_message,
+                )
+                await self.control.publish(record.tenant, [event(record.run, run_queued=moved)])
+        self._positions = positions
+
+    async def end_lost_trainings(self, now: dt.datetime) -> None:
+        """Trainings whose runner gave no sign of life for lost_after end FAILED."""
+        since = now - dt.timedelta(seconds=self.lost_after)
+        request = storage_service_pb2.FailLostTrainingsRequest(
+            error_message=(
+                f"the runner training it gave no sign of life for {self.lost_after:g} s (it stopped or was lost): "
+                "train the model again"
+            )
+        )
+        request.silent_since.FromDatetime(since)
+        reply = await self.backends.storage.FailLostTrainings(request, metadata=self.backends.as_supervisor())
+        for record in reply.records:
+            model = record.trained_model
+            log.warning("training lost", extra={"model": model.name})
+            SUPERVISOR_STOPS.labels("training_lost").inc()
+            trained = event_pb2.ModelTrained(
+                trained_model=model.name,
+                model_result=model.model_result,
+                state=model_pb2.TrainedModel.STATE_FAILED,
+                error_message=model.error_message,
+            )
+            told = event_pb2.Event(id=new_event_id(), run=model.run, experiment=model.experiment, model_trained=trained)
+            told.create_time.GetCurrentTime()
+            await self.control.publish(record.tenant, [told])
 
     async def _records(self, state: int) -> list[storage_service_pb2.RunRecord]:
         out, token = [], ""
@@ -121,33 +200,17 @@ class Supervisor:
 
     async def check(self, record: storage_service_pb2.RunRecord, now: dt.datetime) -> None:
         run, tenant = record.run, record.tenant
+        if run.state == c.RUN_STATE_QUEUED:
+            return  # no runner holds it, and time queued does not count: dispatch() starts it
         if run.state == c.RUN_STATE_PENDING:
             waited = seconds_since(run.create_time, now)
-            if waited > self.lost_after:
-                message = f"no runner took the run in {waited:.0f} s"
-                if await self.control.end(
-                    tenant, run, c.RUN_STATE_FAILED, c.STOP_REASON_ERROR, message, expected=[c.RUN_STATE_PENDING]
-                ):
-                    SUPERVISOR_STOPS.labels("never_started").inc()
+            if waited > self.lost_after:  # the gateway that created it died before a runner took it
+                await self._queue_or_fail(tenant, run, f"no runner took the run in {waited:.0f} s")
             return
         beat = run.heartbeat_time if run.HasField("heartbeat_time") else run.start_time
         silent = seconds_since(beat, now)
         if silent > self.lost_after:
-            kept = run.models_evaluated + run.models_failed + run.models_stopped
-            message = (
-                f"runner {run.runner_id or '(unknown)'} sent no heartbeat for {silent:.0f} s; "
-                f"the {kept} results stored are kept"
-            )
-            ended = await self.control.end(
-                tenant,
-                run,
-                c.RUN_STATE_FAILED,
-                c.STOP_REASON_RUNNER_LOST,
-                message,
-                expected=[c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING],
-            )
-            if ended:
-                SUPERVISOR_STOPS.labels("runner_lost").inc()
+            await self._runner_lost(tenant, run, silent)
             return
         if run.state != c.RUN_STATE_RUNNING:
             return
@@ -161,8 +224,7 @@ class Supervisor:
             best_result=run.best_model_result,
             since_improvement=record.models_since_best,
         )
-        elapsed = seconds_since(run.start_time, now) if run.HasField("start_time") else 0.0
-        reached = limit_reached(limits, run.primary_metric, progress, elapsed)
+        reached = limit_reached(limits, run.primary_metric, progress, search_seconds(run, now.timestamp()))
         if reached is None:
             return
         asked = self._asked.get(run.name)
@@ -173,3 +235,50 @@ class Supervisor:
         log.info("stop condition reached", extra={"run": run.name, "reason": c.StopReason.Name(reason)})
         SUPERVISOR_STOPS.labels(c.StopReason.Name(reason).removeprefix("STOP_REASON_").lower()).inc()
         await self.control.stop(tenant, run, reason, message)
+
+    async def _queue_or_fail(self, tenant: str, run: run_pb2.Run, why: str) -> None:
+        try:
+            if await self.control.enqueue(tenant, run, why):
+                SUPERVISOR_STOPS.labels("never_started").inc()
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            await self.control.end(
+                tenant,
+                run,
+                c.RUN_STATE_FAILED,
+                c.STOP_REASON_ERROR,
+                f"{why}; {exc.details()}",
+                expected=[c.RUN_STATE_PENDING],
+            )
+
+    async def _runner_lost(self, tenant: str, run: run_pb2.Run, silent: float) -> None:
+        """A RUNNING run is taken over (or FAILED past the takeovers allowed); a
+        STOPPING one ends as its stop says, with every result stored."""
+        done = run.models_evaluated + run.models_failed + run.models_stopped
+        lost = (
+            f"runner {run.runner_id or '(unknown)'} sent no heartbeat for {silent:.0f} s; "
+            f"the {done} results stored are kept"
+        )
+        if run.state == c.RUN_STATE_RUNNING and run.takeovers < self.max_takeovers:
+            taken = run.takeovers + 1
+            why = f"{lost}; queued for takeover {taken} of {self.max_takeovers}"
+            if await self.control.take_over(tenant, run, why):
+                SUPERVISOR_STOPS.labels("taken_over").inc()
+            return
+        if run.state == c.RUN_STATE_STOPPING:
+            reason = run.stop_reason or c.STOP_REASON_USER
+            state, message = final_state(reason, done), f"{run.status_message} ({lost})"
+        else:
+            reason, state = c.STOP_REASON_RUNNER_LOST, c.RUN_STATE_FAILED
+            message = f"{lost}; taken over {run.takeovers} times already (AUTOML_RUN_MAX_TAKEOVERS)"
+        ended = await self.control.end(
+            tenant,
+            run,
+            state,
+            reason,
+            message,
+            expected=[c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING],
+        )
+        if ended:
+            SUPERVISOR_STOPS.labels("runner_lost").inc()

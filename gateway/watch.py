@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from google.protobuf import duration_pb2
 
-from automl.common.stopping import TERMINAL_STATES
+from automl.common.stopping import TERMINAL_STATES, search_seconds
 from automl.v1 import event_pb2, notifier_service_pb2, run_pb2
 from gateway.backends import Backends
 
@@ -22,9 +22,10 @@ def snapshot(run: run_pb2.Run, best: run_pb2.ModelResult | None, now: dt.datetim
     if best is not None:
         out.best_model_result.CopyFrom(best)
     elapsed = dt.timedelta(0)
-    if run.HasField("start_time"):
-        end = run.end_time.ToDatetime(dt.UTC) if run.HasField("end_time") else now
-        elapsed = max(dt.timedelta(0), end - run.start_time.ToDatetime(dt.UTC))
+    if run.state in TERMINAL_STATES and run.HasField("start_time"):
+        elapsed = max(dt.timedelta(0), run.end_time.ToDatetime(dt.UTC) - run.start_time.ToDatetime(dt.UTC))
+    elif run.HasField("start_time"):  # the search time used: a queued run's clock stands still
+        elapsed = dt.timedelta(seconds=search_seconds(run, now.timestamp()))
     out.elapsed.FromTimedelta(elapsed)
     budget = run.stop_conditions.max_duration.ToTimedelta()
     if budget > dt.timedelta(0):

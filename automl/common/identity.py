@@ -60,9 +60,13 @@ CERTIFICATE_IDENTITIES = {
     NOTIFIER: frozenset({NOTIFIER}),
     ADMIN: frozenset({ADMIN}),
 }
-KEY_MANAGEMENT = {
-    f"/automl.v1.Storage/{name}": frozenset({GATEWAY, ADMIN})
-    for name in ("CreateApiKey", "ListApiKeys", "RevokeApiKey", "LookupApiKey")
+# Methods only some identities may call: (who, how an error names them).
+RESTRICTED = {
+    **{
+        f"/automl.v1.Storage/{name}": (frozenset({GATEWAY, ADMIN}), "the gateway and the admin command")
+        for name in ("CreateApiKey", "ListApiKeys", "RevokeApiKey", "LookupApiKey")
+    },
+    "/automl.v1.Storage/FailLostTrainings": (frozenset({SUPERVISOR}), "the gateway's supervisor"),
 }
 
 
@@ -154,9 +158,9 @@ class Verifier:
                 raise errors.Unauthenticated(
                     f"the caller's certificate ({', '.join(names) or 'none'}) may not speak as the {who}"
                 )
-        allowed = KEY_MANAGEMENT.get(method)
-        if allowed is not None and who not in allowed:
-            raise errors.PermissionDenied(f"{method.rsplit('/', 1)[-1]} is only for the gateway and the admin command")
+        restricted = RESTRICTED.get(method)
+        if restricted is not None and who not in restricted[0]:
+            raise errors.PermissionDenied(f"{method.rsplit('/', 1)[-1]} is only for {restricted[1]}")
         tenant = str(metadata.get(context.TENANT_KEY) or "")
         if tenant and who not in ACTS_FOR_TENANTS:
             raise errors.PermissionDenied(f"the {who} does not act for tenants: no {context.TENANT_KEY} from it")

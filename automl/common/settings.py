@@ -132,6 +132,20 @@ class Settings:
         20,
         "Runs a tenant may have PENDING, RUNNING or STOPPING at once; one more is refused until one ends. 0: no limit.",
     )
+    tenant_max_queued_runs: int = _setting(
+        "AUTOML_TENANT_MAX_QUEUED_RUNS",
+        20,
+        "Runs a tenant may have QUEUED (waiting for a runner with capacity) at once; a run that would queue past "
+        "it is CANCELLED and StartRun answers RESOURCE_EXHAUSTED. Runs taken over after their runner was lost "
+        "always queue. 0: no limit.",
+    )
+    run_max_takeovers: int = _setting(
+        "AUTOML_RUN_MAX_TAKEOVERS",
+        3,
+        "Times a run whose runner is lost (no heartbeat for AUTOML_RUNNER_LOST_SECONDS) is queued again for "
+        "another runner (or the same one, restarted) to take over; once more, it is FAILED (RUNNER_LOST) with "
+        "its results kept. 0: never taken over. A runner that shuts down hands its runs back: that is no takeover.",
+    )
     tenant_max_open_streams: int = _setting(
         "AUTOML_TENANT_MAX_OPEN_STREAMS",
         5000,  # room for a dashboard wall: 1,000 watchers of one run is a benchmarked case
@@ -293,8 +307,10 @@ class Settings:
     runner_lost_seconds: float = _setting(
         "AUTOML_RUNNER_LOST_SECONDS",
         30.0,
-        "A run whose runner sent no heartbeat for this long is marked FAILED (RUNNER_LOST), its results kept; "
-        "a run still PENDING this long after it was created is marked FAILED too.",
+        "A run whose runner sent no heartbeat for this long is queued again to be taken over (up to "
+        "AUTOML_RUN_MAX_TAKEOVERS times, then FAILED, RUNNER_LOST), its results kept; a run still PENDING this long "
+        "after it was created (its gateway died while starting it) is queued; a training whose runner gave no sign "
+        "of life for this long is FAILED.",
     )
     blob_sweep_seconds: float = _setting(
         "AUTOML_BLOB_SWEEP_SECONDS",
@@ -447,7 +463,9 @@ class Settings:
             "tenant_max_datasets",
             "tenant_max_stored_bytes",
             "tenant_max_active_runs",
+            "tenant_max_queued_runs",
             "tenant_max_open_streams",
+            "run_max_takeovers",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 (no limit) or more")

@@ -49,6 +49,7 @@ class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATE_STOPPED: _ClassVar[RunState]
     RUN_STATE_FAILED: _ClassVar[RunState]
     RUN_STATE_CANCELLED: _ClassVar[RunState]
+    RUN_STATE_QUEUED: _ClassVar[RunState]
 
 class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -89,6 +90,7 @@ RUN_STATE_SUCCEEDED: RunState
 RUN_STATE_STOPPED: RunState
 RUN_STATE_FAILED: RunState
 RUN_STATE_CANCELLED: RunState
+RUN_STATE_QUEUED: RunState
 STOP_REASON_UNSPECIFIED: StopReason
 STOP_REASON_TIME_BUDGET: StopReason
 STOP_REASON_TARGET_SCORE: StopReason

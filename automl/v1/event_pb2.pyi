@@ -26,6 +26,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_MODEL_TRAINED: _ClassVar[EventType]
     EVENT_TYPE_MODEL_TESTED: _ClassVar[EventType]
     EVENT_TYPE_RUN_NOTE: _ClassVar[EventType]
+    EVENT_TYPE_RUN_QUEUED: _ClassVar[EventType]
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_RUN_STARTED: EventType
 EVENT_TYPE_MODEL_EVALUATED: EventType
@@ -36,9 +37,10 @@ EVENT_TYPE_RUN_FINISHED: EventType
 EVENT_TYPE_MODEL_TRAINED: EventType
 EVENT_TYPE_MODEL_TESTED: EventType
 EVENT_TYPE_RUN_NOTE: EventType
+EVENT_TYPE_RUN_QUEUED: EventType
 
 class Event(_message.Message):
-    __slots__ = ("run", "experiment", "sequence", "global_sequence", "type", "create_time", "id", "run_started", "model_evaluated", "model_failed", "run_state_changed", "stop_requested", "run_finished", "model_trained", "model_tested", "run_note")
+    __slots__ = ("run", "experiment", "sequence", "global_sequence", "type", "create_time", "id", "run_started", "model_evaluated", "model_failed", "run_state_changed", "stop_requested", "run_finished", "model_trained", "model_tested", "run_note", "run_queued")
     RUN_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +57,7 @@ class Event(_message.Message):
     MODEL_TRAINED_FIELD_NUMBER: _ClassVar[int]
     MODEL_TESTED_FIELD_NUMBER: _ClassVar[int]
     RUN_NOTE_FIELD_NUMBER: _ClassVar[int]
+    RUN_QUEUED_FIELD_NUMBER: _ClassVar[int]
     run: str
     experiment: str
     sequence: int
@@ -71,7 +74,8 @@ class Event(_message.Message):
     model_trained: ModelTrained
     model_tested: ModelTested
     run_note: RunNote
-    def __init__(self, run: _Optional[str] = ..., experiment: _Optional[str] = ..., sequence: _Optional[int] = ..., global_sequence: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., id: _Optional[str] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., model_evaluated: _Optional[_Union[ModelEvaluated, _Mapping]] = ..., model_failed: _Optional[_Union[ModelFailed, _Mapping]] = ..., run_state_changed: _Optional[_Union[RunStateChanged, _Mapping]] = ..., stop_requested: _Optional[_Union[StopRequested, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., model_trained: _Optional[_Union[ModelTrained, _Mapping]] = ..., model_tested: _Optional[_Union[ModelTested, _Mapping]] = ..., run_note: _Optional[_Union[RunNote, _Mapping]] = ...) -> None: ...
+    run_queued: RunQueued
+    def __init__(self, run: _Optional[str] = ..., experiment: _Optional[str] = ..., sequence: _Optional[int] = ..., global_sequence: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., id: _Optional[str] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., model_evaluated: _Optional[_Union[ModelEvaluated, _Mapping]] = ..., model_failed: _Optional[_Union[ModelFailed, _Mapping]] = ..., run_state_changed: _Optional[_Union[RunStateChanged, _Mapping]] = ..., stop_requested: _Optional[_Union[StopRequested, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., model_trained: _Optional[_Union[ModelTrained, _Mapping]] = ..., model_tested: _Optional[_Union[ModelTested, _Mapping]] = ..., run_note: _Optional[_Union[RunNote, _Mapping]] = ..., run_queued: _Optional[_Union[RunQueued, _Mapping]] = ...) -> None: ...
 
 class RunStarted(_message.Message):
     __slots__ = ("runner_id", "stop_conditions", "parallel_workers", "primary_metric", "task", "search_rows", "split_artifact", "holdout_rows", "feature_columns")
@@ -188,6 +192,16 @@ class RunNote(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     message: str
     def __init__(self, message: _Optional[str] = ...) -> None: ...
+
+class RunQueued(_message.Message):
+    __slots__ = ("position", "takeovers", "message")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    TAKEOVERS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    takeovers: int
+    message: str
+    def __init__(self, position: _Optional[int] = ..., takeovers: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ModelTrained(_message.Message):
     __slots__ = ("trained_model", "model_result", "state", "fit_time_seconds", "error_message")

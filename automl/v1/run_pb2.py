@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from automl.v1 import common_pb2 as automl_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61utoml/v1/run.proto\x12\tautoml.v1\x1a\x16\x61utoml/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x05\n\x03Run\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.automl.v1.RunState\x12*\n\x0bstop_reason\x18\x04 \x01(\x0e\x32\x15.automl.v1.StopReason\x12\x16\n\x0estatus_message\x18\x05 \x01(\t\x12\x32\n\x0fstop_conditions\x18\x06 \x01(\x0b\x32\x19.automl.v1.StopConditions\x12\x18\n\x10parallel_workers\x18\x07 \x01(\x05\x12)\n\x0eprimary_metric\x18\x08 \x01(\x0e\x32\x11.automl.v1.Metric\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10models_evaluated\x18\x0c \x01(\x05\x12\x15\n\rmodels_failed\x18\r \x01(\x05\x12\x19\n\x11\x62\x65st_model_result\x18\x0e \x01(\t\x12\x17\n\nbest_score\x18\x0f \x01(\x01H\x00\x88\x01\x01\x12\x11\n\trunner_id\x18\x10 \x01(\t\x12\x32\n\x0eheartbeat_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x12 \x01(\x03\x12\x16\n\x0emodels_stopped\x18\x13 \x01(\x05\x12\r\n\x05notes\x18\x14 \x03(\tB\r\n\x0b_best_score\"\xf5\x05\n\x0bModelResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03run\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x14\n\x0cmodel_family\x18\x05 \x01(\t\x12\x16\n\x0epipeline_steps\x18\x06 \x03(\t\x12\x12\n\nmodel_json\x18\x07 \x01(\t\x12/\n\x07outcome\x18\x08 \x01(\x0e\x32\x1e.automl.v1.ModelResult.Outcome\x12\x15\n\rerror_message\x18\t \x01(\t\x12$\n\x05\x66olds\x18\n \x03(\x0b\x32\x15.automl.v1.FoldScores\x12)\n\x07metrics\x18\x0b \x03(\x0b\x32\x18.automl.v1.MetricSummary\x12\x1a\n\rprimary_score\x18\x0c \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tfolds_run\x18\r \x01(\x05\x12\x18\n\x10\x66it_time_seconds\x18\x0e \x01(\x01\x12\x1a\n\x12score_time_seconds\x18\x0f \x01(\x01\x12\x14\n\x0cwas_new_best\x18\x10 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bsample_rows\x18\x12 \x01(\x05\x12\x10\n\x08job_type\x18\x13 \x01(\t\x12\x33\n\x10\x65nsemble_members\x18\x14 \x03(\x0b\x32\x19.automl.v1.EnsembleMember\x12\x1c\n\x14predictions_artifact\x18\x15 \x01(\t\"\x98\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n\x0eOUTCOME_FAILED\x10\x02\x12\x15\n\x11OUTCOME_TIMED_OUT\x10\x03\x12\x19\n\x15OUTCOME_OUT_OF_MEMORY\x10\x04\x12\x17\n\x13OUTCOME_INTERRUPTED\x10\x05\x42\x10\n\x0e_primary_score\"E\n\x0e\x45nsembleMember\x12\x14\n\x0cmodel_result\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"\x7f\n\nFoldScores\x12\x0f\n\x07\x66old_nb\x18\x01 \x01(\x05\x12\x31\n\x06values\x18\x02 \x03(\x0b\x32!.automl.v1.FoldScores.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"s\n\x0fStartRunRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x32\n\x0fstop_conditions\x18\x02 \x01(\x0b\x32\x19.automl.v1.StopConditions\x12\x18\n\x10parallel_workers\x18\x03 \x01(\x05\"\x1d\n\rGetRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"]\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.automl.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x1e\n\x0eStopRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"n\n\x15GetLeaderboardRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12!\n\x06metric\x18\x02 \x01(\x0e\x32\x11.automl.v1.Metric\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"N\n\x10LeaderboardEntry\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12,\n\x0cmodel_result\x18\x02 \x01(\x0b\x32\x16.automl.v1.ModelResult\"\xb0\x01\n\x16GetLeaderboardResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.automl.v1.LeaderboardEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12!\n\x06metric\x18\x04 \x01(\x0e\x32\x11.automl.v1.Metric\x12\x18\n\x10higher_is_better\x18\x05 \x01(\x08\"O\n\x15GetModelResultRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04view\x18\x02 \x01(\x0e\x32\x1a.automl.v1.ModelResultView\"\x87\x01\n\x17ListModelResultsRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12(\n\x04view\x18\x05 \x01(\x0e\x32\x1a.automl.v1.ModelResultView\"v\n\x18ListModelResultsResponse\x12-\n\rmodel_results\x18\x01 \x03(\x0b\x32\x16.automl.v1.ModelResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"O\n\x17\x45xportRunResultsRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\'\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x17.automl.v1.ExportFormat\"Q\n\x18\x45xportRunResultsResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c*m\n\x0fModelResultView\x12!\n\x1dMODEL_RESULT_VIEW_UNSPECIFIED\x10\x00\x12\x1b\n\x17MODEL_RESULT_VIEW_BASIC\x10\x01\x12\x1a\n\x16MODEL_RESULT_VIEW_FULL\x10\x02*t\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x01\x12\x16\n\x12\x45XPORT_FORMAT_XLSX\x10\x02\x12\x16\n\x12\x45XPORT_FORMAT_JSON\x10\x03\x42\x14Z\x12\x61utoml/v1;automlv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61utoml/v1/run.proto\x12\tautoml.v1\x1a\x16\x61utoml/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x06\n\x03Run\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.automl.v1.RunState\x12*\n\x0bstop_reason\x18\x04 \x01(\x0e\x32\x15.automl.v1.StopReason\x12\x16\n\x0estatus_message\x18\x05 \x01(\t\x12\x32\n\x0fstop_conditions\x18\x06 \x01(\x0b\x32\x19.automl.v1.StopConditions\x12\x18\n\x10parallel_workers\x18\x07 \x01(\x05\x12)\n\x0eprimary_metric\x18\x08 \x01(\x0e\x32\x11.automl.v1.Metric\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10models_evaluated\x18\x0c \x01(\x05\x12\x15\n\rmodels_failed\x18\r \x01(\x05\x12\x19\n\x11\x62\x65st_model_result\x18\x0e \x01(\t\x12\x17\n\nbest_score\x18\x0f \x01(\x01H\x00\x88\x01\x01\x12\x11\n\trunner_id\x18\x10 \x01(\t\x12\x32\n\x0eheartbeat_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x12 \x01(\x03\x12\x16\n\x0emodels_stopped\x18\x13 \x01(\x05\x12\r\n\x05notes\x18\x14 \x03(\t\x12\x16\n\x0equeue_position\x18\x15 \x01(\x05\x12\x11\n\ttakeovers\x18\x16 \x01(\x05\x12.\n\nclaim_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x11prior_search_time\x18\x18 \x01(\x0b\x32\x19.google.protobuf.DurationB\r\n\x0b_best_score\"\xf5\x05\n\x0bModelResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03run\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x14\n\x0cmodel_family\x18\x05 \x01(\t\x12\x16\n\x0epipeline_steps\x18\x06 \x03(\t\x12\x12\n\nmodel_json\x18\x07 \x01(\t\x12/\n\x07outcome\x18\x08 \x01(\x0e\x32\x1e.automl.v1.ModelResult.Outcome\x12\x15\n\rerror_message\x18\t \x01(\t\x12$\n\x05\x66olds\x18\n \x03(\x0b\x32\x15.automl.v1.FoldScores\x12)\n\x07metrics\x18\x0b \x03(\x0b\x32\x18.automl.v1.MetricSummary\x12\x1a\n\rprimary_score\x18\x0c \x01(\x01H\x00\x88\x01\x01\x12\x11\n\tfolds_run\x18\r \x01(\x05\x12\x18\n\x10\x66it_time_seconds\x18\x0e \x01(\x01\x12\x1a\n\x12score_time_seconds\x18\x0f \x01(\x01\x12\x14\n\x0cwas_new_best\x18\x10 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bsample_rows\x18\x12 \x01(\x05\x12\x10\n\x08job_type\x18\x13 \x01(\t\x12\x33\n\x10\x65nsemble_members\x18\x14 \x03(\x0b\x32\x19.automl.v1.EnsembleMember\x12\x1c\n\x14predictions_artifact\x18\x15 \x01(\t\"\x98\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n\x0eOUTCOME_FAILED\x10\x02\x12\x15\n\x11OUTCOME_TIMED_OUT\x10\x03\x12\x19\n\x15OUTCOME_OUT_OF_MEMORY\x10\x04\x12\x17\n\x13OUTCOME_INTERRUPTED\x10\x05\x42\x10\n\x0e_primary_score\"E\n\x0e\x45nsembleMember\x12\x14\n\x0cmodel_result\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"\x7f\n\nFoldScores\x12\x0f\n\x07\x66old_nb\x18\x01 \x01(\x05\x12\x31\n\x06values\x18\x02 \x03(\x0b\x32!.automl.v1.FoldScores.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"s\n\x0fStartRunRequest\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x32\n\x0fstop_conditions\x18\x02 \x01(\x0b\x32\x19.automl.v1.StopConditions\x12\x18\n\x10parallel_workers\x18\x03 \x01(\x05\"\x1d\n\rGetRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"]\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.automl.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"\x1e\n\x0eStopRunRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"n\n\x15GetLeaderboardRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12!\n\x06metric\x18\x02 \x01(\x0e\x32\x11.automl.v1.Metric\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"N\n\x10LeaderboardEntry\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12,\n\x0cmodel_result\x18\x02 \x01(\x0b\x32\x16.automl.v1.ModelResult\"\xb0\x01\n\x16GetLeaderboardResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1b.automl.v1.LeaderboardEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\x12!\n\x06metric\x18\x04 \x01(\x0e\x32\x11.automl.v1.Metric\x12\x18\n\x10higher_is_better\x18\x05 \x01(\x08\"O\n\x15GetModelResultRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04view\x18\x02 \x01(\x0e\x32\x1a.automl.v1.ModelResultView\"\x87\x01\n\x17ListModelResultsRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12(\n\x04view\x18\x05 \x01(\x0e\x32\x1a.automl.v1.ModelResultView\"v\n\x18ListModelResultsResponse\x12-\n\rmodel_results\x18\x01 \x03(\x0b\x32\x16.automl.v1.ModelResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"O\n\x17\x45xportRunResultsRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\'\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x17.automl.v1.ExportFormat\"Q\n\x18\x45xportRunResultsResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c*m\n\x0fModelResultView\x12!\n\x1dMODEL_RESULT_VIEW_UNSPECIFIED\x10\x00\x12\x1b\n\x17MODEL_RESULT_VIEW_BASIC\x10\x01\x12\x1a\n\x16MODEL_RESULT_VIEW_FULL\x10\x02*t\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XPORT_FORMAT_CSV\x10\x01\x12\x16\n\x12\x45XPORT_FORMAT_XLSX\x10\x02\x12\x16\n\x12\x45XPORT_FORMAT_JSON\x10\x03\x42\x14Z\x12\x61utoml/v1;automlv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,46 +37,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z\022automl/v1;automlv1'
   _globals['_FOLDSCORES_VALUESENTRY']._loaded_options = None
   _globals['_FOLDSCORES_VALUESENTRY']._serialized_options = b'8\001'
-  _globals['_MODELRESULTVIEW']._serialized_start=2933
-  _globals['_MODELRESULTVIEW']._serialized_end=3042
-  _globals['_EXPORTFORMAT']._serialized_start=3044
-  _globals['_EXPORTFORMAT']._serialized_end=3160
-  _globals['_RUN']._serialized_start=92
-  _globals['_RUN']._serialized_end=748
-  _globals['_MODELRESULT']._serialized_start=751
-  _globals['_MODELRESULT']._serialized_end=1508
-  _globals['_MODELRESULT_OUTCOME']._serialized_start=1338
-  _globals['_MODELRESULT_OUTCOME']._serialized_end=1490
-  _globals['_ENSEMBLEMEMBER']._serialized_start=1510
-  _globals['_ENSEMBLEMEMBER']._serialized_end=1579
-  _globals['_FOLDSCORES']._serialized_start=1581
-  _globals['_FOLDSCORES']._serialized_end=1708
-  _globals['_FOLDSCORES_VALUESENTRY']._serialized_start=1663
-  _globals['_FOLDSCORES_VALUESENTRY']._serialized_end=1708
-  _globals['_STARTRUNREQUEST']._serialized_start=1710
-  _globals['_STARTRUNREQUEST']._serialized_end=1825
-  _globals['_GETRUNREQUEST']._serialized_start=1827
-  _globals['_GETRUNREQUEST']._serialized_end=1856
-  _globals['_LISTRUNSREQUEST']._serialized_start=1858
-  _globals['_LISTRUNSREQUEST']._serialized_end=1930
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1932
-  _globals['_LISTRUNSRESPONSE']._serialized_end=2025
-  _globals['_STOPRUNREQUEST']._serialized_start=2027
-  _globals['_STOPRUNREQUEST']._serialized_end=2057
-  _globals['_GETLEADERBOARDREQUEST']._serialized_start=2059
-  _globals['_GETLEADERBOARDREQUEST']._serialized_end=2169
-  _globals['_LEADERBOARDENTRY']._serialized_start=2171
-  _globals['_LEADERBOARDENTRY']._serialized_end=2249
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=2252
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=2428
-  _globals['_GETMODELRESULTREQUEST']._serialized_start=2430
-  _globals['_GETMODELRESULTREQUEST']._serialized_end=2509
-  _globals['_LISTMODELRESULTSREQUEST']._serialized_start=2512
-  _globals['_LISTMODELRESULTSREQUEST']._serialized_end=2647
-  _globals['_LISTMODELRESULTSRESPONSE']._serialized_start=2649
-  _globals['_LISTMODELRESULTSRESPONSE']._serialized_end=2767
-  _globals['_EXPORTRUNRESULTSREQUEST']._serialized_start=2769
-  _globals['_EXPORTRUNRESULTSREQUEST']._serialized_end=2848
-  _globals['_EXPORTRUNRESULTSRESPONSE']._serialized_start=2850
-  _globals['_EXPORTRUNRESULTSRESPONSE']._serialized_end=2931
+  _globals['_MODELRESULTVIEW']._serialized_start=3110
+  _globals['_MODELRESULTVIEW']._serialized_end=3219
+  _globals['_EXPORTFORMAT']._serialized_start=3221
+  _globals['_EXPORTFORMAT']._serialized_end=3337
+  _globals['_RUN']._serialized_start=124
+  _globals['_RUN']._serialized_end=925
+  _globals['_MODELRESULT']._serialized_start=928
+  _globals['_MODELRESULT']._serialized_end=1685
+  _globals['_MODELRESULT_OUTCOME']._serialized_start=1515
+  _globals['_MODELRESULT_OUTCOME']._serialized_end=1667
+  _globals['_ENSEMBLEMEMBER']._serialized_start=1687
+  _globals['_ENSEMBLEMEMBER']._serialized_end=1756
+  _globals['_FOLDSCORES']._serialized_start=1758
+  _globals['_FOLDSCORES']._serialized_end=1885
+  _globals['_FOLDSCORES_VALUESENTRY']._serialized_start=1840
+  _globals['_FOLDSCORES_VALUESENTRY']._serialized_end=1885
+  _globals['_STARTRUNREQUEST']._serialized_start=1887
+  _globals['_STARTRUNREQUEST']._serialized_end=2002
+  _globals['_GETRUNREQUEST']._serialized_start=2004
+  _globals['_GETRUNREQUEST']._serialized_end=2033
+  _globals['_LISTRUNSREQUEST']._serialized_start=2035
+  _globals['_LISTRUNSREQUEST']._serialized_end=2107
+  _globals['_LISTRUNSRESPONSE']._serialized_start=2109
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2202
+  _globals['_STOPRUNREQUEST']._serialized_start=2204
+  _globals['_STOPRUNREQUEST']._serialized_end=2234
+  _globals['_GETLEADERBOARDREQUEST']._serialized_start=2236
+  _globals['_GETLEADERBOARDREQUEST']._serialized_end=2346
+  _globals['_LEADERBOARDENTRY']._serialized_start=2348
+  _globals['_LEADERBOARDENTRY']._serialized_end=2426
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=2429
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=2605
+  _globals['_GETMODELRESULTREQUEST']._serialized_start=2607
+  _globals['_GETMODELRESULTREQUEST']._serialized_end=2686
+  _globals['_LISTMODELRESULTSREQUEST']._serialized_start=2689
+  _globals['_LISTMODELRESULTSREQUEST']._serialized_end=2824
+  _globals['_LISTMODELRESULTSRESPONSE']._serialized_start=2826
+  _globals['_LISTMODELRESULTSRESPONSE']._serialized_end=2944
+  _globals['_EXPORTRUNRESULTSREQUEST']._serialized_start=2946
+  _globals['_EXPORTRUNRESULTSREQUEST']._serialized_end=3025
+  _globals['_EXPORTRUNRESULTSRESPONSE']._serialized_start=3027
+  _globals['_EXPORTRUNRESULTSRESPONSE']._serialized_end=3108
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from automl.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -32,7 +33,7 @@ EXPORT_FORMAT_XLSX: ExportFormat
 EXPORT_FORMAT_JSON: ExportFormat
 
 class Run(_message.Message):
-    __slots__ = ("name", "experiment", "state", "stop_reason", "status_message", "stop_conditions", "parallel_workers", "primary_metric", "create_time", "start_time", "end_time", "models_evaluated", "models_failed", "best_model_result", "best_score", "runner_id", "heartbeat_time", "last_sequence", "models_stopped", "notes")
+    __slots__ = ("name", "experiment", "state", "stop_reason", "status_message", "stop_conditions", "parallel_workers", "primary_metric", "create_time", "start_time", "end_time", "models_evaluated", "models_failed", "best_model_result", "best_score", "runner_id", "heartbeat_time", "last_sequence", "models_stopped", "notes", "queue_position", "takeovers", "claim_time", "prior_search_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +54,10 @@ class Run(_message.Message):
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     MODELS_STOPPED_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    TAKEOVERS_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_TIME_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_SEARCH_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     experiment: str
     state: _common_pb2.RunState
@@ -73,7 +78,11 @@ class Run(_message.Message):
     last_sequence: int
     models_stopped: int
     notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., experiment: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., status_message: _Optional[str] = ..., stop_conditions: _Optional[_Union[_common_pb2.StopConditions, _Mapping]] = ..., parallel_workers: _Optional[int] = ..., primary_metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., models_evaluated: _Optional[int] = ..., models_failed: _Optional[int] = ..., best_model_result: _Optional[str] = ..., best_score: _Optional[float] = ..., runner_id: _Optional[str] = ..., heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sequence: _Optional[int] = ..., models_stopped: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    queue_position: int
+    takeovers: int
+    claim_time: _timestamp_pb2.Timestamp
+    prior_search_time: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., experiment: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., status_message: _Optional[str] = ..., stop_conditions: _Optional[_Union[_common_pb2.StopConditions, _Mapping]] = ..., parallel_workers: _Optional[int] = ..., primary_metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., models_evaluated: _Optional[int] = ..., models_failed: _Optional[int] = ..., best_model_result: _Optional[str] = ..., best_score: _Optional[float] = ..., runner_id: _Optional[str] = ..., heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_sequence: _Optional[int] = ..., models_stopped: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., queue_position: _Optional[int] = ..., takeovers: _Optional[int] = ..., claim_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prior_search_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ModelResult(_message.Message):
     __slots__ = ("name", "run", "index", "job_id", "model_family", "pipeline_steps", "model_json", "outcome", "error_message", "folds", "metrics", "primary_score", "folds_run", "fit_time_seconds", "score_time_seconds", "was_new_best", "create_time", "sample_rows", "job_type", "ensemble_members", "predictions_artifact")

@@ -85,11 +85,13 @@ class RunnerServicer:
     """
 
     def ExecuteRun(self, request, context):
-        """Claims a PENDING run (through Storage's compare-and-set, so a run is
-        never executed twice) and starts its search in the background.
-        RESOURCE_EXHAUSTED when the runner is at capacity; FAILED_PRECONDITION
-        when the run is no longer PENDING; INVALID_ARGUMENT when the data cannot
-        be searched (the run is then FAILED, never left PENDING).
+        """Claims a PENDING or QUEUED run (through Storage's compare-and-set, so a
+        run is never executed twice) and starts its search in the background; a
+        run that ran before (taken over, or handed back) goes on from its stored
+        results. RESOURCE_EXHAUSTED when the runner is at capacity;
+        FAILED_PRECONDITION when the run is no longer PENDING or QUEUED;
+        INVALID_ARGUMENT when the data cannot be searched (the run is then
+        FAILED, never left waiting).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -24,7 +24,7 @@ class CreateRunRequest(_message.Message):
     def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ...) -> None: ...
 
 class UpdateRunStateRequest(_message.Message):
-    __slots__ = ("name", "expected_states", "state", "stop_reason", "status_message", "runner_id", "add_notes")
+    __slots__ = ("name", "expected_states", "state", "stop_reason", "status_message", "runner_id", "add_notes", "takeover")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_STATES_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class UpdateRunStateRequest(_message.Message):
     STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RUNNER_ID_FIELD_NUMBER: _ClassVar[int]
     ADD_NOTES_FIELD_NUMBER: _ClassVar[int]
+    TAKEOVER_FIELD_NUMBER: _ClassVar[int]
     name: str
     expected_states: _containers.RepeatedScalarFieldContainer[_common_pb2.RunState]
     state: _common_pb2.RunState
@@ -39,7 +40,8 @@ class UpdateRunStateRequest(_message.Message):
     status_message: str
     runner_id: str
     add_notes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., expected_states: _Optional[_Iterable[_Union[_common_pb2.RunState, str]]] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., status_message: _Optional[str] = ..., runner_id: _Optional[str] = ..., add_notes: _Optional[_Iterable[str]] = ...) -> None: ...
+    takeover: bool
+    def __init__(self, name: _Optional[str] = ..., expected_states: _Optional[_Iterable[_Union[_common_pb2.RunState, str]]] = ..., state: _Optional[_Union[_common_pb2.RunState, str]] = ..., stop_reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., status_message: _Optional[str] = ..., runner_id: _Optional[str] = ..., add_notes: _Optional[_Iterable[str]] = ..., takeover: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatRunRequest(_message.Message):
     __slots__ = ("name", "runner_id", "add_notes")
@@ -78,6 +80,28 @@ class ListRunRecordsResponse(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[RunRecord]
     next_page_token: str
     def __init__(self, records: _Optional[_Iterable[_Union[RunRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class FailLostTrainingsRequest(_message.Message):
+    __slots__ = ("silent_since", "error_message")
+    SILENT_SINCE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    silent_since: _timestamp_pb2.Timestamp
+    error_message: str
+    def __init__(self, silent_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class FailLostTrainingsResponse(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[TrainedModelRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[TrainedModelRecord, _Mapping]]] = ...) -> None: ...
+
+class TrainedModelRecord(_message.Message):
+    __slots__ = ("trained_model", "tenant")
+    TRAINED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    trained_model: _model_pb2.TrainedModel
+    tenant: str
+    def __init__(self, trained_model: _Optional[_Union[_model_pb2.TrainedModel, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class BatchCreateModelResultsRequest(_message.Message):
     __slots__ = ("run", "model_results")

@@ -173,6 +173,11 @@ class StorageStub:
                 request_serializer=automl_dot_v1_dot_storage__service__pb2.UpdateTrainedModelRequest.SerializeToString,
                 response_deserializer=automl_dot_v1_dot_model__pb2.TrainedModel.FromString,
                 _registered_method=True)
+        self.FailLostTrainings = channel.unary_unary(
+                '/automl.v1.Storage/FailLostTrainings',
+                request_serializer=automl_dot_v1_dot_storage__service__pb2.FailLostTrainingsRequest.SerializeToString,
+                response_deserializer=automl_dot_v1_dot_storage__service__pb2.FailLostTrainingsResponse.FromString,
+                _registered_method=True)
         self.WriteArtifact = channel.stream_unary(
                 '/automl.v1.Storage/WriteArtifact',
                 request_serializer=automl_dot_v1_dot_storage__service__pb2.WriteArtifactRequest.SerializeToString,
@@ -429,7 +434,20 @@ class StorageServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateTrainedModel(self, request, context):
-        """Updates a trained model (state, artifact, evaluation...).
+        """Updates a trained model (state, artifact, evaluation...). A model that
+        left TRAINING never goes back to it (FAILED_PRECONDITION): a runner's
+        late heartbeat cannot undo its end. Setting state TRAINING on a TRAINING
+        model is the runner's heartbeat of the training (update_time moves).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FailLostTrainings(self, request, context):
+        """Marks FAILED, in one statement, every TRAINING model of every tenant
+        whose runner gave no sign of life (update_time) since `silent_since`,
+        and returns them with their tenants. For the gateway's supervisor only
+        ("x-automl-tenant: *").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -658,6 +676,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.UpdateTrainedModel,
                     request_deserializer=automl_dot_v1_dot_storage__service__pb2.UpdateTrainedModelRequest.FromString,
                     response_serializer=automl_dot_v1_dot_model__pb2.TrainedModel.SerializeToString,
+            ),
+            'FailLostTrainings': grpc.unary_unary_rpc_method_handler(
+                    servicer.FailLostTrainings,
+                    request_deserializer=automl_dot_v1_dot_storage__service__pb2.FailLostTrainingsRequest.FromString,
+                    response_serializer=automl_dot_v1_dot_storage__service__pb2.FailLostTrainingsResponse.SerializeToString,
             ),
             'WriteArtifact': grpc.stream_unary_rpc_method_handler(
                     servicer.WriteArtifact,
@@ -1409,6 +1432,33 @@ class Storage:
             '/automl.v1.Storage/UpdateTrainedModel',
             automl_dot_v1_dot_storage__service__pb2.UpdateTrainedModelRequest.SerializeToString,
             automl_dot_v1_dot_model__pb2.TrainedModel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FailLostTrainings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/automl.v1.Storage/FailLostTrainings',
+            automl_dot_v1_dot_storage__service__pb2.FailLostTrainingsRequest.SerializeToString,
+            automl_dot_v1_dot_storage__service__pb2.FailLostTrainingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -327,6 +327,20 @@ class Services:
 
         return await self.storage.WriteArtifact(requests(), metadata=self.metadata, timeout=600)
 
+    async def model_results(self, run: str) -> list[run_pb2.ModelResult]:
+        """Every stored result of a run, in evaluation order, FULL view."""
+        out: list[run_pb2.ModelResult] = []
+        token = ""
+        while True:
+            request = run_pb2.ListModelResultsRequest(
+                run=run, page_size=1000, page_token=token, view=run_pb2.MODEL_RESULT_VIEW_FULL
+            )
+            page = await self.storage.ListModelResults(request, metadata=self.metadata)
+            out += page.model_results
+            token = page.next_page_token
+            if not token:
+                return out
+
     async def get_model_result(self, name: str) -> run_pb2.ModelResult:
         return await self.storage.GetModelResult(
             run_pb2.GetModelResultRequest(name=name, view=run_pb2.MODEL_RESULT_VIEW_FULL), metadata=self.metadata

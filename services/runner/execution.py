@@ -16,6 +16,13 @@ candidates under way are stopped at that deadline, and the greedy ensemble
 of the best models (services.runner.ensemble) is built in the time reserved
 after it. Hopeless candidates stop after their first folds (racing).
 
+A run taken over from a lost runner resumes (`resume`) from its stored
+results: their counts, best score and ensemble members (from their stored
+out-of-fold predictions) carry on, the candidates already evaluated are not
+drawn again, and its time budget counts what the runners before used. A
+runner that shuts down hands its running runs back (`hand_back`): they go
+back to the queue, not to a terminal state.
+
 Side effects go through a `RunRecorder` (storage and notifier over gRPC in
 the service, anything in tests); nothing here knows of gRPC.
 """
@@ -35,11 +42,12 @@ from google.protobuf import duration_pb2
 
 from automl.common import metrics
 from automl.common.events import new_event_id
-from automl.common.stopping import Limits, Progress, limit_reached
+from automl.common.stopping import Limits, Progress, final_state, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2
 from services.runner import ensemble, racing, scoring
 from services.runner.candidates import Candidate, Candidates, Exhausted
+from services.runner.candidates import work as candidate_work
 from services.runner.workers import Evaluation, Outcome, Pool
 
 if TYPE_CHECKING:
@@ -63,12 +71,6 @@ OUTCOMES = {
     Outcome.TIMED_OUT: run_pb2.ModelResult.OUTCOME_TIMED_OUT,
     Outcome.OUT_OF_MEMORY: run_pb2.ModelResult.OUTCOME_OUT_OF_MEMORY,
     Outcome.INTERRUPTED: run_pb2.ModelResult.OUTCOME_INTERRUPTED,
-}
-# The state a run ends in, by why it stopped.
-FINAL_STATE = {
-    c.STOP_REASON_USER: c.RUN_STATE_STOPPED,
-    c.STOP_REASON_ERROR: c.RUN_STATE_FAILED,
-    c.STOP_REASON_RUNNER_LOST: c.RUN_STATE_FAILED,
 }
 
 
@@ -198,6 +200,8 @@ class Execution:
     """Per rung, the best complete results with their out-of-fold predictions."""
     by_job: dict[str, Candidate] = field(default_factory=dict)
     notes_told: int = 0
+    handing_back: str = ""
+    """Why the runner lets go of the run (it shuts down): it goes back to the queue."""
 
     def __post_init__(self) -> None:
         data = self.data
@@ -221,6 +225,70 @@ class Execution:
 
     def event(self, **payload: object) -> event_pb2.Event:
         return run_event(self.run.name, self.run.experiment, **payload)
+
+    # -------------------------------------------------------------- resume
+
+    def resume(self, results: Sequence[run_pb2.ModelResult], predictions: dict[str, np.ndarray]) -> None:
+        """Go on from the results a lost runner stored: counts, best score and
+        lack of progress from them, their candidates never drawn again, the
+        complete ones measured for the time predictions and, with their stored
+        out-of-fold `predictions` (by result name), kept for the ensemble."""
+        from aikit.tools.json_helper import json_decoder
+
+        run, p = self.run, self.progress
+        p.done, p.evaluated, p.failed = (
+            run.models_evaluated + run.models_failed,
+            run.models_evaluated,
+            run.models_failed,
+        )
+        if run.HasField("best_score"):
+            p.best_score, p.best_result = run.best_score, run.best_model_result
+        best_seen = not run.best_model_result
+        sizes = {rung.size: i for i, rung in enumerate(self.halving.rungs)}
+        folds = self.data.folds if self.data is not None else 0
+        for result in sorted(results, key=lambda r: r.index):
+            self.drawn = max(self.drawn, result.index)
+            self.candidates.seen.add(result.job_id)
+            if result.outcome != run_pb2.ModelResult.OUTCOME_INTERRUPTED and best_seen:
+                p.since_improvement += 1
+            best_seen = best_seen or result.name == run.best_model_result
+            if result.outcome != run_pb2.ModelResult.OUTCOME_SUCCEEDED or result.job_type == "ensemble":
+                continue
+            rung = sizes.get(result.sample_rows, 0)
+            sign = self.scorers[0].sign
+            primary = next((m for m in result.metrics if m.metric == self.scorers[0].metric), None)
+            if primary is None:
+                continue
+            complete = result.folds_run >= folds
+            self.halving.record(result.job_id, rung, sign * primary.mean, primary.std, complete)
+            if not complete:
+                continue
+            try:
+                model = json_decoder(json.loads(result.model_json))
+            except (ValueError, TypeError, KeyError) as exc:  # not one this runner can rebuild: not a member
+                log.warning("stored result not resumed", extra={"result": result.name, "error": repr(exc)})
+                continue
+            candidate = Candidate(
+                job_id=result.job_id,
+                job_type=result.job_type,
+                job_param={"model_json": model},
+                model_json=result.model_json,
+                model_family=result.model_family,
+                pipeline_steps=list(result.pipeline_steps),
+                work=candidate_work(model),
+            )
+            self.by_job[result.job_id] = candidate
+            self.durations.record(
+                result.model_family,
+                result.sample_rows * candidate.work,
+                result.fit_time_seconds + result.score_time_seconds,
+            )
+            kept = predictions.get(result.name)
+            if kept is not None:
+                member = Member(
+                    sign * primary.mean, result.name, result.index, candidate, kept, result.fit_time_seconds, rung
+                )
+                self._keep(member)
 
     # ------------------------------------------------------------ stopping
 
@@ -247,6 +315,14 @@ class Execution:
             )
             return run
 
+    def hand_back(self, message: str) -> None:
+        """The runner shuts down: candidates under way are interrupted and the
+        run goes back to the queue for a runner to go on with it."""
+        if self.stop is None:
+            self.handing_back = message
+            self.stop = Stop(c.STOP_REASON_RUNNER_LOST, message, time.monotonic())
+            self._wake.set()
+
     def _stopped_elsewhere(self, run: run_pb2.Run) -> None:
         """STOPPING written by another party (seen on the heartbeat): obey it."""
         if run.state == c.RUN_STATE_STOPPING and self.stop is None:
@@ -272,6 +348,9 @@ class Execution:
                     task.cancel()
                 self.pool.close()
                 self.workers_freed()
+            if self.handing_back:
+                await self._hand_back()
+                return
             if self.stop is not None and self.stop.reason not in NO_ENSEMBLE:
                 await self._ensemble()
             await self._finish()
@@ -649,10 +728,16 @@ class Execution:
     async def _finish(self) -> None:
         assert self.stop is not None
         reason = self.stop.reason
-        state = FINAL_STATE.get(reason, c.RUN_STATE_SUCCEEDED)
-        if state == c.RUN_STATE_STOPPED and self.progress.done == 0:
-            state = c.RUN_STATE_CANCELLED
-        await self._end(state, reason, self.stop.message)
+        await self._end(final_state(reason, self.progress.done), reason, self.stop.message)
+
+    async def _hand_back(self) -> None:
+        run = await self.recorder.set_state([c.RUN_STATE_RUNNING], c.RUN_STATE_QUEUED, 0, self.handing_back)
+        changed = event_pb2.RunStateChanged(
+            previous_state=c.RUN_STATE_RUNNING, state=c.RUN_STATE_QUEUED, message=self.handing_back
+        )
+        queued = event_pb2.RunQueued(position=run.queue_position, takeovers=run.takeovers, message=self.handing_back)
+        await self.recorder.publish([self.event(run_state_changed=changed), self.event(run_queued=queued)])
+        log.info("run handed back", extra={"run": self.name, "position": run.queue_position})
 
     async def _fail(self, message: str) -> None:
         try:

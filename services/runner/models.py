@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 from google.protobuf import json_format
 
 from automl.common import errors
@@ -69,9 +70,13 @@ class Models:
 
     async def _train(self, services: Services, model: model_pb2.TrainedModel) -> None:
         folder = Path(tempfile.mkdtemp(prefix="train-", dir=self.folder))
+        beating = asyncio.create_task(self._heartbeat(services, model.name), name=f"heartbeat {model.name}")
         try:
             try:
-                ready = await self._fit(services, model, folder)
+                try:
+                    ready = await self._fit(services, model, folder)
+                finally:
+                    beating.cancel()
             except Exception as exc:  # noqa: BLE001 - every failure ends the model FAILED, with its reason
                 reason = exc.message if isinstance(exc, errors.AutoMLError) else f"{type(exc).__name__}: {exc}"
                 log.warning("training failed", extra={"model": model.name, "error": reason})
@@ -93,6 +98,17 @@ class Models:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
             self.training.pop(model.name, None)
+
+    async def _heartbeat(self, services: Services, name: str) -> None:
+        """While training, the model's update_time moves: the gateway's supervisor
+        ends (FAILED) a training whose runner stops moving it."""
+        alive = model_pb2.TrainedModel(name=name, state=TRAINING)
+        while True:
+            await asyncio.sleep(self.settings.runner_heartbeat_seconds)
+            try:
+                await services.update_trained_model(alive, ["state"])
+            except grpc.aio.AioRpcError as exc:
+                log.warning("training heartbeat failed", extra={"model": name, "error": exc.code().name})
 
     async def _fit(self, services: Services, model: model_pb2.TrainedModel, folder: Path) -> model_pb2.TrainedModel:
         experiment, dataset, split = await self.recorded(services, model.run, folder)

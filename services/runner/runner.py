@@ -1,5 +1,7 @@
-"""The runner: takes PENDING runs, checks that their data can be searched,
-claims them and executes them in the background, within its worker capacity.
+"""The runner: takes PENDING and QUEUED runs, checks that their data can be
+searched, claims them and executes them in the background, within its worker
+capacity. A QUEUED run that had started before (its runner was lost, or shut
+down) is resumed from its stored results.
 
 A run is checked before it is claimed, so a run whose data cannot be searched
 goes from PENDING straight to FAILED (its ExecuteRun answers INVALID_ARGUMENT)
@@ -10,7 +12,6 @@ runners never execute the same run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -24,20 +25,21 @@ from importlib.metadata import version
 from pathlib import Path
 
 import grpc
+import numpy as np
 from google.protobuf import timestamp_pb2
 
 from automl.common import errors, identity
 from automl.common.channels import connect
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.common.settings import Settings
-from automl.common.stopping import Limits
+from automl.common.stopping import Limits, search_seconds
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2, runner_service_pb2
 from services.runner import aikit_compat, problem, scoring, workers
 from services.runner.candidates import Candidates
 from services.runner.clients import GrpcRecorder, Services
 from services.runner.dask_pool import DaskPool
-from services.runner.execution import Execution, RunGone, SearchData, run_event
+from services.runner.execution import ENSEMBLE_CANDIDATES, Execution, RunGone, SearchData, run_event
 from services.runner.models import Models
 
 log = logging.getLogger("automl.runner")
@@ -103,12 +105,12 @@ class Runner:
                 shutil.rmtree(folder, ignore_errors=True)
 
     async def stop(self) -> None:
-        """Shutting down: the runs under way end FAILED (RUNNER_LOST) with
-        every result already stored."""
+        """Shutting down: running runs go back to the queue, with every result
+        already stored, for a runner to go on with them; stopping ones end."""
         for execution in list(self.executions.values()):
+            if execution.stop is None:
+                execution.hand_back(f"runner {self.runner_id} shut down; the run waits for a runner to go on")
             execution.pool.interrupt()
-            with contextlib.suppress(Exception):
-                await execution.request_stop(c.STOP_REASON_RUNNER_LOST, "the runner shut down", grace=0)
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()), timeout=self.settings.shutdown_grace_seconds)
         await self.models.close()
@@ -130,11 +132,13 @@ class Runner:
         return Services(self.storage, self.notifier, tenant)
 
     async def execute(self, tenant: str, name: str) -> run_pb2.Run:
-        """Check, claim and start a PENDING run."""
+        """Check, claim and start a PENDING or QUEUED run."""
         services = self.services(tenant)
         run = await services.get_run(name)
-        if run.state != c.RUN_STATE_PENDING:
-            raise errors.FailedPrecondition(f"{name} is {c.RunState.Name(run.state)}, not RUN_STATE_PENDING")
+        if run.state not in (c.RUN_STATE_PENDING, c.RUN_STATE_QUEUED):
+            raise errors.FailedPrecondition(
+                f"{name} is {c.RunState.Name(run.state)}, not RUN_STATE_PENDING or RUN_STATE_QUEUED"
+            )
         if name in self.executions or name in self.claims:
             raise errors.FailedPrecondition(f"{name} is already executed by this runner")
         wanted = min(run.parallel_workers or self.max_workers, self.max_workers)
@@ -153,20 +157,56 @@ class Runner:
             except InvalidArgument as exc:
                 await self._refuse(services, run, exc)
                 raise
+            resumed = run.HasField("start_time")  # it ran before: a takeover, or handed back
+            notes = [self._takeover_note(run)] if resumed else prepared.problem.notes
             claimed = await services.set_state(
-                name,
-                [c.RUN_STATE_PENDING],
-                c.RUN_STATE_RUNNING,
-                runner_id=self.runner_id,
-                add_notes=prepared.problem.notes,
+                name, [run.state], c.RUN_STATE_RUNNING, runner_id=self.runner_id, add_notes=notes
             )
-            self._launch(services, prepared, claimed)
+            history = await self._history(services, claimed, prepared) if resumed else None
+            self._launch(services, prepared, claimed, run.state, notes, history)
             started = True
             return claimed
         finally:
             if not started:
                 self.give_back(name)
                 shutil.rmtree(folder, ignore_errors=True)
+
+    def _takeover_note(self, run: run_pb2.Run) -> str:
+        done = run.models_evaluated + run.models_failed + run.models_stopped
+        used = run.prior_search_time.ToTimedelta().total_seconds()
+        budget = run.stop_conditions.max_duration.ToTimedelta().total_seconds()
+        of = f" of its {budget:g} s budget" if budget else ""
+        return f"runner {self.runner_id} goes on from the {done} results stored ({used:.0f} s{of} used before)"
+
+    async def _history(
+        self, services: Services, run: run_pb2.Run, prepared: Prepared
+    ) -> tuple[list[run_pb2.ModelResult], dict[str, np.ndarray]]:
+        """A resumed run's stored results, and the stored out-of-fold
+        predictions of those the ensemble could use (the best of each sample size)."""
+        try:
+            results = await services.model_results(run.name)
+        except grpc.aio.AioRpcError as exc:  # the run goes on from its counts, without its members
+            log.warning("stored results not read", extra={"run": run.name, "error": exc.code().name})
+            return [], {}
+        sign = prepared.scorers[0].sign
+        best: dict[int, list[run_pb2.ModelResult]] = {}
+        for result in results:
+            if result.predictions_artifact and result.HasField("primary_score"):
+                best.setdefault(result.sample_rows, []).append(result)
+        predictions = {}
+        for group in best.values():
+            group.sort(key=lambda r: -sign * r.primary_score)
+            for result in group[:ENSEMBLE_CANDIDATES]:
+                path = prepared.folder / "predictions.npz"
+                try:
+                    await services.read_artifact(result.predictions_artifact, path)
+                    with np.load(path) as stored:
+                        predictions[result.name] = stored["predictions"]
+                except (grpc.aio.AioRpcError, errors.AutoMLError, OSError, KeyError, ValueError) as exc:
+                    log.warning("stored predictions not read", extra={"result": result.name, "error": repr(exc)})
+                finally:
+                    path.unlink(missing_ok=True)
+        return results, predictions
 
     async def _prepare(self, services: Services, run: run_pb2.Run, wanted: int, folder: Path) -> Prepared:
         experiment = await services.get_experiment(run.experiment)
@@ -215,16 +255,16 @@ class Runner:
         return Prepared(run, data, candidates, limits, scorers, wanted, folder, artifact.name)
 
     async def _refuse(self, services: Services, run: run_pb2.Run, error: InvalidArgument) -> None:
-        """The run cannot be searched: PENDING -> FAILED, with the reason."""
+        """The run cannot be searched: PENDING or QUEUED -> FAILED, with the reason."""
         try:
             failed = await services.set_state(
-                run.name, [c.RUN_STATE_PENDING], c.RUN_STATE_FAILED, c.STOP_REASON_ERROR, error.message
+                run.name, [run.state], c.RUN_STATE_FAILED, c.STOP_REASON_ERROR, error.message
             )
         except grpc.aio.AioRpcError as exc:
             log.warning("cannot mark the refused run FAILED", extra={"run": run.name, "error": exc.code().name})
             return
         changed = event_pb2.RunStateChanged(
-            previous_state=c.RUN_STATE_PENDING,
+            previous_state=run.state,
             state=c.RUN_STATE_FAILED,
             stop_reason=c.STOP_REASON_ERROR,
             message=error.message,
@@ -244,15 +284,24 @@ class Runner:
             return DaskPool(self.settings.dask_scheduler, size, data_path, setup)
         return workers.Pool(size, data_path, setup)
 
-    def _launch(self, services: Services, prepared: Prepared, run: run_pb2.Run) -> None:
+    def _launch(
+        self,
+        services: Services,
+        prepared: Prepared,
+        run: run_pb2.Run,
+        previous: int,
+        notes: list[str],
+        history: tuple[list[run_pb2.ModelResult], dict[str, np.ndarray]] | None,
+    ) -> None:
         setup = {
             "classification": prepared.problem.task == c.TASK_CLASSIFICATION,
             "folds": prepared.problem.folds,
             "seed": prepared.problem.random_state,
             "scorers": [s.name for s in prepared.scorers],
         }
-        # The budget counts from RUNNING as storage recorded it (the claim), not from now.
-        since_claim = min(max(time.time() - run.start_time.ToNanoseconds() / 1e9, 0.0), 5.0)
+        # The budget counts from the claim as storage recorded it, not from now,
+        # plus what the runners before used (time queued does not count).
+        used = min(search_seconds(run, time.time()), run.prior_search_time.ToTimedelta().total_seconds() + 5.0)
         execution = Execution(
             run=run,
             limits=prepared.limits,
@@ -263,7 +312,7 @@ class Runner:
             grace=self.settings.runner_stop_grace_seconds,
             memory_limit=self.settings.runner_worker_memory_mb * 2**20,
             heartbeat_seconds=self.settings.runner_heartbeat_seconds,
-            started=time.monotonic() - since_claim,
+            started=time.monotonic() - used,
             workers_freed=functools.partial(self.give_back, run.name),
             data=SearchData(
                 y=prepared.problem.y.to_numpy(),
@@ -274,8 +323,10 @@ class Runner:
         )
         self.executions[run.name] = execution
         started = execution.event(
-            run_state_changed=event_pb2.RunStateChanged(previous_state=c.RUN_STATE_PENDING, state=c.RUN_STATE_RUNNING)
+            run_state_changed=event_pb2.RunStateChanged(previous_state=previous, state=c.RUN_STATE_RUNNING)
         )
+        if history is not None:
+            execution.resume(*history)
         begun = execution.event(
             run_started=event_pb2.RunStarted(
                 runner_id=self.runner_id,
@@ -290,11 +341,13 @@ class Runner:
             )
         )
 
-        notes = [execution.event(run_note=event_pb2.RunNote(message=note)) for note in prepared.problem.notes]
+        told = [execution.event(run_note=event_pb2.RunNote(message=note)) for note in notes]
+        # A resumed run told its start (its split, its columns) the first time.
+        first = [begun] if history is None else []
 
         async def execute() -> None:
             try:
-                await services.publish([started, begun, *notes])
+                await services.publish([started, *first, *told])
                 await execution.execute()
             finally:
                 self.executions.pop(run.name, None)

@@ -100,9 +100,14 @@ def run(row: schema.Run, experiment_id: str) -> run_pb2.Run:
         runner_id=row.runner_id,
         heartbeat_time=_ts(row.heartbeat_time),
         last_sequence=row.last_sequence,
+        queue_position=row.queue_position if row.state == common_pb2.RUN_STATE_QUEUED else 0,
+        takeovers=row.takeovers or 0,
+        claim_time=_ts(row.claim_time),
     )
     if row.best_score is not None:
         message.best_score = row.best_score
+    if row.prior_search_seconds:
+        message.prior_search_time.FromTimedelta(dt.timedelta(seconds=row.prior_search_seconds))
     return message
 
 

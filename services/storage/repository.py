@@ -24,14 +24,14 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 
 from automl.common import errors, metrics
 from automl.common.errors import FieldViolation, InvalidArgument
-from automl.common.stopping import TERMINAL_STATES
+from automl.common.stopping import ACTIVE_STATES, HOLDING_STATES, TERMINAL_STATES
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, model_pb2, run_pb2
-from services.storage import query, schema, validation
+from services.storage import query, runqueue, schema, validation
 from services.storage.schema import utcnow
 
 ALL_TENANTS = "*"
-ACTIVE_STATES = (c.RUN_STATE_PENDING, c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING)
+MAX_LOST_TRAININGS = 1000
 
 
 @dataclass(frozen=True)
@@ -459,7 +459,7 @@ class MetadataStore:
                 active = session.scalar(
                     select(func.count())
                     .select_from(schema.Run)
-                    .where(schema.Run.tenant == tenant, schema.Run.state.in_(ACTIVE_STATES))
+                    .where(schema.Run.tenant == tenant, schema.Run.state.in_(HOLDING_STATES))
                 )
                 if (active or 0) >= max_active_runs:
                     raise errors.ResourceExhausted(
@@ -485,7 +485,39 @@ class MetadataStore:
         """The run and its experiment's id."""
         with self._tx() as session:
             row = self._run(session, tenant, run_id)
+            self._place([row], session)
             return row, self._experiment_id(session, row.experiment_pk)
+
+    def _place(self, rows: Sequence[schema.Run], session: Session) -> None:
+        """Set queue_position on the QUEUED ones among `rows` (reads the whole
+        queue, so only when one of them is QUEUED)."""
+        if not any(row.state == c.RUN_STATE_QUEUED for row in rows):
+            return
+        run = schema.Run
+        queued = [
+            runqueue.Queued(run_id, tenant, queue_time or create_time, bool(takeovers))
+            for run_id, tenant, queue_time, create_time, takeovers in session.execute(
+                select(run.id, run.tenant, run.queue_time, run.create_time, run.takeovers).where(
+                    run.state == c.RUN_STATE_QUEUED
+                )
+            )
+        ]
+        holding = dict(
+            session.execute(
+                select(run.tenant, func.count()).where(run.state.in_(HOLDING_STATES)).group_by(run.tenant)
+            ).all()
+        )
+        served = dict(
+            session.execute(
+                select(run.tenant, func.max(run.claim_time))
+                .where(run.tenant.in_({q.tenant for q in queued}))
+                .group_by(run.tenant)
+            ).all()
+        )
+        positions = runqueue.positions(queued, holding, served)
+        for row in rows:
+            if row.state == c.RUN_STATE_QUEUED:
+                row.queue_position = positions.get(row.id, 0)
 
     def _run(self, session: Session, tenant: str, run_id: str, lock: bool = False) -> schema.Run:
         stmt = select(schema.Run).where(schema.Run.id == run_id)
@@ -513,7 +545,10 @@ class MetadataStore:
             else:
                 stmt = stmt.where(schema.Run.state == query.enum_value(c.RunState, term.value))
         order = (schema.Run.create_time.desc(), schema.Run.id.desc())
-        return self._page(stmt, order, page_size, page_token, f"runs|{tenant}|{filter_text}", rows=True)
+        page = self._page(stmt, order, page_size, page_token, f"runs|{tenant}|{filter_text}", rows=True)
+        with self._tx() as session:
+            self._place([row for row, _ in page.items], session)
+        return page
 
     def list_run_records(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
         """A page of (run, experiment id, models since best) triples, newest first:
@@ -551,9 +586,18 @@ class MetadataStore:
         status_message: str = "",
         runner_id: str = "",
         add_notes: Sequence[str] = (),
+        takeover: bool = False,
+        max_queued_runs: int = 0,
     ) -> tuple[schema.Run, str]:
         """Compare-and-set of the run's state: FAILED_PRECONDITION unless it is in
-        `expected`. `add_notes` go to the run's notes in the same transaction."""
+        `expected`. `add_notes` go to the run's notes in the same transaction.
+
+        Into QUEUED from PENDING: RESOURCE_EXHAUSTED when the tenant has
+        `max_queued_runs` queued already (0: no limit). Into QUEUED from
+        RUNNING or STOPPING: the runner lets go of it; its search time (from its
+        claim to its last heartbeat for a `takeover`, to now otherwise) adds to
+        prior_search_seconds, and a takeover counts in takeovers. Into RUNNING:
+        the claim (claim_time, heartbeat_time; start_time the first time)."""
         if not expected:
             raise InvalidArgument.field("expected_states", "required: the states the run may be in")
         if state == c.RUN_STATE_UNSPECIFIED:
@@ -564,11 +608,13 @@ class MetadataStore:
             # backend (SQLite ignores SELECT ... FOR UPDATE, so a read-then-write
             # let two runners claim one run). Once it matched, the row is this
             # transaction's until commit.
+            # Setting the state to itself takes the row (and, on SQLite, the
+            # database's write lock) while the previous state is read below.
             claimed = session.execute(
                 update(schema.Run)
                 .where(schema.Run.id == run_id, schema.Run.state.in_(list(expected)))
                 .where(true() if tenant == ALL_TENANTS else schema.Run.tenant == tenant)
-                .values(state=state)
+                .values(state=schema.Run.state)
                 .execution_options(synchronize_session=False)
             )
             row = self._run(session, tenant, run_id, lock=True)
@@ -579,6 +625,9 @@ class MetadataStore:
                 )
             session.refresh(row)
             now = utcnow()
+            previous = row.state
+            if state == c.RUN_STATE_QUEUED:
+                self._enqueue(session, row, previous, now, takeover, max_queued_runs)
             row.state = state
             if stop_reason and not row.stop_reason:
                 row.stop_reason = stop_reason
@@ -586,13 +635,41 @@ class MetadataStore:
                 row.status_message = status_message
             if runner_id:
                 row.runner_id = runner_id
-            if state == c.RUN_STATE_RUNNING and row.start_time is None:
-                row.start_time = now
+            if state == c.RUN_STATE_RUNNING:
+                row.start_time = row.start_time or now
+                row.claim_time = now
                 row.heartbeat_time = now
             if state in TERMINAL_STATES:
                 row.end_time = now
             _append_notes(row, add_notes)
+            self._place([row], session)
             return row, self._experiment_id(session, row.experiment_pk)
+
+    def _enqueue(
+        self, session: Session, row: schema.Run, previous: int, now: Any, takeover: bool, max_queued_runs: int
+    ) -> None:
+        if previous == c.RUN_STATE_PENDING and max_queued_runs:
+            self._lock_tenant(session, row.tenant)
+            queued = session.scalar(
+                select(func.count())
+                .select_from(schema.Run)
+                .where(schema.Run.tenant == row.tenant, schema.Run.state == c.RUN_STATE_QUEUED)
+            )
+            if (queued or 0) >= max_queued_runs:
+                raise errors.ResourceExhausted(
+                    f"every runner is busy and the tenant has {queued:,} runs queued, the most "
+                    f"AUTOML_TENANT_MAX_QUEUED_RUNS ({max_queued_runs:,}) allows: wait for one to start or stop one"
+                )
+        if previous in (c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING):
+            claimed = row.claim_time or row.start_time or now
+            used_until = (row.heartbeat_time or claimed) if takeover else now
+            row.prior_search_seconds = (row.prior_search_seconds or 0.0) + max(
+                0.0, (used_until - claimed).total_seconds()
+            )
+            row.runner_id = ""
+            if takeover:
+                row.takeovers = (row.takeovers or 0) + 1
+        row.queue_time = now
 
     def heartbeat_run(
         self, tenant: str, run_id: str, runner_id: str, add_notes: Sequence[str] = ()
@@ -627,6 +704,8 @@ class MetadataStore:
             run = self._run(session, tenant, run_id, lock=True)
             if run.state in TERMINAL_STATES:
                 raise errors.FailedPrecondition(f"runs/{run_id} already ended; its results are final")
+            if run.state == c.RUN_STATE_QUEUED:  # a lost runner's late result: the run is no one's now
+                raise errors.FailedPrecondition(f"runs/{run_id} is QUEUED: no runner holds it")
             next_position = (
                 session.scalar(select(func.max(schema.ModelResult.position)).where(schema.ModelResult.run_id == run_id))
                 or 0
@@ -922,6 +1001,9 @@ class MetadataStore:
             raise InvalidArgument.field("update_mask", f"use some of {', '.join(self.TRAINED_MODEL_FIELDS)}")
         with self._tx() as session:
             row = self._trained_model(session, tenant, model_id)
+            if "state" in paths and row.state != model_pb2.TrainedModel.STATE_TRAINING and values["state"] != row.state:
+                state = model_pb2.TrainedModel.State.Name(row.state)
+                raise errors.FailedPrecondition(f"trainedModels/{model_id} is {state}: its state no longer changes")
             for path in paths:
                 value = values[path]
                 if path == "artifact":
@@ -936,6 +1018,30 @@ class MetadataStore:
                     setattr(row, path, value)
             row.update_time = utcnow()
             return row, self._experiment_id(session, row.experiment_pk)
+
+    def fail_lost_trainings(self, silent_since: Any, message: str) -> list[tuple[schema.TrainedModel, str]]:
+        """Every tenant's TRAINING models not updated since `silent_since` (their
+        runner's heartbeat stopped) become FAILED with `message`; returns them
+        (at most MAX_LOST_TRAININGS per call) with their experiment ids."""
+        model = schema.TrainedModel
+        lost = (model.state == model_pb2.TrainedModel.STATE_TRAINING, model.update_time < silent_since)
+        failed = []
+        with self._tx() as session:
+            ids = session.scalars(select(model.id).where(*lost).limit(MAX_LOST_TRAININGS)).all()
+            for model_id in ids:
+                # Conditional, one by one: a model whose runner ended it meanwhile keeps its end.
+                changed = session.execute(
+                    update(model)
+                    .where(model.id == model_id, *lost)
+                    .values(state=model_pb2.TrainedModel.STATE_FAILED, error_message=message, update_time=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+                if changed.rowcount == 1:
+                    row = session.get(model, model_id)
+                    assert row is not None
+                    session.refresh(row)
+                    failed.append((row, self._experiment_id(session, row.experiment_pk)))
+        return failed
 
     # ------------------------------------------------------------------- events
 

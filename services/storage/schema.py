@@ -153,6 +153,13 @@ class Run(Base):
     best_result_id: Mapped[str | None] = mapped_column(Id)
     best_score: Mapped[float | None] = mapped_column(Float)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The queue and takeovers (migration 0006); NULL reads as none / 0.
+    queue_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    claim_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    takeovers: Mapped[int | None] = mapped_column(Integer)
+    prior_search_seconds: Mapped[float | None] = mapped_column(Float)
+    # Not a column: a QUEUED run's place, set by the repository when it reads one.
+    queue_position = 0
 
     __table_args__ = (
         Index(None, "tenant", "create_time"),

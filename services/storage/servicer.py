@@ -128,6 +128,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
                 f"the tenant's datasets take {usage.stored_bytes:,} bytes of the {quota.max_stored_bytes:,} "
                 f"AUTOML_TENANT_MAX_STORED_BYTES allows, and this file is larger than the {max(room, 0):,} left: "
                 "delete datasets it no longer needs, or ask the operator to raise it",
+                too_large=False,
             )
         return limit
 
@@ -351,6 +352,8 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             status_message=request.status_message,
             runner_id=request.runner_id,
             add_notes=list(request.add_notes),
+            takeover=request.takeover,
+            max_queued_runs=self.settings.tenant_max_queued_runs,
         )
         return convert.run(row, experiment_id)
 
@@ -479,6 +482,22 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             values,
         )
         return await self._trained_model_message(row, experiment_id)
+
+    async def FailLostTrainings(self, request: pb.FailLostTrainingsRequest, ctx: Any) -> Any:
+        if tenant() != repository.ALL_TENANTS:
+            raise errors.PermissionDenied('FailLostTrainings acts for every tenant: call it with "x-automl-tenant: *"')
+        if not request.HasField("silent_since"):
+            raise InvalidArgument.field("silent_since", "required")
+        if not request.error_message:
+            raise InvalidArgument.field("error_message", "required")
+        validation.check_description(request.error_message, "error_message")
+        failed = await call(self.store.fail_lost_trainings, request.silent_since.ToDatetime(), request.error_message)
+        return pb.FailLostTrainingsResponse(
+            records=[
+                pb.TrainedModelRecord(trained_model=convert.trained_model(row, experiment_id), tenant=row.tenant)
+                for row, experiment_id in failed
+            ]
+        )
 
     # ------------------------------------------------------------ artifacts
 

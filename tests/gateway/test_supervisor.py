@@ -1,11 +1,13 @@
 """The gateway's supervisor: it enforces every stop condition of a run whose
-runner does not, notices a runner that stopped heartbeating (RUNNER_LOST,
-results kept), and goes on after a gateway restart from what storage holds.
+runner does not, has a run whose runner stopped heartbeating taken over
+(results kept; FAILED, RUNNER_LOST, past the takeovers allowed), ends
+trainings whose runner went silent, and goes on after a gateway restart from
+what storage holds.
 
 A "ghost" runner played by the test (it claims runs and writes results
 through storage, as a runner that ignores its limits would) lets each
 condition be checked on the gateway alone; a real runner killed mid-run
-checks RUNNER_LOST end to end."""
+and restarted checks the takeover end to end."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 
 from automl.common import identity
 from automl.v1 import common_pb2 as c
-from automl.v1 import event_pb2, run_pb2, storage_service_pb2, storage_service_pb2_grpc
+from automl.v1 import event_pb2, model_pb2, run_pb2, storage_service_pb2, storage_service_pb2_grpc
 from tests import internal
 from tests.gateway.conftest import start_gateway_suite, stop_gateway_suite
 from tests.runner.conftest import seconds, sklearn_csv
@@ -186,27 +188,116 @@ def test_target_score_of_a_loss_is_reached_downwards(suite):
         ghost.close()
 
 
-def test_silent_runner_is_lost_and_results_are_kept(suite, experiment):
-    ghost = Ghost(suite, experiment, max_models=100)
+def assert_contiguous(events: list[event_pb2.Event]) -> None:
+    """The run's event log: 1, 2, 3... with no gap and no duplicate."""
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+
+
+def test_silent_runner_is_taken_over_and_results_are_kept(suite, experiment):
+    ghost = Ghost(suite, experiment, max_models=4)
     try:
         ghost.results(0.5, 0.7)
         client = suite.client()
         watched = []
 
         def watch():
-            watched.extend(client.watch(ghost.run, timeout=60)[1])
+            watched.extend(client.watch(ghost.run, timeout=90)[1])
 
         watcher = threading.Thread(target=watch)
         watcher.start()
         time.sleep(0.5)
         ghost.beating.clear()  # the runner dies
-        run = ghost.wait_state(c.RUN_STATE_FAILED, timeout=20)
+        run = client.wait_end(ghost.run, timeout=90)
+        assert run.state == c.RUN_STATE_SUCCEEDED and run.stop_reason == c.STOP_REASON_MAX_MODELS
+        assert run.takeovers == 1 and run.runner_id != GHOST
+        # The ghost's two results carry on: two more make the four allowed.
+        assert run.models_evaluated + run.models_failed >= 4
+        assert run.best_score >= 0.7
+        assert any("goes on from the 2 results stored" in note for note in run.notes)
+        watcher.join(timeout=30)
+        kinds = [e.type for e in watched]
+        assert event_pb2.EVENT_TYPE_RUN_QUEUED in kinds
+        queued = next(e for e in watched if e.type == event_pb2.EVENT_TYPE_RUN_QUEUED).run_queued
+        assert queued.takeovers == 1 and "sent no heartbeat" in queued.message
+        assert watched[-1].type == event_pb2.EVENT_TYPE_RUN_FINISHED
+        assert_contiguous(events(suite, run))
+    finally:
+        ghost.close()
+
+
+def test_takeovers_are_bounded(suite, experiment):
+    """Past AUTOML_RUN_MAX_TAKEOVERS (3), a lost run is FAILED with why."""
+    ghost = Ghost(suite, experiment, max_models=100)
+    try:
+        ghost.results(0.6)
+        for _ in range(3):  # three takeovers, each claimed back by the ghost at once
+            ghost.storage.UpdateRunState(
+                storage_service_pb2.UpdateRunStateRequest(
+                    name=ghost.run.name,
+                    expected_states=[c.RUN_STATE_RUNNING],
+                    state=c.RUN_STATE_QUEUED,
+                    takeover=True,
+                ),
+                metadata=ghost.metadata,
+            )
+            ghost.storage.UpdateRunState(
+                storage_service_pb2.UpdateRunStateRequest(
+                    name=ghost.run.name,
+                    expected_states=[c.RUN_STATE_QUEUED],
+                    state=c.RUN_STATE_RUNNING,
+                    runner_id=GHOST,
+                ),
+                metadata=ghost.metadata,
+            )
+        assert ghost.get().takeovers == 3
+        ghost.beating.clear()
+        run = ghost.wait_state(c.RUN_STATE_FAILED, timeout=30)
         assert run.stop_reason == c.STOP_REASON_RUNNER_LOST
-        assert "sent no heartbeat" in run.status_message
-        assert run.models_evaluated == 2 and run.best_score == pytest.approx(0.7)
-        watcher.join(timeout=20)
-        assert watched and watched[-1].type == event_pb2.EVENT_TYPE_RUN_FINISHED
-        assert watched[-1].run_finished.stop_reason == c.STOP_REASON_RUNNER_LOST
+        assert "taken over 3 times already" in run.status_message
+        assert run.models_evaluated == 1
+    finally:
+        ghost.close()
+
+
+def test_a_training_whose_runner_is_silent_ends_failed(suite, experiment):
+    ghost = Ghost(suite, experiment, max_models=1)
+    try:
+        ghost.results(0.6)
+        result = ghost.storage.ListModelResults(
+            run_pb2.ListModelResultsRequest(run=ghost.run.name), metadata=ghost.metadata
+        ).model_results[0]
+        # A training no runner moves (its runner died): TRAINING, never again updated.
+        model = ghost.storage.CreateTrainedModel(
+            storage_service_pb2.CreateTrainedModelRequest(
+                trained_model=model_pb2.TrainedModel(model_result=result.name)
+            ),
+            metadata=ghost.metadata,
+        )
+        client = suite.client()
+        deadline = time.monotonic() + 30
+        while (
+            current := client.call("GetTrainedModel", model_pb2.GetTrainedModelRequest(name=model.name))
+        ).state == model_pb2.TrainedModel.STATE_TRAINING:
+            assert time.monotonic() < deadline, "still TRAINING"
+            time.sleep(0.2)
+        assert current.state == model_pb2.TrainedModel.STATE_FAILED
+        assert "gave no sign of life" in current.error_message
+        deadline = time.monotonic() + 15
+        while not (trained := [e for e in events(suite, ghost.run) if e.type == event_pb2.EVENT_TYPE_MODEL_TRAINED]):
+            assert time.monotonic() < deadline, "no MODEL_TRAINED event"
+            time.sleep(0.2)
+        assert trained[0].model_trained.trained_model == model.name
+        assert trained[0].model_trained.state == model_pb2.TrainedModel.STATE_FAILED
+        # Its end is final: a late heartbeat of the lost runner cannot bring it back.
+        with pytest.raises(grpc.RpcError) as error:
+            ghost.storage.UpdateTrainedModel(
+                storage_service_pb2.UpdateTrainedModelRequest(
+                    trained_model=model_pb2.TrainedModel(name=model.name, state=model_pb2.TrainedModel.STATE_TRAINING),
+                    update_mask={"paths": ["state"]},
+                ),
+                metadata=ghost.metadata,
+            )
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     finally:
         ghost.close()
 
@@ -225,20 +316,55 @@ def test_supervision_survives_a_gateway_restart(suite, experiment):
         ghost.close()
 
 
-def test_killed_runner_is_lost_mid_run(suite, experiment):
+def test_killed_runner_is_taken_over_mid_run(suite, experiment):
+    """kill -9 of the runner mid-run, restarted: the run goes on where it was
+    and ends SUCCEEDED with every result, its event log whole."""
     client = suite.client()
-    run = client.start(experiment, max_duration=seconds(120))
+    run = client.start(experiment, max_duration=seconds(25))
+    deadline = time.monotonic() + 60
+    while client.get(run).models_evaluated < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    suite.stack.stop("runner", kill=True)
+    before = client.get(run)
+    suite.stack.start("runner")
+    ended = client.wait_end(run, timeout=120)
+    assert ended.state == c.RUN_STATE_SUCCEEDED, ended.status_message
+    assert ended.stop_reason == c.STOP_REASON_TIME_BUDGET
+    assert ended.takeovers == 1
+    assert ended.models_evaluated > before.models_evaluated
+    assert ended.prior_search_time.ToTimedelta().total_seconds() > 0
+    results = client.call("ListModelResults", run_pb2.ListModelResultsRequest(run=run.name, page_size=1000))
+    indexes = [r.index for r in results.model_results]
+    assert len(indexes) == len(set(indexes))  # no result written twice
+    stored = {r.name for r in results.model_results if r.outcome == run_pb2.ModelResult.OUTCOME_SUCCEEDED}
+    board = client.call("GetLeaderboard", run_pb2.GetLeaderboardRequest(run=run.name, page_size=1000))
+    assert {e.model_result.name for e in board.entries} == stored
+    assert_contiguous(events(suite, run))
+
+
+def test_killed_notifier_mid_run_loses_no_event(suite, experiment):
+    """kill -9 of the notifier mid-run, restarted: the runner keeps the events
+    it could not publish and sends them when it is back; the run's event log
+    ends whole (no gap, no duplicate) and the run SUCCEEDED."""
+    client = suite.client()
+    run = client.start(experiment, max_duration=seconds(15))
     deadline = time.monotonic() + 60
     while client.get(run).models_evaluated < 1:
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    suite.stack.stop("runner", kill=True)
-    try:
-        ended = client.wait_end(run, timeout=30)
-        assert ended.state == c.RUN_STATE_FAILED
-        assert ended.stop_reason == c.STOP_REASON_RUNNER_LOST
-        assert ended.models_evaluated >= 1
-        board = client.call("GetLeaderboard", run_pb2.GetLeaderboardRequest(run=run.name))
-        assert len(board.entries) == ended.models_evaluated
-    finally:
-        suite.stack.start("runner")
+    suite.stack.stop("notifier", kill=True)
+    time.sleep(3)  # results stored meanwhile; their events wait in the runner's outbox
+    suite.stack.start("notifier")
+    ended = client.wait_end(run, timeout=120)
+    assert ended.state == c.RUN_STATE_SUCCEEDED, ended.status_message
+    deadline = time.monotonic() + 30
+    while (stored := events(suite, run))[-1].type != event_pb2.EVENT_TYPE_RUN_FINISHED:
+        assert time.monotonic() < deadline, "the run's last events never arrived"
+        time.sleep(0.5)
+    assert_contiguous(stored)
+    assert len({e.id for e in stored}) == len(stored)
+    evaluated = [e for e in stored if e.type == event_pb2.EVENT_TYPE_MODEL_EVALUATED]
+    failed = [e for e in stored if e.type == event_pb2.EVENT_TYPE_MODEL_FAILED]
+    assert len(evaluated) == ended.models_evaluated
+    assert len(failed) == ended.models_failed + ended.models_stopped

@@ -183,6 +183,8 @@ export function runPage(root, id, page) {
       return state.elapsedBase;
     }
     if (run.state === "RUN_STATE_PENDING") return 0;
+    // Queued: no runner holds it, and time queued does not count against the budget.
+    if (run.state === "RUN_STATE_QUEUED") return state.elapsedBase;
     return state.elapsedBase + (performance.now() - state.elapsedAt) / 1000;
   }
 
@@ -233,6 +235,15 @@ export function runPage(root, id, page) {
         banner,
         html`<strong>${run.state === "RUN_STATE_STOPPING" ? "Stopping" : `Run ${stateLabelText(run.state)}`}</strong>
           ${reason ? html` — stop reason: <strong class="reason">${reason}</strong>` : ""}${detail}`,
+      );
+      banner.hidden = false;
+    } else if (run.state === "RUN_STATE_QUEUED") {
+      banner.className = "banner info";
+      banner.dataset.reason = "";
+      render(
+        banner,
+        html`<strong id="queue-position">Queued: position ${fmtInt(run.queuePosition || 0)}</strong>
+          <div class="muted">${run.statusMessage || "waiting for a runner"}</div>`,
       );
       banner.hidden = false;
     } else {
@@ -572,6 +583,14 @@ export function runPage(root, id, page) {
             run.state = change.state;
             if (change.stopReason && change.stopReason !== "STOP_REASON_UNSPECIFIED") run.stopReason = change.stopReason;
             if (change.message) state.stopMessage = change.message;
+          }
+          break;
+        case "EVENT_TYPE_RUN_QUEUED":
+          if (fresh && run) {
+            run.state = "RUN_STATE_QUEUED";
+            run.queuePosition = event.runQueued.position;
+            run.statusMessage = event.runQueued.message;
+            run.takeovers = event.runQueued.takeovers;
           }
           break;
         case "EVENT_TYPE_STOP_REQUESTED":

@@ -448,7 +448,29 @@ UPDATE alembic_version SET version_num='0005' WHERE alembic_version.version_num 
 
 GO
 
--- Running upgrade 0005 -> 0007
+-- Running upgrade 0005 -> 0006
+
+ALTER TABLE runs ADD queue_time DATETIME2 NULL;
+
+GO
+
+ALTER TABLE runs ADD claim_time DATETIME2 NULL;
+
+GO
+
+ALTER TABLE runs ADD takeovers INTEGER NULL;
+
+GO
+
+ALTER TABLE runs ADD prior_search_seconds FLOAT NULL;
+
+GO
+
+UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num = '0005';
+
+GO
+
+-- Running upgrade 0006 -> 0007
 
 ALTER TABLE events ADD event_id VARCHAR(64) COLLATE Latin1_General_100_BIN2 NULL;
 
@@ -458,7 +480,7 @@ CREATE UNIQUE INDEX uq_events_tenant_event_id ON events (tenant, event_id) WHERE
 
 GO
 
-UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0005';
+UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
 
 GO
 

@@ -12,7 +12,7 @@ out, which SQL Server must be told (a filtered index: its unique indexes
 count NULLs as equal), PostgreSQL and SQLite do anyway.
 
 Revision ID: 0007
-Revises: 0005 (re-chained after 0006 when the branches merge)
+Revises: 0006
 Create Date: 2026-12-08
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from sqlalchemy.dialects import mssql
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
