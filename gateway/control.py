@@ -9,10 +9,12 @@ identity like a user call does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
 
+from automl.common.events import new_event_id
 from automl.common.stopping import TERMINAL_STATES, final_state
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, notifier_service_pb2, run_pb2, runner_service_pb2, storage_service_pb2
@@ -24,10 +26,15 @@ log = logging.getLogger("automl.gateway.control")
 # does, or it is gone): the stop is then written to storage, where the owning
 # runner sees it on its next heartbeat.
 NOT_HERE = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# A Publish is retried on these answers (with the same event ids, so never stored twice).
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED)
+PUBLISH_ATTEMPTS = 5  # 0.25 + 0.5 + 1 + 2 s between them
+PUBLISH_SECONDS = 3.0  # one attempt: a stop never waits long for a notifier that hangs
 
 
 def event(run: run_pb2.Run, **payload: object) -> event_pb2.Event:
-    out = event_pb2.Event(run=run.name, experiment=run.experiment, **payload)  # type: ignore[arg-type]
+    """An event of `run`, stamped now, with a new id: publishing it again stores it once."""
+    out = event_pb2.Event(run=run.name, experiment=run.experiment, id=new_event_id(), **payload)  # type: ignore[arg-type]
     out.create_time.GetCurrentTime()
     return out
 
@@ -163,11 +170,20 @@ class RunControl:
         return await self.backends.storage.UpdateRunState(request, metadata=as_tenant(tenant))
 
     async def publish(self, tenant: str, events: list[event_pb2.Event]) -> None:
-        """Publish; a notifier that is away costs watchers the live feed, never
-        the state change, which storage already holds."""
-        try:
-            await self.backends.notifier.Publish(
-                notifier_service_pb2.PublishRequest(events=events), metadata=as_tenant(tenant)
-            )
-        except grpc.aio.AioRpcError as exc:
-            log.error("events not published", extra={"count": len(events), "error": exc.code().name})
+        """Publish, retrying a notifier that does not answer (PUBLISH_ATTEMPTS
+        times, a few seconds in all) with the same event ids, so that a Publish
+        whose answer was lost stores nothing twice. A notifier away for longer
+        costs watchers these events, never the state change, which storage
+        already holds."""
+        request = notifier_service_pb2.PublishRequest(events=events)
+        delay = 0.25
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                await self.backends.notifier.Publish(request, metadata=as_tenant(tenant), timeout=PUBLISH_SECONDS)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRIED or attempt == PUBLISH_ATTEMPTS - 1:
+                    log.error("events not published", extra={"count": len(events), "error": exc.code().name})
+                    return
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 2.0)

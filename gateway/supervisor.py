@@ -26,6 +26,7 @@ import time
 import grpc
 from prometheus_client import Counter, Gauge
 
+from automl.common.events import new_event_id
 from automl.common.settings import Settings
 from automl.common.stopping import ACTIVE_STATES, Limits, Progress, final_state, limit_reached, search_seconds
 from automl.v1 import common_pb2 as c
@@ -171,7 +172,7 @@ class Supervisor:
                 state=model_pb2.TrainedModel.STATE_FAILED,
                 error_message=model.error_message,
             )
-            told = event_pb2.Event(run=model.run, experiment=model.experiment, model_trained=trained)
+            told = event_pb2.Event(id=new_event_id(), run=model.run, experiment=model.experiment, model_trained=trained)
             told.create_time.GetCurrentTime()
             await self.control.publish(record.tenant, [told])
 

@@ -234,6 +234,13 @@ class Settings:
         "check them before loading; runners that share models need the same one. Empty: a random key kept in "
         "<data dir>/runner-model.key, made on first start (losing it makes stored models unusable).",
     )
+    runner_outbox_events: int = _setting(
+        "AUTOML_RUNNER_OUTBOX_EVENTS",
+        10_000,
+        "Run events a runner keeps while the notifier does not take them, published in order when it answers "
+        "again (retried with the same event ids: none stored twice); when full, the oldest are dropped, with a "
+        "log line saying how many.",
+    )
     dask_scheduler: str = _setting(
         "AUTOML_DASK_SCHEDULER",
         "",
@@ -439,6 +446,7 @@ class Settings:
             "runner_heartbeat_seconds",
             "runner_train_time_limit_seconds",
             "runner_model_cache",
+            "runner_outbox_events",
             "supervisor_interval_seconds",
             "runner_lost_seconds",
             "blob_sweep_seconds",

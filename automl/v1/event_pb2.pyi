@@ -40,13 +40,14 @@ EVENT_TYPE_RUN_NOTE: EventType
 EVENT_TYPE_RUN_QUEUED: EventType
 
 class Event(_message.Message):
-    __slots__ = ("run", "experiment", "sequence", "global_sequence", "type", "create_time", "run_started", "model_evaluated", "model_failed", "run_state_changed", "stop_requested", "run_finished", "model_trained", "model_tested", "run_note", "run_queued")
+    __slots__ = ("run", "experiment", "sequence", "global_sequence", "type", "create_time", "id", "run_started", "model_evaluated", "model_failed", "run_state_changed", "stop_requested", "run_finished", "model_trained", "model_tested", "run_note", "run_queued")
     RUN_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     RUN_STARTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_EVALUATED_FIELD_NUMBER: _ClassVar[int]
     MODEL_FAILED_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +64,7 @@ class Event(_message.Message):
     global_sequence: int
     type: EventType
     create_time: _timestamp_pb2.Timestamp
+    id: str
     run_started: RunStarted
     model_evaluated: ModelEvaluated
     model_failed: ModelFailed
@@ -73,7 +75,7 @@ class Event(_message.Message):
     model_tested: ModelTested
     run_note: RunNote
     run_queued: RunQueued
-    def __init__(self, run: _Optional[str] = ..., experiment: _Optional[str] = ..., sequence: _Optional[int] = ..., global_sequence: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., model_evaluated: _Optional[_Union[ModelEvaluated, _Mapping]] = ..., model_failed: _Optional[_Union[ModelFailed, _Mapping]] = ..., run_state_changed: _Optional[_Union[RunStateChanged, _Mapping]] = ..., stop_requested: _Optional[_Union[StopRequested, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., model_trained: _Optional[_Union[ModelTrained, _Mapping]] = ..., model_tested: _Optional[_Union[ModelTested, _Mapping]] = ..., run_note: _Optional[_Union[RunNote, _Mapping]] = ..., run_queued: _Optional[_Union[RunQueued, _Mapping]] = ...) -> None: ...
+    def __init__(self, run: _Optional[str] = ..., experiment: _Optional[str] = ..., sequence: _Optional[int] = ..., global_sequence: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., id: _Optional[str] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., model_evaluated: _Optional[_Union[ModelEvaluated, _Mapping]] = ..., model_failed: _Optional[_Union[ModelFailed, _Mapping]] = ..., run_state_changed: _Optional[_Union[RunStateChanged, _Mapping]] = ..., stop_requested: _Optional[_Union[StopRequested, _Mapping]] = ..., run_finished: _Optional[_Union[RunFinished, _Mapping]] = ..., model_trained: _Optional[_Union[ModelTrained, _Mapping]] = ..., model_tested: _Optional[_Union[ModelTested, _Mapping]] = ..., run_note: _Optional[_Union[RunNote, _Mapping]] = ..., run_queued: _Optional[_Union[RunQueued, _Mapping]] = ...) -> None: ...
 
 class RunStarted(_message.Message):
     __slots__ = ("runner_id", "stop_conditions", "parallel_workers", "primary_metric", "task", "search_rows", "split_artifact", "holdout_rows", "feature_columns")

@@ -83,6 +83,9 @@ class NotifierServicer:
     def Publish(self, request, context):
         """Numbers a batch of events (the next sequences of their runs), stores
         them in Storage's event log, then delivers them. Returns them numbered.
+        Idempotent by Event.id: an event whose id is stored already (a retried
+        Publish) is neither stored, numbered nor delivered again; the stored
+        one is returned in its place.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -192,10 +192,12 @@ class AppendEventsRequest(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ...) -> None: ...
 
 class AppendEventsResponse(_message.Message):
-    __slots__ = ("events",)
+    __slots__ = ("events", "already_stored")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_STORED_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
-    def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ...) -> None: ...
+    already_stored: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ..., already_stored: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
     __slots__ = ("run", "experiment", "after_global_sequence", "after_sequence", "event_types", "page_size")

@@ -40,6 +40,7 @@ import grpc
 
 from automl.common import errors
 from automl.common.errors import InvalidArgument
+from automl.common.events import EVENT_ID_RULE, new_event_id, valid_event_id
 from automl.v1 import common_pb2, event_pb2
 from services.notifier.log import StorageLog
 
@@ -259,14 +260,26 @@ class Hub:
                 await self._write(tenant, requests)
 
     async def _write(self, tenant: str, requests: list[_Request]) -> None:
+        """Number, store and deliver the requests' events. An id seen earlier in
+        the batch is stored once; an id the log holds already (a retried Publish)
+        is not stored again: storage answers with the stored event, which goes
+        back to the publisher but not to the streams, and the run's counter
+        goes back by the number it was given."""
         pending = [r for r in requests if not r.done.cancelled()]
         try:
-            events = []
+            events: list[event_pb2.Event] = []  # one per distinct id, in order
+            slots: dict[str, int] = {}  # id -> its place in events
+            given: dict[tuple[str, str], int] = {}  # (tenant, run) -> counter before this batch
             for request in pending:
                 for event in request.events:
+                    if event.id in slots:
+                        continue
+                    key = (tenant, event.run)
                     event.sequence = await self._next_sequence(tenant, event.run)
+                    given.setdefault(key, event.sequence - 1)
+                    slots[event.id] = len(events)
                     events.append(event)
-            stored = await self._append(tenant, events)
+            stored, repeated = await self._append(tenant, events)
         except Exception as exc:  # noqa: BLE001 - handed to every waiting publisher
             for key in [k for k in self.sequences if k[0] == tenant]:
                 del self.sequences[key]  # re-read from the log next time
@@ -274,19 +287,27 @@ class Hub:
                 if not request.done.done():
                     request.done.set_exception(exc)
             return
-        self._deliver(tenant, stored)
-        start = 0
+        if any(repeated):
+            appended: dict[tuple[str, str], int] = defaultdict(int)
+            for event, again in zip(events, repeated, strict=True):
+                if not again:
+                    appended[tenant, event.run] += 1
+            for key, before in given.items():  # storage numbered the new events without the repeated ones
+                self.sequences[key] = before + appended[key]
+        self._deliver(tenant, [e for e, again in zip(stored, repeated, strict=True) if not again])
         for request in pending:
-            end = start + len(request.events)
             if not request.done.done():
-                request.done.set_result(stored[start:end])
-            start = end
+                request.done.set_result([stored[slots[event.id]] for event in request.events])
 
-    async def _append(self, tenant: str, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
+    async def _append(self, tenant: str, events: list[event_pb2.Event]) -> tuple[list[event_pb2.Event], list[bool]]:
+        """Append to the log; returns the events as stored, and which of them were stored before."""
         stored: list[event_pb2.Event] = []
+        repeated: list[bool] = []
         for start in range(0, len(events), MAX_BATCH):
-            stored += await self.log.append(tenant, events[start : start + MAX_BATCH])
-        return stored
+            reply = await self.log.append(tenant, events[start : start + MAX_BATCH])
+            stored += reply.events
+            repeated += reply.already_stored or [False] * len(reply.events)
+        return stored, repeated
 
     async def _next_sequence(self, tenant: str, run: str) -> int:
         key = (tenant, run)
@@ -500,8 +521,11 @@ def _checked(i: int, event: event_pb2.Event) -> event_pb2.Event:
         raise InvalidArgument.field(f"events[{i}].experiment", "required: the experiment, like experiments/abc123")
     if event.WhichOneof("payload") is None:
         raise InvalidArgument.field(f"events[{i}].payload", "required: what happened")
+    if event.id and not valid_event_id(event.id):
+        raise InvalidArgument.field(f"events[{i}].id", EVENT_ID_RULE)
     copy = event_pb2.Event()
     copy.CopyFrom(event)
+    copy.id = event.id or new_event_id()
     copy.type = event_type(event)
     copy.ClearField("global_sequence")
     if not copy.HasField("create_time"):

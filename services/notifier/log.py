@@ -32,9 +32,9 @@ class StorageLog:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.stub = storage_service_pb2_grpc.StorageStub(channel)
 
-    async def append(self, tenant: str, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
-        reply = await self.stub.AppendEvents(pb.AppendEventsRequest(events=events), metadata=_as_tenant(tenant))
-        return list(reply.events)
+    async def append(self, tenant: str, events: list[event_pb2.Event]) -> pb.AppendEventsResponse:
+        """The events as stored, and which ones were stored before (their id was)."""
+        return await self.stub.AppendEvents(pb.AppendEventsRequest(events=events), metadata=_as_tenant(tenant))
 
     async def last_sequence(self, tenant: str, run: str) -> int:
         reply = await self.stub.GetRun(run_pb2.GetRunRequest(name=run), metadata=_as_tenant(tenant))

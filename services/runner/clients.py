@@ -1,14 +1,26 @@
 """The runner's calls to storage and the notifier, for one tenant: every call
 carries the tenant explicitly (background work outlives the call that
-started it) and the channel's deadline."""
+started it) and the channel's deadline.
+
+Events go to the notifier through the runner process's outbox (one per
+notifier channel, shared by every tenant's Services): publish() hands them
+over and returns, and a background task publishes them in order, retrying
+with the same event ids (so a Publish whose answer was lost stores nothing
+twice) until the notifier answers. The outbox is bounded
+(AUTOML_RUNNER_OUTBOX_EVENTS): when full, the oldest events are dropped.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import logging
+import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -36,6 +48,232 @@ PREDICTIONS_KIND = "predictions/npz"
 RETRIES = 5
 GONE = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 
+OUTBOX_EVENTS = 10_000
+"""Events an outbox keeps at most by default; services/runner/server.py sets AUTOML_RUNNER_OUTBOX_EVENTS."""
+PUBLISH_EVENTS = 1000  # events per Publish, the notifier's limit
+PUBLISH_SECONDS = 10.0  # one attempt (a notifier that is down fails it at once)
+FIRST_DELAY_SECONDS = 0.25
+MAX_DELAY_SECONDS = 4.0  # between attempts, however long the notifier is away
+CLOSE_SECONDS = 2.0  # what shutting down waits for the outbox to empty
+TAKEN_SECONDS = 1.0  # what publish() waits at most for a notifier that answers to take its events
+# Answers that retrying with the same events cannot change: those events are dropped.
+REFUSED = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.OUT_OF_RANGE,
+)
+
+
+@dataclass
+class _Entry:
+    """The events of one publish() call, for one tenant."""
+
+    number: int  # order of the call
+    metadata: tuple[tuple[str, str], ...]
+    events: list[event_pb2.Event]
+
+
+class Outbox:
+    """The events of one runner process that the notifier has not taken yet,
+    in the order they were published, at most `capacity` of them."""
+
+    def __init__(self, notifier: grpc.aio.Channel, capacity: int = OUTBOX_EVENTS) -> None:
+        self.stub = notifier_service_pb2_grpc.NotifierStub(notifier)
+        self.capacity = max(1, capacity)
+        self.entries: deque[_Entry] = deque()
+        self.size = 0  # events in entries
+        self.calls = 0
+        self.taken_through = 0  # the number of the last call whose events left the outbox
+        self.answering = True  # the notifier took the last events in time: publish() may wait for it
+        self.moved: asyncio.Event | None = None  # set (and replaced) whenever events leave
+        self.dropped = 0  # events dropped since the start, for being too many or refused
+        self.closed = False
+        self.task: asyncio.Task[None] | None = None
+        self.wake: asyncio.Event | None = None
+        self.emptied: asyncio.Event | None = None
+
+    def put(self, metadata: Sequence[tuple[str, str]], events: Sequence[event_pb2.Event]) -> int:
+        """Keep `events` to publish after every event put before them; returns
+        the number of this call (0: nothing kept)."""
+        if not events:
+            return 0
+        if self.closed:
+            log.error("events not published: the runner is shutting down", extra={"count": len(events)})
+            return 0
+        self.calls += 1
+        self.entries.append(_Entry(self.calls, tuple(metadata), list(events)))
+        self.size += len(events)
+        if self.size > self.capacity:
+            self._drop_oldest(self.size - self.capacity)
+        if self.task is None:
+            self.wake = asyncio.Event()
+            self.emptied = asyncio.Event()
+            self.task = asyncio.create_task(self._send_forever(), name="event outbox")
+        assert self.wake is not None and self.emptied is not None
+        self.emptied.clear()
+        self.wake.set()
+        return self.calls
+
+    async def taken(self, number: int, timeout: float) -> bool:
+        """Wait, at most `timeout` seconds and only while the notifier answers,
+        until the events of call `number` left the outbox."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.taken_through < number and self.answering and not self.closed:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                self.answering = False  # slow or away: no one waits again before it takes events
+                return False
+            if self.moved is None:
+                self.moved = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.moved.wait(), left)
+        return self.taken_through >= number
+
+    def _drop_oldest(self, count: int) -> None:
+        left = count
+        while left:
+            head = self.entries[0]
+            if len(head.events) <= left:
+                self.entries.popleft()
+                left -= len(head.events)
+            else:
+                head.events = head.events[left:]
+                left = 0
+        self.size -= count
+        self.dropped += count
+        log.error(
+            "event outbox full: the oldest events were dropped",
+            extra={"dropped": count, "capacity": self.capacity, "setting": "AUTOML_RUNNER_OUTBOX_EVENTS"},
+        )
+
+    def _next(self, alone: bool) -> list[_Entry]:
+        """The oldest entries that go in one Publish: of one tenant, up to PUBLISH_EVENTS."""
+        batch = [self.entries[0]]
+        size = len(batch[0].events)
+        for entry in list(self.entries)[1:]:
+            if alone or entry.metadata != batch[0].metadata or size + len(entry.events) > PUBLISH_EVENTS:
+                break
+            batch.append(entry)
+            size += len(entry.events)
+        return batch
+
+    def _remove(self, batch: list[_Entry]) -> None:
+        """Forget the entries of `batch` (those the overflow did not drop meanwhile)."""
+        last = batch[-1].number
+        while self.entries and self.entries[0].number <= last:
+            self.size -= len(self.entries.popleft().events)
+        self.taken_through = max(self.taken_through, last)
+        self._moved()
+
+    def _moved(self) -> None:
+        if self.moved is not None:
+            self.moved.set()
+            self.moved = None
+
+    async def _send_forever(self) -> None:
+        assert self.wake is not None and self.emptied is not None
+        delay = FIRST_DELAY_SECONDS
+        alone = False  # one entry per Publish: finding which one the notifier refuses
+        away = False
+        while True:
+            if not self.entries:
+                self.emptied.set()
+                if self.closed:
+                    return
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            batch = self._next(alone)
+            events = [event for entry in batch for event in entry.events]
+            for start in range(0, len(events), PUBLISH_EVENTS):  # one entry may hold more than a Publish takes
+                try:
+                    await self.stub.Publish(
+                        notifier_service_pb2.PublishRequest(events=events[start : start + PUBLISH_EVENTS]),
+                        metadata=list(batch[0].metadata),
+                        timeout=PUBLISH_SECONDS,
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() not in REFUSED:
+                        self.answering = False
+                        self._moved()  # publish() stops waiting
+                        if not away:
+                            away = True
+                            log.warning(
+                                "the notifier does not answer: events kept in the outbox until it does",
+                                extra={"queued": self.size, "error": exc.code().name},
+                            )
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, MAX_DELAY_SECONDS)
+                    elif len(batch) > 1:
+                        alone = True
+                    else:
+                        log.error(
+                            "events not published: the notifier refused them",
+                            extra={"count": len(events), "error": exc.code().name, "details": exc.details()},
+                        )
+                        self.dropped += len(events)
+                        self._remove(batch)
+                        alone = False
+                    break
+            else:
+                self._remove(batch)
+                delay = FIRST_DELAY_SECONDS
+                alone = False
+                self.answering = True
+                if away:
+                    away = False
+                    log.info("the notifier answers again", extra={"queued": self.size})
+
+    async def flushed(self, timeout: float) -> bool:
+        """Wait until every event put so far was taken (or refused); False when `timeout` passed first."""
+        if self.emptied is None or not self.entries:
+            return True
+        try:
+            await asyncio.wait_for(self.emptied.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """Publish what is left for at most `timeout` seconds, then stop; what
+        is still there is lost, with a log line."""
+        self.closed = True
+        self._moved()
+        if self.task is None:
+            return
+        assert self.wake is not None
+        self.wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        if self.size:
+            log.error(
+                "events not published: the runner shut down before the notifier took them", extra={"count": self.size}
+            )
+
+
+_outboxes: weakref.WeakKeyDictionary[grpc.aio.Channel, Outbox] = weakref.WeakKeyDictionary()
+_capacity = OUTBOX_EVENTS
+
+
+def configure_outbox(capacity: int) -> None:
+    """The capacity of the outboxes made from now on (AUTOML_RUNNER_OUTBOX_EVENTS)."""
+    global _capacity
+    _capacity = capacity
+
+
+def outbox_of(notifier: grpc.aio.Channel) -> Outbox:
+    """The outbox of a notifier channel: one per runner process."""
+    outbox = _outboxes.get(notifier)
+    if outbox is None:
+        outbox = _outboxes[notifier] = Outbox(notifier, _capacity)
+    return outbox
+
 
 class Services:
     """Storage and notifier, as this tenant sees them."""
@@ -45,6 +283,15 @@ class Services:
         self.notifier = notifier_service_pb2_grpc.NotifierStub(notifier)
         self.tenant = tenant
         self.metadata = [(context.TENANT_KEY, tenant)] if tenant else []
+        self.outbox = outbox_of(notifier)
+
+    @staticmethod
+    async def close_outbox(notifier: grpc.aio.Channel, timeout: float = CLOSE_SECONDS) -> None:
+        """Shutting down: publish what the outbox of `notifier` holds for at most
+        `timeout` seconds, then stop it (before the channel is closed)."""
+        outbox = _outboxes.pop(notifier, None)
+        if outbox is not None:
+            await outbox.close(timeout)
 
     async def get_run(self, name: str) -> run_pb2.Run:
         return await self.storage.GetRun(run_pb2.GetRunRequest(name=name), metadata=self.metadata)
@@ -164,13 +411,18 @@ class Services:
         return await self.retry(lambda: self.storage.UpdateRunState(request, metadata=self.metadata))
 
     async def publish(self, events: list[event_pb2.Event]) -> None:
-        """Publish events; they are a view of what storage holds, so a notifier
-        that stays away costs watchers their live feed, not the results."""
-        request = notifier_service_pb2.PublishRequest(events=events)
-        try:
-            await self.retry(lambda: self.notifier.Publish(request, metadata=self.metadata))
-        except grpc.aio.AioRpcError as exc:
-            log.error("events not published", extra={"count": len(events), "error": exc.code().name})
+        """Hand events to the outbox, which publishes them after those handed
+        before, retrying until the notifier takes them. When nothing waits
+        before them and the notifier answers, wait (TAKEN_SECONDS at most)
+        until it took them, so that they are stored when this returns, as
+        callers expect; otherwise return at once: the search never waits for a
+        notifier that is away, nor behind a backlog. Events are a view of what storage holds: a notifier that stays
+        away delays watchers' live feed, and costs it events only past the
+        outbox's capacity, never the results."""
+        backlog = bool(self.outbox.entries)
+        number = self.outbox.put(self.metadata, events)
+        if number and not backlog:
+            await self.outbox.taken(number, TAKEN_SECONDS)
 
     async def retry(self, call: object) -> object:
         delay = 0.25

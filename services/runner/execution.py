@@ -41,6 +41,7 @@ import numpy as np
 from google.protobuf import duration_pb2
 
 from automl.common import metrics
+from automl.common.events import new_event_id
 from automl.common.stopping import Limits, Progress, final_state, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2
@@ -74,8 +75,9 @@ OUTCOMES = {
 
 
 def run_event(run: str, experiment: str, **payload: object) -> event_pb2.Event:
-    """An event of a run, stamped now; the notifier numbers it."""
-    event = event_pb2.Event(run=run, experiment=experiment, **payload)  # type: ignore[arg-type]
+    """An event of a run, stamped now, with a new id (which makes a retried
+    Publish of it harmless); the notifier numbers it."""
+    event = event_pb2.Event(run=run, experiment=experiment, id=new_event_id(), **payload)  # type: ignore[arg-type]
     event.create_time.GetCurrentTime()
     return event
 

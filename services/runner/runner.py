@@ -114,6 +114,7 @@ class Runner:
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()), timeout=self.settings.shutdown_grace_seconds)
         await self.models.close()
+        await Services.close_outbox(self.notifier)  # the events left, for at most clients.CLOSE_SECONDS
         await self.storage.close()
         await self.notifier.close()
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 from automl.common.server import ServiceDefinition, lifespan
 from automl.common.settings import Settings
 from automl.v1 import runner_service_pb2, runner_service_pb2_grpc
+from services.runner import clients
 from services.runner.runner import Runner
 from services.runner.servicer import RunnerServicer
 
 
 def build(settings: Settings) -> ServiceDefinition:
+    clients.configure_outbox(settings.runner_outbox_events)
     runner = Runner(settings)
     servicer = RunnerServicer(runner)
     return ServiceDefinition(

@@ -225,6 +225,7 @@ def artifact(row: schema.Artifact, content: schema.Content) -> storage_service_p
 
 def event(row: schema.Event) -> event_pb2.Event:
     message = event_pb2.Event.FromString(row.payload)
+    message.sequence = row.sequence
     message.global_sequence = row.global_sequence
     return message
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +26,7 @@ from automl.common import errors, metrics
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.common.stopping import ACTIVE_STATES, HOLDING_STATES, TERMINAL_STATES
 from automl.v1 import common_pb2 as c
-from automl.v1 import model_pb2, run_pb2
+from automl.v1 import event_pb2, model_pb2, run_pb2
 from services.storage import query, runqueue, schema, validation
 from services.storage.schema import utcnow
 
@@ -56,6 +56,20 @@ class DatasetQuota:
 class DatasetUsage:
     datasets: int
     stored_bytes: int
+
+
+@dataclass(frozen=True)
+class AppendedEvent:
+    """An event of append_events as the log holds it."""
+
+    global_sequence: int
+    sequence: int
+    payload: bytes
+    already_stored: bool = False  # its id was stored before: nothing was appended
+
+    @classmethod
+    def of(cls, row: schema.Event, already_stored: bool = False) -> AppendedEvent:
+        return cls(row.global_sequence, row.sequence, row.payload, already_stored)
 
 
 @dataclass
@@ -1031,42 +1045,87 @@ class MetadataStore:
 
     # ------------------------------------------------------------------- events
 
-    def append_events(self, tenant: str, events: Sequence[dict[str, Any]]) -> list[int]:
-        """Append events ({run_id, sequence, event_type, payload, create_time}) in one
-        transaction; each must carry its run's next sequence. Returns their global
-        sequences, in order."""
+    def append_events(self, tenant: str, events: Sequence[dict[str, Any]]) -> list[AppendedEvent]:
+        """Append events ({run_id, sequence, event_type, payload, create_time,
+        event_id}) in one transaction. Returns, in order, each one as stored.
+
+        An event whose event_id the tenant's log holds already, or an earlier
+        event of the call has, is not appended and takes no sequence: its
+        stored row comes back (`already_stored`). Every other event must carry
+        its run's next sequence counted as if the repeated events of its run
+        before it in the call had been appended (the numbering of a publisher
+        that could not know they were stored); it is stored without them, so
+        the run's sequences stay contiguous. An event without an event_id is
+        always appended."""
         if not 1 <= len(events) <= 1000:
             raise InvalidArgument.field("events", f"send 1 to 1000 events per call, not {len(events)}")
         with self._tx() as session:
-            runs: dict[str, schema.Run] = {}
-            rows = []
+            # Lock the runs first, in one order (no deadlock between two appends), then
+            # look their ids up: a concurrent append of the same id to the same run waits.
+            runs = {
+                run_id: self._run(session, tenant, run_id, lock=True)
+                for run_id in sorted({event["run_id"] for event in events})
+            }
+            stored = self._events_by_id(session, runs.values(), [e.get("event_id") for e in events])
+            skipped: dict[str, int] = {}  # run id -> repeated events of the run so far in this call
+            out: list[tuple[schema.Event, bool]] = []  # (row, whether it was stored before)
             for i, event in enumerate(events):
-                run = runs.get(event["run_id"])
-                if run is None:
-                    run = runs[event["run_id"]] = self._run(session, tenant, event["run_id"], lock=True)
+                run = runs[event["run_id"]]
+                event_id = event.get("event_id") or None
+                if event_id is not None and (run.tenant, event_id) in stored:
+                    out.append((stored[run.tenant, event_id], True))
+                    skipped[run.id] = skipped.get(run.id, 0) + 1
+                    continue
                 expected = run.last_sequence + 1
-                if event["sequence"] < expected:
+                given = event["sequence"] - skipped.get(run.id, 0)
+                if given < expected:
                     raise errors.AlreadyExists(
-                        f"events[{i}]: runs/{run.id} already has event {event['sequence']} (next is {expected})"
+                        f"events[{i}]: runs/{run.id} already has event {given} (next is {expected})"
                     )
-                if event["sequence"] > expected:
+                if given > expected:
                     raise errors.FailedPrecondition(
-                        f"events[{i}]: runs/{run.id} expects event {expected} next, not {event['sequence']}"
+                        f"events[{i}]: runs/{run.id} expects event {expected} next, not {given}"
                     )
                 run.last_sequence = expected
+                payload = event["payload"]
+                if event["sequence"] != expected:  # renumbered past repeated events: the payload says so too
+                    message = event_pb2.Event.FromString(payload)
+                    message.sequence = expected
+                    payload = message.SerializeToString()
                 row = schema.Event(
                     tenant=run.tenant,
                     run_id=run.id,
                     experiment_pk=run.experiment_pk,
                     sequence=expected,
                     event_type=event["event_type"],
-                    payload=event["payload"],
+                    payload=payload,
                     create_time=event.get("create_time") or utcnow(),
+                    event_id=event_id,
                 )
                 session.add(row)
-                rows.append(row)
-            session.flush()
-            return [row.global_sequence for row in rows]
+                out.append((row, False))
+                if event_id is not None:
+                    stored[run.tenant, event_id] = row
+            try:
+                session.flush()
+            except IntegrityError:  # the same id appended concurrently to another run: the retry finds it
+                raise errors.Unavailable("a concurrent append stored one of these event ids: retry") from None
+            return [AppendedEvent.of(row, already_stored) for row, already_stored in out]
+
+    def _events_by_id(
+        self, session: Session, runs: Iterable[schema.Run], event_ids: Sequence[str | None]
+    ) -> dict[tuple[str, str], schema.Event]:
+        """The stored events of these ids, by (tenant, event id), for the runs' tenants."""
+        wanted = sorted({i for i in event_ids if i})
+        tenants = sorted({run.tenant for run in runs})
+        found: dict[tuple[str, str], schema.Event] = {}
+        for start in range(0, len(wanted), 500):  # bound parameters per statement stay few on every backend
+            stmt = select(schema.Event).where(
+                schema.Event.tenant.in_(tenants), schema.Event.event_id.in_(wanted[start : start + 500])
+            )
+            for row in session.scalars(stmt):
+                found[row.tenant, row.event_id] = row  # type: ignore[index]
+        return found
 
     def list_events(
         self,

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Unicode,
     UnicodeText,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mssql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -57,6 +58,8 @@ Id = String(40)
 # Tenants compare byte for byte on SQL Server too (its default collation is case-insensitive).
 TENANT_COLLATION = "Latin1_General_100_BIN2"
 TenantId = String(64).with_variant(mssql.VARCHAR(64, collation=TENANT_COLLATION), "mssql")
+# Event ids (automl.v1.Event.id) compare byte for byte too: they are idempotency keys.
+EventId = String(64).with_variant(mssql.VARCHAR(64, collation=TENANT_COLLATION), "mssql")
 
 
 def utcnow() -> dt.datetime:
@@ -247,7 +250,12 @@ class TrainedModel(Base):
 
 
 class Event(Base):
-    """The durable event log. `payload` is the serialized automl.v1.Event."""
+    """The durable event log. `payload` is the serialized automl.v1.Event.
+
+    `event_id` is the publisher's id of the event (Event.id), stored once per
+    tenant (migration 0007); NULL for events stored before ids existed, which
+    the unique index leaves out (SQL Server needs it said: its unique indexes
+    count NULLs as equal)."""
 
     __tablename__ = "events"
     global_sequence: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -258,11 +266,19 @@ class Event(Base):
     event_type: Mapped[int] = mapped_column(Integer)
     payload: Mapped[bytes] = mapped_column(Bytes)
     create_time: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    event_id: Mapped[str | None] = mapped_column(EventId)
 
     __table_args__ = (
         UniqueConstraint("run_id", "run_sequence"),
         Index(None, "tenant", "global_sequence"),
         Index(None, "experiment_pk", "global_sequence"),
+        Index(
+            "uq_events_tenant_event_id",
+            "tenant",
+            "event_id",
+            unique=True,
+            mssql_where=text("event_id IS NOT NULL"),
+        ),
     )
 
 

@@ -13,11 +13,13 @@ from google.protobuf import empty_pb2, json_format
 
 from automl.common import context, errors, metrics
 from automl.common.errors import InvalidArgument
+from automl.common.events import EVENT_ID_RULE, new_event_id, valid_event_id
 from automl.common.settings import Settings
 from automl.common.streams import drain
 from automl.v1 import (
     common_pb2,
     dataset_pb2,
+    event_pb2,
     experiment_pb2,
     model_pb2,
     run_pb2,
@@ -535,28 +537,37 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
 
     async def AppendEvents(self, request: pb.AppendEventsRequest, ctx: Any) -> Any:
         events = []
+        given = []
         for i, event in enumerate(request.events):
             if event.WhichOneof("payload") is None:
                 raise InvalidArgument.field(f"events[{i}].payload", "required: what happened")
             if event.sequence <= 0:
                 raise InvalidArgument.field(f"events[{i}].sequence", "required: the run's next sequence (from 1)")
+            if event.id and not valid_event_id(event.id):
+                raise InvalidArgument.field(f"events[{i}].id", EVENT_ID_RULE)
+            copy = type(event)()
+            copy.CopyFrom(event)
+            copy.id = copy.id or new_event_id()
+            given.append(copy)
             events.append(
                 {
                     "run_id": parse_name(event.run, "runs", f"events[{i}].run"),
                     "sequence": event.sequence,
                     "event_type": event.type,
-                    "payload": event.SerializeToString(),
+                    "payload": copy.SerializeToString(),
                     "create_time": event.create_time.ToDatetime() if event.HasField("create_time") else None,
+                    "event_id": copy.id,
                 }
             )
-        positions = await call(self.store.append_events, tenant(), events)
+        appended = await call(self.store.append_events, tenant(), events)
         stored = []
-        for event, position in zip(request.events, positions, strict=True):
-            copy = type(event)()
-            copy.CopyFrom(event)
-            copy.global_sequence = position
+        for copy, row in zip(given, appended, strict=True):
+            if row.already_stored:
+                copy = event_pb2.Event.FromString(row.payload)
+            copy.sequence = row.sequence
+            copy.global_sequence = row.global_sequence
             stored.append(copy)
-        return pb.AppendEventsResponse(events=stored)
+        return pb.AppendEventsResponse(events=stored, already_stored=[row.already_stored for row in appended])
 
     async def ListEvents(self, request: pb.ListEventsRequest, ctx: Any) -> Any:
         rows, has_more, first = await call(

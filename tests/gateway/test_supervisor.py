@@ -341,3 +341,30 @@ def test_killed_runner_is_taken_over_mid_run(suite, experiment):
     board = client.call("GetLeaderboard", run_pb2.GetLeaderboardRequest(run=run.name, page_size=1000))
     assert {e.model_result.name for e in board.entries} == stored
     assert_contiguous(events(suite, run))
+
+
+def test_killed_notifier_mid_run_loses_no_event(suite, experiment):
+    """kill -9 of the notifier mid-run, restarted: the runner keeps the events
+    it could not publish and sends them when it is back; the run's event log
+    ends whole (no gap, no duplicate) and the run SUCCEEDED."""
+    client = suite.client()
+    run = client.start(experiment, max_duration=seconds(15))
+    deadline = time.monotonic() + 60
+    while client.get(run).models_evaluated < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    suite.stack.stop("notifier", kill=True)
+    time.sleep(3)  # results stored meanwhile; their events wait in the runner's outbox
+    suite.stack.start("notifier")
+    ended = client.wait_end(run, timeout=120)
+    assert ended.state == c.RUN_STATE_SUCCEEDED, ended.status_message
+    deadline = time.monotonic() + 30
+    while (stored := events(suite, run))[-1].type != event_pb2.EVENT_TYPE_RUN_FINISHED:
+        assert time.monotonic() < deadline, "the run's last events never arrived"
+        time.sleep(0.5)
+    assert_contiguous(stored)
+    assert len({e.id for e in stored}) == len(stored)
+    evaluated = [e for e in stored if e.type == event_pb2.EVENT_TYPE_MODEL_EVALUATED]
+    failed = [e for e in stored if e.type == event_pb2.EVENT_TYPE_MODEL_FAILED]
+    assert len(evaluated) == ended.models_evaluated
+    assert len(failed) == ended.models_failed + ended.models_stopped

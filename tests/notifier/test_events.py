@@ -231,3 +231,72 @@ async def test_streams_share_a_message_budget_by_batching(tmp_path):
     for batches in received:
         assert [s for batch in batches for s in batch] == list(range(1, 41))
         assert len(batches) < 40, "events that came within one stream's share of a second went out together"
+
+
+def with_id(event: event_pb2.Event, event_id: str) -> event_pb2.Event:
+    event.id = event_id
+    return event
+
+
+async def test_a_repeated_publish_stores_and_delivers_one_copy(services):
+    """A Publish retried with the same ids (its answer was lost) gets the stored
+    events back: nothing stored, numbered or streamed twice, no gap after."""
+    run = services.new_run()
+    channel, stub = services.aio_notifier()
+    async with channel:
+        live = asyncio.create_task(collect(stub, pb.StreamEventsRequest(run=run.name), 5))
+        await asyncio.sleep(0.3)  # the live subscriber is registered
+        batch = [with_id(stop_event(run, i), f"event-{i}") for i in range(3)]
+        first = await stub.Publish(pb.PublishRequest(events=batch))
+        again = await stub.Publish(pb.PublishRequest(events=batch))
+        assert [(e.id, e.sequence, e.global_sequence) for e in again.events] == [
+            (e.id, e.sequence, e.global_sequence) for e in first.events
+        ]
+        # A repeated id, then a new one twice in one request: stored once, numbered next.
+        new = with_id(stop_event(run, 3), "event-3")
+        mixed = await stub.Publish(pb.PublishRequest(events=[batch[2], new, new]))
+        assert [e.sequence for e in mixed.events] == [3, 4, 4]
+        assert mixed.events[0].global_sequence == first.events[2].global_sequence
+        after = await stub.Publish(pb.PublishRequest(events=[stop_event(run, 4)]))
+        assert after.events[0].sequence == 5 and after.events[0].id, "no gap; an event without an id gets one"
+        streamed = await live
+        replayed = await collect(stub, pb.StreamEventsRequest(run=run.name, after_sequence=0), 5)
+    for events in (streamed, replayed):
+        assert [e.sequence for e in events] == [1, 2, 3, 4, 5]
+        assert [e.stop_requested.message for e in events] == [f"event {i}" for i in range(5)]
+        assert len({e.global_sequence for e in events}) == 5
+
+
+async def test_ids_stored_before_a_restart_are_found_in_the_log(own_services):
+    """After a restart the notifier knows nothing of earlier Publishes: storage
+    finds the repeated id, numbers the new event without it, and the
+    notifier's count of the run follows."""
+    run = own_services.new_run()
+    channel, stub = own_services.aio_notifier()
+    batch = [with_id(stop_event(run, i), f"before-{i}") for i in range(3)]
+    async with channel:
+        first = await stub.Publish(pb.PublishRequest(events=batch))
+    assert own_services.stop_notifier() == 0
+    own_services.start_notifier()
+    channel, stub = own_services.aio_notifier()
+    async with channel:
+        live = asyncio.create_task(collect(stub, pb.StreamEventsRequest(run=run.name), 2))
+        await asyncio.sleep(0.3)
+        reply = await stub.Publish(pb.PublishRequest(events=[batch[1], with_id(stop_event(run, 3), "after-3")]))
+        assert [e.sequence for e in reply.events] == [2, 4]
+        assert reply.events[0].global_sequence == first.events[1].global_sequence
+        nxt = await stub.Publish(pb.PublishRequest(events=[with_id(stop_event(run, 4), "after-4")]))
+        assert nxt.events[0].sequence == 5
+        assert [e.sequence for e in await live] == [4, 5], "the repeated event is not streamed again"
+        everything = await collect(stub, pb.StreamEventsRequest(run=run.name, after_sequence=0), 5)
+    assert [e.stop_requested.message for e in everything] == [f"event {i}" for i in range(5)]
+
+
+async def test_an_id_that_is_no_id_is_refused(services):
+    run = services.new_run()
+    channel, stub = services.aio_notifier()
+    async with channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Publish(pb.PublishRequest(events=[with_id(stop_event(run, 0), "not/an id")]))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "events[0].id" in caught.value.details()

@@ -46,6 +46,11 @@ def test_tsql_is_what_a_dba_expects():
     assert "ix_model_result_metrics_run_id_metric_mean" in sql, "the leaderboard's index"
     assert "ix_runs_experiment_pk_create_time" in sql, "the run list's index"
     assert "uq_events_run_id_run_sequence" in sql, "the event log's per-run index"
+    # Event ids once per tenant; events stored before ids have none, and SQL Server's
+    # unique indexes count NULLs as equal unless filtered.
+    assert (
+        "CREATE UNIQUE INDEX uq_events_tenant_event_id ON events (tenant, event_id) WHERE event_id IS NOT NULL" in sql
+    )
     assert "ix_model_results_run_id_create_time" in sql, "the supervisor's models-since-best count"
     foreign_keys = (("trained_models", "result_id"), ("datasets", "content_sha256"), ("artifacts", "content_sha256"))
     for table, column in foreign_keys:
@@ -90,7 +95,7 @@ def test_schema_compiles_for_sql_server_2019():
     for table in schema.Base.metadata.sorted_tables:
         assert "CREATE TABLE" in str(CreateTable(table).compile(dialect=dialect))
         for index in table.indexes:
-            assert "CREATE INDEX" in str(CreateIndex(index).compile(dialect=dialect))
+            assert re.match(r"CREATE (UNIQUE )?INDEX", str(CreateIndex(index).compile(dialect=dialect)))
 
 
 def test_pyodbc_imports_with_the_odbc_runtime():

@@ -4,10 +4,13 @@ and the event log through the storage service, on every backend."""
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from automl.common import status
 from automl.v1 import common_pb2 as c
@@ -574,6 +577,73 @@ async def test_event_log_sequences_and_reads(storage):
     assert everything.first_kept_global_sequence == positions[0]
     got = await storage.stub.GetRun(run_pb2.GetRunRequest(name=created.name))
     assert got.last_sequence == 3
+
+
+def with_id(message: event_pb2.Event, event_id: str) -> event_pb2.Event:
+    message.id = event_id
+    return message
+
+
+async def test_an_event_id_is_stored_once_per_tenant(storage):
+    """A repeated id (a Publish retried after its answer was lost) gets the
+    stored event back and takes no sequence: the run's sequences stay
+    contiguous, and the new events after it are numbered without it."""
+    created = await run(storage)
+    ev = functools.partial(event, created.name, created.experiment)
+    first = await storage.stub.AppendEvents(pb.AppendEventsRequest(events=[with_id(ev(1), "a"), with_id(ev(2), "b")]))
+    assert list(first.already_stored) == [False, False]
+    # The notifier numbers as if every event were new: b (again) 3, c 4, c (again, same call) 5.
+    again = await storage.stub.AppendEvents(
+        pb.AppendEventsRequest(events=[with_id(ev(3), "b"), with_id(ev(4), "c"), with_id(ev(5), "c")])
+    )
+    assert list(again.already_stored) == [True, False, True]
+    assert [(e.id, e.sequence) for e in again.events] == [("b", 2), ("c", 3), ("c", 3)]
+    assert again.events[0].global_sequence == first.events[1].global_sequence
+    assert again.events[0].stop_requested.message == "#2", "the stored event, not the one sent again"
+    assert again.events[2].global_sequence == again.events[1].global_sequence
+    listed = await storage.stub.ListEvents(pb.ListEventsRequest(run=created.name))
+    assert [(e.id, e.sequence) for e in listed.events] == [("a", 1), ("b", 2), ("c", 3)]
+    assert listed.events[2].stop_requested.message == "#4", "numbered without the repeated event: 3, not 4"
+    assert (await storage.stub.GetRun(run_pb2.GetRunRequest(name=created.name))).last_sequence == 3
+    # An event without an id gets one; an id that is no id is refused.
+    given = await storage.stub.AppendEvents(pb.AppendEventsRequest(events=[ev(4)]))
+    assert len(given.events[0].id) == 32 and not given.already_stored[0]
+    await invalid(storage.stub.AppendEvents(pb.AppendEventsRequest(events=[with_id(ev(5), "no spaces")])))
+
+    # The repository: the stored row back, no sequence used; the unique index behind it.
+    store = storage.servicer.store
+    row = {"run_id": created.name.removeprefix("runs/"), "event_type": event_pb2.EVENT_TYPE_STOP_REQUESTED}
+    repeated = store.append_events("default", [row | {"sequence": 5, "payload": b"x", "event_id": "a"}])
+    assert repeated[0].already_stored and repeated[0].sequence == 1
+    assert repeated[0].global_sequence == first.events[0].global_sequence
+    assert event_pb2.Event.FromString(repeated[0].payload).stop_requested.message == "#1"
+    new = store.append_events("default", [row | {"sequence": 5, "payload": ev(5).SerializeToString(), "event_id": "d"}])
+    assert not new[0].already_stored and new[0].sequence == 5
+    with pytest.raises(IntegrityError), store.engine.begin() as connection:
+        connection.execute(
+            insert(schema.Event).values(
+                tenant="default",
+                run_id=row["run_id"],
+                experiment_pk=connection.scalar(select(schema.Run.experiment_pk).limit(1)),
+                run_sequence=99,
+                event_type=1,
+                payload=b"",
+                create_time=schema.utcnow(),
+                event_id="a",
+            )
+        )
+    # Another tenant has ids of its own.
+    acme = storage.tenant("acme")
+    data = await storage.stub.UploadDataset(upload_stream(mixed_csv(50)), metadata=acme)
+    spec = experiment_pb2.Experiment(dataset=data.name, target_column="label")
+    exp = await storage.stub.CreateExperiment(experiment_pb2.CreateExperimentRequest(experiment=spec), metadata=acme)
+    theirs = await storage.stub.CreateRun(
+        pb.CreateRunRequest(run=run_pb2.Run(experiment=exp.name, stop_conditions=BOUND)), metadata=acme
+    )
+    other = await storage.stub.AppendEvents(
+        pb.AppendEventsRequest(events=[with_id(event(theirs.name, theirs.experiment, 1), "a")]), metadata=acme
+    )
+    assert not other.already_stored[0] and other.events[0].sequence == 1
 
 
 async def test_subscription_records_and_api_keys(storage):

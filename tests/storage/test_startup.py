@@ -48,7 +48,7 @@ def test_storage_waits_for_a_late_postgresql_then_creates_its_database(tmp_path)
         assert "database answers" in text
         with psycopg.connect(f"host=127.0.0.1 port={port} user={server.user} dbname=automl_late") as connection:
             (version,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-        assert version == "0006"
+        assert version == "0007"
     finally:
         proc.terminate()
         proc.wait(timeout=15)

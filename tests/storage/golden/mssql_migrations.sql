@@ -470,6 +470,20 @@ UPDATE alembic_version SET version_num='0006' WHERE alembic_version.version_num 
 
 GO
 
+-- Running upgrade 0006 -> 0007
+
+ALTER TABLE events ADD event_id VARCHAR(64) COLLATE Latin1_General_100_BIN2 NULL;
+
+GO
+
+CREATE UNIQUE INDEX uq_events_tenant_event_id ON events (tenant, event_id) WHERE event_id IS NOT NULL;
+
+GO
+
+UPDATE alembic_version SET version_num='0007' WHERE alembic_version.version_num = '0006';
+
+GO
+
 COMMIT;
 
 GO
