@@ -234,8 +234,8 @@ class AutoMLServicer:
         is hashed, counted and profiled while it streams. Errors:
         INVALID_ARGUMENT for an unreadable file (empty, ragged rows, wrong
         encoding, duplicate column names; the message names row and column),
-        DATA_LOSS when expected_sha256 does not match, CANCELLED when the client
-        goes away. A failed upload leaves nothing stored.
+        or when expected_sha256 does not match the bytes sent; CANCELLED when
+        the client goes away. A failed upload leaves nothing stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
