@@ -368,3 +368,26 @@ def test_killed_notifier_mid_run_loses_no_event(suite, experiment):
     failed = [e for e in stored if e.type == event_pb2.EVENT_TYPE_MODEL_FAILED]
     assert len(evaluated) == ended.models_evaluated
     assert len(failed) == ended.models_failed + ended.models_stopped
+
+
+def test_killed_runner_mid_training_leaves_no_model_training(suite):
+    """kill -9 of the runner while it trains, restarted: the model ends FAILED
+    with the reason (never left TRAINING), and training it again works."""
+    client = suite.client()
+    digits = client.experiment(sklearn_csv("digits"), "target")
+    run = client.wait_end(client.start(digits, max_models=1), timeout=120)
+    assert run.best_model_result, run.status_message
+    model = client.call("TrainModel", model_pb2.TrainModelRequest(model_result=run.best_model_result))
+    assert model.state == model_pb2.TrainedModel.STATE_TRAINING
+    suite.stack.stop("runner", kill=True)  # at once: the runner is still reading the data or fitting
+    suite.stack.start("runner")
+    deadline = time.monotonic() + 60
+    while (
+        current := client.call("GetTrainedModel", model_pb2.GetTrainedModelRequest(name=model.name))
+    ).state == model_pb2.TrainedModel.STATE_TRAINING:
+        assert time.monotonic() < deadline, "left TRAINING"
+        time.sleep(0.2)
+    assert current.state == model_pb2.TrainedModel.STATE_FAILED
+    assert "train the model again" in current.error_message
+    again = client.train(run.best_model_result, timeout=120)
+    assert again.state == model_pb2.TrainedModel.STATE_READY, again.error_message
