@@ -66,6 +66,12 @@ class _ForwardStreamStream(_ForwardContext, grpc.aio.StreamStreamClientIntercept
     pass
 
 
+RECONNECT_BACKOFF_MS = 2000
+"""Longest wait between two attempts to reach a service that went away: gRPC's
+default grows to 120 s, which left callers UNAVAILABLE long after a restarted
+service served again (found by bench/chaos.py)."""
+
+
 def channel_options(settings: Settings) -> list[tuple[str, int]]:
     return [
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -77,7 +83,11 @@ def connect(target: str, settings: Settings, credentials: Credentials, lb_policy
     """An asyncio channel to another service of the suite, whose calls carry
     `credentials` (automl.common.identity). `lb_policy` "round_robin" spreads
     calls over every address the target resolves to."""
-    options: list[tuple[str, int | str]] = [*channel_options(settings)]
+    options: list[tuple[str, int | str]] = [
+        *channel_options(settings),
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+    ]
     if lb_policy:
         options.append(("grpc.lb_policy_name", lb_policy))
     tls = identity.channel_credentials(settings)

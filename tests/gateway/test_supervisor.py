@@ -391,3 +391,27 @@ def test_killed_runner_mid_training_leaves_no_model_training(suite):
     assert "train the model again" in current.error_message
     again = client.train(run.best_model_result, timeout=120)
     assert again.state == model_pb2.TrainedModel.STATE_READY, again.error_message
+
+
+def test_killed_storage_mid_run_does_not_fail_the_run(suite, experiment):
+    """kill -9 of storage mid-run, restarted: the runner waits for it
+    (bench/chaos.py found runs FAILED by a few seconds of outage)."""
+    client = suite.client()
+    run = client.start(experiment, max_duration=seconds(15))
+    deadline = time.monotonic() + 60
+    while client.get(run).models_evaluated < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    suite.stack.stop("storage", kill=True)
+    time.sleep(4)  # results and state changes wait for it
+    suite.stack.start("storage")
+    deadline = time.monotonic() + 10  # the gateway reconnects within a couple of seconds
+    while True:
+        try:
+            ended = client.wait_end(run, timeout=120)
+            break
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline, error
+            time.sleep(0.5)
+    assert ended.state == c.RUN_STATE_SUCCEEDED, ended.status_message
+    assert_contiguous(events(suite, run))
