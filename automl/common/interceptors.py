@@ -119,6 +119,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(self, method: str, behavior: Behavior) -> Behavior:
         authenticate = self._authenticator(method)
+        done = self._done(method)
 
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             started, metadata = self._enter(ctx)
@@ -135,12 +136,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 code = await self._fail(ctx, method, _Checked.cause(request, exc))
                 raise
             finally:
-                self._exit(method, ctx, started, code)
+                done(ctx, started, code)
 
         return unary
 
     def _wrap_streaming(self, method: str, behavior: Behavior) -> Behavior:
         authenticate = self._authenticator(method)
+        done = self._done(method)
 
         async def streaming(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started, metadata = self._enter(ctx)
@@ -171,14 +173,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 if guard is not None:
                     guard.stop()
-                self._exit(method, ctx, started, code)
+                done(ctx, started, code)
 
         return streaming
 
     def _enter(self, ctx: grpc.aio.ServicerContext) -> tuple[float, dict[str, Any]]:
         """The call's start time and metadata; the request id and tenant set."""
         metadata = dict(ctx.invocation_metadata() or ())
-        context.request_id.set(str(metadata.get(context.REQUEST_ID_KEY) or context.new_request_id()))
+        context.request_id.set(str(metadata.get(context.REQUEST_ID_KEY) or "") or context.new_request_id())
         context.tenant.set("")  # until the caller is admitted
         _call.set(ctx)
         return time.perf_counter(), metadata
@@ -207,18 +209,30 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         await _abort(ctx, status.internal_status(rid))
         return grpc.StatusCode.INTERNAL  # not reached: _abort raises
 
-    def _exit(self, method: str, ctx: grpc.aio.ServicerContext, started: float, code: grpc.StatusCode) -> None:
-        if code is grpc.StatusCode.OK and ctx.code() not in (None, grpc.StatusCode.OK):
-            code = ctx.code()
-        elapsed = time.perf_counter() - started
+    def _done(self, method: str) -> Callable[[grpc.aio.ServicerContext, float, grpc.StatusCode], None]:
+        """What ends each call of `method`: its metrics and its access-log line.
+        Made once per method: the metric children (by code, as codes come) and
+        the log's fixed fields are looked up here, not on every call."""
+        service = self.service
         name = method.rsplit("/", 1)[-1]
-        RPC_REQUESTS.labels(self.service, name, code.name).inc()
-        RPC_LATENCY.labels(self.service, name).observe(elapsed)
-        if method.startswith(_PROBES):
-            level = logging.DEBUG
-        else:
-            level = logging.INFO if code in _QUIET_CODES else logging.WARNING
-        log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)})
+        latency = RPC_LATENCY.labels(service, name)
+        counters: dict[grpc.StatusCode, Any] = {}
+        probe = method.startswith(_PROBES)
+
+        def done(ctx: grpc.aio.ServicerContext, started: float, code: grpc.StatusCode) -> None:
+            if code is grpc.StatusCode.OK and (set_code := ctx.code()) not in (None, grpc.StatusCode.OK):
+                code = set_code
+            elapsed = time.perf_counter() - started
+            counter = counters.get(code)
+            if counter is None:
+                counter = counters[code] = RPC_REQUESTS.labels(service, name, code.name)
+            counter.inc()
+            latency.observe(elapsed)
+            level = logging.DEBUG if probe else logging.INFO if code in _QUIET_CODES else logging.WARNING
+            if log.isEnabledFor(level):
+                log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)})
+
+        return done
 
 
 _call: contextvars.ContextVar[grpc.aio.ServicerContext | None] = contextvars.ContextVar("call", default=None)

@@ -18,16 +18,30 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, delete, func, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    inspect,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from automl.common import errors, metrics
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.common.stopping import ACTIVE_STATES, HOLDING_STATES, TERMINAL_STATES
 from automl.v1 import common_pb2 as c
-from automl.v1 import event_pb2, model_pb2, run_pb2
-from services.storage import query, runqueue, schema, validation
+from automl.v1 import event_pb2, model_pb2, run_pb2, storage_service_pb2
+from services.storage import convert, query, runqueue, schema, validation
 from services.storage.schema import utcnow
 
 ALL_TENANTS = "*"
@@ -112,6 +126,11 @@ class MetadataStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # A SQLite file answers a read by key in microseconds and, in WAL mode,
+        # a reader never waits for the writer: such reads may run on the caller's
+        # thread (the servicer's event loop) instead of a worker thread.
+        database = engine.url.database
+        self.reads_by_key_inline = engine.dialect.name == "sqlite" and bool(database) and database != ":memory:"
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -481,40 +500,25 @@ class MetadataStore:
             session.flush()
             return row
 
-    def get_run(self, tenant: str, run_id: str) -> tuple[schema.Run, str]:
-        """The run and its experiment's id."""
-        with self._tx() as session:
-            row = self._run(session, tenant, run_id)
-            self._place([row], session)
-            return row, self._experiment_id(session, row.experiment_pk)
+    # The hot reads (GetRun, ListRuns, ListRunRecords, GetLeaderboard, LookupApiKey)
+    # are Core selects of the columns they show, read on a pooled connection and
+    # converted straight into messages: no Session, no ORM objects. Their
+    # fixed statements are built once (SQLAlchemy then reuses their compiled
+    # form without recomputing their cache key).
+
+    def get_run(self, tenant: str, run_id: str) -> run_pb2.Run:
+        """The run as a message (its experiment's name, a QUEUED run's place)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(GET_RUN, {"run_id": run_id}).first()
+            if row is None or (tenant != ALL_TENANTS and row.tenant != tenant):
+                raise errors.NotFound(f"runs/{run_id} does not exist")
+            positions = _queue_positions(connection, (row,))
+        return convert.run(row, row.experiment_id or "", positions.get(row.id, 0))
 
     def _place(self, rows: Sequence[schema.Run], session: Session) -> None:
         """Set queue_position on the QUEUED ones among `rows` (reads the whole
         queue, so only when one of them is QUEUED)."""
-        if not any(row.state == c.RUN_STATE_QUEUED for row in rows):
-            return
-        run = schema.Run
-        queued = [
-            runqueue.Queued(run_id, tenant, queue_time or create_time, bool(takeovers))
-            for run_id, tenant, queue_time, create_time, takeovers in session.execute(
-                select(run.id, run.tenant, run.queue_time, run.create_time, run.takeovers).where(
-                    run.state == c.RUN_STATE_QUEUED
-                )
-            )
-        ]
-        holding = dict(
-            session.execute(
-                select(run.tenant, func.count()).where(run.state.in_(HOLDING_STATES)).group_by(run.tenant)
-            ).all()
-        )
-        served = dict(
-            session.execute(
-                select(run.tenant, func.max(run.claim_time))
-                .where(run.tenant.in_({q.tenant for q in queued}))
-                .group_by(run.tenant)
-            ).all()
-        )
-        positions = runqueue.positions(queued, holding, served)
+        positions = _queue_positions(session, rows)
         for row in rows:
             if row.state == c.RUN_STATE_QUEUED:
                 row.queue_position = positions.get(row.id, 0)
@@ -532,48 +536,55 @@ class MetadataStore:
         return session.scalar(select(schema.Experiment.id).where(schema.Experiment.pk == experiment_pk)) or ""
 
     def list_runs(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
-        """A page of (run, experiment id) pairs, newest first. ALL_TENANTS allowed."""
-        terms = query.parse_filter(filter_text, {"experiment": "=", "state": "="})
-        stmt = select(schema.Run, schema.Experiment.id).join(
-            schema.Experiment, schema.Experiment.pk == schema.Run.experiment_pk
-        )
-        if tenant != ALL_TENANTS:
-            stmt = stmt.where(schema.Run.tenant == tenant)
-        for term in terms:
-            if term.key == "experiment":
-                stmt = stmt.where(schema.Experiment.id == query.parse_name(term.value, "experiments", "filter"))
-            else:
-                stmt = stmt.where(schema.Run.state == query.enum_value(c.RunState, term.value))
-        order = (schema.Run.create_time.desc(), schema.Run.id.desc())
-        page = self._page(stmt, order, page_size, page_token, f"runs|{tenant}|{filter_text}", rows=True)
-        with self._tx() as session:
-            self._place([row for row, _ in page.items], session)
+        """A page of run messages, newest first. ALL_TENANTS allowed."""
+        page, rows = self._run_rows(tenant, page_size, page_token, filter_text, since_best=False)
+        page.items = [convert.run(row, row.experiment_id, page.items.get(row.id, 0)) for row in rows]
         return page
 
     def list_run_records(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
-        """A page of (run, experiment id, models since best) triples, newest first:
-        what the gateway's supervisor checks. ALL_TENANTS allowed."""
-        page = self.list_runs(tenant, page_size, page_token, filter_text)
-        with self._tx() as session:
-            items = [(row, experiment_id, self._since_best(session, row)) for row, experiment_id in page.items]
-        return PageOf(items, page.next_page_token, page.total_size)
-
-    def _since_best(self, session: Session, run: schema.Run) -> int:
-        """Candidates evaluated or failed after the best one; interrupted ones (a
-        normal stop of the run) are no lack of progress and count nowhere."""
-        done = run.models_evaluated + run.models_failed
-        if run.best_result_id is None:
-            return done
-        result = schema.ModelResult
-        best_time = select(result.create_time).where(result.id == run.best_result_id).scalar_subquery()
-        up_to_best = session.scalar(
-            select(func.count()).where(
-                result.run_id == run.id,
-                result.create_time <= best_time,
-                result.outcome != run_pb2.ModelResult.OUTCOME_INTERRUPTED,
+        """A page of RunRecord messages (run, tenant, models since best), newest
+        first: what the gateway's supervisor checks. ALL_TENANTS allowed."""
+        page, rows = self._run_rows(tenant, page_size, page_token, filter_text, since_best=True)
+        page.items = [
+            storage_service_pb2.RunRecord(
+                run=convert.run(row, row.experiment_id, page.items.get(row.id, 0)),
+                tenant=row.tenant,
+                models_since_best=_since_best(row),
             )
-        )
-        return max(0, done - (up_to_best or 0))
+            for row in rows
+        ]
+        return page
+
+    def _run_rows(
+        self, tenant: str, page_size: int, page_token: str, filter_text: str, since_best: bool
+    ) -> tuple[PageOf, list[Row]]:
+        """A page of run rows (RUN_COLUMNS, and up_to_best when `since_best`),
+        newest first, with the total; the PageOf's items are the QUEUED runs'
+        positions by id, for the caller's messages."""
+        terms = query.parse_filter(filter_text, {"experiment": "=", "state": "="})
+        scope = f"runs|{tenant}|{filter_text}"
+        page = query.page(page_size, page_token, scope)
+        runs, experiments = RUNS.c, EXPERIMENTS.c
+        where: list[ColumnElement[bool]] = []
+        if tenant != ALL_TENANTS:
+            where.append(runs.tenant == tenant)
+        for term in terms:
+            if term.key == "experiment":
+                where.append(experiments.id == query.parse_name(term.value, "experiments", "filter"))
+            else:
+                where.append(runs.run_state == query.enum_value(c.RunState, term.value))
+        joined = RUNS.join(EXPERIMENTS, experiments.pk == runs.experiment_pk)
+        if since_best:
+            source = joined.outerjoin(BEST, BEST.c.id == runs.best_result_id)
+            stmt = select(*RUN_COLUMNS, UP_TO_BEST).select_from(source)
+        else:
+            stmt = select(*RUN_COLUMNS).select_from(joined)
+        order = (runs.create_time.desc(), runs.id.desc())
+        with self.engine.connect() as connection:
+            total = connection.scalar(select(func.count()).select_from(joined).where(*where)) or 0
+            rows = connection.execute(paged(stmt.where(*where), order, page)).all()
+            positions = _queue_positions(connection, rows)
+        return PageOf(positions, query.next_token(page, len(rows), total, scope), total), rows  # type: ignore[arg-type]
 
     def update_run_state(
         self,
@@ -832,43 +843,47 @@ class MetadataStore:
 
     def leaderboard(self, tenant: str, run_id: str, metric: int, page_size: int, page_token: str) -> tuple[PageOf, int]:
         """Succeeded results ranked by `metric`'s mean (0: the run's primary metric).
-        Returns a page of (rank, result, metrics) and the metric used. Ties share the
-        better rank. One transaction; the large model_json and folds columns are
-        not loaded (the leaderboard shows the BASIC view)."""
-        with self._tx() as session:
-            run = self._run(session, tenant, run_id)
+        Returns a page of LeaderboardEntry messages and the metric used. Ties share
+        the better rank. One connection; the large model_json and folds columns
+        are not read (the leaderboard shows the BASIC view)."""
+        with self.engine.connect() as connection:
+            run = connection.execute(RUN_HEAD, {"run_id": run_id}).first()
+            if run is None or (tenant != ALL_TENANTS and run.tenant != tenant):
+                raise errors.NotFound(f"runs/{run_id} does not exist")
             metric = metric or run.primary_metric
             scope = f"leaderboard|{run_id}|{metric}"
             page = query.page(page_size, page_token, scope)
             higher = metrics.higher_is_better(metric)
-            mean = schema.ModelResultMetric.mean
+            mean = METRICS.c.mean
             ranked = ranked_on(run_id, metric)
             # Served by the index on (run_id, metric, mean) alone.
-            total = session.scalar(select(func.count()).select_from(schema.ModelResultMetric).where(ranked)) or 0
+            total = connection.scalar(select(func.count()).select_from(METRICS).where(ranked)) or 0
             stmt, order = leaderboard_query(run_id, metric)
             # The page ends at or before the mean of its last entry, read from the
             # index alone: bounded by it, the join reads the page's results (and
             # ties), not all of them, whatever the planner estimates. (Right after a
             # bulk insert PostgreSQL has no statistics, expects one row and joins all
             # 10,000 before sorting: 50 ms against 1 ms.)
-            last = session.scalar(leaderboard_means(run_id, metric).offset(page.offset + page.size - 1).limit(1))
+            last = connection.scalar(leaderboard_means(run_id, metric).offset(page.offset + page.size - 1).limit(1))
             if last is not None:
                 stmt = stmt.where(mean >= last if higher else mean <= last)
-            stmt = stmt.options(defer(schema.ModelResult.model_json), defer(schema.ModelResult.folds))
-            items = [tuple(row) for row in session.execute(paged(stmt, order, page)).all()]
-            found = self._metrics_of(session, [r.id for r, _ in items])
+            items = connection.execute(paged(stmt, order, page)).all()
+            found = _metric_rows(connection, [row.id for row in items])
             entries = []
             previous: tuple[int, float] | None = None
-            for i, (row, value) in enumerate(items):
+            for i, row in enumerate(items):
+                value = row.ranked_mean
                 if previous is not None and value == previous[1]:
                     rank = previous[0]  # a tie shares the better rank
                 elif previous is not None:
                     rank = page.offset + i + 1  # ordered by value: everything before is strictly better
                 else:  # the page's first entry may tie with the previous page: count what is better
                     better = mean > value if higher else mean < value
-                    count = select(func.count()).select_from(schema.ModelResultMetric).where(ranked, better)
-                    rank = 1 + (session.scalar(count) or 0)
-                entries.append((rank, row, found[row.id]))
+                    count = select(func.count()).select_from(METRICS).where(ranked, better)
+                    rank = 1 + (connection.scalar(count) or 0)
+                entries.append(
+                    run_pb2.LeaderboardEntry(rank=rank, model_result=convert.model_result(row, found[row.id], False))
+                )
                 previous = (rank, value)
         return PageOf(entries, query.next_token(page, len(entries), total, scope), total), metric
 
@@ -1244,12 +1259,13 @@ class MetadataStore:
             session.add(row)
             return row
 
-    def lookup_api_key(self, key_sha256: str) -> schema.ApiKey:
-        with self._tx() as session:
-            row = session.scalar(select(schema.ApiKey).where(schema.ApiKey.key_sha256 == key_sha256))
-            if row is None:
-                raise errors.NotFound("no API key has this hash")
-            return row
+    def lookup_api_key(self, key_sha256: str) -> storage_service_pb2.ApiKey:
+        """The key of this hash as a message, any tenant's (the hash is the credential)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(LOOKUP_API_KEY, {"key_sha256": key_sha256}).first()
+        if row is None:
+            raise errors.NotFound("no API key has this hash")
+        return convert.api_key(row)
 
     def list_api_keys(self, page_size: int, page_token: str) -> PageOf:
         stmt = select(schema.ApiKey)
@@ -1309,16 +1325,111 @@ def paged(stmt: Select, order: Sequence[Any], page: query.Page) -> Select:
     return stmt.order_by(*order).offset(page.offset).limit(page.size)
 
 
+RUNS = schema.Run.__table__
+EXPERIMENTS = schema.Experiment.__table__
+RESULTS = schema.ModelResult.__table__
+METRICS = schema.ModelResultMetric.__table__
+API_KEYS = schema.ApiKey.__table__
+
+
+def columns_of(entity: type[schema.Base], leave_out: Sequence[str] = ()) -> list[ColumnElement[Any]]:
+    """The table columns of an ORM entity, each labelled with its attribute's
+    name (Run.state is the column run_state): a Core row then reads like the
+    entity, and automl.storage.convert takes either."""
+    table = entity.__table__  # type: ignore[attr-defined]
+    return [
+        table.c[prop.columns[0].name].label(prop.key)
+        for prop in inspect(entity).column_attrs
+        if prop.key not in leave_out
+    ]
+
+
+RUN_COLUMNS = [*columns_of(schema.Run), EXPERIMENTS.c.id.label("experiment_id")]
+GET_RUN = (
+    select(*RUN_COLUMNS)
+    .select_from(RUNS.outerjoin(EXPERIMENTS, EXPERIMENTS.c.pk == RUNS.c.experiment_pk))
+    .where(RUNS.c.id == bindparam("run_id"))
+)
+RUN_HEAD = select(RUNS.c.tenant, RUNS.c.primary_metric).where(RUNS.c.id == bindparam("run_id"))
+LOOKUP_API_KEY = select(*columns_of(schema.ApiKey)).where(API_KEYS.c.key_sha256 == bindparam("key_sha256"))
+# The best result of the run (joined on best_result_id) and the run's results up to
+# it, interrupted ones left out: ListRunRecords' models_since_best, one column.
+BEST = RESULTS.alias("best_result")
+UP_TO_BEST = (
+    select(func.count())
+    .select_from(RESULTS)
+    .where(
+        RESULTS.c.run_id == RUNS.c.id,
+        RESULTS.c.create_time <= BEST.c.create_time,
+        RESULTS.c.outcome != run_pb2.ModelResult.OUTCOME_INTERRUPTED,
+    )
+    .correlate(RUNS, BEST)
+    .scalar_subquery()
+    .label("up_to_best")
+)
+RESULT_BASIC_COLUMNS = columns_of(schema.ModelResult, leave_out=("model_json", "folds"))
+METRIC_COLUMNS = columns_of(schema.ModelResultMetric)
+
+
+def _since_best(row: Row) -> int:
+    """Candidates evaluated or failed after the best one; interrupted ones (a
+    normal stop of the run) are no lack of progress and count nowhere."""
+    done = row.models_evaluated + row.models_failed
+    if row.best_result_id is None:
+        return done
+    return max(0, done - (row.up_to_best or 0))
+
+
+def _queue_positions(connection: Connection | Session, rows: Iterable[Any]) -> dict[str, int]:
+    """The queue position of each QUEUED run among `rows`, by id (reads the
+    whole queue, so only when one of them is QUEUED)."""
+    if not any(row.state == c.RUN_STATE_QUEUED for row in rows):
+        return {}
+    run = RUNS.c
+    queued = [
+        runqueue.Queued(run_id, tenant, queue_time or create_time, bool(takeovers))
+        for run_id, tenant, queue_time, create_time, takeovers in connection.execute(
+            select(run.id, run.tenant, run.queue_time, run.create_time, run.takeovers).where(
+                run.run_state == c.RUN_STATE_QUEUED
+            )
+        )
+    ]
+    holding = dict(
+        connection.execute(  # type: ignore[arg-type]
+            select(run.tenant, func.count()).where(run.run_state.in_(HOLDING_STATES)).group_by(run.tenant)
+        ).all()
+    )
+    served = dict(
+        connection.execute(  # type: ignore[arg-type]
+            select(run.tenant, func.max(run.claim_time))
+            .where(run.tenant.in_({q.tenant for q in queued}))
+            .group_by(run.tenant)
+        ).all()
+    )
+    return runqueue.positions(queued, holding, served)
+
+
+def _metric_rows(connection: Connection, result_ids: list[str]) -> dict[str, list[Row]]:
+    """The metric rows of these results, by result id, in metric order."""
+    by_result: dict[str, list[Row]] = {rid: [] for rid in result_ids}
+    for chunk_start in range(0, len(result_ids), 500):  # bounded IN lists
+        chunk = result_ids[chunk_start : chunk_start + 500]
+        stmt = select(*METRIC_COLUMNS).where(METRICS.c.result_id.in_(chunk)).order_by(METRICS.c.metric)
+        for metric_row in connection.execute(stmt):
+            by_result[metric_row.result_id].append(metric_row)
+    return by_result
+
+
 def ranked_on(run_id: str, metric: int) -> ColumnElement[bool]:
     """The metric rows the leaderboard ranks: a run's succeeded results on `metric`
     (the prefix of the index on model_result_metrics (run_id, metric, mean))."""
-    return and_(schema.ModelResultMetric.run_id == run_id, schema.ModelResultMetric.metric == metric)
+    return and_(METRICS.c.run_id == run_id, METRICS.c.metric == metric)
 
 
 def leaderboard_means(run_id: str, metric: int) -> Select:
     """The means of a run's succeeded results on `metric`, best first (from the
     index on model_result_metrics (run_id, metric, mean), no table row read)."""
-    mean = schema.ModelResultMetric.mean
+    mean = METRICS.c.mean
     return (
         select(mean)
         .where(ranked_on(run_id, metric))
@@ -1327,12 +1438,13 @@ def leaderboard_means(run_id: str, metric: int) -> Select:
 
 
 def leaderboard_query(run_id: str, metric: int) -> tuple[Select, tuple[Any, ...]]:
-    """A run's succeeded results with their mean on `metric`, and the ranking order
-    (served by the index on model_result_metrics (run_id, metric, mean))."""
-    mean = schema.ModelResultMetric.mean
+    """A run's succeeded results (their columns but model_json and folds) with
+    their mean on `metric` (ranked_mean), and the ranking order (served by the
+    index on model_result_metrics (run_id, metric, mean))."""
+    mean = METRICS.c.mean
     stmt = (
-        select(schema.ModelResult, mean)
-        .join(schema.ModelResultMetric, schema.ModelResultMetric.result_id == schema.ModelResult.id)
+        select(*RESULT_BASIC_COLUMNS, mean.label("ranked_mean"))
+        .select_from(RESULTS.join(METRICS, METRICS.c.result_id == RESULTS.c.id))
         .where(ranked_on(run_id, metric))
     )
-    return stmt, (mean.desc() if metrics.higher_is_better(metric) else mean.asc(), schema.ModelResult.position)
+    return stmt, (mean.desc() if metrics.higher_is_better(metric) else mean.asc(), RESULTS.c.eval_order)

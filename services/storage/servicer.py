@@ -45,6 +45,15 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
+async def read_by_key(store: MetadataStore, fn: Callable[..., T], *args: Any) -> T:
+    """A read of one row by its key: on the event loop where the store says it
+    is that cheap (SQLite: the thread hop cost more CPU than the read), in a
+    worker thread otherwise (a database server is a network round trip away)."""
+    if store.reads_by_key_inline:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
 def csv_format(options: common_pb2.CsvOptions) -> csvprofile.CsvFormat:
     """The CSV options with their defaults filled in, checked."""
     fmt = csvprofile.CsvFormat(
@@ -321,12 +330,12 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         return convert.run(row, experiment_id)
 
     async def GetRun(self, request: run_pb2.GetRunRequest, ctx: Any) -> Any:
-        return convert.run(*await call(self.store.get_run, tenant(), parse_name(request.name, "runs")))
+        return await read_by_key(self.store, self.store.get_run, tenant(), parse_name(request.name, "runs"))
 
     async def ListRuns(self, request: run_pb2.ListRunsRequest, ctx: Any) -> Any:
         page = await call(self.store.list_runs, tenant(), request.page_size, request.page_token, request.filter)
         return run_pb2.ListRunsResponse(
-            runs=[convert.run(row, experiment_id) for row, experiment_id in page.items],
+            runs=page.items,
             next_page_token=page.next_page_token,
             total_size=page.total_size,
         )
@@ -334,10 +343,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
     async def ListRunRecords(self, request: pb.ListRunRecordsRequest, ctx: Any) -> Any:
         page = await call(self.store.list_run_records, tenant(), request.page_size, request.page_token, request.filter)
         return pb.ListRunRecordsResponse(
-            records=[
-                pb.RunRecord(run=convert.run(row, experiment_id), tenant=row.tenant, models_since_best=since)
-                for row, experiment_id, since in page.items
-            ],
+            records=page.items,
             next_page_token=page.next_page_token,
         )
 
@@ -387,8 +393,10 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             stored.was_new_best = row.was_new_best
             stored.create_time.CopyFrom(convert._ts(row.create_time))
             results.append(stored)
-        _, experiment_id = await call(self.store.get_run, tenant(), run_id)
-        return pb.BatchCreateModelResultsResponse(model_results=results, run=convert.run(run, experiment_id))
+        experiment = (await call(self.store.get_run, tenant(), run_id)).experiment
+        return pb.BatchCreateModelResultsResponse(
+            model_results=results, run=convert.run(run, experiment.removeprefix("experiments/"))
+        )
 
     async def GetModelResult(self, request: run_pb2.GetModelResultRequest, ctx: Any) -> Any:
         row, metric_rows = await call(self.store.get_result, tenant(), parse_name(request.name, "modelResults"))
@@ -422,10 +430,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             request.page_token,
         )
         return run_pb2.GetLeaderboardResponse(
-            entries=[
-                run_pb2.LeaderboardEntry(rank=rank, model_result=convert.model_result(row, metric_rows, False))
-                for rank, row, metric_rows in page.items
-            ],
+            entries=page.items,
             next_page_token=page.next_page_token,
             total_size=page.total_size,
             metric=metric,
@@ -662,7 +667,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         return convert.api_key(row)
 
     async def LookupApiKey(self, request: pb.LookupApiKeyRequest, ctx: Any) -> Any:
-        return convert.api_key(await call(self.store.lookup_api_key, request.key_sha256))
+        return await read_by_key(self.store, self.store.lookup_api_key, request.key_sha256)
 
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, ctx: Any) -> Any:
         page = await call(self.store.list_api_keys, request.page_size, request.page_token)
