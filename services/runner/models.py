@@ -17,12 +17,14 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pandas as pd
 from google.protobuf import json_format
 
 from automl.common import errors
@@ -43,6 +45,11 @@ STREAM_BLOCK_ROWS = 10_000
 READY = model_pb2.TrainedModel.STATE_READY
 TRAINING = model_pb2.TrainedModel.STATE_TRAINING
 FAILED = model_pb2.TrainedModel.STATE_FAILED
+MODEL_RECHECK_SECONDS = 1.0
+"""How long Predict trusts what it last read of a model in storage (READY,
+its file): calls within this answer without asking storage; the first one
+after asks again, so a model whose experiment was deleted stops answering
+within it, and one pointed at another file loads that one."""
 
 
 class Models:
@@ -54,6 +61,8 @@ class Models:
         self.folder = folder
         self.training: dict[str, asyncio.Task[None]] = {}
         self.cache: OrderedDict[tuple[str, str, str], Served] = OrderedDict()
+        self.by_name: dict[tuple[str, str], Served] = {}
+        """(tenant, model name) -> its entry of `cache`, as storage last described it."""
         self.key = signing.model_key(settings)
 
     # ------------------------------------------------------------ training
@@ -251,10 +260,34 @@ class Models:
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        served.sha256 = model.artifact_sha256
         self.cache[key] = served
         while len(self.cache) > self.settings.runner_model_cache:
-            _, evicted = self.cache.popitem(last=False)
+            (tenant, name, _), evicted = self.cache.popitem(last=False)
+            if self.by_name.get((tenant, name)) is evicted:
+                del self.by_name[tenant, name]
             evicted.close()
+        return served
+
+    async def served(self, services: Services, name: str) -> Served:
+        """The worker holding model `name` for Predict. What storage said of
+        the model is trusted for MODEL_RECHECK_SECONDS: a call in that time
+        neither asks storage nor checks the file again (it is checked when
+        its worker loads it)."""
+        key = (services.tenant, name)
+        held = self.by_name.get(key)
+        if held is not None and held.alive and time.monotonic() - held.checked < MODEL_RECHECK_SECONDS:
+            if (entry := (*key, held.sha256)) in self.cache:
+                self.cache.move_to_end(entry)
+            return held
+        try:
+            model = await services.get_trained_model(name)
+        except grpc.aio.AioRpcError:
+            self.by_name.pop(key, None)  # gone, or storage does not answer: ask again next time
+            raise
+        served = await self.load(services, model)
+        served.checked = time.monotonic()
+        self.by_name[key] = served
         return served
 
     # ------------------------------------------------------------- testing
@@ -288,19 +321,35 @@ class Models:
     # ---------------------------------------------------------- predicting
 
     async def predict(self, services: Services, request: model_pb2.PredictRequest) -> model_pb2.PredictResponse:
-        served = await self.load(services, await services.get_trained_model(request.name))
+        served = await self.served(services, request.name)
         loaded = served.loaded
         kind = request.WhichOneof("input")
+        X: pd.DataFrame | predicting.Columns | None = None
         if kind == "csv":
             options = request.csv_options if request.HasField("csv_options") else None
-            frame = await asyncio.to_thread(predicting.frame_from_csv, request.csv, options, loaded)
+            if (quick := predicting.quick_csv(request.csv, options, loaded)) is not None:
+                X = predicting.quick_columns(*quick, loaded)
+            if X is None:
+                frame = await asyncio.to_thread(predicting.frame_from_csv, request.csv, options, loaded)
+                X = predicting.features(frame, loaded, kind)
         elif kind == "records":
-            frame = predicting.frame_from_records(records(request.records))
+            X = self._records(request.records, loaded, kind)
         else:
             raise InvalidArgument.field("input", "required: csv or records")
-        X = predicting.features(frame, loaded, kind)
         predictions = await served.predict(X)
         return model_pb2.PredictResponse(classes=loaded.labels, predictions=predictions)
+
+    @staticmethod
+    def _records(
+        message: model_pb2.PredictRecords, loaded: predicting.Loaded, field: str, first_row: int = 0
+    ) -> pd.DataFrame | predicting.Columns:
+        """The model's features of Struct rows: small ones in the common forms
+        on the quick path, the rest (and every refusal) through pandas."""
+        rows = predicting.quick_records(message)
+        if rows is not None and (X := predicting.quick_columns(None, rows, loaded)) is not None:
+            return X
+        frame = predicting.frame_from_records(records(message))
+        return predicting.features(frame, loaded, field, first_row=first_row)
 
     async def predict_stream(
         self, services: Services, requests: AsyncIterator[model_pb2.PredictStreamRequest]
@@ -312,7 +361,7 @@ class Models:
         if first is None or first.WhichOneof("content") != "header":
             raise InvalidArgument.field("header", "the first message must carry the header")
         header = first.header
-        served = await self.load(services, await services.get_trained_model(header.name))
+        served = await self.served(services, header.name)
         loaded = served.loaded
         folder = Path(tempfile.mkdtemp(prefix="predict-", dir=self.folder))
         rows_done = 0
@@ -324,8 +373,7 @@ class Models:
                     if kind == "csv_chunk":
                         sink.write(message.csv_chunk)
                     elif kind == "records":
-                        frame = predicting.frame_from_records(records(message.records))
-                        X = predicting.features(frame, loaded, "records", first_row=rows_done)
+                        X = self._records(message.records, loaded, "records", first_row=rows_done)
                         answers = await served.predict(X)
                         yield self._block(loaded, rows_done, answers)
                         rows_done += len(answers)
@@ -379,6 +427,7 @@ class Models:
         for served in self.cache.values():
             served.close()
         self.cache.clear()
+        self.by_name.clear()
 
 
 def check_split(digest: str, dataset: dataset_pb2.Dataset, split: dict[str, Any], run: str) -> None:

@@ -9,8 +9,11 @@ training CSV was read.
 
 from __future__ import annotations
 
+import csv
+import functools
 import io
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,11 @@ from automl.v1 import model_pb2
 from services.runner import problem
 
 NUMERIC_KINDS = "biuf"
+SMALL_CSV_BYTES = 64 * 1024
+"""A CSV up to this size, or records up to SMALL_RECORDS rows, is first tried
+on the quick path (quick_columns): plain Python on each cell, no pandas until
+the model's worker makes the one DataFrame the pipeline takes."""
+SMALL_RECORDS = 1000
 
 
 @dataclass
@@ -85,6 +93,213 @@ def frame_from_csv(data: bytes, options: c.CsvOptions | None, model: Loaded, fie
 
 def frame_from_records(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
+
+
+# ------------------------------------------------- inputs, the quick path
+#
+# A one-row Predict (an application scoring one customer at a time) spent
+# more time in pandas (read_csv, from_records, a dozen Series operations per
+# column in features()) and in pickling a DataFrame to the worker than the
+# pipeline spent predicting. Small inputs in the common forms take this path
+# instead: cells become plain lists here, and the DataFrame the pipeline
+# takes is built once, in the worker, where the lists are unpickled (Columns).
+#
+# The path is strict: whatever it does not handle exactly as read_csv +
+# features() would (quoting it cannot be sure of, a line of another length,
+# duplicate or blank names, a number pandas would round differently, a value
+# to refuse...) makes it answer None, and the caller takes the full path,
+# which gives the same answer or the same error as before. The tests compare
+# both paths cell by cell (tests/runner/test_models.py).
+
+
+@dataclass
+class Columns:
+    """A model's feature columns of some rows, as plain lists: numbers
+    (float, NaN for missing) or text (str, None for missing), in the model's
+    order and named as the pipeline knows them. Pickled as the lists; a
+    DataFrame, the one `features` would make, where unpickled."""
+
+    names: list[str]
+    numeric: list[bool]
+    values: list[list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.values[0]) if self.values else 0
+
+    def frame(self) -> pd.DataFrame:
+        return frame_of_columns(self.names, self.numeric, self.values)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (frame_of_columns, (self.names, self.numeric, self.values))
+
+
+def frame_of_columns(names: list[str], numeric: list[bool], values: list[list[Any]]) -> pd.DataFrame:
+    data = {}
+    for name, is_number, cells in zip(names, numeric, values, strict=True):
+        if is_number:
+            data[name] = np.array(cells, dtype=float)
+        else:
+            column = np.empty(len(cells), dtype=object)
+            column[:] = cells
+            data[name] = column
+    return pd.DataFrame(data, copy=False)
+
+
+_DECIMAL = re.compile(r"[+-]?([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,3}))?")
+
+
+def _number(text: str) -> float | None:
+    """A decimal as pandas' to_numeric reads it, or None when this may differ
+    from pandas (it rounds mantissas of more than 15 digits and large powers
+    of ten its own way; float() rounds correctly) or is no plain decimal."""
+    match = _DECIMAL.fullmatch(text)
+    if match is None:
+        return None
+    whole, fraction, exponent = match.groups()
+    fraction = fraction or ""
+    digits = len(whole) + len(fraction)
+    if digits == 0 or digits > 15 or abs(int(exponent or 0) - len(fraction)) > 22:
+        return None
+    return float(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _csv_dialect(delimiter: str, quote: str, na_values: tuple[str, ...]) -> tuple[re.Pattern[str], frozenset[str]]:
+    """A line of fields each either quoted whole (quotes inside doubled) or
+    free of quotes; the strings read_csv takes for missing (with its variants
+    of numbers: "-1" makes "-1.0" missing too)."""
+    d, q = re.escape(delimiter), re.escape(quote)
+    field = f"(?:{q}(?:[^{q}]|{q}{q})*{q}|[^{d}{q}]*)"
+    from pandas.io.parsers.readers import _clean_na_values
+
+    strings, _ = _clean_na_values(list(na_values), keep_default_na=False)
+    return re.compile(f"{field}(?:{d}{field})*"), frozenset(v for v in strings if isinstance(v, str))
+
+
+def quick_csv(data: bytes, options: c.CsvOptions | None, model: Loaded) -> tuple[list[str], list[list[Any]]] | None:
+    """A small CSV's header and rows (cells as str, None for missing) exactly
+    as frame_from_csv reads them, or None (then use frame_from_csv)."""
+    if len(data) > SMALL_CSV_BYTES:
+        return None
+    if options is None or options.ByteSize() == 0:
+        delimiter, encoding, quote = (model.csv_options.get(k) for k in ("delimiter", "encoding", "quote_char"))
+        na_values, has_header = model.csv_options.get("na_values"), True
+    else:
+        delimiter, encoding, quote, na_values = (
+            options.delimiter,
+            options.encoding,
+            options.quote_char,
+            options.na_values,
+        )
+        has_header = options.has_header if options.HasField("has_header") else True
+    delimiter, quote = delimiter or ",", quote or '"'
+    if (
+        not has_header
+        or (encoding or "utf-8").lower().replace("_", "-") not in ("utf-8", "utf8")
+        or delimiter not in (",", ";", "|", "\t")
+        or quote not in ('"', "'")
+    ):
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\r" in text or "\x00" in text or text.startswith("\ufeff"):
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if len(lines) < 2:
+        return None
+    line_pattern, missing = _csv_dialect(delimiter, quote, tuple(na_values or problem.DEFAULT_NA_VALUES))
+    parsed = []
+    for line in lines:
+        if not line.strip() or line_pattern.fullmatch(line) is None:
+            return None  # blank lines (read_csv skips them), stray quotes
+        if quote in line:
+            parsed.append(next(csv.reader([line], delimiter=delimiter, quotechar=quote, doublequote=True)))
+        else:
+            parsed.append(line.split(delimiter))
+    header = parsed[0]
+    if len(set(header)) != len(header) or "" in header:
+        return None  # read_csv would rename them ("a.1", "Unnamed: 0")
+    width = len(header)
+    rows = []
+    for cells in parsed[1:]:
+        if len(cells) != width:
+            return None
+        rows.append([None if cell in missing else cell for cell in cells])
+    return header, rows
+
+
+def quick_records(message: model_pb2.PredictRecords) -> list[dict[str, Any]] | None:
+    """Struct rows as dicts of None, float and str, or None when a row holds
+    anything else (bool, nested, NaN or Infinity: then use records())."""
+    if not 0 < len(message.rows) <= SMALL_RECORDS:
+        return None
+    rows = []
+    for row in message.rows:
+        out: dict[str, Any] = {}
+        for key, value in row.fields.items():
+            kind = value.WhichOneof("kind")
+            if kind == "string_value":
+                out[key] = value.string_value
+            elif kind == "number_value":
+                number = value.number_value
+                if not math.isfinite(number):
+                    return None
+                out[key] = number
+            elif kind == "null_value":
+                out[key] = None
+            else:
+                return None
+        rows.append(out)
+    return rows
+
+
+def quick_columns(
+    header: list[str] | None, rows: list[list[Any]] | list[dict[str, Any]], model: Loaded
+) -> Columns | None:
+    """The model's feature columns of rows from quick_csv (`header` given) or
+    quick_records (dicts; a key absent from a row is a missing value there),
+    exactly as `features` makes them; None when `features` would refuse them
+    or when this is not sure to agree with it."""
+    if not rows:
+        return None
+    if header is not None:
+        where = {name: i for i, name in enumerate(header)}
+        position = [where.get(original) for original in model.features.values()]
+        if None in position:
+            return None
+        columns = [[row[i] for row in rows] for i in position]  # type: ignore[index]
+    else:
+        present: set[str] = set()
+        for row in rows:
+            present.update(row)  # type: ignore[arg-type]
+        if any(original not in present for original in model.features.values()):
+            return None
+        columns = [[row.get(original) for row in rows] for original in model.features.values()]  # type: ignore[union-attr]
+    names, numeric, values = [], [], []
+    for (sanitized, original), cells in zip(model.features.items(), columns, strict=True):
+        is_number = model.numeric[original]
+        out: list[Any] = []
+        if is_number:
+            for cell in cells:
+                if cell is None or cell == "":
+                    out.append(math.nan)
+                elif isinstance(cell, float):
+                    out.append(cell)
+                elif (number := _number(cell)) is not None:
+                    out.append(number)
+                else:
+                    return None  # maybe refused, maybe read otherwise: the full path says
+        else:
+            for cell in cells:
+                out.append(cell if cell is None or isinstance(cell, str) else _text(cell))
+        names.append(sanitized)
+        numeric.append(is_number)
+        values.append(out)
+    return Columns(names, numeric, values)
 
 
 def features(frame: pd.DataFrame, model: Loaded, field: str, first_row: int = 0) -> pd.DataFrame:

@@ -28,6 +28,10 @@ class Served:
         self.worker = Worker("", {"mode": "serve"})
         self.lock = asyncio.Lock()
         self.meta: predicting.Loaded | None = None
+        self.sha256 = ""
+        """The file's, as storage recorded it."""
+        self.checked = 0.0
+        """When (time.monotonic) storage last said this is the model to serve for its name."""
 
     @classmethod
     async def load(cls, name: str, path: Path, key: bytes, time_limit: float, memory_limit: int) -> Served:
@@ -52,7 +56,8 @@ class Served:
     def alive(self) -> bool:
         return self.worker.alive
 
-    async def predict(self, X: pd.DataFrame) -> list[model_pb2.Prediction]:
+    async def predict(self, X: pd.DataFrame | predicting.Columns) -> list[model_pb2.Prediction]:
+        """Columns travel as plain lists and are a DataFrame again in the worker."""
         answer = await self._call({"op": "predict", "X": X}, "predict these rows")
         return predicting.answers(self.loaded.classification, answer["predicted"], answer["probabilities"])
 

@@ -329,3 +329,175 @@ def test_records_without_a_json_form_are_invalid_argument_naming_the_row():
         records(model_pb2.PredictRecords(rows=[good, bad]))
     assert caught.value.violations[0].field == "records.rows[1]"
     assert "NaN" in caught.value.message
+
+
+# ----------------------------------------------- the quick path of small inputs
+
+QUICK_CELLS = [
+    "",
+    "NA",
+    "N/A",
+    "nan",
+    "NaN",
+    "null",
+    "None",
+    "-1",
+    "-1.0",
+    "-1.00",
+    "1.5",
+    " 2 ",
+    "1e5",
+    "1E-3",
+    "1_000",
+    "abc",
+    "x y",
+    'say "hi"',
+    "a,b",
+    "a;b",
+    "0.1234567890123456789",
+    "1234567890.12345",
+    "007",
+    "+.5",
+    "5.",
+    ".",
+    "-0",
+    "1e400",
+    "1e-400",
+    "inf",
+    "-Infinity",
+    "True",
+    "é€",
+    "\t",
+    "  ",
+    "0x10",
+    "١٢",
+    "3.0",
+    "12345678901234567",
+]
+
+
+def quick_model(numeric: dict[str, bool]) -> object:
+    from services.runner import predicting
+
+    return predicting.Loaded(
+        model=None,
+        features={f"f{i}": name for i, name in enumerate(numeric)},
+        numeric=numeric,
+        classification=True,
+        classes=["no", "yes"],
+        csv_options={"delimiter": ",", "encoding": "utf-8", "na_values": [], "quote_char": '"'},
+    )
+
+
+def full_path(make_frame, loaded, field: str) -> pd.DataFrame | str:
+    """What the full (pandas) path makes of an input: its features, or its error."""
+    from automl.common.errors import AutoMLError
+    from services.runner import predicting
+
+    try:
+        return predicting.features(make_frame(), loaded, field)
+    except AutoMLError as exc:
+        return f"{type(exc).__name__}: {exc.message}"
+
+
+def quick_frame(columns) -> pd.DataFrame:
+    import pickle
+
+    shipped = pickle.loads(pickle.dumps(columns))  # as the model's worker gets it
+    assert isinstance(shipped, pd.DataFrame)
+    pd.testing.assert_frame_equal(shipped, columns.frame())
+    return shipped
+
+
+def csv_text(rng: np.random.Generator, header: list[str], rows: list[list[str]], delimiter: str, quote: str) -> str:
+    def cell(value: str) -> str:
+        if any(ch in value for ch in (delimiter, quote, "\n")) or rng.random() < 0.15:
+            return quote + value.replace(quote, quote * 2) + quote
+        return value
+
+    lines = [delimiter.join(cell(v) for v in line) for line in [header, *rows]]
+    flaw = rng.integers(0, 12)
+    if flaw == 0 and len(lines) > 1:  # a blank line
+        lines.insert(int(rng.integers(1, len(lines))), "")
+    elif flaw == 1:  # one more field on a row
+        lines[-1] += delimiter + "7"
+    elif flaw == 2:  # a stray quote inside a field
+        lines[-1] = lines[-1][:1] + quote + lines[-1][1:]
+    end = "\r\n" if flaw == 3 else "\n"
+    text = end.join(lines) + ("" if flaw == 4 else end)
+    return ("\ufeff" + text) if flaw == 5 else text
+
+
+def test_the_quick_path_of_small_csv_agrees_with_the_full_one():
+    """Every small CSV the quick path takes gives the very features the
+    pandas path gives (same values, dtypes, names, order); every CSV the
+    pandas path refuses or reads otherwise, the quick path leaves to it."""
+    from automl.v1 import common_pb2 as c
+    from services.runner import predicting
+
+    rng = np.random.default_rng(7)
+    taken = refused = 0
+    for case in range(1500):
+        names = ["amount: eur", "colour[main]", "note", "ratio,x", "NA", 'q"x', "a.1"]
+        chosen = list(rng.choice(names, int(rng.integers(1, 5)), replace=False))
+        loaded = quick_model({name: bool(rng.random() < 0.5) for name in chosen})
+        header = list(chosen)
+        if rng.random() < 0.1:  # a column the model needs is absent
+            header.pop(int(rng.integers(0, len(header))))
+        header += [f"extra{i}" for i in range(int(rng.integers(0, 2)))]
+        if rng.random() < 0.05 and header:
+            header.append(header[0])  # duplicate name
+        rng.shuffle(header)
+        pool = QUICK_CELLS if rng.random() < 0.35 else ["1.5", "-2", "", "NA", "abc", "10", "0.25"]
+        rows = [[str(rng.choice(pool)) for _ in header] for _ in range(int(rng.integers(0, 4)))]
+        delimiter, quote = [(",", '"'), (";", '"'), ("\t", "'"), ("|", '"')][case % 4]
+        data = csv_text(rng, header, rows, delimiter, quote).encode()
+        na = [[], ["-1"], ["?", ""], ["NA", "nan"]][int(rng.integers(0, 4))]
+        options = c.CsvOptions(delimiter=delimiter, quote_char=quote, na_values=na) if case % 3 else None
+        if options is None:
+            loaded.csv_options.update(delimiter=delimiter, quote_char=quote, na_values=na)
+        full = full_path(lambda: predicting.frame_from_csv(data, options, loaded), loaded, "csv")  # noqa: B023
+        quick = predicting.quick_csv(data, options, loaded)
+        columns = predicting.quick_columns(*quick, loaded) if quick is not None else None
+        if columns is None:
+            refused += 1
+            continue
+        taken += 1
+        assert not isinstance(full, str), (data, full)
+        pd.testing.assert_frame_equal(quick_frame(columns), full, check_exact=True, obj=repr(data))
+    assert taken > 250 and refused > 250, (taken, refused)
+
+
+def test_the_quick_path_of_small_records_agrees_with_the_full_one():
+    from automl.v1 import model_pb2
+    from services.runner import predicting
+    from services.runner.models import records
+
+    rng = np.random.default_rng(11)
+    clean = [None, "", "1.5", "abc", "x y", "-2", 2.0, -0.0, 1.25, 1e20, 0.1]
+    tricky = [*clean, "NA", " 3 ", "1_000", True, [1], {"a": 1}, float("nan"), float("inf"), "12345678901234567", "5."]
+    taken = refused = 0
+    for _ in range(1500):
+        chosen = list(rng.choice(["amount: eur", "colour[main]", "note", "ratio,x"], int(rng.integers(1, 4)), False))
+        loaded = quick_model({name: bool(rng.random() < 0.5) for name in chosen})
+        pool = clean if rng.random() < 0.6 else tricky
+        message = model_pb2.PredictRecords()
+        for _ in range(int(rng.integers(0, 4))):
+            row = message.rows.add()
+            for name in [*chosen, "extra"]:
+                if rng.random() < 0.9:
+                    value = pool[int(rng.integers(0, len(pool)))]
+                    if isinstance(value, float) and not np.isfinite(value):
+                        row.fields[name].number_value = value
+                    else:
+                        row.update({name: value})
+        full = full_path(lambda: predicting.frame_from_records(records(message)), loaded, "records")  # noqa: B023
+        quick = predicting.quick_records(message)
+        columns = predicting.quick_columns(None, quick, loaded) if quick is not None else None
+        if columns is None:
+            refused += 1
+            continue
+        taken += 1
+        assert not isinstance(full, str), (message, full)
+        pd.testing.assert_frame_equal(quick_frame(columns), full, check_exact=True, obj=str(message))
+    assert taken > 250 and refused > 250, (taken, refused)
