@@ -484,8 +484,20 @@ class GrpcRecorder:
         except grpc.aio.AioRpcError as exc:
             if exc.code() in GONE:
                 raise RunGone(exc.details()) from None
+            if exc.code() == grpc.StatusCode.ALREADY_EXISTS:  # stored by an attempt whose answer was lost
+                return await self._stored(result, exc)
             raise
         return reply.model_results[0], reply.run  # type: ignore[attr-defined]
+
+    async def _stored(
+        self, result: run_pb2.ModelResult, error: grpc.aio.AioRpcError
+    ) -> tuple[run_pb2.ModelResult, run_pb2.Run]:
+        """The result storage holds at `result`'s position, when it is this one."""
+        for stored in await self.services.model_results(self.run):
+            if stored.index == result.index and stored.job_id == result.job_id:
+                log.info("result stored by an earlier attempt", extra={"run": self.run, "index": result.index})
+                return stored, await self.services.get_run(self.run)
+        raise error
 
     async def publish(self, events: list[event_pb2.Event]) -> None:
         await self.services.publish(events)

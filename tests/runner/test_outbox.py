@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from automl.common import identity
+from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2
 from automl.v1 import storage_service_pb2 as pb
 from services.runner import clients
@@ -110,3 +111,30 @@ async def test_closing_does_not_wait_for_a_notifier_that_stays_away(caplog):
     outbox.put([], [note(run, 2)])  # after closing: dropped with a log line, no task started again
     assert outbox.size == 2
     await channel.close()
+
+
+async def test_a_result_stored_twice_is_the_first_one(stack: Stack, services: Services):
+    """A store retried after its answer was lost meets ALREADY_EXISTS: the
+    recorder answers with the result storage holds, not a failure of the run."""
+    run = stack.new_run()
+    await services.set_state(run.name, [c.RUN_STATE_PENDING], c.RUN_STATE_RUNNING, runner_id="r1")
+    recorder = clients.GrpcRecorder(services, run.name, "r1")
+    result = run_pb2.ModelResult(
+        index=1,
+        job_id="job-1",
+        model_family="Ghost",
+        outcome=run_pb2.ModelResult.OUTCOME_SUCCEEDED,
+        primary_score=0.5,
+        metrics=[c.MetricSummary(metric=c.METRIC_ACCURACY, mean=0.5)],
+        folds_run=1,
+    )
+    first, _ = await recorder.store_result(result)
+    again, counted = await recorder.store_result(result)  # the retry of a store that succeeded
+    assert again.name == first.name
+    assert counted.models_evaluated == 1
+    other = run_pb2.ModelResult()
+    other.CopyFrom(result)
+    other.job_id = "job-2"  # another candidate at a taken position is still refused
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await recorder.store_result(other)
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
