@@ -168,8 +168,8 @@ def _bare_proxy(port: int, upstream: str) -> None:
 
 async def _hammer(
     target: str,
-    method: str,
-    request: run_pb2.GetRunRequest,
+    method: str | list[tuple[str, bytes]],
+    request: run_pb2.GetRunRequest | None,
     metadata: list[tuple[str, str]],
     concurrency: int,
     channels: int,
@@ -179,17 +179,28 @@ async def _hammer(
     go,
     go_at,
 ) -> np.ndarray:
-    chans = [grpc.aio.insecure_channel(target, options=LOCAL) for _ in range(channels)]
+    """`concurrency` loops of unary calls; `method` one method (with `request`) or a
+    list of (method, request bytes) each loop goes round (a mixed load; answers left
+    as bytes)."""
+    internal_call = isinstance(method, str) and method.startswith("/automl.v1.Storage/")
+    chans = [  # storage answers the suite's own services only: a suite credential
+        internal.aio_channel(target, options=LOCAL)
+        if internal_call
+        else grpc.aio.insecure_channel(target, options=LOCAL)
+        for _ in range(channels)
+    ]
+    if isinstance(method, str):
+        mix = [(method, request.SerializeToString())]
+        parse = run_pb2.Run.FromString
+    else:
+        mix, parse = method, None
     calls = [
-        ch.unary_unary(
-            method,
-            request_serializer=run_pb2.GetRunRequest.SerializeToString,
-            response_deserializer=run_pb2.Run.FromString,
-        )
+        [(ch.unary_unary(m, request_serializer=None, response_deserializer=parse), body) for m, body in mix]
         for ch in chans
     ]
-    for call in calls:  # connected and answering
-        await call(request, metadata=metadata, timeout=30)
+    for per_channel in calls:  # connected and answering
+        for call, body in per_channel:
+            await call(body, metadata=metadata, timeout=30)
     ready.set()
     while not go.is_set():
         await asyncio.sleep(0.01)
@@ -197,14 +208,18 @@ async def _hammer(
     end = begin + seconds
     latencies: list[float] = []
 
-    async def loop(call) -> None:
+    async def loop(i: int) -> None:
+        per_channel = calls[i % channels]
+        k = i
         while (sent := time.monotonic()) < end:
-            await call(request, metadata=metadata, timeout=30)
+            call, body = per_channel[k % len(per_channel)]
+            k += 1
+            await call(body, metadata=metadata, timeout=30)
             done = time.monotonic()
             if begin <= done < end:
                 latencies.append(done - sent)
 
-    await asyncio.gather(*(loop(calls[i % channels]) for i in range(concurrency)))
+    await asyncio.gather(*(loop(i) for i in range(concurrency)))
     for ch in chans:
         await ch.close()
     return np.asarray(latencies)
@@ -420,6 +435,209 @@ def unary_section(suite, client, args: argparse.Namespace, folder: Path) -> list
         f"gateway over the echo stand-in/echo {results['gateway -> echo'].requests_per_s / echo_r.requests_per_s:.2f}; "
         f"bare proxy/echo {results['bare proxy -> echo'].requests_per_s / echo_r.requests_per_s:.2f}",
     ]
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+# ---------------------------------------------------------------- 4. reads
+
+
+class _LeanHttp:
+    """HTTP/1.1 keep-alive GETs of a few paths in turn, one at a time: asyncio
+    streams, each request's bytes built once, the answer read by its
+    Content-Length and parsed (bench/http_json.py's lean client, several paths)."""
+
+    def __init__(self, base: str, paths: list[str], key: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.requests = [
+            (
+                f"GET {path} HTTP/1.1\r\nhost: {parts.netloc}\r\nauthorization: Bearer {key}\r\n"
+                "accept: application/json\r\n\r\n"
+            ).encode()
+            for path in paths
+        ]
+        self.k = 0
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def get(self) -> bytes:
+        self.writer.write(self.requests[self.k % len(self.requests)])
+        self.k += 1
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        at = head.lower().find(b"\r\ncontent-length:")
+        length = int(head[at + 17 : head.index(b"\r\n", at + 2)])
+        body = await self.reader.readexactly(length)
+        if head[9:12] != b"200":
+            raise RuntimeError(f"{head[:200]!r} {body[:200]!r}")
+        return body
+
+
+async def _http_mix(
+    base: str, paths: list[str], key: str, concurrency: int, warmup: float, seconds: float, ready, go, go_at
+) -> np.ndarray:
+    import json
+
+    conns = [_LeanHttp(base, paths, key) for _ in range(concurrency)]
+    for i, c in enumerate(conns):
+        c.k = i
+    await asyncio.gather(*(c.open() for c in conns))
+    for c in conns:
+        for _ in paths:
+            json.loads(await c.get())
+    ready.set()
+    while not go.is_set():
+        await asyncio.sleep(0.01)
+    begin = go_at.value + warmup
+    end = begin + seconds
+    latencies: list[float] = []
+
+    async def loop(c: _LeanHttp) -> None:
+        while (sent := time.monotonic()) < end:
+            json.loads(await c.get())
+            done = time.monotonic()
+            if begin <= done < end:
+                latencies.append(done - sent)
+
+    await asyncio.gather(*(loop(c) for c in conns))
+    for c in conns:
+        c.writer.close()
+    return np.asarray(latencies)
+
+
+def _http_mix_worker(args: tuple, ready, go, go_at, out) -> None:
+    try:
+        out.put(asyncio.run(_http_mix(*args, ready, go, go_at)))
+    except BaseException as exc:
+        out.put(f"HTTP client failed: {exc!r}")
+        raise
+
+
+def synthetic_run(suite, experiment: str, results: int, end: bool) -> run_pb2.Run:
+    """A run with `results` model results written straight to storage (as a
+    runner would), ended SUCCEEDED or left RUNNING."""
+    from tests.gateway.test_dashboard import _result
+
+    storage = storage_service_pb2_grpc.StorageStub(internal.channel(suite.stack.target("storage")))
+    md = tenant_md()
+    run = storage.CreateRun(
+        storage_service_pb2.CreateRunRequest(
+            run=run_pb2.Run(
+                experiment=experiment,
+                stop_conditions=common_pb2.StopConditions(max_models=results),
+                primary_metric=common_pb2.METRIC_ACCURACY,
+            )
+        ),
+        metadata=md,
+        timeout=30,
+    )
+    run = storage.UpdateRunState(
+        storage_service_pb2.UpdateRunStateRequest(
+            name=run.name,
+            expected_states=[common_pb2.RUN_STATE_PENDING],
+            state=common_pb2.RUN_STATE_RUNNING,
+            runner_id="bench",
+        ),
+        metadata=md,
+        timeout=30,
+    )
+    rng = np.random.default_rng(0)
+    families = ["random_forest", "logistic_regression", "gradient_boosting", "extra_trees"]
+    for start in range(1, results + 1, 1000):
+        batch = [_result(i, families[i % len(families)], rng) for i in range(start, min(results, start + 999) + 1)]
+        storage.BatchCreateModelResults(
+            storage_service_pb2.BatchCreateModelResultsRequest(run=run.name, model_results=batch),
+            metadata=md,
+            timeout=120,
+        )
+    if end:
+        run = storage.UpdateRunState(
+            storage_service_pb2.UpdateRunStateRequest(
+                name=run.name,
+                expected_states=[common_pb2.RUN_STATE_RUNNING],
+                state=common_pb2.RUN_STATE_SUCCEEDED,
+                stop_reason=common_pb2.STOP_REASON_MAX_MODELS,
+            ),
+            metadata=md,
+            timeout=30,
+        )
+    return run
+
+
+def reads_section(suite, client, args: argparse.Namespace) -> list[str]:
+    """Figure 4: GetRun, GetLeaderboard page 1 and a mixed read load (GetRun,
+    ListRuns, GetLeaderboard in turn) through the gateway over gRPC and over
+    HTTP, of an ended run and of a running one, each with args.results results."""
+    from tests.runner.conftest import sklearn_csv
+
+    experiment = client.experiment(sklearn_csv("iris"), "target", cv_folds=3)
+    runs = {
+        "ended": synthetic_run(suite, experiment.name, args.results, True),
+        "running": synthetic_run(suite, experiment.name, args.results, False),
+    }
+    key = suite.keys[TENANT]
+    pids = {n: suite.stack.procs[n].pid for n in ("gateway", "storage")}
+    page = args.page_size
+    loads: dict[str, tuple[list[tuple[str, bytes]], list[str]]] = {}
+    for state, run in runs.items():
+        rid = run.name
+        get = ("/automl.v1.AutoML/GetRun", run_pb2.GetRunRequest(name=rid).SerializeToString())
+        board = (
+            "/automl.v1.AutoML/GetLeaderboard",
+            run_pb2.GetLeaderboardRequest(run=rid, page_size=page).SerializeToString(),
+        )
+        runs_page = ("/automl.v1.AutoML/ListRuns", run_pb2.ListRunsRequest(page_size=20).SerializeToString())
+        loads[f"GetRun {state}"] = ([get], [f"/v1/{rid}"])
+        loads[f"GetLeaderboard p1 {state}"] = ([board], [f"/v1/{rid}/leaderboard?pageSize={page}"])
+        loads[f"mixed {state}"] = (
+            [get, runs_page, board],
+            [f"/v1/{rid}", "/v1/runs?pageSize=20", f"/v1/{rid}/leaderboard?pageSize={page}"],
+        )
+    only = [name for name in loads if not args.reads or any(r in name for r in args.reads)]
+    print(
+        f"\n4. reads through the gateway, {args.clients} concurrent callers ({args.channels} gRPC connections; "
+        f"HTTP/1.1 keep-alive, one connection per caller), runs of {args.results:,} results, leaderboard page "
+        f"size {page}, {args.unary_rounds} x {args.seconds:g} s each, gRPC and HTTP interleaved",
+        flush=True,
+    )
+    results: dict[tuple[str, str], Unary] = {}
+    for r in range(args.unary_rounds):
+        for name in only:
+            mix, paths = loads[name]
+            doors = ("grpc", "http") if r % 2 == 0 else ("http", "grpc")
+            for door in doors:
+                into = results.setdefault((name, door), Unary())
+                if door == "grpc":
+                    works = [
+                        (suite.target, mix, None, bearer(key), share, max(1, args.channels // args.client_procs),
+                         1.0, args.seconds)
+                        for share in shares(args.clients, args.client_procs)
+                    ]  # fmt: skip
+                    client_window(name, _hammer_worker, works, pids, args.seconds, into)
+                else:
+                    works = [
+                        (suite.http, paths, key, share, 1.0, args.seconds)
+                        for share in shares(args.clients, args.client_procs)
+                    ]
+                    client_window(name, _http_mix_worker, works, pids, args.seconds, into)
+    print(f"{'':<26}{'door':<6}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'other':>7}   CPU ms per request")
+    for (name, door), r in results.items():
+        cpu = ", ".join(f"{k} {v:.3f}" for k, v in r.cpu_ms().items())
+        print(
+            f"{name:<26}{door:<6}{r.requests_per_s:>8.0f}{r.ms(50):>8.1f}{r.ms(99):>8.1f}"
+            f"{max(0.0, r.other) / r.seconds:>7.2f}   {cpu}"
+        )
+    lines = []
+    for name in only:
+        g, h = results[(name, "grpc")], results[(name, "http")]
+        lines.append(
+            f"{name}: gRPC {g.requests_per_s:,.0f} req/s (p99 {g.ms(99):.1f} ms, gateway "
+            f"{g.cpu_ms().get('gateway', 0):.3f} ms CPU), HTTP {h.requests_per_s:,.0f} req/s (p99 "
+            f"{h.ms(99):.1f} ms); HTTP/gRPC {h.requests_per_s / g.requests_per_s:.2f} (goal >= 0.9)"
+        )
     print("\n".join(lines), flush=True)
     return lines
 
@@ -744,7 +962,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 s windows, 100 watchers, 10 s budget, 10 MB once")
     parser.add_argument(
-        "--only", nargs="+", choices=["unary", "fanout", "upload"], default=["unary", "fanout", "upload"]
+        "--only",
+        nargs="+",
+        choices=["unary", "fanout", "upload", "reads"],
+        default=["unary", "fanout", "upload", "reads"],
+    )
+    parser.add_argument("--results", type=int, default=10_000, help="model results of each run of the reads figure")
+    parser.add_argument("--page-size", type=int, default=50, help="leaderboard page of the reads figure")
+    parser.add_argument(
+        "--reads", nargs="*", default=[], help="reads figure: only the loads whose name holds one of these words"
     )
     parser.add_argument("--clients", type=int, default=50, help="concurrent unary callers")
     parser.add_argument("--channels", type=int, default=5, help="connections the callers share")
@@ -781,6 +1007,8 @@ def main() -> None:
                 report += fanout_section(suite, client, args)
             if "upload" in args.only:
                 report += upload_section(suite, args, Path(tmp))
+            if "reads" in args.only:
+                report += reads_section(suite, client, args)
         finally:
             stop_gateway_suite(suite)
     print("\nsummary:\n  " + "\n  ".join(report))

@@ -11,13 +11,16 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from automl.common.interceptors import CallInterceptor
 from automl.common.server import ServiceDefinition
 from automl.common.settings import Settings
 from automl.v1 import automl_service_pb2, automl_service_pb2_grpc
 from gateway.auth import ApiKeyAuth, FailureLimit, no_auth
 from gateway.backends import Backends
+from gateway.cache import AnswerCache
 from gateway.control import RunControl
 from gateway.http import serve_http
+from gateway.inprocess import Methods
 from gateway.servicer import AutoMLServicer
 from gateway.supervisor import Supervisor
 from gateway.transcoding import Limits, Transcoder
@@ -38,11 +41,27 @@ def build(settings: Settings) -> ServiceDefinition:
     )
 
     service = automl_service_pb2.DESCRIPTOR.services_by_name["AutoML"]
-    # The HTTP door calls this server's gRPC service on a local socket: one
-    # code path (auth, validation, metrics) for both doors.
+    cache = AnswerCache(settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds)
+    servicer = AutoMLServicer(backends, control, cache)
+
+    def register(server: object) -> None:
+        automl_service_pb2_grpc.add_AutoMLServicer_to_server(servicer, server)
+
+    # The HTTP door calls the same servicer through the same interceptor chain
+    # (auth, validation, metrics): unary methods and server streams
+    # in-process (gateway.inprocess: a CallInterceptor made as make_server
+    # makes the server's), client streams on a local socket.
+    methods = Methods(register, [CallInterceptor("gateway", authenticate, None)])
     socket = Path(tempfile.gettempdir()) / f"automl-gateway-{os.getpid()}.sock"
-    limits = Limits(settings.http_max_body_bytes, settings.http_max_upload_bytes, settings.http_max_json_depth)
-    transcoder = Transcoder(service, f"unix:{socket}", settings.max_message_bytes, limits, door_token)
+    limits = Limits(
+        settings.http_max_body_bytes,
+        settings.http_max_upload_bytes,
+        settings.http_max_json_depth,
+        settings.http_gzip_bytes,
+    )
+    transcoder = Transcoder(
+        service, f"unix:{socket}", settings.max_message_bytes, limits, door_token, methods, cache.memo
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -62,9 +81,7 @@ def build(settings: Settings) -> ServiceDefinition:
         name="gateway",
         descriptors=(service,),
         port=settings.gateway_port,
-        register=lambda server: automl_service_pb2_grpc.add_AutoMLServicer_to_server(
-            AutoMLServicer(backends, control), server
-        ),
+        register=register,
         lifespan=lifespan,
         authenticate=authenticate,
         public=True,

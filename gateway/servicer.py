@@ -20,6 +20,7 @@ from google.protobuf import empty_pb2, field_mask_pb2
 
 from automl.common import context
 from automl.common.errors import InvalidArgument
+from automl.common.stopping import TERMINAL_STATES
 from automl.common.streams import drain
 from automl.v1 import (
     automl_service_pb2_grpc,
@@ -37,6 +38,7 @@ from automl.v1 import (
 from automl.v1 import common_pb2 as c
 from gateway import exports, quotas, watch
 from gateway.backends import Backends
+from gateway.cache import AnswerCache
 from gateway.control import RunControl
 from gateway.validation import check
 
@@ -72,6 +74,16 @@ async def _checked_first(request_iterator: AsyncIterator[Any], empty: str) -> An
     return first
 
 
+COMPRESS_BYTES = 16 * 1024
+"""Answers at least this large are sent gzip-compressed to a gRPC client that
+accepts gzip (grpc sends them plain to one that does not)."""
+
+
+def _compress_large(ctx: Any, answer: Any) -> None:
+    if ctx is not None and answer.ByteSize() >= COMPRESS_BYTES:
+        ctx.set_compression(grpc.Compression.Gzip)
+
+
 # A run that meets these when it starts waits QUEUED for a runner.
 WAIT_REASONS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: "no runner has capacity",
@@ -83,10 +95,13 @@ WAIT_REASONS = {
 class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     """automl.v1.AutoML."""
 
-    def __init__(self, backends: Backends, control: RunControl) -> None:
+    def __init__(self, backends: Backends, control: RunControl, cache: AnswerCache | None = None) -> None:
         self.backends = backends
         self.control = control
         self.streams = quotas.StreamQuota(backends.settings.tenant_max_open_streams)
+        settings = backends.settings
+        self.cache = cache or AnswerCache(settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds)
+        self.watches = watch.Watches(backends, self.cache, settings.gateway_watch_buffer)
 
     @property
     def storage(self) -> storage_service_pb2_grpc.StorageStub:
@@ -116,7 +131,10 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     async def DeleteDataset(self, request: dataset_pb2.DeleteDatasetRequest, ctx: Any) -> empty_pb2.Empty:
         check(request)
-        return await self.storage.DeleteDataset(request)
+        try:
+            return await self.storage.DeleteDataset(request)
+        finally:  # its experiments and runs go with it: nothing of the tenant's is served from memory
+            self.cache.drop_tenant(context.tenant.get())
 
     async def PreviewDataset(self, request: dataset_pb2.PreviewDatasetRequest, ctx: Any) -> Any:
         check(request)
@@ -157,7 +175,10 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     async def DeleteExperiment(self, request: experiment_pb2.DeleteExperimentRequest, ctx: Any) -> Any:
         check(request)
-        return await self.storage.DeleteExperiment(request)
+        try:
+            return await self.storage.DeleteExperiment(request)
+        finally:  # its runs go with it
+            self.cache.drop_tenant(context.tenant.get())
 
     # ---------------------------------------------------------------- runs
 
@@ -209,11 +230,18 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     async def GetRun(self, request: run_pb2.GetRunRequest, ctx: Any) -> run_pb2.Run:
         check(request)
-        return await self.storage.GetRun(request)
+        tenant = context.tenant.get()
+        if (kept := self.cache.terminal_run(tenant, request.name)) is not None:
+            return kept
+        run = await self.storage.GetRun(request)
+        self.cache.saw_run(tenant, run)
+        return run
 
     async def ListRuns(self, request: run_pb2.ListRunsRequest, ctx: Any) -> run_pb2.ListRunsResponse:
         check(request)
-        return await self.storage.ListRuns(request)
+        answer = await self.storage.ListRuns(request)
+        _compress_large(ctx, answer)
+        return answer
 
     async def StopRun(self, request: run_pb2.StopRunRequest, ctx: Any) -> run_pb2.Run:
         check(request)
@@ -224,20 +252,53 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     async def WatchRun(self, request: event_pb2.WatchRunRequest, ctx: Any) -> AsyncIterator[event_pb2.WatchRunResponse]:
         check(request)
         with self.streams.hold(context.tenant.get()):
-            async for message in watch.watch(self.backends, request):
+            async for message in self.watches.watch(request):
                 yield message
 
     async def GetLeaderboard(self, request: run_pb2.GetLeaderboardRequest, ctx: Any) -> Any:
         check(request)
-        return await self.storage.GetLeaderboard(request)
+        answer = await self._run_page("leaderboard", request, self.storage.GetLeaderboard)
+        _compress_large(ctx, answer)
+        return answer
 
     async def ListModelResults(self, request: run_pb2.ListModelResultsRequest, ctx: Any) -> Any:
         check(request)
-        return await self.storage.ListModelResults(request)
+        answer = await self._run_page("model_results", request, self.storage.ListModelResults)
+        _compress_large(ctx, answer)
+        return answer
 
     async def GetModelResult(self, request: run_pb2.GetModelResultRequest, ctx: Any) -> run_pb2.ModelResult:
         check(request)
-        return await self.storage.GetModelResult(request)
+        # A model result is written once and never updated: kept whatever its run's state.
+        tenant, key = context.tenant.get(), (request.name, request.view)
+        if (kept := self.cache.get(tenant, "model_result", key)) is not None:
+            return kept
+        result = await self.storage.GetModelResult(request)
+        self.cache.put(tenant, "model_result", key, "", result)  # not dropped with its run's events
+        return result
+
+    async def _run_page(self, kind: str, request: Any, fetch: Any) -> Any:
+        """A page of a run's results (`request.run`): from the cache when the run
+        is terminal. The run's state is known (or read) before the page is,
+        so a page kept was read after the run ended: it is final."""
+        if not self.cache.enabled:
+            return await fetch(request)
+        tenant = context.tenant.get()
+        key = request.SerializeToString(deterministic=True)
+        if (kept := self.cache.get(tenant, kind, key)) is not None:
+            return kept
+        terminal = self.cache.terminal_run(tenant, request.run) is not None
+        if not terminal and not self.cache.known_running(tenant, request.run):
+            try:
+                run = await self.storage.GetRun(run_pb2.GetRunRequest(name=request.run))
+            except grpc.aio.AioRpcError:
+                return await fetch(request)  # the page's own call says what is wrong
+            self.cache.saw_run(tenant, run)
+            terminal = run.state in TERMINAL_STATES
+        answer = await fetch(request)
+        if terminal:
+            self.cache.put(tenant, kind, key, request.run, answer)
+        return answer
 
     async def ExportRunResults(self, request: run_pb2.ExportRunResultsRequest, ctx: Any) -> AsyncIterator[Any]:
         check(request)
@@ -248,6 +309,8 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     async def TrainModel(self, request: model_pb2.TrainModelRequest, ctx: Any) -> model_pb2.TrainedModel:
         check(request)
+        # Training adds events to an ended run (its last_sequence grows): not served from memory.
+        self.cache.drop_runs(context.tenant.get())
         model = await self.storage.CreateTrainedModel(
             storage_service_pb2.CreateTrainedModelRequest(
                 trained_model=model_pb2.TrainedModel(
@@ -274,11 +337,16 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     async def ListTrainedModels(self, request: model_pb2.ListTrainedModelsRequest, ctx: Any) -> Any:
         check(request)
-        return await self.storage.ListTrainedModels(request)
+        answer = await self.storage.ListTrainedModels(request)
+        _compress_large(ctx, answer)
+        return answer
 
     async def TestModel(self, request: model_pb2.TestModelRequest, ctx: Any) -> model_pb2.HoldoutEvaluation:
         check(request)
-        return await self.runner.TestModel(request, timeout=STREAM_TIMEOUT)
+        try:
+            return await self.runner.TestModel(request, timeout=STREAM_TIMEOUT)
+        finally:  # a MODEL_TESTED event of the run
+            self.cache.drop_runs(context.tenant.get())
 
     async def Predict(self, request: model_pb2.PredictRequest, ctx: Any) -> model_pb2.PredictResponse:
         check(request)

@@ -6,17 +6,24 @@ descriptor and serves each one; nothing here is written per method, so an
 RPC added to the proto with a rule is reachable over HTTP at once (a test
 walks the descriptor).
 
-One code path: an HTTP request becomes the gRPC request and is sent to the
-gateway's own gRPC server over a local socket, so it passes the same
-interceptor chain (API key, tenant, request id, logs, metrics, error map)
-and the same servicer (validation, forwarding) as a gRPC call; each call
-names the client address the door served, for the limit on failed key
-checks (gateway.auth), which believes it from the door alone. What the
-transcoder adds is the mapping of the proto3 JSON form, and of the shapes
-plain HTTP clients expect:
+One code path: an HTTP request becomes the gRPC request and is passed to
+the gateway's own gRPC methods, so it passes the same interceptor chain
+(API key, tenant, request id, logs, metrics, error map) and the same
+servicer (validation, forwarding, the cache of answers that no longer
+change) as a gRPC call. Unary methods and server streams are called
+in-process (gateway.inprocess: the handlers the gRPC server runs, wrapped by
+the same chain); client streams (uploads, predictStream) go to the gateway's
+gRPC server over a local socket. Each call names the client address the
+door served, for the limit on failed key checks (gateway.auth), which
+believes it from the door alone. What the transcoder adds is the mapping of
+the proto3 JSON form, and of the shapes plain HTTP clients expect:
 
 - unary calls answer JSON; GETs carry an ETag and answer 304 to a matching
-  If-None-Match (cacheable, revalidated);
+  If-None-Match (cacheable, revalidated; an answer the gateway keeps, such
+  as an ended run's, is revalidated without reaching storage);
+- answers of at least `Limits.gzip_bytes` are gzipped for a client that
+  accepts it (Accept-Encoding), and so are JSON-lines downloads (exports);
+  live streams (watch, subscribe) are not, so that each event goes at once;
 - server streams answer newline-delimited JSON, or server-sent events with
   "Accept: text/event-stream" (each event's id is the resume position, and
   Last-Event-ID resumes a stream that has an after_sequence field);
@@ -39,12 +46,15 @@ body nested deeper than its cap answers 400.
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import hashlib
 import json
 import math
 import re
 import urllib.parse
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +70,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from automl.common.status import TOO_LARGE, reason
 from gateway.auth import CLIENT_ADDRESS_KEY, DOOR_TOKEN_KEY
+from gateway.inprocess import LocalError, Methods
+
+Memo = Any  # Callable[[Message], dict | None]: what the door may keep with an answer (gateway.cache)
 
 CHUNK = 1024 * 1024
 # https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto
@@ -106,6 +119,8 @@ class Limits:
     """Largest raw body of an upload method, which is streamed through."""
     json_depth: int
     """Deepest nesting of arrays and objects in a JSON body."""
+    gzip_bytes: int = 1024
+    """Smallest answer gzipped for a client that accepts gzip (0: never)."""
 
 
 class _CappedBody:
@@ -157,7 +172,12 @@ class Binding:
     body: str
     """"*" (the whole request), a field name, or "" (no body)."""
 
-    @property
+    @functools.cached_property
+    def path(self) -> str:
+        """The gRPC method path, "/automl.v1.AutoML/GetRun"."""
+        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+
+    @functools.cached_property
     def kind(self) -> str:
         """How the call is shaped: unary, download, server_stream, upload, bidi_upload."""
         if self.method.client_streaming:
@@ -363,7 +383,31 @@ def content_disposition(filename: str) -> str:
     return header
 
 
-def _status_details(error: grpc.aio.AioRpcError) -> bytes | None:
+GZIP_LEVEL = 5
+GZIP_DOWNLOADS = frozenset({"application/x-ndjson", "application/json"})
+"""Downloads gzipped for a client that accepts it: JSON lines (exports). Not
+CSV datasets (large, and often compressed by the client's own tools), nor
+workbooks (already zip)."""
+
+
+def _accepts_gzip(request: Request) -> bool:
+    """Whether Accept-Encoding takes gzip (and does not refuse it with q=0)."""
+    for part in request.headers.get("accept-encoding", "").lower().split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=")
+            return not (params.strip().startswith("q=") and _is_zero(q))
+    return False
+
+
+def _is_zero(q: str) -> bool:
+    try:
+        return float(q) == 0
+    except ValueError:
+        return False
+
+
+def _status_details(error: Any) -> bytes | None:
     for key, value in error.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
             return value if isinstance(value, bytes) else None
@@ -383,23 +427,39 @@ def _resume_position(message: Message) -> str:
 
 
 class Transcoder:
-    """Serves every HTTP rule of `service` by calling it at `target` (the
-    gateway's own gRPC server, on a local socket). Each call says which
-    client address the door served, with `door_token`, which the gateway's
-    authentication believes from its local socket only (gateway.auth)."""
+    """Serves every HTTP rule of `service`: unary methods and server streams
+    through `methods` (in-process, the chain included), client streams by
+    calling the service at `target` (the gateway's own gRPC server, on a
+    local socket; without `methods`, every call goes there). Each call says
+    which client address the door served, with `door_token`, which the
+    gateway's authentication believes from the door alone (gateway.auth).
+    `memo(answer)`: a dict the door may keep its JSON of `answer` in (an
+    answer the gateway keeps: gateway.cache), or None."""
 
     def __init__(
-        self, service: ServiceDescriptor, target: str, max_message_bytes: int, limits: Limits, door_token: str = ""
+        self,
+        service: ServiceDescriptor,
+        target: str,
+        max_message_bytes: int,
+        limits: Limits,
+        door_token: str = "",
+        methods: Methods | None = None,
+        memo: Memo | None = None,
     ) -> None:
         self.service = service
         self.target = target
         self.limits = limits
         self.door_token = door_token
+        self.methods = methods
+        self.memo = memo or (lambda answer: None)
         self.options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
         ]
         self.bindings = bindings(service)
+        self._by_verb: dict[str, list[Binding]] = {}
+        for binding in self.bindings:
+            self._by_verb.setdefault(binding.verb, []).append(binding)
         self._channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Any] = {}
 
@@ -415,14 +475,11 @@ class Transcoder:
     def match(self, verb: str, path: str) -> tuple[Binding, dict[str, str]] | None:
         """The binding of a request and its path values; None if no path matches.
         HttpError(UNIMPLEMENTED -> 405) when the path matches with another verb."""
-        allowed = []
-        for binding in self.bindings:
+        for binding in self._by_verb.get("GET" if verb == "HEAD" else verb, ()):
             found = binding.pattern.match(path)
-            if found is None:
-                continue
-            if binding.verb == verb or (verb == "HEAD" and binding.verb == "GET"):
+            if found is not None:
                 return binding, {binding.variables[g]: v for g, v in found.groupdict().items()}
-            allowed.append(binding.verb)
+        allowed = [b.verb for b in self.bindings if b.pattern.match(path) is not None]
         if allowed:
             raise HttpError(grpc.StatusCode.UNIMPLEMENTED, f"use {' or '.join(sorted(set(allowed)))} on {path}")
         return None
@@ -430,7 +487,6 @@ class Transcoder:
     def _call(self, binding: Binding) -> Any:
         method = binding.method
         if method.full_name not in self._calls:
-            path = f"/{self.service.full_name}/{method.name}"
             request = message_factory.GetMessageClass(method.input_type)
             response = message_factory.GetMessageClass(method.output_type)
             kind = (
@@ -440,7 +496,7 @@ class Transcoder:
             )
             assert self._channel is not None, "Transcoder.start() opens the channel"
             self._calls[method.full_name] = getattr(self._channel, kind)(
-                path, request_serializer=request.SerializeToString, response_deserializer=response.FromString
+                binding.path, request_serializer=request.SerializeToString, response_deserializer=response.FromString
             )
         return self._calls[method.full_name]
 
@@ -453,7 +509,7 @@ class Transcoder:
             binding, path_values = matched
             upload = binding.kind in ("upload", "bidi_upload")
             body = _CappedBody(request, self.limits.upload_bytes if upload else self.limits.body_bytes)
-            body.check_declared()  # before the key is checked, which happens in the gRPC call
+            body.check_declared()  # before the key is checked, which happens in the call
             metadata = [("x-request-id", request_id)]
             if auth := request.headers.get("authorization"):
                 metadata.append(("authorization", auth))
@@ -463,12 +519,19 @@ class Transcoder:
                 return await self._upload(binding, request, body, path_values, metadata, request_id)
             message = await self._request(binding, request, body, path_values)
             if binding.kind == "unary":
-                reply = await self._call(binding)(message, metadata=metadata, wait_for_ready=True)
+                if self.methods is not None:
+                    reply = await self.methods.unary(binding.path, message, metadata)
+                else:
+                    reply = await self._call(binding)(message, metadata=metadata, wait_for_ready=True)
                 return self._unary_response(request, reply, request_id)
-            return await self._stream_response(binding, request, self._call(binding)(message, metadata=metadata))
+            if self.methods is not None:
+                call = self.methods.stream(binding.path, message, metadata)
+            else:
+                call = self._call(binding)(message, metadata=metadata)
+            return await self._stream_response(binding, request, call)
         except HttpError as exc:
             return _error_response(exc.code, exc.message, None, request_id, exc.status)
-        except grpc.aio.AioRpcError as exc:
+        except (grpc.aio.AioRpcError, LocalError) as exc:
             return _error_response(exc.code(), exc.details() or "", _status_details(exc), request_id)
 
     async def _request(
@@ -494,13 +557,34 @@ class Transcoder:
         return _parse(payload, message_factory.GetMessageClass(descriptor))
 
     def _unary_response(self, request: Request, reply: Message, request_id: str) -> Response:
-        body = json.dumps(_json(reply), separators=(",", ":")).encode()
-        headers = {"x-request-id": request_id}
-        if request.method in ("GET", "HEAD"):
+        memo = self.memo(reply)
+        if memo is not None and "body" in memo:
+            body, etag = memo["body"], memo["etag"]
+        else:
+            body = json.dumps(_json(reply), separators=(",", ":")).encode()
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-            headers |= {"etag": etag, "cache-control": "private, no-cache"}
-            if etag in request.headers.get("if-none-match", ""):
+            if memo is not None:
+                memo |= {"body": body, "etag": etag}
+        headers = {"x-request-id": request_id}
+        gzipped = self.limits.gzip_bytes > 0 and len(body) >= self.limits.gzip_bytes
+        if gzipped:
+            headers["vary"] = "accept-encoding"
+            gzipped = _accepts_gzip(request)
+        if request.method in ("GET", "HEAD"):
+            # The gzipped answer is another representation: an ETag of its own (RFC 9110 8.8.3).
+            gz_etag = etag[:-1] + '-gzip"'
+            headers |= {"etag": gz_etag if gzipped else etag, "cache-control": "private, no-cache"}
+            if (match := request.headers.get("if-none-match")) and (etag in match or gz_etag in match):
                 return Response(status_code=304, headers=headers)
+        if gzipped:
+            if memo is not None and "gzip" in memo:
+                body = memo["gzip"]
+            else:
+                zipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+                if memo is not None:
+                    memo["gzip"] = zipped
+                body = zipped
+            headers["content-encoding"] = "gzip"
         return Response(body, media_type="application/json", headers=headers)
 
     async def _stream_response(self, binding: Binding, request: Request, call: Any) -> Response:
@@ -511,8 +595,11 @@ class Transcoder:
             first = await messages.__anext__()
         except StopAsyncIteration:
             first = None
+        except BaseException:
+            call.cancel()
+            raise
         if binding.kind == "download":
-            return self._download(first, messages)
+            return self._download(request, first, messages, call)
         sse = "text/event-stream" in request.headers.get("accept", "")
 
         async def lines() -> AsyncIterator[bytes]:
@@ -521,7 +608,7 @@ class Transcoder:
                     yield _frame(first, sse)
                 async for message in messages:
                     yield _frame(message, sse)
-            except grpc.aio.AioRpcError as exc:
+            except (grpc.aio.AioRpcError, LocalError) as exc:
                 body = json.dumps(error_body(exc.code(), exc.details() or "", _status_details(exc)))
                 yield (f"event: error\ndata: {body}\n\n" if sse else body + "\n").encode()
             finally:
@@ -530,17 +617,31 @@ class Transcoder:
         media = "text/event-stream" if sse else "application/x-ndjson"
         return StreamingResponse(lines(), media_type=media, headers={"cache-control": "no-store"})
 
-    def _download(self, first: Message | None, messages: AsyncIterator[Message]) -> Response:
+    def _download(
+        self, request: Request, first: Message | None, messages: AsyncIterator[Message], call: Any
+    ) -> Response:
         content_type = getattr(first, "content_type", "") or "application/octet-stream"
         headers = {}
         if filename := getattr(first, "filename", ""):
             headers["content-disposition"] = content_disposition(filename)
+        compress = content_type.split(";")[0].strip() in GZIP_DOWNLOADS and self.limits.gzip_bytes > 0
+        if compress:
+            headers["vary"] = "accept-encoding"
+            compress = _accepts_gzip(request)
+            if compress:
+                headers["content-encoding"] = "gzip"
 
         async def chunks() -> AsyncIterator[bytes]:
-            if first is not None:
-                yield first.chunk  # type: ignore[attr-defined]
-            async for message in messages:
-                yield message.chunk  # type: ignore[attr-defined]
+            zipper = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if compress else None
+            try:
+                if first is not None:
+                    yield zipper.compress(first.chunk) if zipper else first.chunk  # type: ignore[attr-defined]
+                async for message in messages:
+                    yield zipper.compress(message.chunk) if zipper else message.chunk  # type: ignore[attr-defined]
+                if zipper is not None:
+                    yield zipper.flush()
+            finally:
+                call.cancel()
 
         return StreamingResponse(chunks(), media_type=content_type, headers=headers)
 

@@ -365,6 +365,33 @@ class Settings:
         64,
         "Deepest nesting of arrays and objects in an HTTP/JSON request body; deeper is refused 400.",
     )
+    http_gzip_bytes: int = _setting(
+        "AUTOML_HTTP_GZIP_BYTES",
+        1024,
+        "Smallest HTTP/JSON answer the gateway gzips for a client that sends `Accept-Encoding: gzip` (JSON-lines "
+        "exports are gzipped whatever their size; live streams never). 0: never gzip.",
+    )
+    gateway_cache_entries: int = _setting(
+        "AUTOML_GATEWAY_CACHE_ENTRIES",
+        2000,
+        "Answers that no longer change (an ended run, its leaderboard and result pages, model results) the gateway "
+        "keeps in memory per process, least recently used dropped first; each tenant's apart. 0: no cache.",
+    )
+    gateway_cache_ttl_seconds: float = _setting(
+        "AUTOML_GATEWAY_CACHE_TTL_SECONDS",
+        10.0,
+        "How long the gateway serves a kept answer before asking storage again: bounds how stale it can be after "
+        "a delete made through another gateway process, or events added to an ended run (a model trained or "
+        "tested later). Deletes and trainings through the same process drop the tenant's entries at once. "
+        "0: no cache.",
+    )
+    gateway_watch_buffer: int = _setting(
+        "AUTOML_GATEWAY_WATCH_BUFFER",
+        1000,
+        "Messages of a run's event stream the gateway keeps for the run's WatchRun streams, which all share one "
+        "notifier stream per run and process; a watcher more than this many behind goes on from its position on "
+        "a notifier stream of its own (replayed from storage).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -435,6 +462,7 @@ class Settings:
             "http_max_body_bytes",
             "http_max_upload_bytes",
             "http_max_json_depth",
+            "gateway_watch_buffer",
             "inline_max_bytes",
             "heartbeat_seconds",
             "subscriber_queue",
@@ -466,6 +494,9 @@ class Settings:
             "tenant_max_queued_runs",
             "tenant_max_open_streams",
             "run_max_takeovers",
+            "http_gzip_bytes",
+            "gateway_cache_entries",
+            "gateway_cache_ttl_seconds",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 (no limit) or more")

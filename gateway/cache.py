@@ -1,0 +1,156 @@
+"""Answers that no longer change, kept by the gateway (issue 23).
+
+A run in a terminal state, its leaderboard pages and its model results do not
+change any more, so the gateway answers them from memory instead of asking
+storage each time:
+
+- GetRun of a run in a terminal state;
+- GetLeaderboard and ListModelResults pages of a run known to be terminal
+  (from a GetRun, a ListRuns page or a WatchRun snapshot read through this
+  gateway, or checked with storage before the page is read: a page read after
+  the run was seen terminal is final);
+- GetModelResult: a model result is written once and never updated.
+
+Entries belong to a tenant: the key starts with the caller's tenant, so one
+tenant's entry is never another's answer (a name another tenant cannot see
+answers NOT_FOUND from storage, as before). The cache is an LRU of at most
+`max_entries` answers, each kept at most `ttl_seconds`.
+
+What can still change, and how it is bounded:
+
+- Deletion. DeleteExperiment and DeleteDataset through this gateway drop every
+  entry of the caller's tenant at once; a delete made through another gateway
+  process is seen within `ttl_seconds` (AUTOML_GATEWAY_CACHE_TTL_SECONDS).
+- A terminal run's `last_sequence` and `notes` still grow when a model of the
+  run is trained or tested later (MODEL_TRAINED, MODEL_TESTED, RUN_NOTE
+  events). TrainModel and TestModel through this gateway, and any event a
+  WatchRun stream of this gateway sees for the run, drop the run's entries;
+  otherwise they are at most `ttl_seconds` old.
+- Trained models are not cached (a READY model's holdout_evaluation changes
+  when it is tested).
+
+ttl_seconds 0 or max_entries 0 turns the cache off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+from automl.common.stopping import TERMINAL_STATES
+
+RUNNING_RECHECK_SECONDS = 1.0
+"""How long a run seen not terminal is not checked again before a page is
+read (a running run's leaderboard costs at most one GetRun per second more)."""
+
+
+class AnswerCache:
+    """An LRU of immutable answers by (tenant, kind, key), each with the run it
+    belongs to (for invalidation) and an expiry."""
+
+    def __init__(self, max_entries: int, ttl_seconds: float) -> None:
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self.enabled = max_entries > 0 and ttl_seconds > 0
+        self._entries: OrderedDict[tuple[str, str, Any], tuple[float, str, Any]] = OrderedDict()
+        self._by_run: dict[tuple[str, str], set[tuple[str, str, Any]]] = {}  # (tenant, run) -> its keys
+        self._memos: dict[int, tuple[Any, dict[str, Any]]] = {}  # id(answer) -> (answer, what is made of it)
+        self._running: dict[tuple[str, str], float] = {}  # (tenant, run) -> until when it is taken as running
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, tenant: str, kind: str, key: Any) -> Any:
+        """The answer kept, or None."""
+        if not self.enabled:
+            return None
+        k = (tenant, kind, key)
+        entry = self._entries.get(k)
+        if entry is None:
+            self.misses += 1
+            return None
+        if entry[0] <= time.monotonic():
+            self._remove(k)
+            self.misses += 1
+            return None
+        self._entries.move_to_end(k)
+        self.hits += 1
+        return entry[2]
+
+    def put(self, tenant: str, kind: str, key: Any, run: str, answer: Any) -> None:
+        if not self.enabled:
+            return
+        k = (tenant, kind, key)
+        if k in self._entries:
+            self._remove(k)
+        self._entries[k] = (time.monotonic() + self.ttl_seconds, run, answer)
+        if run:
+            self._by_run.setdefault((tenant, run), set()).add(k)
+        self._memos[id(answer)] = (answer, {})
+        while len(self._entries) > self.max_entries:
+            self._remove(next(iter(self._entries)))
+
+    def memo(self, answer: Any) -> dict[str, Any] | None:
+        """A dict kept with `answer` while it is in the cache (the HTTP door's
+        JSON body, ETag and gzipped body of it: made once), or None for an
+        answer the cache does not hold."""
+        held = self._memos.get(id(answer))
+        return held[1] if held is not None and held[0] is answer else None
+
+    def _remove(self, k: tuple[str, str, Any]) -> None:
+        _, run, answer = self._entries.pop(k)
+        held = self._memos.get(id(answer))
+        if held is not None and held[0] is answer:
+            del self._memos[id(answer)]
+        if run and (keys := self._by_run.get((k[0], run))) is not None:
+            keys.discard(k)
+            if not keys:
+                del self._by_run[(k[0], run)]
+
+    # ------------------------------------------------------------------ runs
+
+    def terminal_run(self, tenant: str, name: str) -> Any:
+        """The kept Run `name` (terminal by construction), or None."""
+        return self.get(tenant, "run", name)
+
+    def saw_run(self, tenant: str, run: Any) -> None:
+        """Keep `run` if it is terminal; remember it is running otherwise."""
+        if not self.enabled:
+            return
+        if run.state in TERMINAL_STATES:
+            self._running.pop((tenant, run.name), None)
+            self.put(tenant, "run", run.name, run.name, run)
+        else:
+            self.running(tenant, run.name)
+
+    def running(self, tenant: str, name: str) -> None:
+        if len(self._running) > max(1000, self.max_entries):
+            self._running.clear()  # bounded: forget rather than grow
+        self._running[(tenant, name)] = time.monotonic() + RUNNING_RECHECK_SECONDS
+
+    def known_running(self, tenant: str, name: str) -> bool:
+        until = self._running.get((tenant, name))
+        return until is not None and until > time.monotonic()
+
+    # ---------------------------------------------------------- invalidation
+
+    def drop_run(self, tenant: str, run: str) -> None:
+        """Forget what is kept of `run` (its events say something changed)."""
+        self._running.pop((tenant, run), None)
+        for k in list(self._by_run.get((tenant, run), ())):
+            self._remove(k)
+
+    def drop_runs(self, tenant: str) -> None:
+        """Forget every kept Run of `tenant` (their last_sequence may grow)."""
+        for k in [k for k in self._entries if k[0] == tenant and k[1] == "run"]:
+            self._remove(k)
+
+    def drop_tenant(self, tenant: str) -> None:
+        """Forget everything of `tenant` (something of it was deleted)."""
+        for k in [k for k in self._entries if k[0] == tenant]:
+            self._remove(k)
+        for k in [k for k in self._running if k[0] == tenant]:
+            del self._running[k]
