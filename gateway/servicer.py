@@ -100,7 +100,11 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         self.control = control
         self.streams = quotas.StreamQuota(backends.settings.tenant_max_open_streams)
         settings = backends.settings
-        self.cache = cache or AnswerCache(settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds)
+        # `is None`, not `or`: an empty cache is falsy (len 0), and the HTTP door's
+        # memo must be this very cache's.
+        if cache is None:
+            cache = AnswerCache(settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds)
+        self.cache = cache
         self.watches = watch.Watches(backends, self.cache, settings.gateway_watch_buffer)
 
     @property

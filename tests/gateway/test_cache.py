@@ -354,3 +354,20 @@ def test_the_http_door_calls_in_process_through_the_chain():
 def test_gzip_of_a_raw_answer_round_trips():
     body = json.dumps({"a": "b" * 5000}).encode()
     assert gzip.decompress(gzip.compress(body, mtime=0)) == body
+
+
+def test_the_servicer_keeps_the_cache_it_is_given_even_empty():
+    """The HTTP door's memo and the servicer must share one cache: an empty
+    cache is falsy, and `cache or AnswerCache(...)` made the servicer one of
+    its own, so the door never found a cached answer's JSON (measured: 81 % of
+    the gateway's CPU re-encoding an ended run's leaderboard on every call)."""
+    import types
+
+    from automl.common.settings import Settings
+    from gateway.servicer import AutoMLServicer
+
+    cache = AnswerCache(10, 60)
+    assert len(cache) == 0
+    backends = types.SimpleNamespace(settings=Settings())
+    servicer = AutoMLServicer(backends, control=None, cache=cache)  # type: ignore[arg-type]
+    assert servicer.cache is cache
