@@ -75,11 +75,18 @@ class RunControl:
                 raise
         return await self._stop_in_storage(tenant, run, reason, message)
 
-    async def enqueue(self, tenant: str, run: run_pb2.Run, why: str) -> run_pb2.Run | None:
+    async def enqueue(self, tenant: str, run: run_pb2.Run, why: str, if_full: int) -> run_pb2.Run | None:
         """PENDING -> QUEUED: no runner could take it now. None when it was not
-        PENDING any more (a runner claimed it meanwhile). RESOURCE_EXHAUSTED
-        (from storage) when the tenant's queue is full."""
-        return await self._queue(tenant, run, [c.RUN_STATE_PENDING], f"waiting for a runner: {why}", takeover=False)
+        PENDING any more (a runner claimed it meanwhile). When the tenant's
+        queue is full the run ends in state `if_full`, saying why, and storage's
+        RESOURCE_EXHAUSTED is raised."""
+        try:
+            return await self._queue(tenant, run, [c.RUN_STATE_PENDING], f"waiting for a runner: {why}", takeover=False)
+        except grpc.aio.AioRpcError as full:
+            if full.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                message = f"{why}; {full.details()}"
+                await self.end(tenant, run, if_full, c.STOP_REASON_ERROR, message, expected=[c.RUN_STATE_PENDING])
+            raise
 
     async def take_over(self, tenant: str, run: run_pb2.Run, why: str) -> run_pb2.Run | None:
         """RUNNING -> QUEUED with one more takeover: its runner is lost; the next

@@ -207,20 +207,7 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
                 return await self.storage.GetRun(run_pb2.GetRunRequest(name=run.name))  # claimed meanwhile
             why = WAIT_REASONS.get(exc.code())
             if why is not None:
-                try:
-                    queued = await self.control.enqueue(tenant, run, why)
-                except grpc.aio.AioRpcError as full:
-                    if full.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                        raise
-                    await self.control.end(
-                        tenant,
-                        run,
-                        c.RUN_STATE_CANCELLED,
-                        c.STOP_REASON_ERROR,
-                        f"{why}; {full.details()}",
-                        expected=[c.RUN_STATE_PENDING],
-                    )
-                    raise
+                queued = await self.control.enqueue(tenant, run, why, if_full=c.RUN_STATE_CANCELLED)
                 return queued or await self.storage.GetRun(run_pb2.GetRunRequest(name=run.name))
             await self.control.end(
                 tenant,

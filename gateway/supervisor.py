@@ -62,6 +62,7 @@ class Supervisor:
         self._asked: dict[str, float] = {}
         self._positions: dict[str, int] = {}
         self._dispatching: asyncio.Task[None] | None = None
+        self._trainings_due = 0.0
         self._counts: dict[str, tuple[int, int, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -115,7 +116,9 @@ class Supervisor:
         if queued and (self._dispatching is None or self._dispatching.done()):
             # Apart from the checks: a runner preparing a run's data takes seconds.
             self._dispatching = asyncio.create_task(self.dispatch(queued), name="dispatch")
-        await self.end_lost_trainings(now)
+        if time.monotonic() >= self._trainings_due:  # a query of every tenant: a few times per lost_after
+            self._trainings_due = time.monotonic() + self.lost_after / 5
+            await self.end_lost_trainings(now)
 
     async def dispatch(self, queued: list[storage_service_pb2.RunRecord]) -> None:
         """Hand queued runs to runners in the queue's order, until none has capacity."""
@@ -238,19 +241,11 @@ class Supervisor:
 
     async def _queue_or_fail(self, tenant: str, run: run_pb2.Run, why: str) -> None:
         try:
-            if await self.control.enqueue(tenant, run, why):
+            if await self.control.enqueue(tenant, run, why, if_full=c.RUN_STATE_FAILED):
                 SUPERVISOR_STOPS.labels("never_started").inc()
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # full: the run is FAILED, saying why
                 raise
-            await self.control.end(
-                tenant,
-                run,
-                c.RUN_STATE_FAILED,
-                c.STOP_REASON_ERROR,
-                f"{why}; {exc.details()}",
-                expected=[c.RUN_STATE_PENDING],
-            )
 
     async def _runner_lost(self, tenant: str, run: run_pb2.Run, silent: float) -> None:
         """A RUNNING run is taken over (or FAILED past the takeovers allowed); a
