@@ -20,7 +20,10 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = Path("automl") / "v1"
-GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+# mypy-protobuf's plugin types the gRPC stubs and servicer bases (grpc_tools leaves them untyped);
+# it is installed next to this interpreter by the dev extra.
+MYPY_GRPC_PLUGIN = Path(sys.executable).parent / "protoc-gen-mypy_grpc"
 # google/api/annotations.proto and http.proto (the HTTP rules of the public
 # service) come with the googleapis-common-protos package, which also
 # provides their Python modules at run time.
@@ -60,6 +63,8 @@ def generate(out_root: Path) -> list[Path]:
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",
+        f"--plugin=protoc-gen-mypy_grpc={MYPY_GRPC_PLUGIN}",
+        f"--mypy_grpc_out=quiet:{out_root}",
     )
     return sorted(p for p in (out_root / PACKAGE_DIR).iterdir() if p.name.endswith(GENERATED_SUFFIXES))
 
