@@ -122,7 +122,7 @@ def fill(url: str) -> dict[str, Read]:
     )  # fmt: skip
 
     def run(results: int, end: bool, batch: int = 1000) -> str:
-        run_id = store.create_run(TENANT, experiment.id, {"maxModels": 10**6, "timeBudget": "60s"}, 2).id
+        run_id = store.create_run(TENANT, experiment.id, {"maxModels": 10**6, "maxDuration": "60s"}, 2).id
         store.update_run_state(
             TENANT, run_id, expected=[c.RUN_STATE_PENDING], state=c.RUN_STATE_RUNNING, runner_id="runner-1"
         )

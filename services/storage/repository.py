@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -131,6 +133,7 @@ class MetadataStore:
         # thread (the servicer's event loop) instead of a worker thread.
         database = engine.url.database
         self.reads_by_key_inline = engine.dialect.name == "sqlite" and bool(database) and database != ":memory:"
+        self._leaderboard_pages = LeaderboardPages()
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -845,7 +848,12 @@ class MetadataStore:
         """Succeeded results ranked by `metric`'s mean (0: the run's primary metric).
         Returns a page of LeaderboardEntry messages and the metric used. Ties share
         the better rank. One connection; the large model_json and folds columns
-        are not read (the leaderboard shows the BASIC view)."""
+        are not read (the leaderboard shows the BASIC view).
+
+        A page once read is kept (LeaderboardPages) under the number of ranked
+        results: a run's results are only ever appended, each with its metric rows
+        in one transaction, and commits are ordered, so a count names one set of
+        results. A running run's page is then read again only when a result came."""
         with self.engine.connect() as connection:
             run = connection.execute(RUN_HEAD, {"run_id": run_id}).first()
             if run is None or (tenant != ALL_TENANTS and run.tenant != tenant):
@@ -853,38 +861,14 @@ class MetadataStore:
             metric = metric or run.primary_metric
             scope = f"leaderboard|{run_id}|{metric}"
             page = query.page(page_size, page_token, scope)
-            higher = metrics.higher_is_better(metric)
-            mean = METRICS.c.mean
-            ranked = ranked_on(run_id, metric)
+            ranked = {"run_id": run_id, "metric": metric}
             # Served by the index on (run_id, metric, mean) alone.
-            total = connection.scalar(select(func.count()).select_from(METRICS).where(ranked)) or 0
-            stmt, order = leaderboard_query(run_id, metric)
-            # The page ends at or before the mean of its last entry, read from the
-            # index alone: bounded by it, the join reads the page's results (and
-            # ties), not all of them, whatever the planner estimates. (Right after a
-            # bulk insert PostgreSQL has no statistics, expects one row and joins all
-            # 10,000 before sorting: 50 ms against 1 ms.)
-            last = connection.scalar(leaderboard_means(run_id, metric).offset(page.offset + page.size - 1).limit(1))
-            if last is not None:
-                stmt = stmt.where(mean >= last if higher else mean <= last)
-            items = connection.execute(paged(stmt, order, page)).all()
-            found = _metric_rows(connection, [row.id for row in items])
-            entries = []
-            previous: tuple[int, float] | None = None
-            for i, row in enumerate(items):
-                value = row.ranked_mean
-                if previous is not None and value == previous[1]:
-                    rank = previous[0]  # a tie shares the better rank
-                elif previous is not None:
-                    rank = page.offset + i + 1  # ordered by value: everything before is strictly better
-                else:  # the page's first entry may tie with the previous page: count what is better
-                    better = mean > value if higher else mean < value
-                    count = select(func.count()).select_from(METRICS).where(ranked, better)
-                    rank = 1 + (connection.scalar(count) or 0)
-                entries.append(
-                    run_pb2.LeaderboardEntry(rank=rank, model_result=convert.model_result(row, found[row.id], False))
-                )
-                previous = (rank, value)
+            total = connection.scalar(RANKED_COUNT, ranked) or 0
+            key = (run_id, metric, page.offset, page.size, total)
+            entries = self._leaderboard_pages.get(key)
+            if entries is None:
+                entries = _leaderboard_entries(connection, ranked, page)
+                self._leaderboard_pages.put(key, entries)
         return PageOf(entries, query.next_token(page, len(entries), total, scope), total), metric
 
     # ---------------------------------------------------------------- artifacts
@@ -1420,31 +1404,95 @@ def _metric_rows(connection: Connection, result_ids: list[str]) -> dict[str, lis
     return by_result
 
 
-def ranked_on(run_id: str, metric: int) -> ColumnElement[bool]:
-    """The metric rows the leaderboard ranks: a run's succeeded results on `metric`
-    (the prefix of the index on model_result_metrics (run_id, metric, mean))."""
-    return and_(METRICS.c.run_id == run_id, METRICS.c.metric == metric)
+# The leaderboard's statements, built once (SQLAlchemy then compiles each once):
+# a run's succeeded results on a metric are the prefix (run_id, metric) of the
+# index on model_result_metrics (run_id, metric, mean), which serves the count,
+# the means in rank order and the ranking join.
+RANKED = and_(METRICS.c.run_id == bindparam("run_id"), METRICS.c.metric == bindparam("metric"))
+RANKED_COUNT = select(func.count()).select_from(METRICS).where(RANKED)
+BETTER_COUNT = {
+    True: RANKED_COUNT.where(METRICS.c.mean > bindparam("mean")),
+    False: RANKED_COUNT.where(METRICS.c.mean < bindparam("mean")),
+}
+LEADERBOARD_MEANS = {  # by higher_is_better: the means best first, from the index alone
+    higher: select(METRICS.c.mean)
+    .where(RANKED)
+    .order_by(METRICS.c.mean.desc() if higher else METRICS.c.mean.asc())
+    .offset(bindparam("last_offset"))
+    .limit(1)
+    for higher in (True, False)
+}
 
 
-def leaderboard_means(run_id: str, metric: int) -> Select:
-    """The means of a run's succeeded results on `metric`, best first (from the
-    index on model_result_metrics (run_id, metric, mean), no table row read)."""
-    mean = METRICS.c.mean
-    return (
-        select(mean)
-        .where(ranked_on(run_id, metric))
-        .order_by(mean.desc() if metrics.higher_is_better(metric) else mean.asc())
-    )
-
-
-def leaderboard_query(run_id: str, metric: int) -> tuple[Select, tuple[Any, ...]]:
-    """A run's succeeded results (their columns but model_json and folds) with
-    their mean on `metric` (ranked_mean), and the ranking order (served by the
-    index on model_result_metrics (run_id, metric, mean))."""
+def _ranked_results(higher: bool, bounded: bool) -> Select:
+    """A run's succeeded results (their columns but model_json and folds) with their
+    mean on the metric (ranked_mean), best first; `bounded`: down to the mean
+    :last only."""
     mean = METRICS.c.mean
     stmt = (
         select(*RESULT_BASIC_COLUMNS, mean.label("ranked_mean"))
         .select_from(RESULTS.join(METRICS, METRICS.c.result_id == RESULTS.c.id))
-        .where(ranked_on(run_id, metric))
+        .where(RANKED)
     )
-    return stmt, (mean.desc() if metrics.higher_is_better(metric) else mean.asc(), RESULTS.c.eval_order)
+    if bounded:
+        stmt = stmt.where(mean >= bindparam("last") if higher else mean <= bindparam("last"))
+    order = (mean.desc() if higher else mean.asc(), RESULTS.c.eval_order)
+    return stmt.order_by(*order).offset(bindparam("page_offset")).limit(bindparam("page_size"))
+
+
+LEADERBOARD_PAGE = {
+    (higher, bounded): _ranked_results(higher, bounded) for higher in (True, False) for bounded in (True, False)
+}
+
+
+def _leaderboard_entries(connection: Connection, ranked: dict[str, Any], page: query.Page) -> list[Any]:
+    """One leaderboard page read from the database (see MetadataStore.leaderboard)."""
+    higher = metrics.higher_is_better(ranked["metric"])
+    # The page ends at or before the mean of its last entry, read from the index
+    # alone: bounded by it, the join reads the page's results (and ties), not all
+    # of them, whatever the planner estimates. (Right after a bulk insert
+    # PostgreSQL has no statistics, expects one row and joins all 10,000 before
+    # sorting: 50 ms against 1 ms.)
+    last = connection.scalar(LEADERBOARD_MEANS[higher], {**ranked, "last_offset": page.offset + page.size - 1})
+    params = {**ranked, "page_offset": page.offset, "page_size": page.size, "last": last}
+    items = connection.execute(LEADERBOARD_PAGE[higher, last is not None], params).all()
+    found = _metric_rows(connection, [row.id for row in items])
+    entries = []
+    previous: tuple[int, float] | None = None
+    for i, row in enumerate(items):
+        value = row.ranked_mean
+        if previous is not None and value == previous[1]:
+            rank = previous[0]  # a tie shares the better rank
+        elif previous is not None:
+            rank = page.offset + i + 1  # ordered by value: everything before is strictly better
+        else:  # the page's first entry may tie with the previous page: count what is better
+            rank = 1 + (connection.scalar(BETTER_COUNT[higher], {**ranked, "mean": value}) or 0)
+        entries.append(
+            run_pb2.LeaderboardEntry(rank=rank, model_result=convert.model_result(row, found[row.id], False))
+        )
+        previous = (rank, value)
+    return entries
+
+
+class LeaderboardPages:
+    """A bounded, thread-safe LRU of leaderboard pages (the servicer copies the
+    entries into its answer, so a kept page is never changed)."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self._pages: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> list[Any] | None:
+        with self._lock:
+            entries = self._pages.get(key)
+            if entries is not None:
+                self._pages.move_to_end(key)
+            return entries
+
+    def put(self, key: tuple[Any, ...], entries: list[Any]) -> None:
+        with self._lock:
+            self._pages[key] = entries
+            self._pages.move_to_end(key)
+            while len(self._pages) > self.capacity:
+                self._pages.popitem(last=False)

@@ -122,15 +122,19 @@ def test_live_sql_server_is_reachable():
 
 
 def test_pagination_renders_offset_fetch_on_sql_server():
+    from sqlalchemy import select
+
     from services.storage import query, repository
 
     dialect = mssql.dialect()
     dialect.server_version_info = (15, 0)  # what a live SQL Server 2019 connection sets up
     dialect._setup_version_attributes()
-    stmt, order = repository.leaderboard_query("abc", 1)
-    sql = str(repository.paged(stmt, order, query.Page(100, 50)).compile(dialect=dialect))
+    runs_page = repository.paged(select(repository.RUNS.c.id), (repository.RUNS.c.id,), query.Page(100, 50))
+    runs = str(runs_page.compile(dialect=dialect))
+    assert re.search(r"OFFSET .* ROWS\s+FETCH FIRST .* ROWS ONLY", runs), runs
+    sql = str(repository.LEADERBOARD_PAGE[True, True].compile(dialect=dialect))
     assert "ORDER BY model_result_metrics.mean DESC, model_results.eval_order" in sql
     assert re.search(r"OFFSET .* ROWS\s+FETCH FIRST .* ROWS ONLY", sql), sql
-    bound = str(repository.leaderboard_means("abc", 1).offset(149).limit(1).compile(dialect=dialect))
+    bound = str(repository.LEADERBOARD_MEANS[True].compile(dialect=dialect))
     assert "ORDER BY model_result_metrics.mean DESC" in bound
     assert re.search(r"OFFSET .* ROWS\s+FETCH FIRST .* ROWS ONLY", bound), bound

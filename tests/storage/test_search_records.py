@@ -325,6 +325,28 @@ async def test_leaderboard_pages_split_ties_as_one_ranking(storage):
             assert entries == expected, (metric, page_size)
 
 
+async def test_a_kept_leaderboard_page_gives_way_to_a_new_result(storage):
+    """Storage keeps a page it read under the number of ranked results: the same
+    page asked again is the kept one, and a result that came since (a running
+    run) is in the next answer, at its rank, on every page it moves."""
+    created = await run(storage)
+    await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=[result(0.7), result(0.8)])
+    )
+
+    async def board(page_size: int = 0) -> list[tuple[int, int]]:
+        answer = await storage.stub.GetLeaderboard(run_pb2.GetLeaderboardRequest(run=created.name, page_size=page_size))
+        return [(e.rank, e.model_result.index) for e in answer.entries]
+
+    assert await board() == await board() == [(1, 2), (2, 1)]
+    assert await board(1) == [(1, 2)]
+    await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=[result(0.9)])
+    )
+    assert await board() == [(1, 3), (2, 2), (3, 1)]
+    assert await board(1) == [(1, 3)]
+
+
 async def test_bad_results_are_refused_whole(storage):
     created = await run(storage)
     bad = result(0.8)
