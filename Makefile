@@ -15,7 +15,7 @@ help:
 	@echo "make down    stop a suite started by make demo"
 	@echo "make test    install what the tests need, lint, run every test"
 	@echo "make protos  regenerate the Python stubs from protos/"
-	@echo "make docs    regenerate the README's API and configuration tables"
+	@echo "make docs    regenerate the generated tables of docs/api.md and docs/configuration.md"
 	@echo "make certs   the services' mutual TLS certificates for docker compose, in certs/"
 
 venv: $(STAMP)

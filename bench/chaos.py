@@ -25,7 +25,7 @@ Load, through the public gateway as tenant "chaos" (one API key):
              below it are dropped (counted as duplicates the client dropped)
   webhook    one subscription of the whole tenant with a webhook to a loopback
              receiver (AUTOML_WEBHOOK_ALLOW_NETWORKS 127.0.0.1/32) that checks
-             each delivery's signature (README's verify) and records it
+             each delivery's signature (docs/events.md's verify) and records it
 
 Chaos: after --warmup s, --kills times, after an exponential gap of mean
 --mean-gap s, one of storage, notifier, a runner (either), gateway, S3 server
@@ -394,7 +394,7 @@ class Receiver:
 
 
 def verify(secret: str, signature: str, body: bytes) -> bool:
-    """README's check of a delivery."""
+    """The check of a delivery in docs/events.md."""
     fields = dict(part.split("=", 1) for part in signature.split(",") if "=" in part)
     t = fields.get("t", "")
     if not (t.isascii() and t.isdigit()) or abs(time.time() - int(t)) > 300:

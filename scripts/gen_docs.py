@@ -1,7 +1,10 @@
-"""Regenerate the README's generated sections: the API overview (from the
-protos and their comments) and the configuration table (from the settings).
+"""Regenerate the documentation's generated sections: the API reference in
+docs/api.md (from the protos and their comments) and the configuration table
+in docs/configuration.md (from the settings).
 
-Run with `make docs`; tests/test_docs.py fails when the README is stale.
+Each section sits between `<!-- NAME:begin ... -->` and `<!-- NAME:end -->`
+markers in its file. Run with `make docs`; `--check` (run by
+tests/test_contracts.py) fails when a file is stale.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +23,6 @@ from gen_protos import descriptor_set  # noqa: E402
 
 from automl.common import settings  # noqa: E402
 
-README = ROOT / "README.md"
 SERVICE_PATH = 6  # FileDescriptorProto.service
 METHOD_PATH = 2  # ServiceDescriptorProto.method
 
@@ -55,31 +58,52 @@ def api_markdown() -> str:
     return "\n".join(parts).strip()
 
 
-SECTIONS = {"api": api_markdown, "settings": settings.markdown_table}
+# Where each generated section lives, and what renders it.
+SECTIONS: dict[str, tuple[Path, Callable[[], str]]] = {
+    "api": (ROOT / "docs" / "api.md", api_markdown),
+    "settings": (ROOT / "docs" / "configuration.md", settings.markdown_table),
+}
 
 
-def render(text: str) -> str:
-    """`text` with every generated section replaced by a fresh rendering."""
-    for name, make in SECTIONS.items():
+def render(text: str, names: Iterable[str], where: str = "the file") -> str:
+    """`text` with the generated sections `names` replaced by a fresh rendering."""
+    for name in names:
+        make = SECTIONS[name][1]
         pattern = re.compile(rf"(<!-- {name}:begin.*?-->\n).*?(<!-- {name}:end -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"README.md lacks the <!-- {name}:begin --> ... <!-- {name}:end --> markers")
+        found = len(pattern.findall(text))
+        if found != 1:
+            raise SystemExit(
+                f"{where} needs the <!-- {name}:begin --> ... <!-- {name}:end --> markers once (found {found})"
+            )
         text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
     return text
 
 
+def files() -> dict[Path, list[str]]:
+    """Each file with a generated section, and the names of its sections."""
+    by_file: dict[Path, list[str]] = {}
+    for name, (path, _) in SECTIONS.items():
+        by_file.setdefault(path, []).append(name)
+    return by_file
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if README.md is stale")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail if a generated section is stale")
     args = parser.parse_args()
-    current = README.read_text()
-    fresh = render(current)
-    if args.check:
-        if fresh != current:
-            print("README.md generated sections are stale: run `make docs`", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(fresh)
+    stale = []
+    for path, names in files().items():
+        current = path.read_text()
+        fresh = render(current, names, str(path.relative_to(ROOT)))
+        if fresh == current:
+            continue
+        if args.check:
+            stale.append(str(path.relative_to(ROOT)))
+        else:
+            path.write_text(fresh)
+    if stale:
+        print(f"generated sections are stale in {', '.join(stale)}: run `make docs`", file=sys.stderr)
+        return 1
     return 0
 
 

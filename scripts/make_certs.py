@@ -10,7 +10,7 @@ FOLDER/<name>.pem and FOLDER/<name>-key.pem for gateway, storage, runner,
 notifier and admin. Each certificate names the service's compose host name,
 localhost, 127.0.0.1 and ::1, and is valid for `--days` (default 825).
 Existing files are kept unless --force. Then give each process its own three
-files (README, "The internal plane"):
+files (docs/security.md, "The internal plane"):
 
     AUTOML_INTERNAL_TLS_CA_FILE=FOLDER/ca.pem
     AUTOML_INTERNAL_TLS_CERT_FILE=FOLDER/<name>.pem

@@ -1,4 +1,5 @@
-"""The contracts: protos lint clean, stubs and README generated fresh from them."""
+"""The contracts: protos lint clean, stubs and the docs' generated tables (docs/api.md,
+docs/configuration.md) fresh from them."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def test_openapi_document_is_fresh_and_valid():
     validate(json.loads((ROOT / "gateway" / "openapi.json").read_text()))
 
 
-def test_readme_generated_sections_are_fresh():
+def test_docs_generated_sections_are_fresh():
     result = run(sys.executable, "scripts/gen_docs.py", "--check")
     assert result.returncode == 0, result.stderr
 

@@ -27,7 +27,7 @@ COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
 SERVICES = COMPOSE["services"]
 KNOWN = {f.metadata["env"] for f in dataclasses.fields(Settings)}
 DEFAULTS = {f.metadata["env"]: f.default for f in dataclasses.fields(Settings)}
-# Variables of the images the suite runs beside, not of the suite (README, "Deploy").
+# Variables of the images the suite runs beside, not of the suite (docs/deploy.md).
 NOT_SUITE = {
     "sqlserver": {"ACCEPT_EULA", "MSSQL_SA_PASSWORD", "MSSQL_PID"},
     "minio": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"},
@@ -218,6 +218,20 @@ def test_env_example_holds_the_secrets_and_real_settings():
         assert sum(bool(re.search(c, password)) for c in classes) >= 3, f"{var}: SQL Server's password policy"
     commented = ENV_EXAMPLE.read_text()
     assert "# COMPOSE_PROFILES=dask" in commented and "# AUTOML_DASK_SCHEDULER=tcp://dask-scheduler:8786" in commented
+
+
+def test_every_variable_compose_reads_is_documented():
+    """The images' own variables and the .env-only ones are explained in
+    docs/deploy.md; the suite's settings in docs/configuration.md's table."""
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    configuration = (ROOT / "docs" / "configuration.md").read_text()
+    example = set(env_file(ENV_EXAMPLE)) | set(re.findall(r"^# ([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.M))
+    variables = example | {var for service in SERVICES.values() for var in service.get("environment", {})}
+    for var in sorted(variables):
+        if var in KNOWN:
+            assert f"| `{var}` |" in configuration, f"{var} is missing from docs/configuration.md"
+        else:
+            assert f"`{var}" in deploy, f"{var} (read by docker compose) is not explained in docs/deploy.md"
 
 
 def test_env_is_ignored_by_git_and_left_out_of_the_image():

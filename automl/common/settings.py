@@ -1,7 +1,7 @@
 """Every setting of the suite, read from environment variables in one place.
 
 Each field of `Settings` names its environment variable and says what it is
-for; the README's configuration table is generated from these fields
+for; docs/configuration.md's table is generated from these fields
 (`make docs`), and a test keeps the two in step.
 """
 
@@ -558,7 +558,7 @@ def _parse(env: str, raw: str, kind: type) -> Any:
 
 
 def markdown_table() -> str:
-    """The README's configuration table."""
+    """The configuration table of docs/configuration.md."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for f in dataclasses.fields(Settings):
         default = f.default if f.default != "" else "(empty)"

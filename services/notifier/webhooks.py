@@ -36,7 +36,7 @@ from services.notifier.targets import BadURL, Guard, LookupFailed, TargetRefused
 log = logging.getLogger("automl.notifier.webhooks")
 W = event_pb2.WebhookStatus
 SIGNATURE_HEADER = "X-AutoML-Signature"
-# How old a signature receivers should accept (README): a captured delivery
+# How old a signature receivers should accept (docs/events.md): a captured delivery
 # replays for this long at most. Each attempt is signed anew, so a retry after
 # a long backoff is still fresh.
 SIGNATURE_TOLERANCE_SECONDS = 300
