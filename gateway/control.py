@@ -14,8 +14,8 @@ import logging
 
 import grpc
 
-from automl.common.events import new_event_id
-from automl.common.stopping import TERMINAL_STATES, final_state
+from automl.common import runs
+from automl.common.stopping import final_state
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, notifier_service_pb2, run_pb2, runner_service_pb2, storage_service_pb2
 from gateway.backends import Backends, as_tenant
@@ -34,9 +34,7 @@ PUBLISH_SECONDS = 3.0  # one attempt: a stop never waits long for a notifier tha
 
 def event(run: run_pb2.Run, **payload: object) -> event_pb2.Event:
     """An event of `run`, stamped now, with a new id: publishing it again stores it once."""
-    out = event_pb2.Event(run=run.name, experiment=run.experiment, id=new_event_id(), **payload)  # type: ignore[arg-type]
-    out.create_time.GetCurrentTime()
-    return out
+    return runs.run_event(run.name, run.experiment, **payload)
 
 
 class RunControl:
@@ -48,7 +46,7 @@ class RunControl:
 
     async def stop(self, tenant: str, run: run_pb2.Run, reason: int, message: str) -> run_pb2.Run:
         """Ask an active run to stop; return it as it stands (a terminal run as is)."""
-        if run.state in TERMINAL_STATES:
+        if runs.is_terminal(run.state):
             return run
         if run.state == c.RUN_STATE_QUEUED:  # no runner holds it: end it here, its stored results kept
             done = run.models_evaluated + run.models_failed + run.models_stopped
@@ -58,7 +56,7 @@ class RunControl:
             if ended is not None:
                 return ended
             run = await self.get(tenant, run.name)  # a runner claimed it meanwhile
-            if run.state in TERMINAL_STATES:
+            if runs.is_terminal(run.state):
                 return run
         if run.state == c.RUN_STATE_PENDING:
             ended = await self.end(tenant, run, c.RUN_STATE_CANCELLED, reason, message, expected=[c.RUN_STATE_PENDING])
@@ -106,9 +104,7 @@ class RunControl:
                 return None
             raise
         log.info("run queued", extra={"run": run.name, "position": queued.queue_position, "detail": message})
-        changed = event_pb2.RunStateChanged(previous_state=run.state, state=c.RUN_STATE_QUEUED, message=message)
-        waiting = event_pb2.RunQueued(position=queued.queue_position, takeovers=queued.takeovers, message=message)
-        await self.publish(tenant, [event(queued, run_state_changed=changed), event(queued, run_queued=waiting)])
+        await self.publish(tenant, runs.queued_events(queued, run.state, message))
         return queued
 
     async def _stop_in_storage(self, tenant: str, run: run_pb2.Run, reason: int, message: str) -> run_pb2.Run:
@@ -120,16 +116,7 @@ class RunControl:
             if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
             return await self.get(tenant, run.name)  # STOPPING already, or ended
-        changed = event_pb2.RunStateChanged(
-            previous_state=c.RUN_STATE_RUNNING, state=c.RUN_STATE_STOPPING, stop_reason=reason, message=message
-        )
-        await self.publish(
-            tenant,
-            [
-                event(stopping, stop_requested=event_pb2.StopRequested(reason=reason, message=message)),
-                event(stopping, run_state_changed=changed),
-            ],
-        )
+        await self.publish(tenant, runs.stopping_events(stopping, reason, message))
         return stopping
 
     async def end(
@@ -147,25 +134,7 @@ class RunControl:
             "run ended by the gateway",
             extra={"run": run.name, "state": c.RunState.Name(state), "reason": c.StopReason.Name(reason)},
         )
-        duration = event_pb2.RunFinished().duration
-        if ended.HasField("start_time"):
-            duration.FromTimedelta(ended.end_time.ToDatetime() - ended.start_time.ToDatetime())
-        finished = event_pb2.RunFinished(
-            state=state,
-            stop_reason=ended.stop_reason,
-            message=ended.status_message,
-            models_evaluated=ended.models_evaluated,
-            models_failed=ended.models_failed,
-            models_stopped=ended.models_stopped,
-            best_model_result=ended.best_model_result,
-            duration=duration,
-        )
-        if ended.HasField("best_score"):
-            finished.best_score = ended.best_score
-        changed = event_pb2.RunStateChanged(
-            previous_state=run.state, state=state, stop_reason=ended.stop_reason, message=message
-        )
-        await self.publish(tenant, [event(ended, run_state_changed=changed), event(ended, run_finished=finished)])
+        await self.publish(tenant, runs.final_events(ended, run.state, message, reason))
         return ended
 
     async def _set_state(

@@ -38,10 +38,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from google.protobuf import duration_pb2
 
-from automl.common import metrics
-from automl.common.events import new_event_id
+from automl.common import metrics, runs
+from automl.common.runs import run_event
 from automl.common.stopping import Limits, Progress, final_state, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2
@@ -72,14 +71,6 @@ OUTCOMES = {
     Outcome.OUT_OF_MEMORY: run_pb2.ModelResult.OUTCOME_OUT_OF_MEMORY,
     Outcome.INTERRUPTED: run_pb2.ModelResult.OUTCOME_INTERRUPTED,
 }
-
-
-def run_event(run: str, experiment: str, **payload: object) -> event_pb2.Event:
-    """An event of a run, stamped now, with a new id (which makes a retried
-    Publish of it harmless); the notifier numbers it."""
-    event = event_pb2.Event(run=run, experiment=experiment, id=new_event_id(), **payload)  # type: ignore[arg-type]
-    event.create_time.GetCurrentTime()
-    return event
 
 
 def reserve(budget: float) -> float:
@@ -304,15 +295,7 @@ class Execution:
             log.info("stopping", extra={"run": self.name, "reason": c.StopReason.Name(reason), "detail": message})
             run = await self.recorder.set_state([c.RUN_STATE_RUNNING], c.RUN_STATE_STOPPING, reason, message)
             self.run = run
-            changed = event_pb2.RunStateChanged(
-                previous_state=c.RUN_STATE_RUNNING, state=c.RUN_STATE_STOPPING, stop_reason=reason, message=message
-            )
-            await self.recorder.publish(
-                [
-                    self.event(stop_requested=event_pb2.StopRequested(reason=reason, message=message)),
-                    self.event(run_state_changed=changed),
-                ]
-            )
+            await self.recorder.publish(runs.stopping_events(run, reason, message))
             return run
 
     def hand_back(self, message: str) -> None:
@@ -732,11 +715,7 @@ class Execution:
 
     async def _hand_back(self) -> None:
         run = await self.recorder.set_state([c.RUN_STATE_RUNNING], c.RUN_STATE_QUEUED, 0, self.handing_back)
-        changed = event_pb2.RunStateChanged(
-            previous_state=c.RUN_STATE_RUNNING, state=c.RUN_STATE_QUEUED, message=self.handing_back
-        )
-        queued = event_pb2.RunQueued(position=run.queue_position, takeovers=run.takeovers, message=self.handing_back)
-        await self.recorder.publish([self.event(run_state_changed=changed), self.event(run_queued=queued)])
+        await self.recorder.publish(runs.queued_events(run, c.RUN_STATE_RUNNING, self.handing_back))
         log.info("run handed back", extra={"run": self.name, "position": run.queue_position})
 
     async def _fail(self, message: str) -> None:
@@ -749,30 +728,7 @@ class Execution:
         previous = self.run.state
         run = await self.recorder.set_state([c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING], state, reason, message)
         self.run = run
-        duration = duration_pb2.Duration()
-        duration.FromTimedelta(run.end_time.ToDatetime() - run.start_time.ToDatetime())
-        finished = event_pb2.RunFinished(
-            state=state,
-            stop_reason=run.stop_reason or reason,
-            message=run.status_message,
-            models_evaluated=run.models_evaluated,
-            models_failed=run.models_failed,
-            models_stopped=run.models_stopped,
-            best_model_result=run.best_model_result,
-            duration=duration,
-        )
-        if run.HasField("best_score"):
-            finished.best_score = run.best_score
-        await self.recorder.publish(
-            [
-                self.event(
-                    run_state_changed=event_pb2.RunStateChanged(
-                        previous_state=previous, state=state, stop_reason=run.stop_reason or reason, message=message
-                    )
-                ),
-                self.event(run_finished=finished),
-            ]
-        )
+        await self.recorder.publish(runs.final_events(run, previous, message, reason))
         log.info(
             "run ended",
             extra={

@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
-from automl.common import errors, identity
+from automl.common import errors, identity, runs
 from automl.common.channels import connect
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.common.settings import Settings
@@ -39,7 +39,7 @@ from services.runner import aikit_compat, problem, scoring, workers
 from services.runner.candidates import Candidates
 from services.runner.clients import GrpcRecorder, Services
 from services.runner.dask_pool import DaskPool
-from services.runner.execution import ENSEMBLE_CANDIDATES, Execution, RunGone, SearchData, run_event
+from services.runner.execution import ENSEMBLE_CANDIDATES, Execution, RunGone, SearchData
 from services.runner.models import Models
 
 log = logging.getLogger("automl.runner")
@@ -263,20 +263,7 @@ class Runner:
         except grpc.aio.AioRpcError as exc:
             log.warning("cannot mark the refused run FAILED", extra={"run": run.name, "error": exc.code().name})
             return
-        changed = event_pb2.RunStateChanged(
-            previous_state=run.state,
-            state=c.RUN_STATE_FAILED,
-            stop_reason=c.STOP_REASON_ERROR,
-            message=error.message,
-        )
-        finished = event_pb2.RunFinished(
-            state=c.RUN_STATE_FAILED, stop_reason=c.STOP_REASON_ERROR, message=failed.status_message
-        )
-        events = [
-            run_event(run.name, run.experiment, run_state_changed=changed),
-            run_event(run.name, run.experiment, run_finished=finished),
-        ]
-        await services.publish(events)
+        await services.publish(runs.final_events(failed, run.state, error.message, c.STOP_REASON_ERROR))
         log.info("run refused", extra={"run": run.name, "reason": error.message})
 
     def _pool(self, size: int, data_path: str, setup: dict[str, object]) -> workers.Pool | DaskPool:

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from automl.common import errors, metrics
+from automl.common import errors, metrics, runs
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.common.stopping import ACTIVE_STATES, HOLDING_STATES, TERMINAL_STATES
 from automl.v1 import common_pb2 as c
@@ -604,7 +604,10 @@ class MetadataStore:
         max_queued_runs: int = 0,
     ) -> tuple[schema.Run, str]:
         """Compare-and-set of the run's state: FAILED_PRECONDITION unless it is in
-        `expected`. `add_notes` go to the run's notes in the same transaction.
+        `expected`, and unless automl.common.runs allows the change from every
+        state of `expected` (a caller asking for a change that is never allowed
+        is told so whatever state the run is in). `add_notes` go to the run's
+        notes in the same transaction.
 
         Into QUEUED from PENDING: RESOURCE_EXHAUSTED when the tenant has
         `max_queued_runs` queued already (0: no limit). Into QUEUED from
@@ -616,6 +619,12 @@ class MetadataStore:
             raise InvalidArgument.field("expected_states", "required: the states the run may be in")
         if state == c.RUN_STATE_UNSPECIFIED:
             raise InvalidArgument.field("state", "required")
+        if state not in runs.STATES:
+            raise InvalidArgument.field("state", f"{state} is not a RunState")
+        if unknown := [s for s in expected if s not in runs.STATES]:
+            raise InvalidArgument.field("expected_states", f"{unknown[0]} is not a state a run can be in")
+        for asked in expected:
+            runs.check_change(asked, state, f"runs/{run_id}")
         validation.check_notes(add_notes, "add_notes")
         with self._tx() as session:
             # The compare-and-set is one conditional UPDATE: atomic on every
@@ -640,6 +649,9 @@ class MetadataStore:
             session.refresh(row)
             now = utcnow()
             previous = row.state
+            # The state the row really had, which the checks of `expected` stand
+            # for only as long as the compare-and-set above matches on it.
+            runs.check_change(previous, state, f"runs/{run_id}")
             if state == c.RUN_STATE_QUEUED:
                 self._enqueue(session, row, previous, now, takeover, max_queued_runs)
             row.state = state
