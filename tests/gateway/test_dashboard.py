@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -62,6 +64,27 @@ MISSING_BROWSER = (
 def test_chromium_is_installed():
     """Without the browser the dashboard tests fail (never skip): this says why."""
     assert CHROMIUM.exists(), MISSING_BROWSER
+
+
+# ------------------------------------------------- the page's state, in node
+
+
+def test_run_state_folds_the_stream_without_a_browser():
+    """The run page's pure modules (runstate.js: the stream folded into a plain
+    state; runchart.js's figure) under node's test runner, tests/gateway/js/.
+    Node loads the dashboard's ES modules (no "type" in a package.json) from
+    20.19 / 22.7 on, which recognise module syntax."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: tests/gateway/js/ needs Node.js 20.19 or later")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    major, minor = (int(part) for part in version.lstrip("v").split(".")[:2])
+    if (major, minor) < (20, 19) or major == 21 or (22, 0) <= (major, minor) < (22, 7):
+        pytest.skip(f"node {version} does not load typeless ES modules: tests/gateway/js/ needs 20.19, 22.7 or later")
+    tests = sorted(str(path) for path in (ROOT / "tests" / "gateway" / "js").glob("*.test.mjs"))
+    assert tests
+    proc = subprocess.run([node, "--test", *tests], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, f"node --test failed\nstdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")

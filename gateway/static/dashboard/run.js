@@ -1,12 +1,24 @@
 // The run page: live state from WatchRun (snapshot, then events), progress
 // against the stop conditions, every model's score and the best so far over
-// time (scattergl), the leaderboard, failures, exports.
+// time (scattergl), the leaderboard, failures, exports. The page builds and
+// renders the DOM; runstate.js folds the stream into a plain state object (no
+// DOM), runchart.js draws the chart.
 
 import * as api from "./api.js";
-import { CONFIG, hasWebGL, layout, loadPlotly, prefetchPlotly } from "./charts.js";
+import { loadPlotly, prefetchPlotly } from "./charts.js";
 import { Leaderboard, rowOf } from "./leaderboard.js";
+import { RunChart } from "./runchart.js";
 import {
-  esc,
+  applyEvents,
+  applyRun,
+  applySnapshot,
+  elapsed,
+  initialState,
+  modelCounts,
+  stopInfo,
+  streamText,
+} from "./runstate.js";
+import {
   fmtInt,
   fmtScore,
   fmtSeconds,
@@ -18,7 +30,6 @@ import {
   metricLabel,
   outcomeLabel,
   parseDuration,
-  parseTime,
   progressBar,
   reasonLabel,
   render,
@@ -55,31 +66,8 @@ export function wireExports(root) {
 
 export function runPage(root, id, page) {
   const name = `runs/${id}`;
-  const state = {
-    run: null,
-    snapshotSeq: 0,
-    elapsedBase: 0,
-    elapsedAt: 0,
-    started: null,
-    stopMessage: "",
-    experiment: null,
-    finishedDuration: null,
-    startMs: null,
-  };
-  const points = { t: [], i: [], y: [], text: [], names: [] };
-  const best = { t: [], i: [], y: [] };
-  const failures = [];
-  let xMode = "time";
-  let Plotly = null;
-  let chartReady = false;
-  let revision = 0;
-  let drawTimer = null;
-  let drawing = null;
-  let drawnPoints = -1;
-  let drawnState = "";
-  // What the chart shows besides points (the target line).
-  const runStateKey = () => String(state.run && state.run.stopConditions && state.run.stopConditions.targetScore);
-  let again = null;
+  // Everything the stream says, folded by runstate.js; this page renders it.
+  const state = initialState();
   // The charting library downloads at once, and runs (which holds the main
   // thread for a moment) once the leaderboard's first rows are on screen; its
   // other pages are read by a worker meanwhile.
@@ -90,7 +78,6 @@ export function runPage(root, id, page) {
   });
   const plotlyLoading = firstRows.then(loadPlotly);
   plotlyLoading.catch(() => {});
-  let lastDraw = 0;
   let tableTimer = null;
   let watcher = null;
   let refreshing = null;
@@ -140,6 +127,7 @@ export function runPage(root, id, page) {
   );
   const $ = (selector) => root.querySelector(selector);
   wireExports(root);
+  const chart = new RunChart($("#chart"), state, { library: plotlyLoading, page });
 
   const board = new Leaderboard($("#leaderboard"), {
     run: name,
@@ -165,34 +153,17 @@ export function runPage(root, id, page) {
   root.querySelector(".seg").addEventListener("click", (event) => {
     const button = event.target.closest("[data-x]");
     if (!button) return;
-    xMode = button.dataset.x;
     for (const b of root.querySelectorAll(".seg [data-x]")) b.classList.toggle("on", b === button);
-    drawChart(true);
+    chart.setMode(button.dataset.x);
   });
 
   // ------------------------------------------------------------ header, cards
-
-  function elapsed() {
-    const run = state.run;
-    if (!run) return 0;
-    if (isTerminal(run.state)) {
-      const start = parseTime(run.startTime);
-      const end = parseTime(run.endTime);
-      if (start !== null && end !== null) return (end - start) / 1000;
-      if (state.finishedDuration !== null) return state.finishedDuration;
-      return state.elapsedBase;
-    }
-    if (run.state === "RUN_STATE_PENDING") return 0;
-    // Queued: no runner holds it, and time queued does not count against the budget.
-    if (run.state === "RUN_STATE_QUEUED") return state.elapsedBase;
-    return state.elapsedBase + (performance.now() - state.elapsedAt) / 1000;
-  }
 
   function drawTime() {
     const run = state.run;
     if (!run) return;
     const budget = parseDuration(run.stopConditions && run.stopConditions.maxDuration);
-    const seconds = elapsed();
+    const seconds = elapsed(state, performance.now());
     const live = !isTerminal(run.state);
     render(
       $("#time-progress"),
@@ -218,40 +189,39 @@ export function runPage(root, id, page) {
     );
     $("#stop-run").hidden = isTerminal(run.state) || run.state === "RUN_STATE_STOPPING";
     const banner = $("#stop-reason");
-    if (isTerminal(run.state) || run.state === "RUN_STATE_STOPPING") {
-      const reason = reasonLabel(run.stopReason);
-      const message = run.statusMessage || state.stopMessage;
-      const failed = run.state === "RUN_STATE_FAILED" || run.state === "RUN_STATE_CANCELLED";
-      const kind = failed ? "error" : run.state === "RUN_STATE_STOPPING" ? "info" : "done";
-      banner.className = `banner ${kind}`;
-      banner.dataset.reason = run.stopReason || "";
+    const stop = stopInfo(state);
+    if (stop && !stop.queued) {
+      const reason = reasonLabel(stop.reason);
+      const message = stop.message;
+      banner.className = `banner ${stop.kind}`;
+      banner.dataset.reason = stop.reason;
       // A failed or cancelled run says why, plainly; other runs give the detail of their stop.
-      const detail = failed
+      const detail = stop.failed
         ? html`<div class="run-reason" id="run-reason">Reason: <strong>${message || "no reason was recorded"}</strong></div>`
         : message
           ? html`<div class="muted">${message}</div>`
           : "";
       render(
         banner,
-        html`<strong>${run.state === "RUN_STATE_STOPPING" ? "Stopping" : `Run ${stateLabelText(run.state)}`}</strong>
+        html`<strong>${stop.title}</strong>
           ${reason ? html` — stop reason: <strong class="reason">${reason}</strong>` : ""}${detail}`,
       );
       banner.hidden = false;
-    } else if (run.state === "RUN_STATE_QUEUED") {
-      banner.className = "banner info";
+    } else if (stop) {
+      banner.className = `banner ${stop.kind}`;
       banner.dataset.reason = "";
       render(
         banner,
-        html`<strong id="queue-position">Queued: position ${fmtInt(run.queuePosition || 0)}</strong>
-          <div class="muted">${run.statusMessage || "waiting for a runner"}</div>`,
+        html`<strong id="queue-position">Queued: position ${fmtInt(stop.position)}</strong>
+          <div class="muted">${stop.message}</div>`,
       );
       banner.hidden = false;
     } else {
       banner.hidden = true;
     }
     const conditions = run.stopConditions || {};
-    const maxModels = Number(conditions.maxModels || 0);
-    const done = Number(run.modelsEvaluated || 0) + Number(run.modelsFailed || 0);
+    const counts = modelCounts(run);
+    const { done, maxModels } = counts;
     render(
       $("#models-progress"),
       maxModels
@@ -259,13 +229,12 @@ export function runPage(root, id, page) {
         : html`<div class="big" id="models-bar">${fmtInt(done)} <span class="muted small">no model limit</span></div>`,
     );
     // Candidates interrupted by a normal stop are not failures: counted apart, in a neutral colour.
-    const stopped = Number(run.modelsStopped || 0);
     render(
       $("#models-foot"),
-      html`<span id="models-evaluated">${fmtInt(run.modelsEvaluated || 0)}</span> evaluated ·
-        <span class="failed-part ${Number(run.modelsFailed) ? "warn" : ""}">+<span id="models-failed">${fmtInt(run.modelsFailed || 0)}</span> failed</span>${
-          stopped
-            ? html` · <span class="stopped-part" title="interrupted by the stop of the run: not failures">+<span id="models-stopped">${fmtInt(stopped)}</span> stopped</span>`
+      html`<span id="models-evaluated">${fmtInt(counts.evaluated)}</span> evaluated ·
+        <span class="failed-part ${counts.failed ? "warn" : ""}">+<span id="models-failed">${fmtInt(counts.failed)}</span> failed</span>${
+          counts.stopped
+            ? html` · <span class="stopped-part" title="interrupted by the stop of the run: not failures">+<span id="models-stopped">${fmtInt(counts.stopped)}</span> stopped</span>`
             : ""
         }`,
     );
@@ -305,117 +274,9 @@ export function runPage(root, id, page) {
     }
   }
 
-  function stateLabelText(runState) {
-    return String(runState || "").replace("RUN_STATE_", "").toLowerCase();
-  }
-
   const ticker = setInterval(() => {
     if (state.run && !isTerminal(state.run.state)) drawTime();
   }, 500);
-
-  // ------------------------------------------------------------------ chart
-
-  function xValue(createTime) {
-    const ms = parseTime(createTime);
-    if (state.startMs === null) state.startMs = ms;
-    return ms === null ? null : Math.max(0, (ms - state.startMs) / 1000);
-  }
-
-  function drawChartSoon() {
-    if (drawTimer) return;
-    const wait = Math.max(0, 250 - (performance.now() - lastDraw));
-    drawTimer = setTimeout(() => {
-      drawTimer = null;
-      drawChart(false);
-    }, wait);
-  }
-
-  /** Draw the chart; calls made while a drawing is under way are folded into one more. */
-  function drawChart(modeChanged) {
-    if (drawing) {
-      again = again || (modeChanged ? "mode" : "data");
-      return;
-    }
-    drawing = drawChartNow(modeChanged)
-      .catch((error) => page.error(error))
-      .finally(() => {
-        drawing = null;
-        const next = again;
-        again = null;
-        if (next && !page.gone()) drawChart(next === "mode");
-      });
-  }
-
-  async function drawChartNow(modeChanged) {
-    if (!points.y.length && !chartReady) return;
-    if (chartReady && !modeChanged && drawnPoints === points.y.length && drawnState === runStateKey()) return;
-    if (!Plotly) {
-      try {
-        Plotly = await plotlyLoading;
-      } catch (error) {
-        $("#chart").textContent = error.message;
-        return;
-      }
-      if (page.gone()) return;
-    }
-    lastDraw = performance.now();
-    const element = $("#chart");
-    const type = hasWebGL() ? "scattergl" : "scatter";
-    const byTime = xMode === "time";
-    const run = state.run || {};
-    const target = run.stopConditions && run.stopConditions.targetScore;
-    const traces = [
-      {
-        type,
-        mode: "markers",
-        name: "model score",
-        x: byTime ? points.t : points.i,
-        y: points.y,
-        text: points.text,
-        hovertemplate: "%{text}<br>score %{y:.4f}<extra></extra>",
-        marker: { size: 6, color: "#2563eb", opacity: 0.6 },
-      },
-      {
-        type,
-        mode: "lines",
-        name: "best so far",
-        x: byTime ? best.t : best.i,
-        y: best.y,
-        line: { shape: "hv", color: "#f97316", width: 2.5 },
-        hovertemplate: "best so far %{y:.4f}<extra></extra>",
-      },
-    ];
-    const shapes =
-      target !== undefined
-        ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: target, y1: target, line: { color: "#16a34a", dash: "dot", width: 1.5 } }]
-        : [];
-    const look = layout({
-      datarevision: (revision += 1),
-      uirevision: xMode,
-      height: 340,
-      xaxis: { title: { text: byTime ? "seconds since the run started" : "model # (evaluation order)" }, zeroline: false, gridcolor: "#eef0f3" },
-      yaxis: { title: { text: metricLabel(run.primaryMetric) }, zeroline: false, gridcolor: "#eef0f3" },
-      shapes,
-    });
-    if (!chartReady) {
-      element.replaceChildren();
-      await Plotly.newPlot(element, traces, look, CONFIG);
-      chartReady = true;
-      element.on("plotly_click", (data) => {
-        const point = data.points && data.points[0];
-        if (point && point.curveNumber === 0 && points.names[point.pointIndex]) location.hash = href(points.names[point.pointIndex]);
-      });
-    } else {
-      await Plotly.react(element, traces, look, CONFIG);
-    }
-    if (modeChanged) Plotly.relayout(element, { "xaxis.autorange": true, "yaxis.autorange": true });
-    drawnPoints = points.y.length;
-    drawnState = runStateKey();
-    element.dataset.points = String(points.y.length);
-    element.dataset.type = type;
-    // For measurements: when the chart last drew, and with how many points.
-    performance.mark("automl:chart-drawn", { detail: { points: points.y.length } });
-  }
 
   // ------------------------------------------------------------- leaderboard
 
@@ -504,12 +365,8 @@ export function runPage(root, id, page) {
   // ----------------------------------------------------------------- stream
 
   function onSnapshot(snapshot) {
-    const run = snapshot.run;
-    state.run = run;
-    state.snapshotSeq = Number(run.lastSequence || 0);
-    state.elapsedBase = parseDuration(snapshot.elapsed) || 0;
-    state.elapsedAt = performance.now();
-    if (state.startMs === null) state.startMs = parseTime(run.startTime);
+    applySnapshot(state, snapshot, performance.now());
+    const run = state.run;
     if (!board.metric) board.setMetric(run.primaryMetric, higherIsBetter(run.primaryMetric));
     if (!state.experiment && run.experiment) {
       api
@@ -527,111 +384,20 @@ export function runPage(root, id, page) {
   }
 
   function onEvents(events) {
-    const run = state.run;
-    let rows = [];
-    let finished = false;
-    for (const event of events) {
-      const fresh = Number(event.sequence) > state.snapshotSeq;
-      switch (event.type) {
-        case "EVENT_TYPE_RUN_STARTED":
-          state.started = event.runStarted;
-          board.setSearch(state.experiment && state.experiment.cvFolds, state.started.searchRows);
-          if (state.startMs === null) state.startMs = parseTime(event.createTime);
-          break;
-        case "EVENT_TYPE_MODEL_EVALUATED": {
-          const m = event.modelEvaluated;
-          const x = xValue(event.createTime);
-          points.t.push(x);
-          points.i.push(m.index);
-          points.y.push(m.primaryScore);
-          points.text.push(esc(`#${m.index} ${m.modelFamily}`)); // Plotly reads tags in text
-          points.names.push(m.modelResult);
-          best.t.push(x);
-          best.i.push(m.index);
-          best.y.push(m.bestScore);
-          rows.push(rowOf(m, board.metric || (run && run.primaryMetric), true));
-          if (fresh && run) {
-            run.modelsEvaluated = m.modelsEvaluated;
-            run.modelsFailed = m.modelsFailed;
-            if (m.modelsStopped !== undefined) run.modelsStopped = m.modelsStopped;
-            run.bestScore = m.bestScore;
-            if (m.isNewBest) run.bestModelResult = m.modelResult;
-          }
-          break;
-        }
-        case "EVENT_TYPE_MODEL_FAILED": {
-          const f = event.modelFailed;
-          const interrupted = f.outcome === "OUTCOME_INTERRUPTED";
-          if (!interrupted) failures.push(f); // stopped by the run's stop: not a failure
-          if (fresh && run) {
-            if (!interrupted) run.modelsFailed = f.modelsFailed;
-            if (f.modelsStopped !== undefined) run.modelsStopped = f.modelsStopped;
-            else if (interrupted) run.modelsStopped = Number(run.modelsStopped || 0) + 1;
-          }
-          break;
-        }
-        case "EVENT_TYPE_RUN_NOTE":
-          if (fresh && run) {
-            // The runner stores a note before it publishes its event: the snapshot may hold it already.
-            const notes = run.notes || (run.notes = []);
-            if (!notes.includes(event.runNote.message)) notes.push(event.runNote.message);
-          }
-          break;
-        case "EVENT_TYPE_RUN_STATE_CHANGED":
-          if (fresh && run) {
-            const change = event.runStateChanged;
-            run.state = change.state;
-            if (change.stopReason && change.stopReason !== "STOP_REASON_UNSPECIFIED") run.stopReason = change.stopReason;
-            if (change.message) state.stopMessage = change.message;
-          }
-          break;
-        case "EVENT_TYPE_RUN_QUEUED":
-          if (fresh && run) {
-            run.state = "RUN_STATE_QUEUED";
-            run.queuePosition = event.runQueued.position;
-            run.statusMessage = event.runQueued.message;
-            run.takeovers = event.runQueued.takeovers;
-          }
-          break;
-        case "EVENT_TYPE_STOP_REQUESTED":
-          if (fresh && run) {
-            const stop = event.stopRequested;
-            if (!run.stopReason || run.stopReason === "STOP_REASON_UNSPECIFIED") run.stopReason = stop.reason;
-            state.stopMessage = stop.message;
-          }
-          break;
-        case "EVENT_TYPE_RUN_FINISHED": {
-          const f = event.runFinished;
-          finished = fresh;
-          if (run) {
-            run.state = f.state;
-            run.stopReason = f.stopReason;
-            if (f.message) run.statusMessage = f.message;
-            run.modelsEvaluated = f.modelsEvaluated;
-            run.modelsFailed = f.modelsFailed;
-            if (f.modelsStopped !== undefined) run.modelsStopped = f.modelsStopped;
-            if (f.bestModelResult) run.bestModelResult = f.bestModelResult;
-            if (f.bestScore !== undefined) run.bestScore = f.bestScore;
-          }
-          state.finishedDuration = parseDuration(f.duration);
-          break;
-        }
-        default:
-          break;
-      }
-    }
+    const { rows, started, finished } = applyEvents(state, events, board.metric);
+    if (started) board.setSearch(state.experiment && state.experiment.cvFolds, state.started.searchRows);
     if (rows.length) {
       board.upsert(rows);
       if ($("#leaderboard tbody")) drawTableSoon();
-      rows = [];
     }
     drawFailures();
     drawHeader();
-    drawChartSoon();
+    chart.drawSoon();
     if (finished) refreshAfterEnd();
   }
 
   function drawFailures() {
+    const failures = state.failures;
     if (!failures.length) return;
     $("#failures-panel").hidden = false;
     $("#failed-count").textContent = fmtInt(failures.length);
@@ -652,7 +418,7 @@ export function runPage(root, id, page) {
     refreshing = Promise.all([
       api.get(name).then((run) => {
         if (page.gone()) return;
-        state.run = { ...state.run, ...run };
+        applyRun(state, run);
         drawHeader();
       }),
       loadLeaderboard(),
@@ -662,9 +428,8 @@ export function runPage(root, id, page) {
   function onStatus(status, detail) {
     const element = $("#stream-status");
     if (!element) return;
-    const text = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", ended: "", error: "" }[status] ?? "";
     element.className = `stream ${status}`;
-    element.textContent = text;
+    element.textContent = streamText(status);
     element.title = detail ? String(detail.message || detail) : "";
     if (status === "error") {
       page.error(detail);
@@ -682,8 +447,7 @@ export function runPage(root, id, page) {
   return () => {
     watcher.close();
     clearInterval(ticker);
-    clearTimeout(drawTimer);
     clearTimeout(tableTimer);
-    if (Plotly && chartReady) Plotly.purge($("#chart"));
+    chart.destroy();
   };
 }
