@@ -62,6 +62,11 @@ class Loaded:
     def labels(self) -> list[str]:
         return [str(label) for label in self.classes]
 
+    @functools.cached_property
+    def argmax_classes(self) -> np.ndarray | None:
+        """See one_pass_classes (looked up once per loaded model)."""
+        return one_pass_classes(self.model) if self.classification else None
+
 
 def bundle_fields(data: problem.Problem, csv_options: c.CsvOptions) -> dict[str, Any]:
     """What a fit worker stores beside the fitted pipeline."""
@@ -356,10 +361,43 @@ def predict(model: Loaded, X: pd.DataFrame) -> list[model_pb2.Prediction]:
     return answers(model.classification, *raw_predictions(model, X))
 
 
+def _argmax_predictors() -> tuple[type, ...]:
+    """Classifiers whose predict is, in the versions this project pins, the
+    classes_ taken at the argmax of their own predict_proba (read in their
+    source; tests/runner/test_models.py checks it on fitted models). Not
+    HistGradientBoosting (its binary predict thresholds the raw score, which
+    can differ from the rounded probability) nor the linear models."""
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+    from services.runner.ensemble import GreedyEnsembleClassifier
+
+    return (RandomForestClassifier, ExtraTreesClassifier, LGBMClassifier, GreedyEnsembleClassifier)
+
+
+def one_pass_classes(model: Any) -> np.ndarray | None:
+    """The classes to take at the argmax of `model`'s class probabilities when
+    that is exactly its predict: then one pass of the pipeline (its transforms
+    run once, not twice) gives both answers. None otherwise. The final step of
+    a pipeline (aikit's GraphPipeline or scikit-learn's) decides."""
+    final = model
+    while (inner := getattr(final, "_final_estimator", None)) is not None and inner is not final:
+        final = inner
+    if type(final) not in _argmax_predictors() or getattr(final, "n_outputs_", 1) != 1:
+        return None
+    if callable(getattr(final, "objective", None)):  # LightGBM with its own objective: predict returns raw scores
+        return None
+    return np.asarray(final.classes_)
+
+
 def raw_predictions(model: Loaded, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
     """The pipeline's predictions, and its class probabilities when it has them
     (in the process that holds the model)."""
     try:
+        classes = model.argmax_classes
+        if classes is not None:
+            probabilities = np.asarray(model.model.predict_proba(X))
+            return classes.take(np.argmax(probabilities, axis=1), axis=0), probabilities
         predicted = np.asarray(model.model.predict(X))
         probabilities = (
             np.asarray(model.model.predict_proba(X))
