@@ -9,7 +9,15 @@
 
 Tables for people; with --json, one JSON document (the proto3 JSON mapping)
 for scripts. Where to connect: --gateway / AUTOML_TARGET (default
-localhost:50051), --api-key / AUTOML_API_KEY, --tls, --ca-file.
+localhost:50051), --api-key / AUTOML_API_KEY, --tls, --ca-file. These global
+options go before or after the command: `automl runs list --json` is
+`automl --json runs list`.
+
+Tables fit the terminal (its width, or COLUMNS when set): ids are always
+whole on one line, to be copied; names, pipelines and messages are shortened
+with "…", and the least useful columns are left out (the table's caption says
+which) when still too wide. Into a pipe or a file, tables keep every column
+whole (set COLUMNS to fit them to a width).
 
 Exit codes: 0 done; 1 the server refused or failed the request; 2 wrong
 usage; 3 not found; 4 not authenticated or not allowed; 5 the gateway cannot
@@ -21,7 +29,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,18 +85,33 @@ class Output:
 
     def __init__(self, as_json: bool) -> None:
         self.json = as_json
-        self.console = Console()
+        self.console = Console(width=output_width())
         self.errors = Console(stderr=True)
 
     def show(self, value: Message | list[Message] | dict[str, Any], view: Any = None) -> None:
         if self.json:
             print(json.dumps(_jsonable(value), indent=1))
-        else:
-            self.console.print(view if view is not None else _jsonable(value))
+        else:  # not cropped: a table only gets wider than the terminal when its ids alone are
+            self.console.print(view if view is not None else _jsonable(value), crop=False)
 
     def say(self, text: str) -> None:
         if not self.json:
             self.console.print(text)
+
+
+UNLIMITED = 100_000
+"""The width of output that goes to no terminal: every line as long as it is."""
+
+
+def output_width() -> int | None:
+    """What tables are fitted to: COLUMNS when set, the terminal's width
+    (followed as it changes) when the output is a terminal, both as rich finds
+    them (None); otherwise (a pipe, a file) no limit, so that every column
+    stays whole."""
+    columns = os.environ.get("COLUMNS", "")
+    if (columns.isdigit() and int(columns) > 0) or sys.stdout.isatty():
+        return None
+    return UNLIMITED
 
 
 def _jsonable(value: Any) -> Any:
@@ -137,7 +162,9 @@ def datasets_show(api: Client, out: Output, args: argparse.Namespace) -> int:
 def datasets_preview(api: Client, out: Output, args: argparse.Namespace) -> int:
     preview = api.preview_dataset(args.id, args.rows)
     rows = [[_cell(v) for v in row.values] for row in preview.rows]
-    view = views.table(f"first {len(rows)} of {preview.total_rows} rows", [c.name for c in preview.columns], rows)
+    view = views.preview_table(
+        f"first {len(rows)} of {preview.total_rows} rows", [c.name for c in preview.columns], rows
+    )
     out.show(preview, view)
     return EXIT_OK
 
@@ -232,7 +259,7 @@ def _watch(api: Client, out: Output, name: str) -> int:
     else:
         out.console.print()
         board = api.leaderboard(name, limit=10)
-        out.console.print(views.leaderboard_table(board, "leaderboard, top 10", _cv_folds(api, run)))
+        out.console.print(views.leaderboard_table(board, "leaderboard, top 10", _cv_folds(api, run)), crop=False)
     return EXIT_RUN_FAILED if run.state in FAILED_STATES else EXIT_OK
 
 
@@ -355,15 +382,46 @@ def _cell(value: Any) -> str:
 # ------------------------------------------------------------------ parser
 
 
+GLOBAL_OPTIONS = "global options (before or after the command)"
+
+
+def add_global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """Options every command takes, anywhere on the line: `automl --json runs
+    list`, `automl runs --json list` and `automl runs list --json` are one. The
+    top-level parser gives the defaults; a command's parser (defaults=False)
+    sets a value only when given (SUPPRESS), so it never overwrites one given
+    earlier on the line with its own default."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group(GLOBAL_OPTIONS)
+    group.add_argument(
+        "--gateway", default=default(None), help="gateway host:port (AUTOML_TARGET; default localhost:50051)"
+    )
+    group.add_argument("--api-key", default=default(None), help="API key (AUTOML_API_KEY)")
+    group.add_argument("--tls", action="store_true", default=default(None), help="use TLS (AUTOML_TLS=1)")
+    group.add_argument("--ca-file", default=default(None), help="PEM file of the CA to trust (AUTOML_TLS_CA_FILE)")
+    group.add_argument(
+        "--json", action="store_true", default=default(False), help="print one JSON document instead of tables"
+    )
+
+
+def commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser under `parser`: its commands, theirs, and so on."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases name one parser twice
+                found += [sub, *commands(sub)]
+    return found
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="automl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    root.add_argument("--gateway", help="gateway host:port (AUTOML_TARGET; default localhost:50051)")
-    root.add_argument("--api-key", help="API key (AUTOML_API_KEY)")
-    root.add_argument("--tls", action="store_true", default=None, help="use TLS (AUTOML_TLS=1)")
-    root.add_argument("--ca-file", help="PEM file of the CA to trust (AUTOML_TLS_CA_FILE)")
-    root.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    add_global_options(root, defaults=True)
     groups = root.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     def command(parent: Any, name: str, handler: Callable[..., int], help: str) -> argparse.ArgumentParser:
@@ -458,6 +516,8 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("model")
     predict.add_argument("input", help="CSV file with a header row")
     predict.add_argument("-o", "--output", required=True, help="CSV file of predictions to write")
+    for sub in commands(root):  # last: after each command's own arguments in its usage and help
+        add_global_options(sub, defaults=False)
     return root
 
 
@@ -479,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Output(args.json)
     try:
         connection = Connection.from_env(target=args.gateway, api_key=args.api_key, tls=args.tls, ca_file=args.ca_file)
+        if connection.ca_file and not Path(connection.ca_file).is_file():
+            raise UsageError(f"{connection.ca_file}: no such file (--ca-file / AUTOML_TLS_CA_FILE)")
         with Client(connection) as api:
             return args.handler(api, out, args)
     except UsageError as exc:

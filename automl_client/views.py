@@ -5,13 +5,18 @@ leaderboard that updates as models finish)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
-from rich.console import Group
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
 from rich.progress_bar import ProgressBar
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -39,19 +44,190 @@ def seconds_text(value: float) -> str:
     return f"{value // 3600}:{value % 3600 // 60:02d}:{value % 60:02d}"
 
 
-def table(title: str, columns: list[str], rows: Iterable[list[Any]]) -> Table:
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        out.add_column(column, overflow="fold")
-    for row in rows:
-        out.add_row(*("" if v is None else str(v) for v in row))
-    return out
+@dataclass(frozen=True)
+class Col:
+    """A column of a table that fits the terminal. `kind`: "id" is never cut
+    nor wrapped (ids are copied from tables); "text" (names, messages,
+    pipelines) is shortened with an ellipsis when the table is too wide, down
+    to `least` characters (default TEXT_MIN); "fixed" (numbers, states, times)
+    is shown whole or not at all. `drop`: 0 always shown; otherwise the column
+    may be left out when the table does not fit even shortened, 1 first (the
+    least useful)."""
+
+    header: str
+    kind: str = "fixed"
+    drop: int = 0
+    least: int = 0
+
+    @property
+    def header_wraps(self) -> bool:
+        """Long headers wrap between words ("stop reason" on two lines), but
+        not around a word of one or two letters ("fit s")."""
+        words = self.header.split()
+        return len(words) > 1 and all(len(w) > 2 for w in words)
+
+    @property
+    def header_width(self) -> int:
+        """The narrowest the header gets."""
+        if self.header_wraps:
+            return max(cell_len(w) for w in self.header.split())
+        return cell_len(self.header)
+
+
+TEXT_MIN = 8
+"""The narrowest a shortened text column gets by default (7 characters and "…")."""
+NAME_MIN = 20
+"""The narrowest a display name gets: less useful columns are left out first."""
+
+
+def text_col(header: str, drop: int = 0, least: int = 0) -> Col:
+    return Col(header, "text", drop, least)
+
+
+def id_col(header: str = "id", drop: int = 0) -> Col:
+    return Col(header, "id", drop)
+
+
+HEXISH = re.compile(r"(?=[0-9a-f]*[0-9])[0-9a-f]{6,}")
+"""What looks like an id in a text ("Type from datasets/c3370f0b7e5d2a11")."""
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` in `width` cells, cut with "…" when longer; never inside what
+    looks like an id: the cut is then before it."""
+    if cell_len(text) <= width:
+        return text
+    keep = used = 0
+    for char in text:
+        used += cell_len(char)
+        if used > width - 1:
+            break
+        keep += 1
+    for match in HEXISH.finditer(text):
+        if match.start() < keep < match.end():
+            keep = match.start()
+    return text[:keep] + "…"
+
+
+class FitTable:
+    """A table laid out for the width it is drawn in: it keeps its natural
+    width when that fits; otherwise headers wrap between words, then text
+    columns are shortened with an ellipsis, then the least useful columns are
+    left out (a caption names them). Ids are always whole, on one line: when
+    they alone do not fit, the table is wider than asked rather than cut."""
+
+    def __init__(self, title: str, columns: list[Col | str], rows: Iterable[list[Any]]) -> None:
+        self.title = title
+        self.columns = [c if isinstance(c, Col) else text_col(c) for c in columns]
+        self.rows = [["" if v is None else str(v) for v in row] for row in rows]
+
+    @staticmethod
+    def _overhead(count: int) -> int:
+        """Borders and padding: "│ a │ b │" is 3 a column and 1."""
+        return 3 * count + 1
+
+    @cached_property
+    def _limits(self) -> tuple[list[int], list[int], list[int]]:
+        """Per column: its natural width, its width with the header wrapped
+        (every value whole), and the narrowest it may get."""
+        natural, whole, least = [], [], []
+        for i, column in enumerate(self.columns):
+            longest = max((cell_len(row[i]) for row in self.rows if i < len(row)), default=0)
+            natural.append(max(longest, cell_len(column.header), 1))
+            whole.append(max(longest, column.header_width, 1))
+            floor = max(column.least or TEXT_MIN, column.header_width) if column.kind == "text" else whole[-1]
+            least.append(min(whole[-1], floor))
+        return natural, whole, least
+
+    def _fit(self, shown: list[int], width: int) -> tuple[dict[int, int], int]:
+        """The widths of the columns `shown` in `width` characters, and by how
+        much they still do not fit (<= 0: they do)."""
+        natural, whole, least = self._limits
+        widths = {i: natural[i] for i in shown}
+        excess = sum(widths.values()) + self._overhead(len(shown)) - width
+        for floor in (whole, least):  # wrap headers first, then shorten text
+            while excess > 0:
+                candidates = [i for i in shown if widths[i] > floor[i]]
+                if not candidates:
+                    break
+                widest = max(candidates, key=lambda i: (widths[i], -i))
+                widths[widest] -= 1
+                excess -= 1
+        return widths, excess
+
+    def plan(self, width: int) -> tuple[list[int], list[int]]:
+        """The columns shown (indexes, in order) and their widths (without
+        padding) for `width` characters: the least useful columns are left
+        out until the rest fit, then any of them that fits after all is put
+        back, the most useful first. Columns with nothing in them go first."""
+        shown = list(range(len(self.columns)))
+        empty = [all(not row[i] for row in self.rows if i < len(row)) for i in shown]
+        order = [i for *_, i in sorted((not empty[i], c.drop, i) for i, c in enumerate(self.columns) if c.drop)]
+        dropped = []
+        while self._fit(shown, width)[1] > 0 and order:
+            dropped.append(order.pop(0))
+            shown.remove(dropped[-1])
+        for i in reversed(dropped):
+            trial = sorted([*shown, i])
+            if self._fit(trial, width)[1] <= 0:
+                shown = trial
+        widths = self._fit(shown, width)[0]
+        return shown, [widths[i] for i in shown]
+
+    def build(self, width: int) -> tuple[Table, int]:
+        """The rich table for `width` characters, and how wide it is (wider
+        than `width` only when the ids alone do not fit)."""
+        shown, widths = self.plan(width)
+        hidden = [self.columns[i].header or "#" for i in range(len(self.columns)) if i not in shown]
+        caption = None
+        if hidden:
+            names = ", ".join(hidden) if len(hidden) <= 4 else f"{len(hidden)} columns"
+            caption = f"not shown at this width: {names}"
+        out = Table(
+            title=self.title, title_justify="left", header_style="bold", caption=caption, caption_justify="left"
+        )
+        for i, w in zip(shown, widths, strict=True):
+            column = self.columns[i]
+            out.add_column(
+                Text(column.header, overflow="fold", no_wrap=not column.header_wraps),
+                width=w,
+                no_wrap=True,
+                overflow="ignore" if column.kind == "id" else "ellipsis",
+            )
+        for row in self.rows:
+            cells = [row[i] if i < len(row) else "" for i in shown]
+            out.add_row(
+                *(
+                    Text(shorten(cell, w) if self.columns[i].kind == "text" else cell)
+                    for i, w, cell in zip(shown, widths, cells, strict=True)
+                )
+            )
+        return out, sum(widths) + self._overhead(len(shown))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table, needed = self.build(options.max_width)
+        yield from console.render(table, options.update_width(max(options.max_width, needed)))
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        _, needed = self.build(options.max_width)
+        return Measurement(needed, needed)
+
+
+def table(title: str, columns: list[Col | str], rows: Iterable[list[Any]]) -> FitTable:
+    return FitTable(title, columns, rows)
 
 
 def datasets_table(datasets: Iterable[dataset_pb2.Dataset]) -> Table:
     return table(
         "datasets",
-        ["id", "display name", "rows", "columns", "bytes", "created"],
+        [
+            id_col(),
+            text_col("display name", least=NAME_MIN),
+            Col("rows"),
+            Col("columns", drop=2),
+            Col("bytes", drop=1),
+            Col("created", drop=3),
+        ],
         (
             [short(d.name), d.display_name, d.row_count, len(d.columns), d.size_bytes, when(d.create_time)]
             for d in datasets
@@ -59,10 +235,25 @@ def datasets_table(datasets: Iterable[dataset_pb2.Dataset]) -> Table:
     )
 
 
+def preview_table(title: str, names: list[str], rows: Iterable[list[Any]]) -> FitTable:
+    """A dataset's first rows: every value shortened alike when too wide, then
+    the last columns left out (the first is always shown)."""
+    return table(title, [text_col(name, drop=len(names) - i if i else 0) for i, name in enumerate(names)], rows)
+
+
 def columns_table(columns: Iterable[dataset_pb2.ColumnProfile]) -> Table:
     return table(
         "columns",
-        ["#", "name", "type", "missing", "distinct", "min", "max", "top values"],
+        [
+            Col("#"),
+            text_col("name"),
+            Col("type"),
+            Col("missing", drop=5),
+            Col("distinct", drop=3),
+            Col("min", drop=2),
+            Col("max", drop=1),
+            text_col("top values", drop=4),
+        ],
         (
             [
                 c.index,
@@ -82,7 +273,15 @@ def columns_table(columns: Iterable[dataset_pb2.ColumnProfile]) -> Table:
 def experiments_table(experiments: Iterable[experiment_pb2.Experiment]) -> Table:
     return table(
         "experiments",
-        ["id", "display name", "dataset", "target", "task", "metric", "runs"],
+        [
+            id_col(),
+            text_col("display name", least=NAME_MIN),
+            id_col("dataset", drop=4),
+            text_col("target", drop=5),
+            Col("task", drop=2),
+            Col("metric", drop=3),
+            Col("runs", drop=1),
+        ],
         (
             [
                 short(e.name),
@@ -101,7 +300,17 @@ def experiments_table(experiments: Iterable[experiment_pb2.Experiment]) -> Table
 def runs_table(runs: Iterable[run_pb2.Run]) -> Table:
     return table(
         "runs",
-        ["id", "experiment", "state", "stop reason", "models", "failed", "stopped", "best", "created"],
+        [
+            id_col(),
+            id_col("experiment", drop=5),
+            Col("state"),
+            Col("stop reason", drop=3),
+            Col("models", drop=6),
+            Col("failed", drop=2),
+            Col("stopped", drop=1),
+            Col("best", drop=7),
+            Col("created", drop=4),
+        ],
         (
             [
                 short(r.name),
@@ -205,14 +414,30 @@ def leaderboard_table(board: run_pb2.GetLeaderboardResponse, title: str = "leade
             row.append(result.sample_rows if 0 < result.sample_rows < full else "")
         row += [f"{result.fit_time_seconds:.2f}", pipeline_text(result), short(result.name)]
         rows.append(row)
-    columns = ["#", "family", name, "folds", *(["rows"] if sampled else []), "fit s", "pipeline", "result id"]
+    columns = [
+        Col("#"),
+        text_col("family", drop=5, least=14),
+        Col(name),
+        Col("folds", drop=3),
+        *([Col("rows", drop=2)] if sampled else []),
+        Col("fit s", drop=1),
+        text_col("pipeline", drop=4),
+        id_col("result id"),
+    ]
     return table(f"{title} ({name})", columns, rows)
 
 
 def models_table(models: Iterable[model_pb2.TrainedModel]) -> Table:
     return table(
         "trained models",
-        ["id", "result id", "state", "rows", "fit s", "created"],
+        [
+            id_col(),
+            id_col("result id", drop=4),
+            Col("state"),
+            Col("rows", drop=2),
+            Col("fit s", drop=1),
+            Col("created", drop=3),
+        ],
         (
             [
                 short(m.name),
@@ -230,7 +455,7 @@ def models_table(models: Iterable[model_pb2.TrainedModel]) -> Table:
 def evaluation_view(evaluation: model_pb2.HoldoutEvaluation) -> Group:
     metrics = table(
         f"holdout ({evaluation.row_count} rows)",
-        ["metric", "value"],
+        [Col("metric"), Col("value")],
         ([enum_name(common_pb2.Metric, m.metric, "METRIC_"), f"{m.value:.4f}"] for m in evaluation.metrics),
     )
     parts: list[Any] = [metrics]
@@ -240,11 +465,33 @@ def evaluation_view(evaluation: model_pb2.HoldoutEvaluation) -> Group:
         parts.append(
             table(
                 "confusion matrix (rows: true, columns: predicted)",
-                ["", *labels],
+                [text_col(""), *(Col(label, drop=len(labels) - i) for i, label in enumerate(labels))],
                 ([label, *row.counts] for label, row in zip(labels, matrix.rows, strict=True)),
             )
         )
     return Group(*parts)
+
+
+class Meter:
+    """A progress bar (up to BAR_WIDTH) and what it measures, on one line;
+    in a narrow terminal the bar gets shorter, then the label goes below it,
+    rather than being cut."""
+
+    def __init__(self, total: float, completed: float, label: str) -> None:
+        self.total, self.completed, self.label = total, completed, label
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        room = options.max_width - cell_len(self.label) - 1
+        if room >= BAR_MIN:
+            yield ProgressBar(total=self.total, completed=self.completed, width=min(BAR_WIDTH, room))
+            yield Text(" " + self.label)
+        else:
+            yield ProgressBar(total=self.total, completed=self.completed, width=min(BAR_WIDTH, options.max_width))
+            yield Segment.line()
+            yield Text(self.label)
+
+
+BAR_WIDTH, BAR_MIN = 50, 10
 
 
 @dataclass
@@ -326,23 +573,25 @@ class RunView:
             head.append(f"  ({enum_name(common_pb2.StopReason, self.finished.stop_reason, 'STOP_REASON_')})")
         parts: list[Any] = [head]
         if budget:
-            parts.append(ProgressBar(total=budget, completed=min(self.elapsed, budget), width=50))
-            parts.append(Text(f"time {seconds_text(self.elapsed)} of {seconds_text(budget)}"))
-        if conditions.max_models:
-            parts.append(ProgressBar(total=conditions.max_models, completed=min(done, conditions.max_models), width=50))
+            elapsed = f"time {seconds_text(self.elapsed)} of {seconds_text(budget)}"
+            parts.append(Meter(budget, min(self.elapsed, budget), elapsed))
         limit = f" of {conditions.max_models}" if conditions.max_models else ""
         best = f"{self.best:.4f}" if self.best is not None else "-"
         target = f" (target {conditions.target_score:g})" if conditions.HasField("target_score") else ""
         metric = enum_name(common_pb2.Metric, run.primary_metric, "METRIC_")
         stopped = f", stopped {self.stopped}" if self.stopped else ""
-        parts.append(Text(f"models {done}{limit}, failed {self.failed}{stopped}, best {metric} {best}{target}"))
+        counts = f"models {done}{limit}, failed {self.failed}{stopped}, best {metric} {best}{target}"
+        if conditions.max_models:
+            parts.append(Meter(conditions.max_models, min(done, conditions.max_models), counts))
+        else:
+            parts.append(Text(counts))
         top = sorted(
             self.models.values(), key=lambda m: m.primary_score, reverse=metrics.higher_is_better(run.primary_metric)
         )
         parts.append(
             table(
                 "best models so far",
-                ["#", "family", metric, "fit s", "model"],
+                [Col("#"), text_col("family", least=14), Col(metric), Col("fit s", drop=1), Col("model")],
                 (
                     [i + 1, m.model_family, f"{m.primary_score:.4f}", f"{m.fit_time_seconds:.2f}", m.index]
                     for i, m in enumerate(top[:10])
