@@ -17,7 +17,7 @@ import sys
 import grpc
 from google.protobuf import json_format
 
-from automl.common import identity
+from automl.common import identity, status
 from automl.common.channels import blocking_channel
 from automl.common.settings import Settings, SettingsError
 from automl.v1 import storage_service_pb2 as pb
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 revoked = storage.RevokeApiKey(pb.RevokeApiKeyRequest(name=args.name), timeout=TIMEOUT)
                 print(json.dumps(_row(revoked)) if args.json else f"{revoked.name} revoked")
         except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            error = status.from_rpc_error(exc)  # type: ignore[arg-type]  # a blocking call's error is its grpc.Call
+            print(f"error: {status.code_of(error).name}: {error.message}", file=sys.stderr)
             return 1
     return 0
 

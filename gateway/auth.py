@@ -15,14 +15,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
-from automl.common import errors, interceptors
+from automl.common import errors, interceptors, status
+from automl.common.tenants import DEFAULT_TENANT
 from automl.v1 import storage_service_pb2
 from gateway.backends import Backends
 
 KEY_PREFIX = "aml_"
-DEFAULT_TENANT = "default"
 
 # The HTTP door calls the gateway's gRPC server over a local socket, so the
 # transport address of those calls is the socket, not the client. The door
@@ -211,11 +209,12 @@ class ApiKeyAuth:
             return known.tenant
         try:
             key = await self.backends.storage.LookupApiKey(storage_service_pb2.LookupApiKeyRequest(key_sha256=digest))
-        except grpc.aio.AioRpcError as exc:
+        except errors.NotFound:
             self._known.pop(digest, None)
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise errors.Unauthenticated("unknown API key") from None
-            raise errors.Unavailable(f"cannot check the API key now ({exc.code().name}); retry") from None
+            raise errors.Unauthenticated("unknown API key") from None
+        except errors.AutoMLError as exc:
+            self._known.pop(digest, None)
+            raise errors.Unavailable(f"cannot check the API key now ({status.code_of(exc).name}); retry") from None
         if key.HasField("revoke_time"):
             self._known.pop(digest, None)
             raise errors.Unauthenticated(f"API key {key.prefix}... was revoked")

@@ -7,19 +7,19 @@ import grpc
 from automl.common import context, identity
 from automl.common.channels import connect
 from automl.common.settings import Settings
+from automl.common.tenants import ALL_TENANTS
 from automl.v1 import (
     notifier_service_pb2_grpc,
     runner_service_pb2_grpc,
     storage_service_pb2_grpc,
 )
 
-ALL_TENANTS = "*"
-
 
 class Backends:
     """Storage, runner and notifier stubs. Calls carry the current call's tenant
-    and request id (automl.common.channels); `as_tenant()` gives the metadata
-    for work done on a tenant's behalf outside a call (the supervisor)."""
+    and request id, and fail with domain errors (automl.common.channels);
+    `as_tenant()` gives the metadata for work done on a tenant's behalf
+    outside a call (the supervisor)."""
 
     storage: storage_service_pb2_grpc.StorageStub
     runner: runner_service_pb2_grpc.RunnerStub

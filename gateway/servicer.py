@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
 
-from automl.common import context
+from automl.common import context, errors, status
 from automl.common.errors import InvalidArgument
 from automl.common.stopping import TERMINAL_STATES
 from automl.common.streams import drain
@@ -85,10 +85,10 @@ def _compress_large(ctx: Any, answer: Any) -> None:
 
 
 # A run that meets these when it starts waits QUEUED for a runner.
-WAIT_REASONS = {
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "no runner has capacity",
-    grpc.StatusCode.UNAVAILABLE: "no runner is reachable",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "the runner did not answer in time",
+WAIT_REASONS: dict[type[errors.AutoMLError], str] = {
+    errors.ResourceExhausted: "no runner has capacity",
+    errors.Unavailable: "no runner is reachable",
+    errors.DeadlineExceeded: "the runner did not answer in time",
 }
 
 
@@ -200,21 +200,21 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         tenant = context.tenant.get()
         try:
             return await self.runner.ExecuteRun(runner_service_pb2.ExecuteRunRequest(name=run.name))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise  # the runner recorded the run FAILED with the same message
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                return await self.storage.GetRun(run_pb2.GetRunRequest(name=run.name))  # claimed meanwhile
-            why = WAIT_REASONS.get(exc.code())
-            if why is not None:
-                queued = await self.control.enqueue(tenant, run, why, if_full=c.RUN_STATE_CANCELLED)
-                return queued or await self.storage.GetRun(run_pb2.GetRunRequest(name=run.name))
+        except errors.InvalidArgument:
+            raise  # the runner recorded the run FAILED with the same message
+        except errors.FailedPrecondition:
+            return await self.storage.GetRun(run_pb2.GetRunRequest(name=run.name))  # claimed meanwhile
+        except tuple(WAIT_REASONS) as exc:
+            why = next(why for cls, why in WAIT_REASONS.items() if isinstance(exc, cls))
+            queued = await self.control.enqueue(tenant, run, why, if_full=c.RUN_STATE_CANCELLED)
+            return queued or await self.storage.GetRun(run_pb2.GetRunRequest(name=run.name))
+        except errors.AutoMLError as exc:
             await self.control.end(
                 tenant,
                 run,
                 c.RUN_STATE_CANCELLED,
                 c.STOP_REASON_ERROR,
-                f"the runner answered {exc.code().name}: {exc.details()}",
+                f"the runner answered {status.code_of(exc).name}: {exc.message}",
                 expected=[c.RUN_STATE_PENDING],
             )
             raise
@@ -282,7 +282,7 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         if not terminal and not self.cache.known_running(tenant, request.run):
             try:
                 run = await self.storage.GetRun(run_pb2.GetRunRequest(name=request.run))
-            except grpc.aio.AioRpcError:
+            except errors.AutoMLError:
                 return await fetch(request)  # the page's own call says what is wrong
             self.cache.saw_run(tenant, run)
             terminal = run.state in TERMINAL_STATES
@@ -311,10 +311,10 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         )
         try:
             return await self.runner.ExecuteTraining(runner_service_pb2.ExecuteTrainingRequest(name=model.name))
-        except grpc.aio.AioRpcError as exc:
+        except errors.AutoMLError as exc:
             # Not left TRAINING for ever: the model says why it never trained.
             model.state = model_pb2.TrainedModel.STATE_FAILED
-            model.error_message = f"training could not start: {exc.code().name}: {exc.details()}"
+            model.error_message = f"training could not start: {status.code_of(exc).name}: {exc.message}"
             await self.storage.UpdateTrainedModel(
                 storage_service_pb2.UpdateTrainedModelRequest(
                     trained_model=model, update_mask=field_mask_pb2.FieldMask(paths=["state", "error_message"])

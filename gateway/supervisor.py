@@ -23,9 +23,9 @@ import datetime as dt
 import logging
 import time
 
-import grpc
 from prometheus_client import Counter, Gauge
 
+from automl.common import errors, status
 from automl.common.events import new_event_id
 from automl.common.settings import Settings
 from automl.common.stopping import ACTIVE_STATES, Limits, Progress, final_state, limit_reached, search_seconds
@@ -45,7 +45,7 @@ MODELS_EVALUATED = Counter(
 SUPERVISOR_STOPS = Counter("automl_supervisor_actions_total", "Runs the supervisor stopped or ended.", ["reason"])
 REASK_SECONDS = 10.0  # a stop already asked for is asked again only after this long
 DISPATCH_ATTEMPTS = 2  # runners behind one name answer in turn: a busy one is not every one
-NO_CAPACITY = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+NO_CAPACITY = (errors.ResourceExhausted, errors.Unavailable, errors.DeadlineExceeded)
 
 
 def seconds_since(ts: object, now: dt.datetime) -> float:
@@ -84,9 +84,9 @@ class Supervisor:
                 if failing:
                     log.info("supervisor reaches storage again")
                 failing = False
-            except grpc.aio.AioRpcError as exc:
+            except errors.AutoMLError as exc:
                 if not failing:  # one line per outage, not one per round
-                    log.error("supervisor cannot read runs", extra={"error": exc.code().name})
+                    log.error("supervisor cannot read runs", extra={"error": status.code_of(exc).name})
                 failing = True
             except Exception:
                 log.exception("supervisor round failed")
@@ -106,8 +106,8 @@ class Supervisor:
             self._count(record.run)
             try:
                 await self.check(record, now)
-            except grpc.aio.AioRpcError as exc:
-                log.warning("cannot supervise run", extra={"run": record.run.name, "error": exc.code().name})
+            except errors.AutoMLError as exc:
+                log.warning("cannot supervise run", extra={"run": record.run.name, "error": status.code_of(exc).name})
         for name in set(self._counts) - seen:
             self._counts.pop(name, None)
             self._asked.pop(name, None)
@@ -127,15 +127,16 @@ class Supervisor:
             for attempt in range(DISPATCH_ATTEMPTS):
                 try:
                     run = await self.backends.runner.ExecuteRun(request, metadata=as_tenant(record.tenant))
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() in NO_CAPACITY:
-                        if attempt + 1 < DISPATCH_ATTEMPTS:
-                            continue
-                        return  # the head waits: runs start in the queue's order
-                    if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT):
-                        log.warning("cannot start a queued run", extra={"run": request.name, "error": exc.code().name})
-                        return
+                except NO_CAPACITY:
+                    if attempt + 1 < DISPATCH_ATTEMPTS:
+                        continue
+                    return  # the head waits: runs start in the queue's order
+                except (errors.FailedPrecondition, errors.InvalidArgument):
                     break  # claimed or ended meanwhile, or refused (then FAILED): the next one
+                except errors.AutoMLError as exc:
+                    why = status.code_of(exc).name
+                    log.warning("cannot start a queued run", extra={"run": request.name, "error": why})
+                    return
                 log.info("queued run started", extra={"run": run.name, "runner": run.runner_id})
                 SUPERVISOR_STOPS.labels("dispatched").inc()
                 break
@@ -243,9 +244,8 @@ class Supervisor:
         try:
             if await self.control.enqueue(tenant, run, why, if_full=c.RUN_STATE_FAILED):
                 SUPERVISOR_STOPS.labels("never_started").inc()
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:  # full: the run is FAILED, saying why
-                raise
+        except errors.ResourceExhausted:
+            pass  # full: the run is FAILED, saying why
 
     async def _runner_lost(self, tenant: str, run: run_pb2.Run, silent: float) -> None:
         """A RUNNING run is taken over (or FAILED past the takeovers allowed); a

@@ -20,6 +20,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from automl.common import csvformat, names, stopping
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.v1 import common_pb2 as c
 from automl.v1 import dataset_pb2, event_pb2, experiment_pb2, model_pb2, run_pb2
@@ -31,8 +32,6 @@ MAX_PAGE_SIZE = 1000
 MAX_TEXT = 4096
 MAX_CHUNK = 1024 * 1024
 MAX_VIOLATIONS = 20
-SERVER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-CLIENT_ID = re.compile(r"^[a-z][a-z0-9-]{2,61}[a-z0-9]$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 EXPERIMENT_MUTABLE = frozenset({"display_name", "description", "default_stop_conditions"})
 
@@ -63,12 +62,7 @@ def has_rule(message_type: str) -> bool:
 
 
 def name(value: str, collection: str, field: str = "name", required: bool = True) -> Violations:
-    if not value:
-        return [FieldViolation(field, f"required: a name like {collection}/abc123")] if required else []
-    ident = value.removeprefix(f"{collection}/") if value.startswith(f"{collection}/") else ""
-    if not SERVER_ID.match(ident):
-        return [FieldViolation(field, f"{value[:80]!r} is not a name like {collection}/abc123")]
-    return []
+    return names.violations(value, collection, field, required)
 
 
 def paging(request: Any, field: str = "page_size") -> Violations:
@@ -104,47 +98,11 @@ def filter_text(request: Any) -> Violations:
 
 
 def csv_options(options: c.CsvOptions, field: str) -> Violations:
-    out = []
-    for key in ("delimiter", "quote_char"):
-        value = getattr(options, key)
-        if value and (len(value) != 1 or value in "\r\n"):
-            out.append(FieldViolation(f"{field}.{key}", f"{value[:80]!r}: one character, not a line break"))
-    if (options.delimiter or ",") == (options.quote_char or '"'):
-        out.append(FieldViolation(f"{field}.quote_char", "must differ from the delimiter"))
-    if options.encoding and not _text_codec(options.encoding):
-        out.append(
-            FieldViolation(f"{field}.encoding", f"{options.encoding[:80]!r}: a text codec such as utf-8 or latin-1")
-        )
-    if len(options.na_values) > 100 or any(len(v) > 64 for v in options.na_values):
-        out.append(FieldViolation(f"{field}.na_values", "at most 100 markers of at most 64 characters"))
-    return out
-
-
-def _text_codec(name: str) -> bool:
-    """Whether `name` is a Python codec between bytes and text (not base64 or
-    rot13, which str.encode refuses, nor one that cannot decode at all)."""
-    if len(name) > 64:
-        return False
-    try:
-        "".encode(name)
-        b"".decode(name)
-    except (LookupError, UnicodeError, ValueError):
-        return False
-    return True
+    return csvformat.violations(csvformat.CsvFormat.of(options), field)
 
 
 def stop_conditions(conditions: c.StopConditions, field: str) -> Violations:
-    out = []
-    for key in ("max_duration", "per_model_time_limit"):
-        duration = getattr(conditions, key)
-        if duration.seconds < 0 or duration.nanos < 0:
-            out.append(FieldViolation(f"{field}.{key}", "must be positive (or unset)"))
-    for key in ("max_models", "no_improvement_models"):
-        if getattr(conditions, key) < 0:
-            out.append(FieldViolation(f"{field}.{key}", "must be 0 (no limit) or more"))
-    if conditions.HasField("target_score") and not math.isfinite(conditions.target_score):
-        out.append(FieldViolation(f"{field}.target_score", "must be a finite number"))
-    return out
+    return stopping.check(conditions, field)
 
 
 def _experiment(e: experiment_pb2.Experiment, field: str) -> Violations:
@@ -185,10 +143,8 @@ def _create_experiment(r: experiment_pb2.CreateExperimentRequest) -> Violations:
     if not r.HasField("experiment"):
         return [FieldViolation("experiment", "required: the experiment to create")]
     out = _experiment(r.experiment, "experiment")
-    if r.experiment_id and not CLIENT_ID.match(r.experiment_id):
-        out.append(
-            FieldViolation("experiment_id", "use 4 to 63 lowercase letters, digits and hyphens, starting with a letter")
-        )
+    if r.experiment_id:
+        out += names.client_id_violations(r.experiment_id, "experiment_id")
     return out
 
 

@@ -1,14 +1,18 @@
 """Outgoing channels between services: every call carries the caller's
-credentials, the current request id and tenant, and every unary call has a
-deadline."""
+credentials, the current request id and tenant, every unary call has a
+deadline, and a call that fails raises the domain error of its status
+(automl.common.status.from_rpc_error: errors.NotFound, errors.Unavailable,
+...), so that code calling another service catches domain errors, never
+status codes."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import grpc
 
-from automl.common import context, identity
+from automl.common import context, identity, status
 from automl.common.identity import IDENTITY_KEY, Credentials
 from automl.common.settings import Settings
 
@@ -66,6 +70,77 @@ class _ForwardStreamStream(_ForwardContext, grpc.aio.StreamStreamClientIntercept
     pass
 
 
+class _Translated:
+    """A call as grpc made it, but for its failure: awaiting it or reading its
+    answers raises status.from_rpc_error's domain error instead of the
+    AioRpcError (which it still is: status.Downstream). The rest (cancel(),
+    code(), trailing_metadata(), write()...) is the call's own."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        try:
+            return (yield from self._call.__await__())
+        except grpc.aio.AioRpcError as exc:
+            raise status.from_rpc_error(exc) from None  # the same status: grpc's frames add nothing
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[Any]:
+        try:
+            async for message in self._call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise status.from_rpc_error(exc) from None
+
+    async def read(self) -> Any:
+        try:
+            return await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise status.from_rpc_error(exc) from None
+
+
+# grpc.aio hands on what an interceptor returns as the call only when it is
+# one of its call types (else it takes it for the answer itself).
+for _kind in (grpc.aio.UnaryUnaryCall, grpc.aio.UnaryStreamCall, grpc.aio.StreamUnaryCall, grpc.aio.StreamStreamCall):
+    _kind.register(_Translated)
+
+
+class _Translate:
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return _Translated(await continuation(details, request))
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return _Translated(await continuation(details, request))
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return _Translated(await continuation(details, request_iterator))
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return _Translated(await continuation(details, request_iterator))
+
+
+class _TranslateUnaryUnary(_Translate, grpc.aio.UnaryUnaryClientInterceptor):
+    pass
+
+
+class _TranslateUnaryStream(_Translate, grpc.aio.UnaryStreamClientInterceptor):
+    pass
+
+
+class _TranslateStreamUnary(_Translate, grpc.aio.StreamUnaryClientInterceptor):
+    pass
+
+
+class _TranslateStreamStream(_Translate, grpc.aio.StreamStreamClientInterceptor):
+    pass
+
+
 RECONNECT_BACKOFF_MS = 2000
 """Longest wait between two attempts to reach a service that went away: gRPC's
 default grows to 120 s, which left callers UNAVAILABLE long after a restarted
@@ -98,8 +173,11 @@ def connect(target: str, settings: Settings, credentials: Credentials, lb_policy
 
 def interceptors(settings: Settings, credentials: Credentials) -> list[grpc.aio.ClientInterceptor]:
     """What every asyncio channel to an internal service runs: the credentials,
-    the call context and the default deadline."""
-    return [
+    the call context and the default deadline; failures as domain errors."""
+    translate: list[grpc.aio.ClientInterceptor] = [
+        kind() for kind in (_TranslateUnaryUnary, _TranslateUnaryStream, _TranslateStreamUnary, _TranslateStreamStream)
+    ]
+    return translate + [
         kind(settings.call_timeout_seconds, credentials)
         for kind in (_ForwardUnaryUnary, _ForwardUnaryStream, _ForwardStreamUnary, _ForwardStreamStream)
     ]

@@ -1,7 +1,9 @@
 """Domain errors: what went wrong, in terms a user can act on.
 
 Domain code raises these and knows nothing of gRPC; automl.common.status maps
-each class to its status code in one place.
+each class to its status code in one place, and back: a call to another
+service of the suite that fails raises the class of its status code
+(automl.common.channels), so that domain code catches these, not status codes.
 """
 
 from __future__ import annotations
@@ -83,6 +85,14 @@ class Unavailable(AutoMLError):
     """A dependency cannot be reached; retrying later may work."""
 
 
+class DeadlineExceeded(AutoMLError):
+    """The call took longer than its deadline; whether it took effect is not known."""
+
+
+class Aborted(AutoMLError):
+    """A concurrent change got in the way (e.g. a transaction conflict); retrying may work."""
+
+
 class Cancelled(AutoMLError):
     """The caller went away before the call completed."""
 
@@ -93,3 +103,11 @@ class DataLoss(AutoMLError):
 
 class Unimplemented(AutoMLError):
     """The method exists in the contract but is not built yet."""
+
+
+class Internal(AutoMLError):
+    """Another service failed in a way it does not explain (its INTERNAL answer)."""
+
+
+class Unknown(AutoMLError):
+    """A failure without a status of its own (gRPC's UNKNOWN)."""

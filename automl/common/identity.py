@@ -38,6 +38,7 @@ import grpc
 
 from automl.common import context, errors, keys
 from automl.common.settings import Settings
+from automl.common.tenants import ALL_TENANTS
 
 IDENTITY_KEY = "x-automl-identity"
 CREDENTIAL_KEY = "x-automl-credential"
@@ -50,7 +51,6 @@ NOTIFIER = "notifier"
 ADMIN = "admin"
 IDENTITIES = frozenset({GATEWAY, SUPERVISOR, RUNNER, NOTIFIER, ADMIN})
 
-ALL_TENANTS = "*"
 ACTS_FOR_TENANTS = frozenset({GATEWAY, SUPERVISOR, RUNNER, NOTIFIER})
 ACTS_FOR_ALL_TENANTS = frozenset({SUPERVISOR, NOTIFIER})
 # Identities a certificate's common name may claim.

@@ -50,7 +50,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                                  parser text; the rest of a client stream is
                                  read first (automl.common.streams.drain)
     - automl.common.errors.*  -> their code, with rich details (automl.common.status)
-    - an error from a downstream gRPC call -> passed through unchanged
+    - an error from a downstream gRPC call (automl.common.channels raises it
+      as a domain error, status.Downstream) -> passed through unchanged
     - NotImplementedError     -> UNIMPLEMENTED (generated servicer stubs raise it)
     - anything else           -> INTERNAL with the request id; the traceback is logged
 
@@ -195,11 +196,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             return ctx.code() or grpc.StatusCode.UNKNOWN
         if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
             return grpc.StatusCode.CANCELLED
-        if isinstance(exc, errors.AutoMLError):
-            await _abort(ctx, _with_retry_delay(status.to_status(exc, rid), getattr(exc, "retry_after_seconds", 0.0)))
-        if isinstance(exc, grpc.aio.AioRpcError):  # a downstream service's answer: pass it on as is
+        # Before AutoMLError: a downstream service's answer (status.Downstream,
+        # a domain error too) is passed on as it came, not rebuilt.
+        if isinstance(exc, grpc.aio.AioRpcError):
             trailing = tuple((k, v) for k, v in (exc.trailing_metadata() or ()) if k == "grpc-status-details-bin")
             await _abort(ctx, _Status(exc.code(), exc.details() or "", trailing))
+        if isinstance(exc, errors.AutoMLError):
+            await _abort(ctx, _with_retry_delay(status.to_status(exc, rid), getattr(exc, "retry_after_seconds", 0.0)))
         if isinstance(exc, NotImplementedError):
             name = method.rsplit("/", 1)[-1]
             message = str(exc) if str(exc) and str(exc) != "Method not implemented!" else ""

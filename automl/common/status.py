@@ -3,8 +3,11 @@ details from google.rpc) and back."""
 
 from __future__ import annotations
 
+from typing import Any, Protocol, cast
+
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -20,10 +23,20 @@ CODES: dict[type[errors.AutoMLError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.Aborted: grpc.StatusCode.ABORTED,
     errors.Cancelled: grpc.StatusCode.CANCELLED,
     errors.DataLoss: grpc.StatusCode.DATA_LOSS,
     errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    errors.Internal: grpc.StatusCode.INTERNAL,
+    errors.Unknown: grpc.StatusCode.UNKNOWN,
 }
+"""Each domain error's status code and, read backwards (ERRORS), each status
+code's domain error: one table for both ways, so that an error that crosses
+a service keeps its class. Every code but OK is in it, once."""
+
+ERRORS: dict[grpc.StatusCode, type[errors.AutoMLError]] = {code: cls for cls, code in CODES.items()}
+assert len(ERRORS) == len(CODES), "two classes of one code: the way back would pick one"
 
 
 MAX_MESSAGE_COST = 1500
@@ -91,16 +104,11 @@ of the request (errors.ResourceExhausted.too_large), not a quota or a rate."""
 
 def reason(details: bytes | None) -> str:
     """The google.rpc.ErrorInfo reason in a grpc-status-details-bin value ("" if none)."""
-    if not details:
-        return ""
-    for detail in status_pb2.Status.FromString(details).details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == DOMAIN:
-            return info.reason
-    return ""
+    return _reason(status_pb2.Status.FromString(details)) if details else ""
 
 
 def code_of(error: errors.AutoMLError) -> grpc.StatusCode:
+    """`error`'s status code: its class's in CODES (or its nearest base's), else UNKNOWN."""
     for cls in type(error).__mro__:
         if cls in CODES:
             return CODES[cls]
@@ -142,16 +150,106 @@ def internal_status(request_id: str) -> grpc.Status:
 
 def field_violations(call: grpc.Call) -> list[errors.FieldViolation]:
     """The field violations of a failed call's BadRequest detail (empty if none)."""
-    status = rpc_status.from_call(call)
-    if status is None:
-        return []
+    return _violations(rpc_status.from_call(call))
+
+
+class Downstream(grpc.aio.AioRpcError):
+    """What a failed call to another service of the suite raises
+    (from_rpc_error, applied by automl.common.channels): the domain error of
+    its status code (ERRORS) with the message and details the status carried,
+    that is also still the grpc.aio.AioRpcError grpc raised, with its code,
+    details and trailers. So the CallInterceptor passes it on to its own
+    caller exactly as received (the gateway's errors are storage's, byte for
+    byte), and code that still catches AioRpcError keeps working."""
+
+    def __init__(self, message: str) -> None:
+        # Reached through AutoMLError.__init__'s super() (Downstream follows
+        # it in a downstream class's MRO), where AioRpcError's own __init__
+        # would want a status: from_rpc_error has given it that already.
+        Exception.__init__(self, message)
+
+    def __str__(self) -> str:
+        return BaseException.__str__(self)  # the message, as a domain error's; repr() keeps grpc's dump
+
+
+def _downstream_class(cls: type[errors.AutoMLError]) -> type[errors.AutoMLError]:
+    name = cls.__name__
+    namespace = {"__module__": __name__, "__qualname__": f"Downstream.{name}", "__doc__": cls.__doc__}
+    return cast("type[errors.AutoMLError]", type(name, (cls, Downstream), namespace))
+
+
+_DOWNSTREAM = {cls: _downstream_class(cls) for cls in CODES}
+"""Each domain class's Downstream class (a subclass of both), made once."""
+
+
+class FailedCall(Protocol):
+    """A failed call as grpc raises it, from an asyncio channel or a blocking one."""
+
+    def code(self) -> grpc.StatusCode: ...
+    def details(self) -> str | None: ...
+    def initial_metadata(self) -> Any: ...
+    def trailing_metadata(self) -> Any: ...
+    def debug_error_string(self) -> str | None: ...
+
+
+def from_rpc_error(call: FailedCall) -> errors.AutoMLError:
+    """The domain error of a failed call, to_status read backwards: the class
+    of its status code (ERRORS) with its message, its field violations
+    (BadRequest) and its size-limit reason (ErrorInfo TOO_LARGE); a
+    Downstream too, which keeps the status as it came. An error already
+    translated is returned as it is."""
+    if isinstance(call, errors.AutoMLError):
+        return call
+    code = call.code()
+    cls = ERRORS.get(code, errors.Unknown)
+    message = call.details() or ""
+    rich = _rich_status(call.trailing_metadata())
+    error = _DOWNSTREAM[cls].__new__(_DOWNSTREAM[cls])
+    grpc.aio.AioRpcError.__init__(
+        cast(grpc.aio.AioRpcError, error),
+        code,
+        call.initial_metadata(),
+        call.trailing_metadata(),
+        call.details(),
+        call.debug_error_string(),
+    )
+    # The domain half, as the class's own constructor makes it (Downstream.__init__ ends its chain).
+    if issubclass(cls, errors.InvalidArgument):
+        cls.__init__(cast(errors.InvalidArgument, error), message, _violations(rich))
+    elif issubclass(cls, errors.ResourceExhausted):
+        cls.__init__(cast(errors.ResourceExhausted, error), message, too_large=_reason(rich) == TOO_LARGE)
+    else:
+        cls.__init__(error, message)
+    return error
+
+
+def _rich_status(trailing_metadata: Any) -> status_pb2.Status | None:
+    """The google.rpc.Status of a call's grpc-status-details-bin trailer (None if it has none)."""
+    for key, value in trailing_metadata or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            try:
+                return status_pb2.Status.FromString(value)
+            except DecodeError:  # unreadable details must not hide the status itself
+                return None
+    return None
+
+
+def _violations(rich: status_pb2.Status | None) -> list[errors.FieldViolation]:
     violations: list[errors.FieldViolation] = []
-    for detail in status.details:
+    for detail in rich.details if rich is not None else ():
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)
             violations.extend(errors.FieldViolation(v.field, v.description) for v in bad_request.field_violations)
     return violations
+
+
+def _reason(rich: status_pb2.Status | None) -> str:
+    for detail in rich.details if rich is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == DOMAIN:
+            return info.reason
+    return ""
 
 
 def _pack(message: object) -> any_pb2.Any:

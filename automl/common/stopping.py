@@ -3,7 +3,9 @@
 The runner enforces them on every result it records, and the gateway's
 supervisor checks them again from what storage holds (so that a runner that
 missed one, or a gateway restart, cannot make a run endless): both use this
-module, so they can never disagree on what a condition means.
+module, so they can never disagree on what a condition means. The checks of
+the conditions a user sends (the gateway's, storage's, the runner's) are here
+too, with one set of messages.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from google.protobuf import duration_pb2
+
 from automl.common import metrics
+from automl.common.errors import FieldViolation
 from automl.v1 import common_pb2 as c
 from automl.v1 import run_pb2
 
@@ -62,20 +67,69 @@ class Limits:
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, fix) of each condition that cannot work."""
-        out = []
-        if self.max_duration < 0:
-            out.append(("stop_conditions.max_duration", "must be positive (or unset: no time budget)"))
-        if self.max_models < 0:
-            out.append(("stop_conditions.max_models", "must be positive (or 0: no limit)"))
-        if self.no_improvement_models < 0:
-            out.append(("stop_conditions.no_improvement_models", "must be positive (or 0: no limit)"))
-        if self.per_model_time_limit <= 0:
-            out.append(("stop_conditions.per_model_time_limit", "must be positive (or unset: the server default)"))
-        if self.target_score is not None and not math.isfinite(self.target_score):
-            out.append(("stop_conditions.target_score", "must be a finite number"))
-        if not out and self.max_duration == 0 and self.max_models == 0 and self.target_score is None:
-            out.append(("stop_conditions", "set max_duration, max_models or target_score so that the run ends"))
-        return out
+        found = violations(
+            "stop_conditions",
+            max_duration=self.max_duration,
+            per_model_time_limit=self.per_model_time_limit,
+            max_models=self.max_models,
+            no_improvement_models=self.no_improvement_models,
+            target_score=self.target_score,
+            require_bound=True,
+        )
+        return [(v.field, v.description) for v in found]
+
+
+def violations(
+    field: str,
+    *,
+    max_duration: float,
+    per_model_time_limit: float,
+    max_models: int,
+    no_improvement_models: int,
+    target_score: float | None,
+    require_bound: bool = False,
+) -> list[FieldViolation]:
+    """What is wrong with the stop conditions at `field` (durations in seconds,
+    0 for unset; target_score None for unset), each with its fix.
+    `require_bound`: a run's own conditions, which must end it by themselves."""
+    out = []
+    if max_duration < 0:
+        out.append(FieldViolation(f"{field}.max_duration", "must be positive, or unset for no time budget"))
+    if per_model_time_limit < 0:
+        out.append(
+            FieldViolation(f"{field}.per_model_time_limit", "must be positive, or unset for the server's default")
+        )
+    for key, count in (("max_models", max_models), ("no_improvement_models", no_improvement_models)):
+        if count < 0:
+            out.append(FieldViolation(f"{field}.{key}", f"{count}: must be 0 (no limit) or more"))
+    if target_score is not None and not math.isfinite(target_score):
+        out.append(FieldViolation(f"{field}.target_score", "must be a finite number"))
+    if require_bound and not out and max_duration == 0 and max_models == 0 and target_score is None:
+        out.append(
+            FieldViolation(field, "set max_duration, max_models or target_score so that the run cannot go on forever")
+        )
+    return out
+
+
+def check(conditions: c.StopConditions, field: str, require_bound: bool = False) -> list[FieldViolation]:
+    """violations() of the message at `field`."""
+    return violations(
+        field,
+        max_duration=_seconds(conditions.max_duration),
+        per_model_time_limit=_seconds(conditions.per_model_time_limit),
+        max_models=conditions.max_models,
+        no_improvement_models=conditions.no_improvement_models,
+        target_score=conditions.target_score if conditions.HasField("target_score") else None,
+        require_bound=require_bound,
+    )
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    # Either part negative is a negative duration: a Duration whose parts
+    # disagree in sign is malformed, and must not pass as a small positive one.
+    if duration.seconds < 0 or duration.nanos < 0:
+        return -1.0
+    return duration.seconds + duration.nanos / 1e9
 
 
 @dataclass

@@ -36,8 +36,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
-
 from automl.common import errors
 from automl.common.errors import InvalidArgument
 from automl.common.events import EVENT_ID_RULE, new_event_id, valid_event_id
@@ -314,10 +312,8 @@ class Hub:
         if key not in self.sequences:  # first event of this run since start: continue the log
             try:
                 self.sequences[key] = await self.log.last_sequence(tenant, run)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() is grpc.StatusCode.NOT_FOUND:
-                    raise errors.NotFound(f"{run} does not exist") from exc
-                raise  # storage unreachable: UNAVAILABLE, which the publisher retries
+            except errors.NotFound as exc:  # storage away (Unavailable) goes on: the publisher retries that
+                raise errors.NotFound(f"{run} does not exist") from exc
         self.sequences[key] += 1
         return self.sequences[key]
 

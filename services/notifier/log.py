@@ -9,10 +9,9 @@ import grpc
 from google.protobuf import field_mask_pb2
 
 from automl.common import errors
+from automl.common.tenants import ALL_TENANTS
 from automl.v1 import event_pb2, run_pb2, storage_service_pb2_grpc
 from automl.v1 import storage_service_pb2 as pb
-
-ALL_TENANTS = "*"
 
 
 def _as_tenant(tenant: str) -> list[tuple[str, str]]:
@@ -79,10 +78,8 @@ class StorageLog:
             return await self.stub.GetSubscriptionRecord(
                 pb.GetSubscriptionRecordRequest(token_sha256=token_sha256), metadata=_as_tenant(ALL_TENANTS)
             )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.NOT_FOUND:
-                raise errors.NotFound("no subscription has this token") from None
-            raise
+        except errors.NotFound:
+            raise errors.NotFound("no subscription has this token") from None  # not storage's wording
 
     async def records(
         self, tenant: str, page_size: int, page_token: str, active_webhooks_only: bool = False

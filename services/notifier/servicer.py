@@ -11,15 +11,14 @@ from google.protobuf import empty_pb2
 from automl.common import context
 from automl.common.errors import InvalidArgument
 from automl.common.settings import Settings
+from automl.common.tenants import DEFAULT_TENANT
 from automl.v1 import common_pb2, event_pb2, notifier_service_pb2_grpc
 from automl.v1 import notifier_service_pb2 as pb
 from services.notifier.hub import Batch, Filter, Hub, Position
 from services.notifier.subscriptions import Subscriptions
 
 if TYPE_CHECKING:
-    from services.notifier.server import Notifier
-
-DEFAULT_TENANT = "default"
+    from services.notifier.notifier import Notifier
 
 
 def tenant() -> str:

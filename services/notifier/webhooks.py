@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import httpx
 from google.protobuf import json_format
 
+from automl.common.tenants import ALL_TENANTS
 from automl.v1 import event_pb2
 from automl.v1 import storage_service_pb2 as pb
 from services.notifier.log import StorageLog
@@ -301,7 +302,7 @@ class Webhooks:
         """Restart the dispatchers of every active webhook (after a restart)."""
         token = ""
         while True:
-            page = await self.log.records("*", 1000, token, active_webhooks_only=True)
+            page = await self.log.records(ALL_TENANTS, 1000, token, active_webhooks_only=True)
             for record in page.records:
                 await self._seal(record)
                 if record.subscription.webhook_status.state != W.STATE_GAVE_UP:

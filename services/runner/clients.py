@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 from google.protobuf import field_mask_pb2
 
-from automl.common import context, errors
+from automl.common import context, errors, status
 from automl.v1 import (
     dataset_pb2,
     event_pb2,
@@ -50,7 +50,7 @@ STORAGE_PATIENCE_SECONDS = 20.0
 """How long a call is retried while storage is UNAVAILABLE (restarting): less
 than AUTOML_RUNNER_LOST_SECONDS' default (30 s), after which the run would be
 taken over anyway."""
-GONE = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
+GONE = (errors.FailedPrecondition, errors.NotFound)
 
 OUTBOX_EVENTS = 10_000
 """Events an outbox keeps at most by default; services/runner/server.py sets AUTOML_RUNNER_OUTBOX_EVENTS."""
@@ -62,12 +62,12 @@ CLOSE_SECONDS = 2.0  # what shutting down waits for the outbox to empty
 TAKEN_SECONDS = 1.0  # what publish() waits at most for a notifier that answers to take its events
 # Answers that retrying with the same events cannot change: those events are dropped.
 REFUSED = (
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.UNIMPLEMENTED,
-    grpc.StatusCode.OUT_OF_RANGE,
+    errors.InvalidArgument,
+    errors.NotFound,
+    errors.PermissionDenied,
+    errors.Unauthenticated,
+    errors.Unimplemented,
+    errors.OutOfRange,
 )
 
 
@@ -199,28 +199,29 @@ class Outbox:
                         metadata=list(batch[0].metadata),
                         timeout=PUBLISH_SECONDS,
                     )
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() not in REFUSED:
-                        self.answering = False
-                        self._moved()  # publish() stops waiting
-                        if not away:
-                            away = True
-                            log.warning(
-                                "the notifier does not answer: events kept in the outbox until it does",
-                                extra={"queued": self.size, "error": exc.code().name},
-                            )
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, MAX_DELAY_SECONDS)
-                    elif len(batch) > 1:
+                except REFUSED as exc:
+                    if len(batch) > 1:
                         alone = True
                     else:
                         log.error(
                             "events not published: the notifier refused them",
-                            extra={"count": len(events), "error": exc.code().name, "details": exc.details()},
+                            extra={"count": len(events), "error": status.code_of(exc).name, "details": exc.message},
                         )
                         self.dropped += len(events)
                         self._remove(batch)
                         alone = False
+                    break
+                except errors.AutoMLError as exc:
+                    self.answering = False
+                    self._moved()  # publish() stops waiting
+                    if not away:
+                        away = True
+                        log.warning(
+                            "the notifier does not answer: events kept in the outbox until it does",
+                            extra={"queued": self.size, "error": status.code_of(exc).name},
+                        )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_DELAY_SECONDS)
                     break
             else:
                 self._remove(batch)
@@ -441,8 +442,8 @@ class Services:
         while True:
             try:
                 return await call()  # type: ignore[operator]
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() + delay > deadline:
+            except errors.Unavailable:
+                if time.monotonic() + delay > deadline:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -459,10 +460,8 @@ class GrpcRecorder:
     async def set_state(self, expected: Sequence[int], state: int, reason: int = 0, message: str = "") -> run_pb2.Run:
         try:
             return await self.services.set_state(self.run, expected, state, reason, message)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in GONE:
-                raise RunGone(exc.details()) from None
-            raise
+        except GONE as exc:
+            raise RunGone(exc.message) from None
 
     async def heartbeat(self, add_notes: Sequence[str] = ()) -> run_pb2.Run:
         request = storage_service_pb2.HeartbeatRunRequest(
@@ -470,10 +469,8 @@ class GrpcRecorder:
         )
         try:
             return await self.services.storage.HeartbeatRun(request, metadata=self.services.metadata)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in GONE:
-                raise RunGone(exc.details()) from None
-            raise
+        except GONE as exc:
+            raise RunGone(exc.message) from None
 
     async def store_result(self, result: run_pb2.ModelResult) -> tuple[run_pb2.ModelResult, run_pb2.Run]:
         request = storage_service_pb2.BatchCreateModelResultsRequest(run=self.run, model_results=[result])
@@ -481,16 +478,14 @@ class GrpcRecorder:
             reply = await self.services.retry(
                 lambda: self.services.storage.BatchCreateModelResults(request, metadata=self.services.metadata)
             )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in GONE:
-                raise RunGone(exc.details()) from None
-            if exc.code() == grpc.StatusCode.ALREADY_EXISTS:  # stored by an attempt whose answer was lost
-                return await self._stored(result, exc)
-            raise
+        except GONE as exc:
+            raise RunGone(exc.message) from None
+        except errors.AlreadyExists as exc:  # stored by an attempt whose answer was lost
+            return await self._stored(result, exc)
         return reply.model_results[0], reply.run  # type: ignore[attr-defined]
 
     async def _stored(
-        self, result: run_pb2.ModelResult, error: grpc.aio.AioRpcError
+        self, result: run_pb2.ModelResult, error: errors.AlreadyExists
     ) -> tuple[run_pb2.ModelResult, run_pb2.Run]:
         """The result storage holds at `result`'s position, when it is this one."""
         for stored in await self.services.model_results(self.run):

@@ -20,6 +20,7 @@ parses as a number), as pandas infers them on a whole small file.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from automl.common.csvformat import CsvFormat, column_name
 from automl.common.errors import InvalidArgument
 from automl.v1 import common_pb2 as c
 from automl.v1 import dataset_pb2, experiment_pb2
-from services.runner import problem
+from services.runner import searchable
 
 # pyarrow keeps several blocks per reader thread in flight and in its pool: 16 MiB
 # blocks cost 720 MB of resident memory on a 300 MB file, 1 MiB blocks 270 MB, at
@@ -45,34 +47,36 @@ _GOLDEN = 0x9E3779B97F4A7C15
 
 
 def column_names(dataset: dataset_pb2.Dataset) -> list[str]:
-    options = dataset.csv_options
-    has_header = options.has_header if options.HasField("has_header") else True
-    return [p.name if has_header else f"column_{p.index}" for p in sorted(dataset.columns, key=lambda p: p.index)]
+    has_header = CsvFormat.of(dataset.csv_options).has_header
+    return [p.name if has_header else column_name(p.index) for p in sorted(dataset.columns, key=lambda p: p.index)]
 
 
 def reader(path: Path, dataset: dataset_pb2.Dataset, columns: list[str] | None = None) -> pacsv.CSVStreamingReader:
     """Stream the file in blocks, every cell as text (missing values as nulls)."""
-    options = dataset.csv_options
+    fmt = CsvFormat.of(dataset.csv_options)
     names = column_names(dataset)
-    has_header = options.has_header if options.HasField("has_header") else True
     return pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(
-            encoding=options.encoding or "utf8",
+            encoding=_arrow_encoding(fmt.encoding),
             block_size=BLOCK_BYTES,
-            column_names=None if has_header else names,
+            column_names=None if fmt.has_header else names,
         ),
-        parse_options=pacsv.ParseOptions(
-            delimiter=options.delimiter or ",", quote_char=options.quote_char or '"', newlines_in_values=True
-        ),
+        parse_options=pacsv.ParseOptions(delimiter=fmt.delimiter, quote_char=fmt.quote_char, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             include_columns=columns,
             column_types=dict.fromkeys(names, pa.string()),
-            null_values=list(options.na_values) or list(problem.DEFAULT_NA_VALUES),
+            null_values=list(fmt.na_values),
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
         ),
     )
+
+
+def _arrow_encoding(encoding: str) -> str:
+    # pyarrow reads UTF-8 itself only when it is spelled "utf8"; any other name,
+    # "utf-8" included, goes through a Python transcoder first (slower, same text).
+    return "utf8" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
 def uniforms(seed: int, salt: int, rows: np.ndarray) -> np.ndarray:
@@ -131,7 +135,7 @@ def count_target(path: Path, dataset: dataset_pb2.Dataset, target: str, task: in
 
 def load(
     path: Path, dataset: dataset_pb2.Dataset, experiment: experiment_pb2.Experiment, sample_cells: int, part: str
-) -> problem.Problem:
+) -> searchable.Problem:
     target = experiment.target_column
     if target not in column_names(dataset):
         raise InvalidArgument.field("experiment.target_column", f"{target!r} is not a column of the file")
@@ -145,7 +149,7 @@ def load(
     wanted_sample = max(sample_cells // max(len(dataset.columns) - 1, 1), MIN_SAMPLE_ROWS_PER_FOLD * folds)
     rate = min(1.0, wanted_sample / max(search_rows, 1))
     frames = []
-    digest = hashlib.sha256()  # of the holdout's row numbers, as problem.row_digest
+    digest = hashlib.sha256()  # of the holdout's row numbers, as searchable.row_digest
     holdout_count = training = 0
     offset = 0
     for batch in reader(path, dataset):
@@ -174,8 +178,8 @@ def load(
     frame = frame.apply(infer)
     y = _labels(frame.pop(target), task)
     frame[target] = 0  # features() leaves the target out by name
-    X, columns, dropped = problem.features(frame, experiment, dataset)
-    made = problem.Problem(
+    X, columns, dropped = searchable.features(frame, experiment, dataset)
+    made = searchable.Problem(
         X=X.reset_index(drop=True) if part != "holdout" else X.iloc[:0],
         y=y.reset_index(drop=True) if part != "holdout" else y.iloc[:0],
         task=task,
@@ -195,36 +199,22 @@ def load(
         holdout_digest=digest.hexdigest(),
         notes=notes,
     )
-    if part == "search" and len(X) and all(X[name].nunique(dropna=True) <= 1 for name in X.columns):
-        raise InvalidArgument.field(
-            "dataset", "every feature column is constant on the search rows: there is nothing to learn from"
-        )
+    if part == "search":
+        searchable.check_not_constant(X)
     return made
 
 
 def check(counts: Counts, experiment: experiment_pb2.Experiment) -> tuple[int, float, int, list[str]]:
     """The checks problem.split makes on a whole target, made on its counts."""
     name = experiment.target_column
-    task = experiment.resolved_task
-    if task not in (c.TASK_CLASSIFICATION, c.TASK_REGRESSION):
-        raise InvalidArgument.field("experiment.resolved_task", "must be TASK_CLASSIFICATION or TASK_REGRESSION")
-    folds = experiment.cv_folds or problem.DEFAULT_FOLDS
-    if not 2 <= folds <= 20:
-        raise InvalidArgument.field("experiment.cv_folds", f"{folds}: use 2 to 20")
-    fraction = problem.holdout_fraction(experiment)
-    if not 0 < fraction <= 0.5:
-        raise InvalidArgument.field("experiment.holdout_fraction", f"{fraction}: use 0 to 0.5 (0 for 0.2)")
+    task, folds, fraction = searchable.search_settings(experiment)
     if counts.rows == counts.missing:
-        raise InvalidArgument.field("experiment.target_column", f"{name!r} has no value on any row: nothing to learn")
+        raise searchable.no_target(name)
     if task == c.TASK_REGRESSION and counts.text_example is not None:
-        raise InvalidArgument.field(
-            "experiment.task",
-            f"regression needs a numeric target; {name!r} holds text such as {counts.text_example!r}: "
-            "use TASK_CLASSIFICATION or another target",
-        )
+        raise searchable.text_in_regression_target(name, counts.text_example)
     notes: list[str] = []
     if task == c.TASK_CLASSIFICATION:
-        folds, notes = problem.check_classes(counts.classes.sort_values(ascending=False), name, folds, fraction)
+        folds, notes = searchable.check_classes(counts.classes.sort_values(ascending=False), name, folds, fraction)
     return task, fraction, folds, notes
 
 

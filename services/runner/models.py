@@ -23,11 +23,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pandas as pd
 from google.protobuf import json_format
 
-from automl.common import errors
+from automl.common import errors, status
 from automl.common.errors import InvalidArgument
 from automl.common.settings import Settings
 from automl.v1 import common_pb2 as c
@@ -116,8 +115,8 @@ class Models:
             await asyncio.sleep(self.settings.runner_heartbeat_seconds)
             try:
                 await services.update_trained_model(alive, ["state"])
-            except grpc.aio.AioRpcError as exc:
-                log.warning("training heartbeat failed", extra={"model": name, "error": exc.code().name})
+            except errors.AutoMLError as exc:
+                log.warning("training heartbeat failed", extra={"model": name, "error": status.code_of(exc).name})
 
     async def _fit(self, services: Services, model: model_pb2.TrainedModel, folder: Path) -> model_pb2.TrainedModel:
         experiment, dataset, split = await self.recorded(services, model.run, folder)
@@ -282,7 +281,7 @@ class Models:
             return held
         try:
             model = await services.get_trained_model(name)
-        except grpc.aio.AioRpcError:
+        except errors.AutoMLError:
             self.by_name.pop(key, None)  # gone, or storage does not answer: ask again next time
             raise
         served = await self.load(services, model)

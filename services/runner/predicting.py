@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from automl.common import csvformat
 from automl.common.errors import FailedPrecondition, InvalidArgument
 from automl.v1 import common_pb2 as c
 from automl.v1 import model_pb2
@@ -196,11 +197,11 @@ def quick_csv(data: bytes, options: c.CsvOptions | None, model: Loaded) -> tuple
             options.quote_char,
             options.na_values,
         )
-        has_header = options.has_header if options.HasField("has_header") else True
-    delimiter, quote = delimiter or ",", quote or '"'
+        has_header = options.has_header if options.HasField("has_header") else csvformat.HAS_HEADER
+    delimiter, quote = delimiter or csvformat.DELIMITER, quote or csvformat.QUOTE_CHAR
     if (
         not has_header
-        or (encoding or "utf-8").lower().replace("_", "-") not in ("utf-8", "utf8")
+        or (encoding or csvformat.ENCODING).lower().replace("_", "-") not in ("utf-8", "utf8")
         or delimiter not in (",", ";", "|", "\t")
         or quote not in ('"', "'")
     ):
@@ -216,7 +217,7 @@ def quick_csv(data: bytes, options: c.CsvOptions | None, model: Loaded) -> tuple
         lines.pop()
     if len(lines) < 2:
         return None
-    line_pattern, missing = _csv_dialect(delimiter, quote, tuple(na_values or problem.DEFAULT_NA_VALUES))
+    line_pattern, missing = _csv_dialect(delimiter, quote, tuple(na_values or csvformat.NA_VALUES))
     parsed = []
     for line in lines:
         if not line.strip() or line_pattern.fullmatch(line) is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from automl.common import context
+from automl.common import context, names
 from automl.common.errors import InvalidArgument
 from automl.common.streams import drain
 from automl.v1 import common_pb2, model_pb2, run_pb2, runner_service_pb2_grpc
@@ -16,17 +16,6 @@ from services.runner.runner import Runner
 
 SERVICES_KEPT = 1024
 """Tenants whose Services (stubs of storage and the notifier) Predict keeps."""
-
-
-def resource_name(value: str, collection: str, field: str = "name") -> str:
-    prefix = f"{collection}/"
-    if not value.startswith(prefix) or len(value) <= len(prefix) or "/" in value[len(prefix) :]:
-        raise InvalidArgument.field(field, f"{value!r} is not a name of the form {collection}/{{id}}")
-    return value
-
-
-def run_name(value: str, field: str = "name") -> str:
-    return resource_name(value, "runs", field)
 
 
 class RunnerServicer(runner_service_pb2_grpc.RunnerServicer):
@@ -48,10 +37,10 @@ class RunnerServicer(runner_service_pb2_grpc.RunnerServicer):
         return services
 
     async def ExecuteRun(self, request: pb.ExecuteRunRequest, ctx: Any) -> run_pb2.Run:
-        return await self.runner.execute(context.tenant.get(), run_name(request.name))
+        return await self.runner.execute(context.tenant.get(), names.check(request.name, "runs"))
 
     async def StopExecution(self, request: pb.StopExecutionRequest, ctx: Any) -> run_pb2.Run:
-        name = run_name(request.name)
+        name = names.check(request.name, "runs")
         if request.reason == common_pb2.STOP_REASON_UNSPECIFIED or request.reason not in common_pb2.StopReason.values():
             raise InvalidArgument.field("reason", "required: why the run stops (e.g. STOP_REASON_USER)")
         grace = None
@@ -65,15 +54,15 @@ class RunnerServicer(runner_service_pb2_grpc.RunnerServicer):
         return self.runner.status()
 
     async def ExecuteTraining(self, request: pb.ExecuteTrainingRequest, ctx: Any) -> model_pb2.TrainedModel:
-        name = resource_name(request.name, "trainedModels")
+        name = names.check(request.name, "trainedModels")
         return await self.runner.models.start_training(self.runner.services(context.tenant.get()), name)
 
     async def TestModel(self, request: model_pb2.TestModelRequest, ctx: Any) -> model_pb2.HoldoutEvaluation:
-        name = resource_name(request.name, "trainedModels")
+        name = names.check(request.name, "trainedModels")
         return await self.runner.models.test(self.runner.services(context.tenant.get()), name)
 
     async def Predict(self, request: model_pb2.PredictRequest, ctx: Any) -> model_pb2.PredictResponse:
-        resource_name(request.name, "trainedModels")
+        names.check(request.name, "trainedModels")
         return await self.runner.models.predict(self._services_of(context.tenant.get()), request)
 
     async def PredictStream(

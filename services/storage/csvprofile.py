@@ -33,6 +33,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
+from automl.common import csvformat
+from automl.common.csvformat import CsvFormat
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -43,7 +46,6 @@ if TYPE_CHECKING:
 else:  # bound by _load() on first use: the storage process starts without them
     np = pa = pc = pacsv = sketch = None
 
-DEFAULT_NA_VALUES: tuple[str, ...] = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 EXACT_DISTINCT = 10_000
 BLOCK = 1 << 20
 # The header is read in steps of this size, its fields counted after each: a
@@ -75,15 +77,6 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\
 
 
 _PARSED = object()  # the parser's last word: no more batches
-
-
-@dataclass(frozen=True)
-class CsvFormat:
-    delimiter: str = ","
-    has_header: bool = True
-    encoding: str = "utf-8"
-    na_values: tuple[str, ...] = DEFAULT_NA_VALUES
-    quote_char: str = '"'
 
 
 class CsvFormatError(ValueError):
@@ -162,20 +155,10 @@ class CsvProfile:
 
 
 def check_format(fmt: CsvFormat) -> None:
-    """Refuse options that cannot describe a CSV file."""
-    for label, value in (("delimiter", fmt.delimiter), ("quote_char", fmt.quote_char)):
-        if len(value) != 1:
-            raise CsvFormatError(f"{label} must be exactly one character, not {value!r}")
-        if value in "\r\n":
-            raise CsvFormatError(f"{label} cannot be a line break")
-    if fmt.delimiter == fmt.quote_char:
-        raise CsvFormatError("delimiter and quote_char must differ")
-    try:
-        codecs.lookup(fmt.encoding)
-    except LookupError:
-        raise CsvFormatError(
-            f"unknown encoding {fmt.encoding!r}: use a Python codec name such as utf-8 or latin-1"
-        ) from None
+    """Refuse options that cannot describe a CSV file (the rule every reader
+    and the gateway apply: automl.common.csvformat)."""
+    if found := csvformat.violations(fmt, "csv_options"):
+        raise CsvFormatError(f"{found[0].field}: {found[0].description}")
 
 
 def _load() -> None:
@@ -712,7 +695,7 @@ def _batches(
     header, blank_lines = _read_header(scanner, fmt, limits)
     if fmt.has_header:
         _check_header(header, limits)
-    names = header if fmt.has_header else [f"column_{i}" for i in range(len(header))]
+    names = header if fmt.has_header else [csvformat.column_name(i) for i in range(len(header))]
     scanner.readahead = readahead  # from here on, every read is a block of the CSV reader
     as_text = [pa.string()] * len(header)
     skip = 1 + blank_lines if fmt.has_header else 0  # blank lines are rows to skip_rows (else the header is data)

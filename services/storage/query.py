@@ -1,5 +1,6 @@
-"""Request plumbing of the storage domain: resource names, ids, page tokens
-and filter expressions, each refused with a message naming the field."""
+"""Request plumbing of the storage domain: page tokens and filter expressions,
+each refused with a message naming the field (resource names and ids:
+automl.common.names)."""
 
 from __future__ import annotations
 
@@ -7,43 +8,36 @@ import base64
 import hashlib
 import json
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from automl.common.errors import InvalidArgument
 
+# Resource names and ids are one rule for every service (automl.common.names);
+# the repository reaches them through this module.
+from automl.common.names import check_client_id as check_client_id
+from automl.common.names import new_id as new_id
+from automl.common.names import parse as parse_name
+from automl.common.names import parse_optional as optional_name
+
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
-CLIENT_ID = re.compile(r"^[a-z][a-z0-9-]{2,61}[a-z0-9]$")
-SERVER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
-
-def new_id() -> str:
-    """A random id: 16 hex characters (64 bits), unguessable enough for names."""
-    return secrets.token_hex(8)
-
-
-def parse_name(name: str, collection: str, field: str = "name") -> str:
-    """The id in "{collection}/{id}"; INVALID_ARGUMENT naming `field` otherwise."""
-    prefix = f"{collection}/"
-    if not name:
-        raise InvalidArgument.field(field, f"required: the resource name, like {collection}/abc123")
-    ident = name[len(prefix) :] if name.startswith(prefix) else ""
-    if not SERVER_ID.match(ident):
-        raise InvalidArgument.field(field, f"{name!r} is not a resource name like {collection}/abc123")
-    return ident
-
-
-def optional_name(name: str, collection: str, field: str) -> str:
-    return parse_name(name, collection, field) if name else ""
-
-
-def check_client_id(ident: str, field: str) -> None:
-    if not CLIENT_ID.match(ident):
-        raise InvalidArgument.field(
-            field, f"{ident!r}: use 4 to 63 lowercase letters, digits and hyphens, starting with a letter"
-        )
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "Page",
+    "Term",
+    "check_client_id",
+    "enum_value",
+    "new_id",
+    "next_token",
+    "optional_name",
+    "page",
+    "parse_filter",
+    "parse_name",
+    "text_match",
+]
 
 
 @dataclass(frozen=True)

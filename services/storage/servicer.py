@@ -11,11 +11,14 @@ from typing import Any, TypeVar
 
 from google.protobuf import empty_pb2, json_format
 
-from automl.common import context, errors, metrics
+from automl.common import context, csvformat, errors, metrics
 from automl.common.errors import InvalidArgument
 from automl.common.events import EVENT_ID_RULE, new_event_id, valid_event_id
+from automl.common.names import parse as parse_name
+from automl.common.names import parse_optional as optional_name
 from automl.common.settings import Settings
 from automl.common.streams import drain
+from automl.common.tenants import ALL_TENANTS, DEFAULT_TENANT
 from automl.v1 import (
     common_pb2,
     dataset_pb2,
@@ -30,10 +33,8 @@ from automl.v1 import (
 )
 from services.storage import convert, csvprofile, ingest, repository, validation
 from services.storage.blobs import CHUNK, BlobStore
-from services.storage.query import optional_name, parse_name
 from services.storage.repository import DatasetQuota, MetadataStore, Removed
 
-DEFAULT_TENANT = "default"
 T = TypeVar("T")
 
 
@@ -52,32 +53,6 @@ async def read_by_key(store: MetadataStore, fn: Callable[..., T], *args: Any) ->
     if store.reads_by_key_inline:
         return fn(*args)
     return await asyncio.to_thread(fn, *args)
-
-
-def csv_format(options: common_pb2.CsvOptions) -> csvprofile.CsvFormat:
-    """The CSV options with their defaults filled in, checked."""
-    fmt = csvprofile.CsvFormat(
-        delimiter=options.delimiter or ",",
-        has_header=options.has_header if options.HasField("has_header") else True,
-        encoding=options.encoding or "utf-8",
-        na_values=tuple(options.na_values) or csvprofile.DEFAULT_NA_VALUES,
-        quote_char=options.quote_char or '"',
-    )
-    try:
-        csvprofile.check_format(fmt)
-    except csvprofile.CsvFormatError as exc:
-        raise InvalidArgument.field("header.csv_options", str(exc)) from None
-    return fmt
-
-
-def format_options(fmt: csvprofile.CsvFormat) -> common_pb2.CsvOptions:
-    return common_pb2.CsvOptions(
-        delimiter=fmt.delimiter,
-        has_header=fmt.has_header,
-        encoding=fmt.encoding,
-        na_values=list(fmt.na_values),
-        quote_char=fmt.quote_char,
-    )
 
 
 def column_dicts(profile: csvprofile.CsvProfile) -> list[dict[str, Any]]:
@@ -175,7 +150,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         header = first.header
         validation.check_display_name(header.display_name, "header.display_name", required=True)
         validation.check_description(header.description, "header.description")
-        fmt = csv_format(header.csv_options)
+        fmt = csvformat.check(header.csv_options, "header.csv_options")
 
         async def chunks() -> AsyncIterator[bytes]:
             async for message in request_iterator:
@@ -199,7 +174,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
                 tenant(),
                 display_name=header.display_name,
                 description=header.description,
-                csv_options=convert.to_dict(format_options(fmt)),
+                csv_options=convert.to_dict(fmt.options()),
                 content=content,
                 row_count=profile.row_count,
                 columns=column_dicts(profile),
@@ -237,8 +212,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         row = await call(self.store.get_dataset, tenant(), parse_name(request.name, "datasets"))
         content = await call(self.store.content, row.content_sha256)
         message = convert.dataset(row, content)
-        options = message.csv_options
-        fmt = csv_format(options)
+        fmt = csvformat.check(message.csv_options, "dataset.csv_options")
         source = _BlobSource(content.inline_data, self.blobs.read(content.blob_key) if content.blob_key else None)
         try:
             _, rows = await call(csvprofile.read_preview, source, fmt, request.row_count or 20)
@@ -489,7 +463,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         return await self._trained_model_message(row, experiment_id)
 
     async def FailLostTrainings(self, request: pb.FailLostTrainingsRequest, ctx: Any) -> Any:
-        if tenant() != repository.ALL_TENANTS:
+        if tenant() != ALL_TENANTS:
             raise errors.PermissionDenied('FailLostTrainings acts for every tenant: call it with "x-automl-tenant: *"')
         if not request.HasField("silent_since"):
             raise InvalidArgument.field("silent_since", "required")

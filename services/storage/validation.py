@@ -9,7 +9,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from automl.common import metrics
+from google.protobuf import json_format
+
+from automl.common import metrics, stopping
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.v1 import common_pb2 as c
 from automl.v1 import run_pb2
@@ -35,32 +37,13 @@ def check_description(value: str, field: str) -> None:
 
 def check_stop_conditions(conditions: dict[str, Any], field: str, require_bound: bool = False) -> list[FieldViolation]:
     """Stop conditions as the proto3 JSON mapping of StopConditions
-    ({"maxDuration": "60s", "targetScore": 0.9, "maxModels": 10, ...})."""
-    violations = []
-    for key in ("maxModels", "noImprovementModels"):
-        if int(conditions.get(key, 0)) < 0:
-            violations.append(FieldViolation(f"{field}.{_snake(key)}", "must be 0 (no limit) or more"))
-    for key in ("maxDuration", "perModelTimeLimit"):
-        seconds = duration_seconds(conditions.get(key))
-        if seconds < 0:
-            violations.append(FieldViolation(f"{field}.{_snake(key)}", "must be 0 (unset) or positive"))
-    target = conditions.get("targetScore")
-    if target is not None and not math.isfinite(float(target)):
-        violations.append(FieldViolation(f"{field}.target_score", "must be a finite number"))
-    bounded = duration_seconds(conditions.get("maxDuration")) > 0 or int(conditions.get("maxModels", 0)) > 0
-    if require_bound and not violations and not bounded and target is None:
-        violations.append(
-            FieldViolation(field, "set max_duration, max_models or target_score so that the run cannot go on forever")
-        )
-    return violations
-
-
-def duration_seconds(value: str | None) -> float:
-    return float(value.removesuffix("s")) if value else 0.0
-
-
-def _snake(key: str) -> str:
-    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key)
+    ({"maxDuration": "60s", "targetScore": 0.9, "maxModels": 10, ...}), checked
+    by the rule every service uses (automl.common.stopping)."""
+    try:
+        message = json_format.ParseDict(conditions, c.StopConditions())
+    except json_format.ParseError as exc:
+        return [FieldViolation(field, f"not stop conditions: {exc}")]
+    return stopping.check(message, field, require_bound)
 
 
 def check_problem(

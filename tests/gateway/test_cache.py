@@ -17,7 +17,7 @@ import grpc
 import pytest
 from starlette.testclient import TestClient
 
-from automl.common import context
+from automl.common import context, errors, status
 from automl.common.interceptors import CallInterceptor
 from automl.v1 import automl_service_pb2, automl_service_pb2_grpc, common_pb2, event_pb2, run_pb2
 from gateway import cache as cache_module
@@ -32,8 +32,10 @@ ENDED = common_pb2.RUN_STATE_SUCCEEDED
 RUNNING = common_pb2.RUN_STATE_RUNNING
 
 
-def not_found() -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(), "not found")
+def not_found() -> errors.AutoMLError:
+    """What a stub on an internal channel raises for NOT_FOUND (automl.common.channels)."""
+    failed = grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(), "not found")
+    return status.from_rpc_error(failed)
 
 
 class FakeStorage:

@@ -97,7 +97,7 @@ async def test_a_full_outbox_drops_the_oldest_with_one_log_line(stack: Stack, ca
 
 
 async def test_closing_does_not_wait_for_a_notifier_that_stays_away(caplog):
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")  # nobody listens there
+    channel = internal.aio_channel(f"127.0.0.1:{free_port()}", identity.RUNNER)  # nobody listens there
     outbox = Outbox(channel, capacity=100)
     run = run_pb2.Run(name="runs/r", experiment="experiments/e")
     outbox.put([], [note(run, 0), note(run, 1)])

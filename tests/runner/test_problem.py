@@ -13,7 +13,7 @@ from automl.common.errors import InvalidArgument
 from automl.common.stopping import Limits, Progress, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import dataset_pb2, experiment_pb2
-from services.runner import problem, scoring
+from services.runner import problem, scoring, searchable
 from services.runner.candidates import describe
 from tests.runner.conftest import mixed_table, seconds
 
@@ -110,7 +110,8 @@ def test_no_feature_left_is_refused():
 
 
 def test_sanitized_names_stay_unique():
-    assert list(problem.sanitized_names(["a:b", "a,b", "a b", '"q"', ""])) == ["a_b", "a_b_2", "a_b_3", "q", "column"]
+    names = searchable.sanitized_names(["a:b", "a,b", "a b", '"q"', ""])
+    assert list(names) == ["a_b", "a_b_2", "a_b_3", "q", "column"]
 
 
 def test_summary_is_in_natural_units_with_population_spread():
