@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from automl.common.stopping import TERMINAL_STATES
+from automl.common.runs import TERMINAL_STATES
 from automl.v1 import (
     automl_service_pb2_grpc,
     common_pb2,

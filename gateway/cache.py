@@ -38,7 +38,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from automl.common.stopping import TERMINAL_STATES
+from automl.common.runs import TERMINAL_STATES
 
 RUNNING_RECHECK_SECONDS = 1.0
 """How long a run seen not terminal is not checked again before a page is

@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import grpc
-
-from automl.common import runs
-from automl.common.stopping import final_state
+from automl.common import errors, runs, status
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, notifier_service_pb2, run_pb2, runner_service_pb2, storage_service_pb2
 from gateway.backends import Backends, as_tenant
@@ -25,9 +22,9 @@ log = logging.getLogger("automl.gateway.control")
 # The runner answers these when it does not hold the run (another replica
 # does, or it is gone): the stop is then written to storage, where the owning
 # runner sees it on its next heartbeat.
-NOT_HERE = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+NOT_HERE = (errors.NotFound, errors.Unavailable, errors.DeadlineExceeded)
 # A Publish is retried on these answers (with the same event ids, so never stored twice).
-RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED)
+RETRIED = (errors.Unavailable, errors.DeadlineExceeded, errors.Aborted)
 PUBLISH_ATTEMPTS = 5  # 0.25 + 0.5 + 1 + 2 s between them
 PUBLISH_SECONDS = 3.0  # one attempt: a stop never waits long for a notifier that hangs
 
@@ -51,7 +48,7 @@ class RunControl:
         if run.state == c.RUN_STATE_QUEUED:  # no runner holds it: end it here, its stored results kept
             done = run.models_evaluated + run.models_failed + run.models_stopped
             ended = await self.end(
-                tenant, run, final_state(reason, done), reason, message, expected=[c.RUN_STATE_QUEUED]
+                tenant, run, runs.final_state(reason, done), reason, message, expected=[c.RUN_STATE_QUEUED]
             )
             if ended is not None:
                 return ended
@@ -66,11 +63,10 @@ class RunControl:
         request = runner_service_pb2.StopExecutionRequest(name=run.name, reason=reason, message=message)
         try:
             return await self.backends.runner.StopExecution(request, metadata=as_tenant(tenant))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:  # it ended meanwhile
-                return await self.get(tenant, run.name)
-            if exc.code() not in NOT_HERE:
-                raise
+        except errors.FailedPrecondition:  # it ended meanwhile
+            return await self.get(tenant, run.name)
+        except NOT_HERE:
+            pass
         return await self._stop_in_storage(tenant, run, reason, message)
 
     async def enqueue(self, tenant: str, run: run_pb2.Run, why: str, if_full: int) -> run_pb2.Run | None:
@@ -80,10 +76,9 @@ class RunControl:
         RESOURCE_EXHAUSTED is raised."""
         try:
             return await self._queue(tenant, run, [c.RUN_STATE_PENDING], f"waiting for a runner: {why}", takeover=False)
-        except grpc.aio.AioRpcError as full:
-            if full.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                message = f"{why}; {full.details()}"
-                await self.end(tenant, run, if_full, c.STOP_REASON_ERROR, message, expected=[c.RUN_STATE_PENDING])
+        except errors.ResourceExhausted as full:
+            message = f"{why}; {full.message}"
+            await self.end(tenant, run, if_full, c.STOP_REASON_ERROR, message, expected=[c.RUN_STATE_PENDING])
             raise
 
     async def take_over(self, tenant: str, run: run_pb2.Run, why: str) -> run_pb2.Run | None:
@@ -99,10 +94,8 @@ class RunControl:
         )
         try:
             queued = await self.backends.storage.UpdateRunState(request, metadata=as_tenant(tenant))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                return None
-            raise
+        except errors.FailedPrecondition:
+            return None
         log.info("run queued", extra={"run": run.name, "position": queued.queue_position, "detail": message})
         await self.publish(tenant, runs.queued_events(queued, run.state, message))
         return queued
@@ -112,9 +105,7 @@ class RunControl:
             stopping = await self._set_state(
                 tenant, run.name, [c.RUN_STATE_RUNNING], c.RUN_STATE_STOPPING, reason, message
             )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                raise
+        except errors.FailedPrecondition:
             return await self.get(tenant, run.name)  # STOPPING already, or ended
         await self.publish(tenant, runs.stopping_events(stopping, reason, message))
         return stopping
@@ -126,10 +117,8 @@ class RunControl:
         final events; None when it was not (someone else moved it)."""
         try:
             ended = await self._set_state(tenant, run.name, expected, state, reason, message)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                return None
-            raise
+        except errors.FailedPrecondition:
+            return None
         log.warning(
             "run ended by the gateway",
             extra={"run": run.name, "state": c.RunState.Name(state), "reason": c.StopReason.Name(reason)},
@@ -157,9 +146,9 @@ class RunControl:
             try:
                 await self.backends.notifier.Publish(request, metadata=as_tenant(tenant), timeout=PUBLISH_SECONDS)
                 return
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRIED or attempt == PUBLISH_ATTEMPTS - 1:
-                    log.error("events not published", extra={"count": len(events), "error": exc.code().name})
+            except errors.AutoMLError as exc:
+                if not isinstance(exc, RETRIED) or attempt == PUBLISH_ATTEMPTS - 1:
+                    log.error("events not published", extra={"count": len(events), "error": status.code_of(exc).name})
                     return
             await asyncio.sleep(delay)
             delay = min(2 * delay, 2.0)

@@ -20,7 +20,7 @@ from google.protobuf import empty_pb2, field_mask_pb2
 
 from automl.common import context, errors, status
 from automl.common.errors import InvalidArgument
-from automl.common.stopping import TERMINAL_STATES
+from automl.common.runs import TERMINAL_STATES
 from automl.common.streams import drain
 from automl.v1 import (
     automl_service_pb2_grpc,

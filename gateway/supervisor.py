@@ -27,8 +27,9 @@ from prometheus_client import Counter, Gauge
 
 from automl.common import errors, status
 from automl.common.events import new_event_id
+from automl.common.runs import ACTIVE_STATES, final_state
 from automl.common.settings import Settings
-from automl.common.stopping import ACTIVE_STATES, Limits, Progress, final_state, limit_reached, search_seconds
+from automl.common.stopping import Limits, Progress, limit_reached, search_seconds
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, model_pb2, run_pb2, runner_service_pb2, storage_service_pb2
 from gateway.backends import Backends, as_tenant

@@ -34,7 +34,8 @@ import grpc
 from google.protobuf import duration_pb2
 
 from automl.common import context
-from automl.common.stopping import TERMINAL_STATES, search_seconds
+from automl.common.runs import TERMINAL_STATES
+from automl.common.stopping import search_seconds
 from automl.v1 import event_pb2, notifier_service_pb2, run_pb2
 from gateway.backends import Backends
 from gateway.cache import AnswerCache

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import update
 
 from automl.common import errors, runs, status
-from automl.common.stopping import ACTIVE_STATES, TERMINAL_STATES, final_state
+from automl.common.runs import ACTIVE_STATES, TERMINAL_STATES, final_state
 from automl.v1 import common_pb2 as c
 from automl.v1 import run_pb2
 from services.storage import db, schema

@@ -39,7 +39,7 @@ CHANGES: frozenset[tuple[int, int]] = frozenset(
         (QUEUED, RUNNING),  # a runner claims it (the supervisor's dispatch)
         (QUEUED, FAILED),  # its data cannot be searched (runner)
         # Stopped while no runner holds it, the gateway ends it itself with
-        # stopping.final_state: SUCCEEDED for a run's own stop condition (a
+        # final_state: SUCCEEDED for a run's own stop condition (a
         # taken-over run whose budget is used), STOPPED or CANCELLED for its
         # user's stop.
         (QUEUED, SUCCEEDED),
@@ -75,6 +75,25 @@ _NEXT: dict[int, tuple[int, ...]] = {
 
 TERMINAL: frozenset[int] = frozenset(state for state, following in _NEXT.items() if not following)
 """The states no change leaves: the run ended."""
+TERMINAL_STATES = tuple(sorted(TERMINAL))
+"""TERMINAL in a fixed order (for SQL IN lists and listings)."""
+ACTIVE_STATES = (PENDING, QUEUED, RUNNING, STOPPING)
+"""A run in these states has not ended: someone must see it to its end."""
+HOLDING_STATES = (PENDING, RUNNING, STOPPING)
+"""A run in these states holds a runner, or is about to (what AUTOML_TENANT_MAX_ACTIVE_RUNS counts)."""
+FINAL_STATE = {
+    c.STOP_REASON_USER: STOPPED,
+    c.STOP_REASON_ERROR: FAILED,
+    c.STOP_REASON_RUNNER_LOST: FAILED,
+}
+"""The state a run ends in, by why it stopped (SUCCEEDED for the others: its own conditions)."""
+
+
+def final_state(reason: int, models_done: int) -> int:
+    """The terminal state of a run that stopped for `reason` after `models_done`
+    candidates: a user's stop before any candidate is a cancellation."""
+    state = FINAL_STATE.get(reason, SUCCEEDED)
+    return CANCELLED if state == STOPPED and models_done == 0 else state
 
 
 def _name(state: int) -> str:

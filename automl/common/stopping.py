@@ -20,28 +20,6 @@ from automl.common.errors import FieldViolation
 from automl.v1 import common_pb2 as c
 from automl.v1 import run_pb2
 
-ACTIVE_STATES = (c.RUN_STATE_PENDING, c.RUN_STATE_QUEUED, c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING)
-"""A run in these states has not ended: someone must see it to its end."""
-FINAL_STATE = {
-    c.STOP_REASON_USER: c.RUN_STATE_STOPPED,
-    c.STOP_REASON_ERROR: c.RUN_STATE_FAILED,
-    c.STOP_REASON_RUNNER_LOST: c.RUN_STATE_FAILED,
-}
-"""The state a run ends in, by why it stopped (SUCCEEDED for the others: its own conditions)."""
-
-
-def final_state(reason: int, models_done: int) -> int:
-    """The terminal state of a run that stopped for `reason` after `models_done`
-    candidates: a user's stop before any candidate is a cancellation."""
-    state = FINAL_STATE.get(reason, c.RUN_STATE_SUCCEEDED)
-    return c.RUN_STATE_CANCELLED if state == c.RUN_STATE_STOPPED and models_done == 0 else state
-
-
-HOLDING_STATES = (c.RUN_STATE_PENDING, c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING)
-"""A run in these states holds a runner, or is about to (what AUTOML_TENANT_MAX_ACTIVE_RUNS counts)."""
-TERMINAL_STATES = (c.RUN_STATE_SUCCEEDED, c.RUN_STATE_STOPPED, c.RUN_STATE_FAILED, c.RUN_STATE_CANCELLED)
-"""A run never leaves these states."""
-
 
 @dataclass(frozen=True)
 class Limits:

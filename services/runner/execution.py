@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from automl.common import metrics, runs
-from automl.common.runs import run_event
-from automl.common.stopping import Limits, Progress, final_state, limit_reached
+from automl.common.runs import final_state, run_event
+from automl.common.stopping import Limits, Progress, limit_reached
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2
 from services.runner import ensemble, racing, scoring

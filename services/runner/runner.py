@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
-from automl.common import errors, identity, runs
+from automl.common import errors, identity, runs, status
 from automl.common.channels import connect
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.common.settings import Settings
@@ -185,8 +185,8 @@ class Runner:
         predictions of those the ensemble could use (the best of each sample size)."""
         try:
             results = await services.model_results(run.name)
-        except grpc.aio.AioRpcError as exc:  # the run goes on from its counts, without its members
-            log.warning("stored results not read", extra={"run": run.name, "error": exc.code().name})
+        except errors.AutoMLError as exc:  # the run goes on from its counts, without its members
+            log.warning("stored results not read", extra={"run": run.name, "error": status.code_of(exc).name})
             return [], {}
         sign = prepared.scorers[0].sign
         best: dict[int, list[run_pb2.ModelResult]] = {}
@@ -202,7 +202,7 @@ class Runner:
                     await services.read_artifact(result.predictions_artifact, path)
                     with np.load(path) as stored:
                         predictions[result.name] = stored["predictions"]
-                except (grpc.aio.AioRpcError, errors.AutoMLError, OSError, KeyError, ValueError) as exc:
+                except (errors.AutoMLError, OSError, KeyError, ValueError) as exc:
                     log.warning("stored predictions not read", extra={"result": result.name, "error": repr(exc)})
                 finally:
                     path.unlink(missing_ok=True)
@@ -260,8 +260,9 @@ class Runner:
             failed = await services.set_state(
                 run.name, [run.state], c.RUN_STATE_FAILED, c.STOP_REASON_ERROR, error.message
             )
-        except grpc.aio.AioRpcError as exc:
-            log.warning("cannot mark the refused run FAILED", extra={"run": run.name, "error": exc.code().name})
+        except errors.AutoMLError as exc:
+            error_code = status.code_of(exc).name
+            log.warning("cannot mark the refused run FAILED", extra={"run": run.name, "error": error_code})
             return
         await services.publish(runs.final_events(failed, run.state, error.message, c.STOP_REASON_ERROR))
         log.info("run refused", extra={"run": run.name, "reason": error.message})

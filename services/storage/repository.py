@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from automl.common import errors, metrics, runs
 from automl.common.errors import FieldViolation, InvalidArgument
-from automl.common.stopping import ACTIVE_STATES, HOLDING_STATES, TERMINAL_STATES
+from automl.common.runs import ACTIVE_STATES, HOLDING_STATES, TERMINAL_STATES
 from automl.common.tenants import ALL_TENANTS
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, model_pb2, run_pb2, storage_service_pb2
