@@ -54,6 +54,7 @@ certs: venv
 
 lint: venv tools
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) scripts/gen_protos.py --googleapis build/googleapis
 	npx --no-install buf lint
 

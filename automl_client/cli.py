@@ -32,9 +32,9 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf import json_format
@@ -61,8 +61,17 @@ TASKS = {
     "classification": common_pb2.TASK_CLASSIFICATION,
     "regression": common_pb2.TASK_REGRESSION,
 }
-METRICS = {v.name.removeprefix("METRIC_").lower(): v.number for v in common_pb2.Metric.DESCRIPTOR.values if v.number}
+# The enum's numbers, as its values are typed (the descriptor's numbers are plain ints).
+METRICS = {
+    v.name.removeprefix("METRIC_").lower(): cast(common_pb2.Metric, v.number)
+    for v in common_pb2.Metric.DESCRIPTOR.values
+    if v.number
+}
 FAILED_STATES = (common_pb2.RUN_STATE_FAILED, common_pb2.RUN_STATE_CANCELLED)
+
+
+Handler = Callable[[Client, "Output", argparse.Namespace], int]
+"""A command: what it does with the parsed arguments, and the exit code."""
 
 
 class UsageError(Exception):
@@ -88,7 +97,7 @@ class Output:
         self.console = Console(width=output_width())
         self.errors = Console(stderr=True)
 
-    def show(self, value: Message | list[Message] | dict[str, Any], view: Any = None) -> None:
+    def show(self, value: Message | Sequence[Message] | dict[str, Any], view: Any = None) -> None:
         if self.json:
             print(json.dumps(_jsonable(value), indent=1))
         else:  # not cropped: a table only gets wider than the terminal when its ids alone are
@@ -424,7 +433,9 @@ def parser() -> argparse.ArgumentParser:
     add_global_options(root, defaults=True)
     groups = root.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
-    def command(parent: Any, name: str, handler: Callable[..., int], help: str) -> argparse.ArgumentParser:
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: Handler, help: str
+    ) -> argparse.ArgumentParser:
         sub = parent.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler)
         return sub
@@ -524,9 +535,9 @@ def parser() -> argparse.ArgumentParser:
 def _error_line(exc: grpc.RpcError) -> str:
     from automl.common.status import field_violations
 
-    code = exc.code()  # type: ignore[attr-defined]
-    line = f"error: {code.name}: {exc.details()}"  # type: ignore[attr-defined]
-    violations = field_violations(exc)  # type: ignore[arg-type]
+    code = exc.code()
+    line = f"error: {code.name}: {exc.details()}"
+    violations = field_violations(cast(grpc.Call, exc))  # what grpc raises for a failed call is also its Call
     if len(violations) > 1:
         line += " [" + "; ".join(f"{v.field}: {v.description}" for v in violations) + "]"
     if code is grpc.StatusCode.UNAVAILABLE:
@@ -542,12 +553,13 @@ def main(argv: list[str] | None = None) -> int:
         if connection.ca_file and not Path(connection.ca_file).is_file():
             raise UsageError(f"{connection.ca_file}: no such file (--ca-file / AUTOML_TLS_CA_FILE)")
         with Client(connection) as api:
-            return args.handler(api, out, args)
+            handler: Handler = args.handler  # set by parser() on each command
+            return handler(api, out, args)
     except UsageError as exc:
         out.errors.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         return EXIT_USAGE
     except grpc.RpcError as exc:
         out.errors.print(_error_line(exc), highlight=False, markup=False, soft_wrap=True)
-        return EXIT_CODES.get(exc.code(), EXIT_ERROR)  # type: ignore[attr-defined]
+        return EXIT_CODES.get(exc.code(), EXIT_ERROR)
     except KeyboardInterrupt:
         return 130

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2, field_mask_pb2
@@ -73,6 +73,26 @@ IDEMPOTENT = (
     "DeleteSubscription",
 )
 T = TypeVar("T")
+
+
+class _PageRequest(Protocol):
+    """A List* request: pages of page_size, from page_token on."""
+
+    page_size: int
+    page_token: str
+
+
+class _Page(Protocol):
+    """A List* answer: empty next_page_token on the last page."""
+
+    @property
+    def next_page_token(self) -> str: ...
+
+
+Request = TypeVar("Request")
+PageRequest = TypeVar("PageRequest", bound=_PageRequest)
+Response = TypeVar("Response")
+Page = TypeVar("Page", bound=_Page)
 
 
 def resource(value: str, collection: str) -> str:
@@ -163,16 +183,29 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        return getattr(self.stub, method)(
-            request, metadata=self.metadata, timeout=timeout or self.connection.timeout, wait_for_ready=False
+    def _metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return tuple(self.metadata)
+
+    def _call(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[Request, Response],
+        request: Request,
+        timeout: float | None = None,
+    ) -> Response:
+        return method(
+            request, metadata=self._metadata(), timeout=timeout or self.connection.timeout, wait_for_ready=False
         )
 
-    def _pages(self, method: str, request: Any, field: str) -> Iterator[Any]:
+    def _pages(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[PageRequest, Page],
+        request: PageRequest,
+        items: Callable[[Page], Iterable[T]],
+    ) -> Iterator[T]:
         request.page_size = request.page_size or PAGE
         while True:
             page = self._call(method, request)
-            yield from getattr(page, field)
+            yield from items(page)
             if not page.next_page_token:
                 return
             request.page_token = page.next_page_token
@@ -201,24 +234,28 @@ class Client:
                     if progress:
                         progress(len(chunk))
 
-        return self.stub.UploadDataset(messages(), metadata=self.metadata, timeout=3600)
+        return self.stub.UploadDataset(messages(), metadata=self._metadata(), timeout=3600)
 
     def get_dataset(self, name: str) -> dataset_pb2.Dataset:
-        return self._call("GetDataset", dataset_pb2.GetDatasetRequest(name=resource(name, "datasets")))
+        return self._call(self.stub.GetDataset, dataset_pb2.GetDatasetRequest(name=resource(name, "datasets")))
 
     def list_datasets(self, filter: str = "") -> Iterator[dataset_pb2.Dataset]:
-        return self._pages("ListDatasets", dataset_pb2.ListDatasetsRequest(filter=filter), "datasets")
+        return self._pages(
+            self.stub.ListDatasets, dataset_pb2.ListDatasetsRequest(filter=filter), lambda page: page.datasets
+        )
 
     def preview_dataset(self, name: str, rows: int = 20) -> dataset_pb2.PreviewDatasetResponse:
         request = dataset_pb2.PreviewDatasetRequest(name=resource(name, "datasets"), row_count=rows)
-        return self._call("PreviewDataset", request)
+        return self._call(self.stub.PreviewDataset, request)
 
     def delete_dataset(self, name: str, force: bool = False) -> None:
-        self._call("DeleteDataset", dataset_pb2.DeleteDatasetRequest(name=resource(name, "datasets"), force=force))
+        self._call(
+            self.stub.DeleteDataset, dataset_pb2.DeleteDatasetRequest(name=resource(name, "datasets"), force=force)
+        )
 
     def download_dataset(self, name: str, path: str | Path) -> int:
         request = dataset_pb2.DownloadDatasetRequest(name=resource(name, "datasets"))
-        return _save(self.stub.DownloadDataset(request, metadata=self.metadata, timeout=3600), Path(path))
+        return _save(self.stub.DownloadDataset(request, metadata=self._metadata(), timeout=3600), Path(path))
 
     # --------------------------------------------------------- experiments
 
@@ -239,13 +276,19 @@ class Client:
             **fields,
         )
         request = experiment_pb2.CreateExperimentRequest(experiment=experiment, experiment_id=experiment_id)
-        return self._call("CreateExperiment", request)
+        return self._call(self.stub.CreateExperiment, request)
 
     def get_experiment(self, name: str) -> experiment_pb2.Experiment:
-        return self._call("GetExperiment", experiment_pb2.GetExperimentRequest(name=resource(name, "experiments")))
+        return self._call(
+            self.stub.GetExperiment, experiment_pb2.GetExperimentRequest(name=resource(name, "experiments"))
+        )
 
     def list_experiments(self, filter: str = "") -> Iterator[experiment_pb2.Experiment]:
-        return self._pages("ListExperiments", experiment_pb2.ListExperimentsRequest(filter=filter), "experiments")
+        return self._pages(
+            self.stub.ListExperiments,
+            experiment_pb2.ListExperimentsRequest(filter=filter),
+            lambda page: page.experiments,
+        )
 
     def update_experiment(self, name: str, **fields: Any) -> experiment_pb2.Experiment:
         """Change display_name, description or default_stop_conditions."""
@@ -253,10 +296,12 @@ class Client:
         request = experiment_pb2.UpdateExperimentRequest(
             experiment=experiment, update_mask=field_mask_pb2.FieldMask(paths=sorted(fields))
         )
-        return self._call("UpdateExperiment", request)
+        return self._call(self.stub.UpdateExperiment, request)
 
     def delete_experiment(self, name: str) -> None:
-        self._call("DeleteExperiment", experiment_pb2.DeleteExperimentRequest(name=resource(name, "experiments")))
+        self._call(
+            self.stub.DeleteExperiment, experiment_pb2.DeleteExperimentRequest(name=resource(name, "experiments"))
+        )
 
     # ---------------------------------------------------------------- runs
 
@@ -282,10 +327,10 @@ class Client:
             conditions.per_model_time_limit.CopyFrom(duration(model_time_limit))
         if conditions.ByteSize():
             request.stop_conditions.CopyFrom(conditions)
-        return self._call("StartRun", request, timeout=max(self.connection.timeout, 120))
+        return self._call(self.stub.StartRun, request, timeout=max(self.connection.timeout, 120))
 
     def get_run(self, name: str) -> run_pb2.Run:
-        return self._call("GetRun", run_pb2.GetRunRequest(name=resource(name, "runs")))
+        return self._call(self.stub.GetRun, run_pb2.GetRunRequest(name=resource(name, "runs")))
 
     def list_runs(self, experiment: str = "", state: str = "") -> Iterator[run_pb2.Run]:
         terms = []
@@ -293,10 +338,12 @@ class Client:
             terms.append(f'experiment="{resource(experiment, "experiments")}"')
         if state:
             terms.append(f"state={state}")
-        return self._pages("ListRuns", run_pb2.ListRunsRequest(filter=" AND ".join(terms)), "runs")
+        return self._pages(
+            self.stub.ListRuns, run_pb2.ListRunsRequest(filter=" AND ".join(terms)), lambda page: page.runs
+        )
 
     def stop_run(self, name: str) -> run_pb2.Run:
-        return self._call("StopRun", run_pb2.StopRunRequest(name=resource(name, "runs")))
+        return self._call(self.stub.StopRun, run_pb2.StopRunRequest(name=resource(name, "runs")))
 
     def watch(self, name: str, after_sequence: int | None = None) -> Iterator[event_pb2.WatchRunResponse]:
         """WatchRun messages until the run ends: a snapshot first (again after
@@ -310,14 +357,14 @@ class Client:
             if last is not None:
                 request.after_sequence = last
             try:
-                for message in self.stub.WatchRun(request, metadata=self.metadata):
+                for message in self.stub.WatchRun(request, metadata=self._metadata()):
                     attempts, delay = 0, 0.2
                     if message.WhichOneof("content") == "batch" and message.batch.events:
                         last = message.batch.events[-1].sequence
                     yield message
                 return
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempts >= 60:  # type: ignore[attr-defined]
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempts >= 60:
                     raise
                 if last is None:  # resume exactly where the snapshot stood
                     last = 0
@@ -340,18 +387,18 @@ class Client:
         return run
 
     def leaderboard(
-        self, run: str, limit: int = 0, metric: int = common_pb2.METRIC_UNSPECIFIED
+        self, run: str, limit: int = 0, metric: common_pb2.Metric = common_pb2.METRIC_UNSPECIFIED
     ) -> run_pb2.GetLeaderboardResponse:
         """The ranked results (all of them, or the first `limit`) in one response."""
         request = run_pb2.GetLeaderboardRequest(
             run=resource(run, "runs"), metric=metric, page_size=min(limit or PAGE, PAGE)
         )
-        first = self._call("GetLeaderboard", request)
+        first = self._call(self.stub.GetLeaderboard, request)
         out = run_pb2.GetLeaderboardResponse()
         out.CopyFrom(first)
         while out.next_page_token and (not limit or len(out.entries) < limit):
             request.page_token = out.next_page_token
-            page = self._call("GetLeaderboard", request)
+            page = self._call(self.stub.GetLeaderboard, request)
             out.entries.extend(page.entries)
             out.next_page_token = page.next_page_token
         if limit:
@@ -361,15 +408,15 @@ class Client:
     def list_model_results(self, run: str, full: bool = False) -> Iterator[run_pb2.ModelResult]:
         view = run_pb2.MODEL_RESULT_VIEW_FULL if full else run_pb2.MODEL_RESULT_VIEW_BASIC
         request = run_pb2.ListModelResultsRequest(run=resource(run, "runs"), view=view)
-        return self._pages("ListModelResults", request, "model_results")
+        return self._pages(self.stub.ListModelResults, request, lambda page: page.model_results)
 
     def get_model_result(self, name: str) -> run_pb2.ModelResult:
-        return self._call("GetModelResult", run_pb2.GetModelResultRequest(name=resource(name, "modelResults")))
+        return self._call(self.stub.GetModelResult, run_pb2.GetModelResultRequest(name=resource(name, "modelResults")))
 
-    def export_run(self, run: str, format: int, path: str | Path | None = None) -> Path:
+    def export_run(self, run: str, format: run_pb2.ExportFormat, path: str | Path | None = None) -> Path:
         """Save the export; `path` None: the file name the server suggests, here."""
         request = run_pb2.ExportRunResultsRequest(run=resource(run, "runs"), format=format)
-        stream = self.stub.ExportRunResults(request, metadata=self.metadata, timeout=3600)
+        stream = self.stub.ExportRunResults(request, metadata=self._metadata(), timeout=3600)
         first = next(stream)
         target = Path(path) if path else Path(first.filename)
         _save(_prepend(first, stream), target)
@@ -386,7 +433,7 @@ class Client:
         request = model_pb2.TrainModelRequest(
             model_result=resource(result, "modelResults"), include_holdout=include_holdout
         )
-        model = self._call("TrainModel", request)
+        model = self._call(self.stub.TrainModel, request)
         deadline = time.monotonic() + timeout
         while wait and model.state == model_pb2.TrainedModel.STATE_TRAINING:
             if time.monotonic() > deadline:
@@ -396,21 +443,23 @@ class Client:
         return model
 
     def get_trained_model(self, name: str) -> model_pb2.TrainedModel:
-        return self._call("GetTrainedModel", model_pb2.GetTrainedModelRequest(name=resource(name, "trainedModels")))
+        return self._call(
+            self.stub.GetTrainedModel, model_pb2.GetTrainedModelRequest(name=resource(name, "trainedModels"))
+        )
 
     def list_trained_models(self, filter: str = "") -> Iterator[model_pb2.TrainedModel]:
         request = model_pb2.ListTrainedModelsRequest(filter=filter)
-        return self._pages("ListTrainedModels", request, "trained_models")
+        return self._pages(self.stub.ListTrainedModels, request, lambda page: page.trained_models)
 
     def test_model(self, name: str) -> model_pb2.HoldoutEvaluation:
         request = model_pb2.TestModelRequest(name=resource(name, "trainedModels"))
-        return self._call("TestModel", request, timeout=max(self.connection.timeout, 600))
+        return self._call(self.stub.TestModel, request, timeout=max(self.connection.timeout, 600))
 
     def predict_rows(self, name: str, rows: Iterable[dict[str, Any]]) -> model_pb2.PredictResponse:
         request = model_pb2.PredictRequest(name=resource(name, "trainedModels"))
         for row in rows:
             request.records.rows.add().update(row)
-        return self._call("Predict", request)
+        return self._call(self.stub.Predict, request)
 
     def predict_file(
         self, name: str, path: str | Path, progress: Callable[[int], None] | None = None
@@ -427,7 +476,7 @@ class Client:
                     if progress:
                         progress(len(chunk))
 
-        return self.stub.PredictStream(messages(), metadata=self.metadata, timeout=3600)
+        return self.stub.PredictStream(messages(), metadata=self._metadata(), timeout=3600)
 
 
 def _prepend(first: T, rest: Iterator[T]) -> Iterator[T]:

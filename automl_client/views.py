@@ -7,11 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from google.protobuf import timestamp_pb2
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.measure import Measurement
@@ -24,11 +26,11 @@ from automl.common import metrics
 from automl.v1 import common_pb2, dataset_pb2, event_pb2, experiment_pb2, model_pb2, run_pb2
 
 
-def enum_name(enum: Any, value: int, prefix: str) -> str:
+def enum_name(enum: EnumTypeWrapper, value: int, prefix: str) -> str:
     return enum.Name(value).removeprefix(prefix).lower()
 
 
-def when(ts: Any) -> str:
+def when(ts: timestamp_pb2.Timestamp) -> str:
     if not ts.seconds:
         return ""
     return ts.ToDatetime(dt.UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -116,7 +118,7 @@ class FitTable:
     left out (a caption names them). Ids are always whole, on one line: when
     they alone do not fit, the table is wider than asked rather than cut."""
 
-    def __init__(self, title: str, columns: list[Col | str], rows: Iterable[list[Any]]) -> None:
+    def __init__(self, title: str, columns: Sequence[Col | str], rows: Iterable[list[Any]]) -> None:
         self.title = title
         self.columns = [c if isinstance(c, Col) else text_col(c) for c in columns]
         self.rows = [["" if v is None else str(v) for v in row] for row in rows]
@@ -213,11 +215,11 @@ class FitTable:
         return Measurement(needed, needed)
 
 
-def table(title: str, columns: list[Col | str], rows: Iterable[list[Any]]) -> FitTable:
+def table(title: str, columns: Sequence[Col | str], rows: Iterable[list[Any]]) -> FitTable:
     return FitTable(title, columns, rows)
 
 
-def datasets_table(datasets: Iterable[dataset_pb2.Dataset]) -> Table:
+def datasets_table(datasets: Iterable[dataset_pb2.Dataset]) -> FitTable:
     return table(
         "datasets",
         [
@@ -241,7 +243,7 @@ def preview_table(title: str, names: list[str], rows: Iterable[list[Any]]) -> Fi
     return table(title, [text_col(name, drop=len(names) - i if i else 0) for i, name in enumerate(names)], rows)
 
 
-def columns_table(columns: Iterable[dataset_pb2.ColumnProfile]) -> Table:
+def columns_table(columns: Iterable[dataset_pb2.ColumnProfile]) -> FitTable:
     return table(
         "columns",
         [
@@ -270,7 +272,7 @@ def columns_table(columns: Iterable[dataset_pb2.ColumnProfile]) -> Table:
     )
 
 
-def experiments_table(experiments: Iterable[experiment_pb2.Experiment]) -> Table:
+def experiments_table(experiments: Iterable[experiment_pb2.Experiment]) -> FitTable:
     return table(
         "experiments",
         [
@@ -297,7 +299,7 @@ def experiments_table(experiments: Iterable[experiment_pb2.Experiment]) -> Table
     )
 
 
-def runs_table(runs: Iterable[run_pb2.Run]) -> Table:
+def runs_table(runs: Iterable[run_pb2.Run]) -> FitTable:
     return table(
         "runs",
         [
@@ -391,7 +393,7 @@ def pipeline_text(result: run_pb2.ModelResult) -> str:
     return ensemble_text(result) or " > ".join(result.pipeline_steps)
 
 
-def leaderboard_table(board: run_pb2.GetLeaderboardResponse, title: str = "leaderboard", cv_folds: int = 0) -> Table:
+def leaderboard_table(board: run_pb2.GetLeaderboardResponse, title: str = "leaderboard", cv_folds: int = 0) -> FitTable:
     """The ranked results. `cv_folds`: the experiment's (0: the default), to show
     "3/5" for a candidate that ran fewer folds. A "rows" column appears when
     some candidates were cross-validated on a sample of rows: their sample size
@@ -427,7 +429,7 @@ def leaderboard_table(board: run_pb2.GetLeaderboardResponse, title: str = "leade
     return table(f"{title} ({name})", columns, rows)
 
 
-def models_table(models: Iterable[model_pb2.TrainedModel]) -> Table:
+def models_table(models: Iterable[model_pb2.TrainedModel]) -> FitTable:
     return table(
         "trained models",
         [

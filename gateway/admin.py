@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     print(f"{created.name} for tenant {created.tenant}\n{key}\n(store it now: it is not shown again)")
             elif args.command == "list":
-                keys, token = [], ""
+                keys: list[pb.ApiKey] = []
+                token = ""
                 while True:
                     page = storage.ListApiKeys(pb.ListApiKeysRequest(page_size=1000, page_token=token), timeout=TIMEOUT)
                     keys += page.api_keys

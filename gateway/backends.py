@@ -21,9 +21,11 @@ class Backends:
     `as_tenant()` gives the metadata for work done on a tenant's behalf
     outside a call (the supervisor)."""
 
-    storage: storage_service_pb2_grpc.StorageStub
-    runner: runner_service_pb2_grpc.RunnerStub
-    notifier: notifier_service_pb2_grpc.NotifierStub
+    # The *AsyncStub classes exist in the .pyi only: what a *Stub made on a
+    # grpc.aio channel is typed as (annotations are not evaluated at run time).
+    storage: storage_service_pb2_grpc.StorageAsyncStub
+    runner: runner_service_pb2_grpc.RunnerAsyncStub
+    notifier: notifier_service_pb2_grpc.NotifierAsyncStub
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -39,6 +39,7 @@ from collections import OrderedDict
 from typing import Any
 
 from automl.common.runs import TERMINAL_STATES
+from automl.v1 import run_pb2
 
 RUNNING_RECHECK_SECONDS = 1.0
 """How long a run seen not terminal is not checked again before a page is
@@ -112,11 +113,12 @@ class AnswerCache:
 
     # ------------------------------------------------------------------ runs
 
-    def terminal_run(self, tenant: str, name: str) -> Any:
+    def terminal_run(self, tenant: str, name: str) -> run_pb2.Run | None:
         """The kept Run `name` (terminal by construction), or None."""
-        return self.get(tenant, "run", name)
+        run: run_pb2.Run | None = self.get(tenant, "run", name)
+        return run
 
-    def saw_run(self, tenant: str, run: Any) -> None:
+    def saw_run(self, tenant: str, run: run_pb2.Run) -> None:
         """Keep `run` if it is terminal; remember it is running otherwise."""
         if not self.enabled:
             return
@@ -152,5 +154,5 @@ class AnswerCache:
         """Forget everything of `tenant` (something of it was deleted)."""
         for k in [k for k in self._entries if k[0] == tenant]:
             self._remove(k)
-        for k in [k for k in self._running if k[0] == tenant]:
-            del self._running[k]
+        for running in [k for k in self._running if k[0] == tenant]:
+            del self._running[running]

@@ -41,7 +41,7 @@ class RunControl:
     async def get(self, tenant: str, name: str) -> run_pb2.Run:
         return await self.backends.storage.GetRun(run_pb2.GetRunRequest(name=name), metadata=as_tenant(tenant))
 
-    async def stop(self, tenant: str, run: run_pb2.Run, reason: int, message: str) -> run_pb2.Run:
+    async def stop(self, tenant: str, run: run_pb2.Run, reason: c.StopReason, message: str) -> run_pb2.Run:
         """Ask an active run to stop; return it as it stands (a terminal run as is)."""
         if runs.is_terminal(run.state):
             return run
@@ -69,7 +69,7 @@ class RunControl:
             pass
         return await self._stop_in_storage(tenant, run, reason, message)
 
-    async def enqueue(self, tenant: str, run: run_pb2.Run, why: str, if_full: int) -> run_pb2.Run | None:
+    async def enqueue(self, tenant: str, run: run_pb2.Run, why: str, if_full: c.RunState) -> run_pb2.Run | None:
         """PENDING -> QUEUED: no runner could take it now. None when it was not
         PENDING any more (a runner claimed it meanwhile). When the tenant's
         queue is full the run ends in state `if_full`, saying why, and storage's
@@ -87,7 +87,7 @@ class RunControl:
         return await self._queue(tenant, run, [c.RUN_STATE_RUNNING], why, takeover=True)
 
     async def _queue(
-        self, tenant: str, run: run_pb2.Run, expected: list[int], message: str, takeover: bool
+        self, tenant: str, run: run_pb2.Run, expected: list[c.RunState], message: str, takeover: bool
     ) -> run_pb2.Run | None:
         request = storage_service_pb2.UpdateRunStateRequest(
             name=run.name, expected_states=expected, state=c.RUN_STATE_QUEUED, status_message=message, takeover=takeover
@@ -100,7 +100,7 @@ class RunControl:
         await self.publish(tenant, runs.queued_events(queued, run.state, message))
         return queued
 
-    async def _stop_in_storage(self, tenant: str, run: run_pb2.Run, reason: int, message: str) -> run_pb2.Run:
+    async def _stop_in_storage(self, tenant: str, run: run_pb2.Run, reason: c.StopReason, message: str) -> run_pb2.Run:
         try:
             stopping = await self._set_state(
                 tenant, run.name, [c.RUN_STATE_RUNNING], c.RUN_STATE_STOPPING, reason, message
@@ -111,7 +111,13 @@ class RunControl:
         return stopping
 
     async def end(
-        self, tenant: str, run: run_pb2.Run, state: int, reason: int, message: str, expected: list[int]
+        self,
+        tenant: str,
+        run: run_pb2.Run,
+        state: c.RunState,
+        reason: c.StopReason,
+        message: str,
+        expected: list[c.RunState],
     ) -> run_pb2.Run | None:
         """Move the run to terminal `state` if it is in `expected`, and publish its
         final events; None when it was not (someone else moved it)."""
@@ -127,7 +133,7 @@ class RunControl:
         return ended
 
     async def _set_state(
-        self, tenant: str, name: str, expected: list[int], state: int, reason: int, message: str
+        self, tenant: str, name: str, expected: list[c.RunState], state: c.RunState, reason: c.StopReason, message: str
     ) -> run_pb2.Run:
         request = storage_service_pb2.UpdateRunStateRequest(
             name=name, expected_states=expected, state=state, stop_reason=reason, status_message=message

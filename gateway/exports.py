@@ -76,7 +76,8 @@ def _safe(values: list[Any]) -> list[Any]:
 def decode(value: Any) -> Any:
     """aikit's json_helper encoding ({"__type__": "__tuple__", "__items__": [...]}) to Python."""
     if isinstance(value, dict):
-        kind, items = value.get("__type__"), value.get("__items__")
+        kind = value.get("__type__")
+        items: Any = value.get("__items__")  # the encoded items when kind is one of the two below
         if kind == "__tuple__":
             return tuple(decode(v) for v in items)
         if kind == "__dict__":

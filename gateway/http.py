@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import grpc
 import uvicorn
@@ -38,6 +39,13 @@ HTTP_LATENCY = Histogram(
 )
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 DASHBOARD = Path(__file__).parent / "static" / "dashboard"
+
+
+class _Tls(TypedDict, total=False):
+    """uvicorn.Config's TLS arguments: none (plain HTTP), or both."""
+
+    ssl_certfile: str
+    ssl_keyfile: str
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -125,7 +133,7 @@ async def serve_http(settings: Settings, transcoder: Transcoder | None = None) -
     """Serve the HTTP port (and the metrics port, if set) while the context is open."""
     separate = settings.metrics_port != 0
     grace = settings.shutdown_grace_seconds
-    tls: dict[str, str] = {}
+    tls: _Tls = {}
     if settings.tls_cert_file:  # the HTTP door carries API keys: it takes the gRPC port's certificate
         tls = {"ssl_certfile": settings.tls_cert_file, "ssl_keyfile": settings.tls_key_file}
     async with contextlib.AsyncExitStack() as stack:
@@ -139,7 +147,9 @@ async def serve_http(settings: Settings, transcoder: Transcoder | None = None) -
 
 
 @contextlib.asynccontextmanager
-async def _serving(name: str, app: Starlette, host: str, port: int, grace: float, **tls: str) -> AsyncIterator[None]:
+async def _serving(
+    name: str, app: Starlette, host: str, port: int, grace: float, **tls: Unpack[_Tls]
+) -> AsyncIterator[None]:
     config = uvicorn.Config(
         app,
         host=host,
@@ -150,7 +160,7 @@ async def _serving(name: str, app: Starlette, host: str, port: int, grace: float
         # Bounded: a TLS connection closes only once the client answers the
         # close (asyncio waits 30 s for one that does not), and a stop must
         # not wait on idle clients.
-        timeout_graceful_shutdown=grace,
+        timeout_graceful_shutdown=grace,  # type: ignore[arg-type]  # uvicorn's hint: int; it is a wait_for timeout
         **tls,
     )
     server = _EmbeddedServer(config)

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
 
@@ -32,6 +32,16 @@ from automl.common.interceptors import CallInterceptor
 
 PEER = "unix:"
 """What the socket's calls had as peer: the door's token is believed from it only (gateway.auth)."""
+
+if TYPE_CHECKING:  # grpc's classes are not generic at run time
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+    # What an interceptor is given to get the handler it wraps (grpc.aio.ServerInterceptor).
+    Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+    # What grpc.aio runs for a unary and a server-streaming method, given a
+    # ServicerContext (here a LocalCall in its part): grpc-stubs types
+    # RpcMethodHandler's behaviours for the blocking server.
+    UnaryBehavior: TypeAlias = Callable[[Any, "LocalCall"], Awaitable[Any]]
+    StreamBehavior: TypeAlias = Callable[[Any, "LocalCall"], AsyncIterator[Any]]
 
 
 class LocalCall:
@@ -120,7 +130,7 @@ class LocalError(Exception):
 class _Details:
     """grpc.HandlerCallDetails of a method (the chain reads `method` only)."""
 
-    def __init__(self, method: str, metadata: tuple = ()) -> None:
+    def __init__(self, method: str, metadata: tuple[tuple[str, str | bytes], ...] = ()) -> None:
         self.method = method
         self.invocation_metadata = metadata
 
@@ -129,38 +139,42 @@ class _Registry:
     """What a generated add_*Servicer_to_server function registers, kept."""
 
     def __init__(self) -> None:
-        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self.handlers: dict[str, Handler] = {}
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         pass
 
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
         self.handlers |= {f"/{service}/{name}": handler for name, handler in handlers.items()}
 
 
 class Methods:
     """The servicer's methods, each wrapped once by the interceptor chain."""
 
-    def __init__(self, register: Callable[[Any], None], interceptors: Sequence[CallInterceptor]) -> None:
+    def __init__(self, register: Callable[[grpc.aio.Server], None], interceptors: Sequence[CallInterceptor]) -> None:
         registry = _Registry()
-        register(registry)
+        # _Registry has what a generated add_*Servicer_to_server calls on its server.
+        register(cast(grpc.aio.Server, registry))
         self._raw = registry.handlers
         self._interceptors = list(interceptors)
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, Handler] = {}
 
-    async def handler(self, method: str) -> grpc.RpcMethodHandler:
+    async def handler(self, method: str) -> Handler:
         """`method`'s handler through the chain (built on first use, then kept)."""
         wrapped = self._wrapped.get(method)
         if wrapped is None:
             raw = self._raw[method]
 
-            async def innermost(details: Any) -> grpc.RpcMethodHandler:
+            async def innermost(details: grpc.HandlerCallDetails) -> Handler | None:
                 return raw
 
-            continuation = innermost
+            continuation: Continuation = innermost
             for interceptor in reversed(self._interceptors):  # the first interceptor runs first, as in grpc
                 continuation = _chained(interceptor, continuation)
-            wrapped = self._wrapped[method] = await continuation(_Details(method))
+            chained = await continuation(_Details(method))
+            if chained is None:  # the chain wraps the handler it is given: never
+                raise LookupError(f"no handler for {method}")
+            wrapped = self._wrapped[method] = chained
         return wrapped
 
     async def unary(self, method: str, request: Any, metadata: Sequence[tuple[str, str]]) -> Any:
@@ -168,7 +182,7 @@ class Methods:
         handler = await self.handler(method)
         call = LocalCall(metadata)
         try:
-            return await handler.unary_unary(request, call)
+            return await cast("UnaryBehavior", handler.unary_unary)(request, call)
         except grpc.aio.AbortError:
             raise LocalError(call) from None
 
@@ -177,8 +191,8 @@ class Methods:
         return LocalStream(self, method, request, LocalCall(metadata))
 
 
-def _chained(interceptor: CallInterceptor, continuation: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    async def next_step(details: Any) -> grpc.RpcMethodHandler:
+def _chained(interceptor: CallInterceptor, continuation: Continuation) -> Continuation:
+    async def next_step(details: grpc.HandlerCallDetails) -> Handler | None:
         return await interceptor.intercept_service(continuation, details)
 
     return next_step
@@ -206,7 +220,7 @@ class LocalStream:
     async def _run(self) -> None:
         try:
             handler = await self.methods.handler(self.method)
-            async for message in handler.unary_stream(self.request, self.call):
+            async for message in cast("StreamBehavior", handler.unary_stream)(self.request, self.call):
                 await self._queue.put(message)
             await self._queue.put(_END)
         except grpc.aio.AbortError:

@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
+
 from automl.common.interceptors import CallInterceptor
 from automl.common.server import ServiceDefinition
 from automl.common.settings import Settings
@@ -44,7 +46,7 @@ def build(settings: Settings) -> ServiceDefinition:
     cache = AnswerCache(settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds)
     servicer = AutoMLServicer(backends, control, cache)
 
-    def register(server: object) -> None:
+    def register(server: grpc.aio.Server) -> None:
         automl_service_pb2_grpc.add_AutoMLServicer_to_server(servicer, server)
 
     # The HTTP door calls the same servicer through the same interceptor chain

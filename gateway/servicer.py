@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf.message import Message
 
 from automl.common import context, errors, status
 from automl.common.errors import InvalidArgument
@@ -46,20 +47,25 @@ log = logging.getLogger("automl.gateway")
 
 STREAM_TIMEOUT = 3600.0  # uploads, downloads and predictions of large files
 
+M = TypeVar("M", bound=Message)
+# The paged results of a run that _run_page serves (from the cache once the run ended).
+PageRequest = TypeVar("PageRequest", run_pb2.GetLeaderboardRequest, run_pb2.ListModelResultsRequest)
+PageResponse = TypeVar("PageResponse", run_pb2.GetLeaderboardResponse, run_pb2.ListModelResultsResponse)
 
-async def _checked_stream(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+
+async def _checked_stream(first: M, rest: AsyncIterator[M]) -> AsyncIterator[M]:
     yield first
     async for message in rest:
         yield message
 
 
-async def _first(request_iterator: AsyncIterator[Any], empty: str) -> Any:
+async def _first(request_iterator: AsyncIterator[M], empty: str) -> M:
     async for message in request_iterator:
         return message
     raise InvalidArgument.field("header", empty)
 
 
-async def _checked_first(request_iterator: AsyncIterator[Any], empty: str) -> Any:
+async def _checked_first(request_iterator: AsyncIterator[M], empty: str) -> M:
     """A client stream's first message, checked. A refused stream is read to
     its end (up to the drain limit) before the refusal is answered: a grpc.aio
     client (the HTTP door's, forwarding an upload) whose next send fails
@@ -79,7 +85,7 @@ COMPRESS_BYTES = 16 * 1024
 accepts gzip (grpc sends them plain to one that does not)."""
 
 
-def _compress_large(ctx: Any, answer: Any) -> None:
+def _compress_large(ctx: grpc.aio.ServicerContext[Any, Any] | None, answer: Message) -> None:
     if ctx is not None and answer.ByteSize() >= COMPRESS_BYTES:
         ctx.set_compression(grpc.Compression.Gzip)
 
@@ -108,47 +114,71 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         self.watches = watch.Watches(backends, self.cache, settings.gateway_watch_buffer)
 
     @property
-    def storage(self) -> storage_service_pb2_grpc.StorageStub:
+    def storage(self) -> storage_service_pb2_grpc.StorageAsyncStub:
         return self.backends.storage
 
     @property
-    def runner(self) -> runner_service_pb2_grpc.RunnerStub:
+    def runner(self) -> runner_service_pb2_grpc.RunnerAsyncStub:
         return self.backends.runner
 
     @property
-    def notifier(self) -> notifier_service_pb2_grpc.NotifierStub:
+    def notifier(self) -> notifier_service_pb2_grpc.NotifierAsyncStub:
         return self.backends.notifier
 
     # ------------------------------------------------------------ datasets
 
-    async def UploadDataset(self, request_iterator: AsyncIterator[Any], ctx: Any) -> dataset_pb2.Dataset:
+    async def UploadDataset(
+        self,
+        request_iterator: AsyncIterator[dataset_pb2.UploadDatasetRequest],
+        ctx: grpc.aio.ServicerContext[dataset_pb2.UploadDatasetRequest, dataset_pb2.Dataset],
+    ) -> dataset_pb2.Dataset:
         first = await _checked_first(request_iterator, "the stream is empty: send a header, then the file's bytes")
         return await self.storage.UploadDataset(_checked_stream(first, request_iterator), timeout=STREAM_TIMEOUT)
 
-    async def GetDataset(self, request: dataset_pb2.GetDatasetRequest, ctx: Any) -> dataset_pb2.Dataset:
+    async def GetDataset(
+        self,
+        request: dataset_pb2.GetDatasetRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.GetDatasetRequest, dataset_pb2.Dataset],
+    ) -> dataset_pb2.Dataset:
         check(request)
         return await self.storage.GetDataset(request)
 
-    async def ListDatasets(self, request: dataset_pb2.ListDatasetsRequest, ctx: Any) -> Any:
+    async def ListDatasets(
+        self,
+        request: dataset_pb2.ListDatasetsRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.ListDatasetsRequest, dataset_pb2.ListDatasetsResponse],
+    ) -> dataset_pb2.ListDatasetsResponse:
         check(request)
         return await self.storage.ListDatasets(request)
 
-    async def DeleteDataset(self, request: dataset_pb2.DeleteDatasetRequest, ctx: Any) -> empty_pb2.Empty:
+    async def DeleteDataset(
+        self,
+        request: dataset_pb2.DeleteDatasetRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.DeleteDatasetRequest, empty_pb2.Empty],
+    ) -> empty_pb2.Empty:
         check(request)
         try:
             return await self.storage.DeleteDataset(request)
         finally:  # its experiments and runs go with it: nothing of the tenant's is served from memory
             self.cache.drop_tenant(context.tenant.get())
 
-    async def PreviewDataset(self, request: dataset_pb2.PreviewDatasetRequest, ctx: Any) -> Any:
+    async def PreviewDataset(
+        self,
+        request: dataset_pb2.PreviewDatasetRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.PreviewDatasetRequest, dataset_pb2.PreviewDatasetResponse],
+    ) -> dataset_pb2.PreviewDatasetResponse:
         check(request)
         return await self.storage.PreviewDataset(request)
 
-    async def DownloadDataset(self, request: dataset_pb2.DownloadDatasetRequest, ctx: Any) -> AsyncIterator[Any]:
+    async def DownloadDataset(
+        self,
+        request: dataset_pb2.DownloadDatasetRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.DownloadDatasetRequest, dataset_pb2.DownloadDatasetResponse],
+    ) -> AsyncIterator[dataset_pb2.DownloadDatasetResponse]:
         check(request)
         dataset = await self.storage.GetDataset(dataset_pb2.GetDatasetRequest(name=request.name))
         stem = re.sub(r"[^\w.-]+", "_", dataset.display_name).strip("._") or dataset.name.split("/")[-1]
-        first = dataset_pb2.DownloadDatasetResponse(
+        first: dataset_pb2.DownloadDatasetResponse | None = dataset_pb2.DownloadDatasetResponse(
             content_type="text/csv", filename=f"{stem.removesuffix('.csv')}.csv"
         )
         async for message in self.storage.DownloadDataset(request, timeout=STREAM_TIMEOUT):
@@ -161,23 +191,43 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     # --------------------------------------------------------- experiments
 
-    async def CreateExperiment(self, request: experiment_pb2.CreateExperimentRequest, ctx: Any) -> Any:
+    async def CreateExperiment(
+        self,
+        request: experiment_pb2.CreateExperimentRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.CreateExperimentRequest, experiment_pb2.Experiment],
+    ) -> experiment_pb2.Experiment:
         check(request)
         return await self.storage.CreateExperiment(request)
 
-    async def GetExperiment(self, request: experiment_pb2.GetExperimentRequest, ctx: Any) -> Any:
+    async def GetExperiment(
+        self,
+        request: experiment_pb2.GetExperimentRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.GetExperimentRequest, experiment_pb2.Experiment],
+    ) -> experiment_pb2.Experiment:
         check(request)
         return await self.storage.GetExperiment(request)
 
-    async def ListExperiments(self, request: experiment_pb2.ListExperimentsRequest, ctx: Any) -> Any:
+    async def ListExperiments(
+        self,
+        request: experiment_pb2.ListExperimentsRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.ListExperimentsRequest, experiment_pb2.ListExperimentsResponse],
+    ) -> experiment_pb2.ListExperimentsResponse:
         check(request)
         return await self.storage.ListExperiments(request)
 
-    async def UpdateExperiment(self, request: experiment_pb2.UpdateExperimentRequest, ctx: Any) -> Any:
+    async def UpdateExperiment(
+        self,
+        request: experiment_pb2.UpdateExperimentRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.UpdateExperimentRequest, experiment_pb2.Experiment],
+    ) -> experiment_pb2.Experiment:
         check(request)
         return await self.storage.UpdateExperiment(request)
 
-    async def DeleteExperiment(self, request: experiment_pb2.DeleteExperimentRequest, ctx: Any) -> Any:
+    async def DeleteExperiment(
+        self,
+        request: experiment_pb2.DeleteExperimentRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.DeleteExperimentRequest, empty_pb2.Empty],
+    ) -> empty_pb2.Empty:
         check(request)
         try:
             return await self.storage.DeleteExperiment(request)
@@ -186,7 +236,9 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     # ---------------------------------------------------------------- runs
 
-    async def StartRun(self, request: run_pb2.StartRunRequest, ctx: Any) -> run_pb2.Run:
+    async def StartRun(
+        self, request: run_pb2.StartRunRequest, ctx: grpc.aio.ServicerContext[run_pb2.StartRunRequest, run_pb2.Run]
+    ) -> run_pb2.Run:
         """Storage creates the run PENDING, a runner claims it. When no runner
         can take it now (all busy, or none reachable) it waits QUEUED, and the
         supervisor hands it to the first runner with capacity; a run that can
@@ -219,7 +271,9 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
             )
             raise
 
-    async def GetRun(self, request: run_pb2.GetRunRequest, ctx: Any) -> run_pb2.Run:
+    async def GetRun(
+        self, request: run_pb2.GetRunRequest, ctx: grpc.aio.ServicerContext[run_pb2.GetRunRequest, run_pb2.Run]
+    ) -> run_pb2.Run:
         check(request)
         tenant = context.tenant.get()
         if (kept := self.cache.terminal_run(tenant, request.name)) is not None:
@@ -228,47 +282,72 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         self.cache.saw_run(tenant, run)
         return run
 
-    async def ListRuns(self, request: run_pb2.ListRunsRequest, ctx: Any) -> run_pb2.ListRunsResponse:
+    async def ListRuns(
+        self,
+        request: run_pb2.ListRunsRequest,
+        ctx: grpc.aio.ServicerContext[run_pb2.ListRunsRequest, run_pb2.ListRunsResponse],
+    ) -> run_pb2.ListRunsResponse:
         check(request)
         answer = await self.storage.ListRuns(request)
         _compress_large(ctx, answer)
         return answer
 
-    async def StopRun(self, request: run_pb2.StopRunRequest, ctx: Any) -> run_pb2.Run:
+    async def StopRun(
+        self, request: run_pb2.StopRunRequest, ctx: grpc.aio.ServicerContext[run_pb2.StopRunRequest, run_pb2.Run]
+    ) -> run_pb2.Run:
         check(request)
         tenant = context.tenant.get()
         run = await self.storage.GetRun(run_pb2.GetRunRequest(name=request.name))
         return await self.control.stop(tenant, run, c.STOP_REASON_USER, "stopped by the user")
 
-    async def WatchRun(self, request: event_pb2.WatchRunRequest, ctx: Any) -> AsyncIterator[event_pb2.WatchRunResponse]:
+    async def WatchRun(
+        self,
+        request: event_pb2.WatchRunRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.WatchRunRequest, event_pb2.WatchRunResponse],
+    ) -> AsyncIterator[event_pb2.WatchRunResponse]:
         check(request)
         with self.streams.hold(context.tenant.get()):
             async for message in self.watches.watch(request):
                 yield message
 
-    async def GetLeaderboard(self, request: run_pb2.GetLeaderboardRequest, ctx: Any) -> Any:
+    async def GetLeaderboard(
+        self,
+        request: run_pb2.GetLeaderboardRequest,
+        ctx: grpc.aio.ServicerContext[run_pb2.GetLeaderboardRequest, run_pb2.GetLeaderboardResponse],
+    ) -> run_pb2.GetLeaderboardResponse:
         check(request)
         answer = await self._run_page("leaderboard", request, self.storage.GetLeaderboard)
         _compress_large(ctx, answer)
         return answer
 
-    async def ListModelResults(self, request: run_pb2.ListModelResultsRequest, ctx: Any) -> Any:
+    async def ListModelResults(
+        self,
+        request: run_pb2.ListModelResultsRequest,
+        ctx: grpc.aio.ServicerContext[run_pb2.ListModelResultsRequest, run_pb2.ListModelResultsResponse],
+    ) -> run_pb2.ListModelResultsResponse:
         check(request)
         answer = await self._run_page("model_results", request, self.storage.ListModelResults)
         _compress_large(ctx, answer)
         return answer
 
-    async def GetModelResult(self, request: run_pb2.GetModelResultRequest, ctx: Any) -> run_pb2.ModelResult:
+    async def GetModelResult(
+        self,
+        request: run_pb2.GetModelResultRequest,
+        ctx: grpc.aio.ServicerContext[run_pb2.GetModelResultRequest, run_pb2.ModelResult],
+    ) -> run_pb2.ModelResult:
         check(request)
         # A model result is written once and never updated: kept whatever its run's state.
         tenant, key = context.tenant.get(), (request.name, request.view)
-        if (kept := self.cache.get(tenant, "model_result", key)) is not None:
+        kept: run_pb2.ModelResult | None = self.cache.get(tenant, "model_result", key)
+        if kept is not None:
             return kept
         result = await self.storage.GetModelResult(request)
         self.cache.put(tenant, "model_result", key, "", result)  # not dropped with its run's events
         return result
 
-    async def _run_page(self, kind: str, request: Any, fetch: Any) -> Any:
+    async def _run_page(
+        self, kind: str, request: PageRequest, fetch: Callable[[PageRequest], Awaitable[PageResponse]]
+    ) -> PageResponse:
         """A page of a run's results (`request.run`): from the cache when the run
         is terminal. The run's state is known (or read) before the page is,
         so a page kept was read after the run ended: it is final."""
@@ -276,7 +355,8 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
             return await fetch(request)
         tenant = context.tenant.get()
         key = request.SerializeToString(deterministic=True)
-        if (kept := self.cache.get(tenant, kind, key)) is not None:
+        kept: PageResponse | None = self.cache.get(tenant, kind, key)
+        if kept is not None:
             return kept
         terminal = self.cache.terminal_run(tenant, request.run) is not None
         if not terminal and not self.cache.known_running(tenant, request.run):
@@ -291,14 +371,22 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
             self.cache.put(tenant, kind, key, request.run, answer)
         return answer
 
-    async def ExportRunResults(self, request: run_pb2.ExportRunResultsRequest, ctx: Any) -> AsyncIterator[Any]:
+    async def ExportRunResults(
+        self,
+        request: run_pb2.ExportRunResultsRequest,
+        ctx: grpc.aio.ServicerContext[run_pb2.ExportRunResultsRequest, run_pb2.ExportRunResultsResponse],
+    ) -> AsyncIterator[run_pb2.ExportRunResultsResponse]:
         check(request)
         async for message in exports.export(self.backends, request):
             yield message
 
     # -------------------------------------------------------------- models
 
-    async def TrainModel(self, request: model_pb2.TrainModelRequest, ctx: Any) -> model_pb2.TrainedModel:
+    async def TrainModel(
+        self,
+        request: model_pb2.TrainModelRequest,
+        ctx: grpc.aio.ServicerContext[model_pb2.TrainModelRequest, model_pb2.TrainedModel],
+    ) -> model_pb2.TrainedModel:
         check(request)
         # Training adds events to an ended run (its last_sequence grows): not served from memory.
         self.cache.drop_runs(context.tenant.get())
@@ -322,29 +410,47 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
             )
             raise
 
-    async def GetTrainedModel(self, request: model_pb2.GetTrainedModelRequest, ctx: Any) -> Any:
+    async def GetTrainedModel(
+        self,
+        request: model_pb2.GetTrainedModelRequest,
+        ctx: grpc.aio.ServicerContext[model_pb2.GetTrainedModelRequest, model_pb2.TrainedModel],
+    ) -> model_pb2.TrainedModel:
         check(request)
         return await self.storage.GetTrainedModel(request)
 
-    async def ListTrainedModels(self, request: model_pb2.ListTrainedModelsRequest, ctx: Any) -> Any:
+    async def ListTrainedModels(
+        self,
+        request: model_pb2.ListTrainedModelsRequest,
+        ctx: grpc.aio.ServicerContext[model_pb2.ListTrainedModelsRequest, model_pb2.ListTrainedModelsResponse],
+    ) -> model_pb2.ListTrainedModelsResponse:
         check(request)
         answer = await self.storage.ListTrainedModels(request)
         _compress_large(ctx, answer)
         return answer
 
-    async def TestModel(self, request: model_pb2.TestModelRequest, ctx: Any) -> model_pb2.HoldoutEvaluation:
+    async def TestModel(
+        self,
+        request: model_pb2.TestModelRequest,
+        ctx: grpc.aio.ServicerContext[model_pb2.TestModelRequest, model_pb2.HoldoutEvaluation],
+    ) -> model_pb2.HoldoutEvaluation:
         check(request)
         try:
             return await self.runner.TestModel(request, timeout=STREAM_TIMEOUT)
         finally:  # a MODEL_TESTED event of the run
             self.cache.drop_runs(context.tenant.get())
 
-    async def Predict(self, request: model_pb2.PredictRequest, ctx: Any) -> model_pb2.PredictResponse:
+    async def Predict(
+        self,
+        request: model_pb2.PredictRequest,
+        ctx: grpc.aio.ServicerContext[model_pb2.PredictRequest, model_pb2.PredictResponse],
+    ) -> model_pb2.PredictResponse:
         check(request)
         return await self.runner.Predict(request)
 
     async def PredictStream(
-        self, request_iterator: AsyncIterator[model_pb2.PredictStreamRequest], ctx: Any
+        self,
+        request_iterator: AsyncIterator[model_pb2.PredictStreamRequest],
+        ctx: grpc.aio.ServicerContext[model_pb2.PredictStreamRequest, model_pb2.PredictStreamResponse],
     ) -> AsyncIterator[model_pb2.PredictStreamResponse]:
         first = await _checked_first(request_iterator, "the stream is empty: send a header, then rows")
         call = self.runner.PredictStream(_checked_stream(first, request_iterator), timeout=STREAM_TIMEOUT)
@@ -353,23 +459,43 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
 
     # ------------------------------------------------------- subscriptions
 
-    async def CreateSubscription(self, request: event_pb2.CreateSubscriptionRequest, ctx: Any) -> Any:
+    async def CreateSubscription(
+        self,
+        request: event_pb2.CreateSubscriptionRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.CreateSubscriptionRequest, event_pb2.CreateSubscriptionResponse],
+    ) -> event_pb2.CreateSubscriptionResponse:
         check(request)
         return await self.notifier.CreateSubscription(request)
 
-    async def GetSubscription(self, request: event_pb2.GetSubscriptionRequest, ctx: Any) -> Any:
+    async def GetSubscription(
+        self,
+        request: event_pb2.GetSubscriptionRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.GetSubscriptionRequest, event_pb2.Subscription],
+    ) -> event_pb2.Subscription:
         check(request)
         return await self.notifier.GetSubscription(request)
 
-    async def ListSubscriptions(self, request: event_pb2.ListSubscriptionsRequest, ctx: Any) -> Any:
+    async def ListSubscriptions(
+        self,
+        request: event_pb2.ListSubscriptionsRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.ListSubscriptionsRequest, event_pb2.ListSubscriptionsResponse],
+    ) -> event_pb2.ListSubscriptionsResponse:
         check(request)
         return await self.notifier.ListSubscriptions(request)
 
-    async def DeleteSubscription(self, request: event_pb2.DeleteSubscriptionRequest, ctx: Any) -> Any:
+    async def DeleteSubscription(
+        self,
+        request: event_pb2.DeleteSubscriptionRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.DeleteSubscriptionRequest, empty_pb2.Empty],
+    ) -> empty_pb2.Empty:
         check(request)
         return await self.notifier.DeleteSubscription(request)
 
-    async def Subscribe(self, request: event_pb2.SubscribeRequest, ctx: Any) -> AsyncIterator[Any]:
+    async def Subscribe(
+        self,
+        request: event_pb2.SubscribeRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.SubscribeRequest, event_pb2.SubscribeResponse],
+    ) -> AsyncIterator[event_pb2.SubscribeResponse]:
         check(request)
         with self.streams.hold(context.tenant.get()):
             async for message in self.notifier.Subscribe(request):

@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 import time
 
+from google.protobuf import timestamp_pb2
 from prometheus_client import Counter, Gauge
 
 from automl.common import errors, status
@@ -49,8 +50,8 @@ DISPATCH_ATTEMPTS = 2  # runners behind one name answer in turn: a busy one is n
 NO_CAPACITY = (errors.ResourceExhausted, errors.Unavailable, errors.DeadlineExceeded)
 
 
-def seconds_since(ts: object, now: dt.datetime) -> float:
-    return (now - ts.ToDatetime(dt.UTC)).total_seconds()  # type: ignore[attr-defined]
+def seconds_since(ts: timestamp_pb2.Timestamp, now: dt.datetime) -> float:
+    return (now - ts.ToDatetime(dt.UTC)).total_seconds()
 
 
 class Supervisor:
@@ -181,8 +182,9 @@ class Supervisor:
             told.create_time.GetCurrentTime()
             await self.control.publish(record.tenant, [told])
 
-    async def _records(self, state: int) -> list[storage_service_pb2.RunRecord]:
-        out, token = [], ""
+    async def _records(self, state: c.RunState) -> list[storage_service_pb2.RunRecord]:
+        out: list[storage_service_pb2.RunRecord] = []
+        token = ""
         while True:
             page = await self.backends.storage.ListRunRecords(
                 storage_service_pb2.ListRunRecordsRequest(
@@ -195,13 +197,13 @@ class Supervisor:
             if not token:
                 return out
 
-    def _count(self, run: object) -> None:
-        counts = (run.models_evaluated, run.models_failed, run.models_stopped)  # type: ignore[attr-defined]
-        before = self._counts.get(run.name)  # type: ignore[attr-defined]
+    def _count(self, run: run_pb2.Run) -> None:
+        counts = (run.models_evaluated, run.models_failed, run.models_stopped)
+        before = self._counts.get(run.name)
         if before is not None:
             for outcome, now, then in zip(("succeeded", "failed", "stopped"), counts, before, strict=True):
                 MODELS_EVALUATED.labels(outcome).inc(max(0, now - then))
-        self._counts[run.name] = counts  # type: ignore[attr-defined]
+        self._counts[run.name] = counts
 
     async def check(self, record: storage_service_pb2.RunRecord, now: dt.datetime) -> None:
         run, tenant = record.run, record.tenant

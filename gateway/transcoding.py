@@ -57,7 +57,7 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.api import annotations_pb2
@@ -216,6 +216,12 @@ def _compile(template: str) -> tuple[re.Pattern[str], dict[str, str]]:
     return re.compile(f"^{regex}$"), variables
 
 
+class _Download(Protocol):
+    """An answer of a download method (_is_download): the file's bytes in `chunk`."""
+
+    chunk: bytes
+
+
 def _is_download(message: Descriptor) -> bool:
     chunk = message.fields_by_name.get("chunk")
     return chunk is not None and chunk.type == FieldDescriptor.TYPE_BYTES
@@ -248,8 +254,9 @@ def _scalar(field: FieldDescriptor, raw: str) -> Any:
     return raw  # 64-bit ints, strings, enums (by name), bytes (base64), well-known types as JSON strings
 
 
-def _assign(target: dict[str, Any], message: Descriptor, path: str, values: list[str]) -> None:
-    """Put a query or path value at `path` ("csv_options.delimiter") in a JSON dict."""
+def _assign(target: dict[str, Any], message: Descriptor | None, path: str, values: list[str]) -> None:
+    """Put a query or path value at `path` ("csv_options.delimiter") in a JSON dict
+    (of a `message`; None: no parameter is known)."""
     parts = path.split(".")
     descriptor: Descriptor | None = message
     node = target
@@ -264,10 +271,15 @@ def _assign(target: dict[str, Any], message: Descriptor, path: str, values: list
             converted = [_scalar(field, v) for v in values]
             node[field.name] = converted if repeated else converted[-1]
         else:
-            if field.type != FieldDescriptor.TYPE_MESSAGE or field.message_type.full_name.startswith("google.protobuf"):
+            inner = field.message_type  # set for a field of TYPE_MESSAGE
+            if (
+                field.type != FieldDescriptor.TYPE_MESSAGE
+                or inner is None
+                or inner.full_name.startswith("google.protobuf")
+            ):
                 raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown parameter {path!r}")
             node = node.setdefault(field.name, {})
-            descriptor = field.message_type
+            descriptor = inner
 
 
 def _load_json(raw: bytes, max_depth: int) -> Any:
@@ -362,7 +374,8 @@ def _retry_delay(details: bytes | None) -> int:
     for detail in status_pb2.Status.FromString(details).details:
         info = error_details_pb2.RetryInfo()
         if detail.Unpack(info):
-            return max(1, math.ceil(info.retry_delay.ToTimedelta().total_seconds()))
+            seconds: float = info.retry_delay.ToTimedelta().total_seconds()  # google.rpc has no type information
+            return max(1, math.ceil(seconds))
     return 0
 
 
@@ -618,7 +631,7 @@ class Transcoder:
         return StreamingResponse(lines(), media_type=media, headers={"cache-control": "no-store"})
 
     def _download(
-        self, request: Request, first: Message | None, messages: AsyncIterator[Message], call: Any
+        self, request: Request, first: _Download | None, messages: AsyncIterator[_Download], call: Any
     ) -> Response:
         content_type = getattr(first, "content_type", "") or "application/octet-stream"
         headers = {}
@@ -635,9 +648,9 @@ class Transcoder:
             zipper = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if compress else None
             try:
                 if first is not None:
-                    yield zipper.compress(first.chunk) if zipper else first.chunk  # type: ignore[attr-defined]
+                    yield zipper.compress(first.chunk) if zipper else first.chunk
                 async for message in messages:
-                    yield zipper.compress(message.chunk) if zipper else message.chunk  # type: ignore[attr-defined]
+                    yield zipper.compress(message.chunk) if zipper else message.chunk
                 if zipper is not None:
                     yield zipper.flush()
             finally:

@@ -28,9 +28,9 @@ class _ForwardContext:
     def _details(self, details: grpc.aio.ClientCallDetails, unary: bool) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         for key, value in context.outgoing_metadata():
-            if key not in metadata:
+            if not _has(metadata, key):
                 metadata.add(key, value)
-        if IDENTITY_KEY not in metadata:  # a call may speak for another identity of its process (the supervisor)
+        if not _has(metadata, IDENTITY_KEY):  # a call may speak for another identity of its process (the supervisor)
             for key, value in self.credentials.metadata():
                 metadata.add(key, value)
         timeout = details.timeout if details.timeout is not None or not unary else self.unary_timeout
@@ -49,6 +49,12 @@ class _ForwardContext:
 
     async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return await continuation(self._details(details, False), request_iterator)
+
+
+def _has(metadata: grpc.aio.Metadata, key: str) -> bool:
+    """`key in metadata`: the stubs type grpc.aio.Metadata as a collection of
+    (key, value) pairs, but its `in` tests keys, as its keys() view does."""
+    return key in metadata.keys()  # noqa: SIM118 - `key in metadata` reads as a pair test to mypy
 
 
 # grpc.aio files each interceptor under the first call kind it implements

@@ -22,9 +22,11 @@ def check(target: str, service: str = "", timeout: float = 2.0, tls: grpc.Channe
     `tls`: a caller's mutual TLS credentials, for an internal service that asks for them."""
     try:
         with grpc.secure_channel(target, tls) if tls is not None else grpc.insecure_channel(target) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout
-            )
+            stub = health_pb2_grpc.HealthStub(channel)
+            # types-grpcio-health-checking declares HealthStub without its methods (set in __init__):
+            rpc: grpc.UnaryUnaryMultiCallable[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]
+            rpc = stub.Check  # type: ignore[attr-defined]  # HealthStub's stub lacks Check (an instance attribute)
+            reply = rpc(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
             return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     except grpc.RpcError:
         return "UNREACHABLE"

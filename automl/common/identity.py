@@ -82,10 +82,11 @@ def mutual_tls(settings: Settings) -> bool:
 
 
 def _tls_files(settings: Settings) -> tuple[bytes, bytes, bytes]:
-    return tuple(  # type: ignore[return-value]
+    ca, key, cert = (
         Path(name).read_bytes()
         for name in (settings.internal_tls_ca_file, settings.internal_tls_key_file, settings.internal_tls_cert_file)
     )
+    return ca, key, cert
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf import duration_pb2
@@ -32,7 +32,7 @@ RPC_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]
 Authenticate = Callable[[dict[str, Any], str], Awaitable[str]]
 """(call metadata, method) -> the caller's tenant; raises errors.Unauthenticated.
 One that also has `recheck` (same signature) and `recheck_seconds` is asked
@@ -69,13 +69,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self.service = service
         self.authenticate = authenticate
         self.verifier = verifier
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = details.method
         if (cached := self._handlers.get(method)) is not None:  # wrapped once per method, not per call
             return cached
@@ -88,14 +88,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 if handler.request_streaming
                 else ("unary_stream", handler.unary_stream)
             )
-            wrapped: Behavior = self._wrap_streaming(method, behavior)
+            wrapped: Behavior = self._wrap_streaming(method, _aio(behavior))
         else:
             kind, behavior = (
                 ("stream_unary", handler.stream_unary)
                 if handler.request_streaming
                 else ("unary_unary", handler.unary_unary)
             )
-            wrapped = self._wrap_unary(method, behavior)
+            wrapped = self._wrap_unary(method, _aio(behavior))
         factory = getattr(grpc, f"{kind}_rpc_method_handler")
         self._handlers[method] = factory(
             wrapped,
@@ -122,7 +122,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         authenticate = self._authenticator(method)
         done = self._done(method)
 
-        async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started, metadata = self._enter(ctx)
             code = grpc.StatusCode.OK
             request = _Checked.of(request)
@@ -145,7 +145,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         authenticate = self._authenticator(method)
         done = self._done(method)
 
-        async def streaming(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def streaming(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started, metadata = self._enter(ctx)
             code = grpc.StatusCode.OK
             guard: _Revocation | None = None
@@ -178,7 +178,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         return streaming
 
-    def _enter(self, ctx: grpc.aio.ServicerContext) -> tuple[float, dict[str, Any]]:
+    def _enter(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> tuple[float, dict[str, Any]]:
         """The call's start time and metadata; the request id and tenant set."""
         metadata = dict(ctx.invocation_metadata() or ())
         context.request_id.set(str(metadata.get(context.REQUEST_ID_KEY) or "") or context.new_request_id())
@@ -186,14 +186,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         _call.set(ctx)
         return time.perf_counter(), metadata
 
-    async def _fail(self, ctx: grpc.aio.ServicerContext, method: str, exc: BaseException) -> grpc.StatusCode:
+    async def _fail(self, ctx: grpc.aio.ServicerContext[Any, Any], method: str, exc: BaseException) -> grpc.StatusCode:
         """Abort the call with the status `exc` maps to; return that code.
 
         ctx.abort* raises grpc.aio.AbortError, which the caller's `raise` then
         replaces; either way the status sent is the one set here."""
         rid = context.request_id.get()
         if isinstance(exc, grpc.aio.AbortError):  # the handler aborted by itself
-            return ctx.code() or grpc.StatusCode.UNKNOWN
+            return _code(ctx) or grpc.StatusCode.UNKNOWN
         if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
             return grpc.StatusCode.CANCELLED
         # Before AutoMLError: a downstream service's answer (status.Downstream,
@@ -212,7 +212,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         await _abort(ctx, status.internal_status(rid))
         return grpc.StatusCode.INTERNAL  # not reached: _abort raises
 
-    def _done(self, method: str) -> Callable[[grpc.aio.ServicerContext, float, grpc.StatusCode], None]:
+    def _done(self, method: str) -> Callable[[grpc.aio.ServicerContext[Any, Any], float, grpc.StatusCode], None]:
         """What ends each call of `method`: its metrics and its access-log line.
         Made once per method: the metric children (by code, as codes come) and
         the log's fixed fields are looked up here, not on every call."""
@@ -222,8 +222,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         counters: dict[grpc.StatusCode, Any] = {}
         probe = method.startswith(_PROBES)
 
-        def done(ctx: grpc.aio.ServicerContext, started: float, code: grpc.StatusCode) -> None:
-            if code is grpc.StatusCode.OK and (set_code := ctx.code()) not in (None, grpc.StatusCode.OK):
+        def done(ctx: grpc.aio.ServicerContext[Any, Any], started: float, code: grpc.StatusCode) -> None:
+            if code is grpc.StatusCode.OK and (set_code := _code(ctx)) not in (None, grpc.StatusCode.OK):
                 code = set_code
             elapsed = time.perf_counter() - started
             counter = counters.get(code)
@@ -238,7 +238,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         return done
 
 
-_call: contextvars.ContextVar[grpc.aio.ServicerContext | None] = contextvars.ContextVar("call", default=None)
+_call: contextvars.ContextVar[grpc.aio.ServicerContext[Any, Any] | None] = contextvars.ContextVar("call", default=None)
 """The call being served (its handler's task has a context of its own)."""
 
 
@@ -310,6 +310,20 @@ class _Malformed:
 
     def ByteSize(self) -> int:  # as a message's, for streams.drain
         return self.size
+
+
+def _aio(behavior: Callable[[Any, grpc.ServicerContext], Any] | None) -> Behavior:
+    """A method handler's behavior as grpc.aio calls it: the stubs type a
+    handler's fields for the synchronous server, but on a grpc.aio server
+    they are called with a grpc.aio.ServicerContext (and may be coroutine
+    functions). The field the handler's streaming flags name is set."""
+    return cast(Behavior, behavior)
+
+
+def _code(ctx: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | None:
+    """The status code set on the call so far: None until the handler (or an
+    abort) sets one, although the stubs type ctx.code() as always a code."""
+    return cast("grpc.StatusCode | None", ctx.code())
 
 
 def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -390,7 +404,9 @@ _QUIET_CODES = {
 
 
 class _Status(grpc.Status):
-    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, str | bytes], ...]
+    ) -> None:
         self.code = code
         self.details = details
         self.trailing_metadata = trailing_metadata
@@ -409,7 +425,7 @@ def _with_retry_delay(st: grpc.Status, seconds: float) -> grpc.Status:
     return rpc_status.to_status(rich)
 
 
-async def _abort(ctx: grpc.aio.ServicerContext, st: grpc.Status) -> None:
+async def _abort(ctx: grpc.aio.ServicerContext[Any, Any], st: grpc.Status) -> None:
     rid = context.request_id.get()
     trailing = (*(st.trailing_metadata or ()), (context.REQUEST_ID_KEY, rid))
     await ctx.abort(st.code, status.cap_message(st.details or ""), trailing)  # a downstream's too

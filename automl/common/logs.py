@@ -71,4 +71,4 @@ def configure(service: str, level: str = "INFO", fmt: str = "text") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging._srcfile = None  # type: ignore[attr-defined]  # the logging HOWTO's "Optimization": no findCaller
+    logging._srcfile = None  # the logging HOWTO's "Optimization": no findCaller

@@ -16,7 +16,7 @@ def higher_is_better(metric: int) -> bool:
     return metric not in LOWER_IS_BETTER
 
 
-def default_metric(task: int) -> int:
+def default_metric(task: int) -> c.Metric:
     return c.METRIC_R2 if task == c.TASK_REGRESSION else c.METRIC_ACCURACY
 
 

@@ -11,6 +11,7 @@ gateway and one told by the runner carry the same fields.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from automl.common import errors
 from automl.common.events import new_event_id
@@ -25,10 +26,10 @@ SUCCEEDED, STOPPED, FAILED, CANCELLED = (
     c.RUN_STATE_CANCELLED,
 )
 
-STATES: frozenset[int] = frozenset((PENDING, QUEUED, RUNNING, STOPPING, SUCCEEDED, STOPPED, FAILED, CANCELLED))
+STATES: frozenset[c.RunState] = frozenset((PENDING, QUEUED, RUNNING, STOPPING, SUCCEEDED, STOPPED, FAILED, CANCELLED))
 """The states a stored run can be in (never RUN_STATE_UNSPECIFIED)."""
 
-CHANGES: frozenset[tuple[int, int]] = frozenset(
+CHANGES: frozenset[tuple[c.RunState, c.RunState]] = frozenset(
     [
         # PENDING: created by StartRun, not yet claimed.
         (PENDING, RUNNING),  # a runner claims it
@@ -69,11 +70,11 @@ CHANGES: frozenset[tuple[int, int]] = frozenset(
 """Every allowed (from, to) change of a run's state. Setting a state to
 itself is not a change any caller makes, so it is refused like the others."""
 
-_NEXT: dict[int, tuple[int, ...]] = {
+_NEXT: dict[int, tuple[c.RunState, ...]] = {
     state: tuple(sorted(to for frm, to in CHANGES if frm == state)) for state in sorted(STATES)
 }
 
-TERMINAL: frozenset[int] = frozenset(state for state, following in _NEXT.items() if not following)
+TERMINAL: frozenset[c.RunState] = frozenset(state for state in STATES if not _NEXT[state])
 """The states no change leaves: the run ended."""
 TERMINAL_STATES = tuple(sorted(TERMINAL))
 """TERMINAL in a fixed order (for SQL IN lists and listings)."""
@@ -81,7 +82,7 @@ ACTIVE_STATES = (PENDING, QUEUED, RUNNING, STOPPING)
 """A run in these states has not ended: someone must see it to its end."""
 HOLDING_STATES = (PENDING, RUNNING, STOPPING)
 """A run in these states holds a runner, or is about to (what AUTOML_TENANT_MAX_ACTIVE_RUNS counts)."""
-FINAL_STATE = {
+FINAL_STATE: dict[c.StopReason, c.RunState] = {
     c.STOP_REASON_USER: STOPPED,
     c.STOP_REASON_ERROR: FAILED,
     c.STOP_REASON_RUNNER_LOST: FAILED,
@@ -89,7 +90,7 @@ FINAL_STATE = {
 """The state a run ends in, by why it stopped (SUCCEEDED for the others: its own conditions)."""
 
 
-def final_state(reason: int, models_done: int) -> int:
+def final_state(reason: c.StopReason, models_done: int) -> c.RunState:
     """The terminal state of a run that stopped for `reason` after `models_done`
     candidates: a user's stop before any candidate is a cancellation."""
     state = FINAL_STATE.get(reason, SUCCEEDED)
@@ -139,15 +140,18 @@ def check_change(previous: int, state: int, subject: str = "the run") -> None:
 # ------------------------------------------------------------------ events
 
 
-def run_event(run: str, experiment: str, **payload: object) -> event_pb2.Event:
+def run_event(run: str, experiment: str, **payload: Any) -> event_pb2.Event:
     """An event of a run, stamped now, with a new id (a uuid4 in hex: a
-    retried Publish of it stores it once); the notifier numbers it."""
-    event = event_pb2.Event(run=run, experiment=experiment, id=new_event_id(), **payload)  # type: ignore[arg-type]
+    retried Publish of it stores it once); the notifier numbers it. `payload`:
+    one of Event's payload fields by name (run_state_changed=..., run_note=...)."""
+    event = event_pb2.Event(run=run, experiment=experiment, id=new_event_id(), **payload)
     event.create_time.GetCurrentTime()
     return event
 
 
-def final_events(ended: run_pb2.Run, previous: int, message: str, reason: int = 0) -> list[event_pb2.Event]:
+def final_events(
+    ended: run_pb2.Run, previous: c.RunState, message: str, reason: c.StopReason = c.STOP_REASON_UNSPECIFIED
+) -> list[event_pb2.Event]:
     """RunStateChanged (from `previous`) and RunFinished of a run just moved to
     its terminal state: `ended` is the run as storage answered the change.
     Its stored stop reason wins over `reason` (the first reason is kept); the
@@ -179,7 +183,7 @@ def final_events(ended: run_pb2.Run, previous: int, message: str, reason: int = 
     ]
 
 
-def queued_events(queued: run_pb2.Run, previous: int, message: str) -> list[event_pb2.Event]:
+def queued_events(queued: run_pb2.Run, previous: c.RunState, message: str) -> list[event_pb2.Event]:
     """RunStateChanged (from `previous`) and RunQueued of a run just put in
     the queue: `queued` is the run as storage answered the change."""
     changed = event_pb2.RunStateChanged(previous_state=previous, state=QUEUED, message=message)
@@ -190,7 +194,7 @@ def queued_events(queued: run_pb2.Run, previous: int, message: str) -> list[even
     ]
 
 
-def stopping_events(stopping: run_pb2.Run, reason: int, message: str) -> list[event_pb2.Event]:
+def stopping_events(stopping: run_pb2.Run, reason: c.StopReason, message: str) -> list[event_pb2.Event]:
     """StopRequested and RunStateChanged (RUNNING -> STOPPING) of a run just
     asked to stop: `stopping` is the run as storage answered the change."""
     asked = event_pb2.StopRequested(reason=reason, message=message)

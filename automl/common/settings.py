@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 class SettingsError(ValueError):
@@ -540,7 +540,7 @@ class Settings:
 
 def env_name(field_name: str) -> str:
     """The environment variable of a Settings field."""
-    return next(f.metadata["env"] for f in dataclasses.fields(Settings) if f.name == field_name)
+    return next(cast(str, f.metadata["env"]) for f in dataclasses.fields(Settings) if f.name == field_name)
 
 
 def _parse(env: str, raw: str, kind: type) -> Any:

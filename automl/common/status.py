@@ -7,7 +7,7 @@ from typing import Any, Protocol, cast
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -248,11 +248,11 @@ def _reason(rich: status_pb2.Status | None) -> str:
     for detail in rich.details if rich is not None else ():
         info = error_details_pb2.ErrorInfo()
         if detail.Is(info.DESCRIPTOR) and detail.Unpack(info) and info.domain == DOMAIN:
-            return info.reason
+            return cast(str, info.reason)  # google.rpc is untyped: ErrorInfo.reason is a string field
     return ""
 
 
-def _pack(message: object) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed

@@ -121,7 +121,9 @@ class Progress:
     since_improvement: int = 0
 
 
-def limit_reached(limits: Limits, metric: int, progress: Progress, elapsed: float) -> tuple[int, str] | None:
+def limit_reached(
+    limits: Limits, metric: c.Metric, progress: Progress, elapsed: float
+) -> tuple[c.StopReason, str] | None:
     """The first of the run's own stop conditions that holds, with its detail."""
     if limits.target_score is not None and progress.best_score is not None:
         reached = (

@@ -34,7 +34,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from automl.common import errors
 from automl.common.errors import InvalidArgument
@@ -56,7 +56,7 @@ class Filter:
     tenant: str
     run: str = ""  # "runs/{id}"
     experiment: str = ""  # "experiments/{id}"
-    types: frozenset[int] = frozenset()
+    types: frozenset[event_pb2.EventType] = frozenset()
 
     def matches(self, tenant: str, event: event_pb2.Event) -> bool:
         return (
@@ -192,9 +192,11 @@ class _Request:
     )
 
 
-def event_type(event: event_pb2.Event) -> int:
+def event_type(event: event_pb2.Event) -> event_pb2.EventType:
     payload = event.WhichOneof("payload")
-    return event_pb2.EventType.Value(f"EVENT_TYPE_{payload.upper()}") if payload else 0
+    if not payload:
+        return event_pb2.EVENT_TYPE_UNSPECIFIED
+    return cast(event_pb2.EventType, event_pb2.EventType.Value(f"EVENT_TYPE_{payload.upper()}"))
 
 
 class Hub:

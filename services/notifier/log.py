@@ -47,7 +47,7 @@ class StorageLog:
         experiment: str = "",
         after_global_sequence: int = 0,
         after_sequence: int = 0,
-        event_types: list[int] | None = None,
+        event_types: list[event_pb2.EventType] | None = None,
         page_size: int = 1000,
     ) -> Page:
         reply = await self.stub.ListEvents(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from google.protobuf import empty_pb2
 
 from automl.common import context
@@ -40,10 +41,16 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServicer):
     def subscriptions(self) -> Subscriptions:
         return self.notifier.subscriptions
 
-    async def Publish(self, request: pb.PublishRequest, ctx: Any) -> pb.PublishResponse:
+    async def Publish(
+        self, request: pb.PublishRequest, ctx: grpc.aio.ServicerContext[pb.PublishRequest, pb.PublishResponse]
+    ) -> pb.PublishResponse:
         return pb.PublishResponse(events=await self.hub.publish(tenant(), list(request.events)))
 
-    async def StreamEvents(self, request: pb.StreamEventsRequest, ctx: Any) -> AsyncIterator[pb.StreamEventsResponse]:
+    async def StreamEvents(
+        self,
+        request: pb.StreamEventsRequest,
+        ctx: grpc.aio.ServicerContext[pb.StreamEventsRequest, pb.StreamEventsResponse],
+    ) -> AsyncIterator[pb.StreamEventsResponse]:
         if request.run and request.experiment:
             raise InvalidArgument.field("experiment", "set run or experiment (or neither), not both")
         if request.end_with_run and not request.run:
@@ -62,20 +69,40 @@ class NotifierServicer(notifier_service_pb2_grpc.NotifierServicer):
             else:
                 yield _message(pb.StreamEventsResponse, item)
 
-    async def CreateSubscription(self, request: event_pb2.CreateSubscriptionRequest, ctx: Any) -> Any:
+    async def CreateSubscription(
+        self,
+        request: event_pb2.CreateSubscriptionRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.CreateSubscriptionRequest, event_pb2.CreateSubscriptionResponse],
+    ) -> event_pb2.CreateSubscriptionResponse:
         return await self.subscriptions.create(tenant(), request.subscription)
 
-    async def GetSubscription(self, request: event_pb2.GetSubscriptionRequest, ctx: Any) -> Any:
+    async def GetSubscription(
+        self,
+        request: event_pb2.GetSubscriptionRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.GetSubscriptionRequest, event_pb2.Subscription],
+    ) -> event_pb2.Subscription:
         return await self.subscriptions.get(tenant(), request.name)
 
-    async def ListSubscriptions(self, request: event_pb2.ListSubscriptionsRequest, ctx: Any) -> Any:
+    async def ListSubscriptions(
+        self,
+        request: event_pb2.ListSubscriptionsRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.ListSubscriptionsRequest, event_pb2.ListSubscriptionsResponse],
+    ) -> event_pb2.ListSubscriptionsResponse:
         return await self.subscriptions.list(tenant(), request.page_size, request.page_token)
 
-    async def DeleteSubscription(self, request: event_pb2.DeleteSubscriptionRequest, ctx: Any) -> Any:
+    async def DeleteSubscription(
+        self,
+        request: event_pb2.DeleteSubscriptionRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.DeleteSubscriptionRequest, empty_pb2.Empty],
+    ) -> empty_pb2.Empty:
         await self.subscriptions.revoke(tenant(), request.name)
         return empty_pb2.Empty()
 
-    async def Subscribe(self, request: event_pb2.SubscribeRequest, ctx: Any) -> AsyncIterator[Any]:
+    async def Subscribe(
+        self,
+        request: event_pb2.SubscribeRequest,
+        ctx: grpc.aio.ServicerContext[event_pb2.SubscribeRequest, event_pb2.SubscribeResponse],
+    ) -> AsyncIterator[event_pb2.SubscribeResponse]:
         record, flt = await self.subscriptions.resolve(request.token, tenant())
         after = (
             Position(global_sequence=request.after_global_sequence)

@@ -257,7 +257,9 @@ class Dispatcher:
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
         return False
 
-    async def _record(self, state: int, delivered: int | None, attempts: int, error: str) -> None:
+    async def _record(
+        self, state: event_pb2.WebhookStatus.State, delivered: int | None, attempts: int, error: str
+    ) -> None:
         status = self.record.subscription.webhook_status
         status.state = state
         if delivered is not None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 TESTED = {
     "scikit-learn": "1.5.2",
@@ -130,8 +131,8 @@ def numpy_aliases() -> None:
     """np.bool and np.object (removed in numpy 1.24, numpy#22607) in
     transformers/base.py, transformers/categories.py, tools/db_informations.py:
     they were the builtins."""
-    np.bool = bool  # type: ignore[attr-defined]
-    np.object = object  # type: ignore[attr-defined]
+    np.bool = bool  # type: ignore[attr-defined]  # removed from numpy 1.24: put back for aikit
+    np.object = object  # type: ignore[attr-defined]  # removed from numpy 1.24: put back for aikit
 
 
 def sklearn_safe_indexing() -> None:
@@ -215,11 +216,12 @@ def lightgbm_wrapper() -> None:
     aikit's unreleased master uses lightgbm.sklearn instead, as here."""
     import lightgbm.sklearn
 
-    sys.modules["aikit.models.sklearn_lightgbm_wrapper"] = types.SimpleNamespace(  # type: ignore[assignment]
+    wrapper = types.SimpleNamespace(
         LGBMClassifier=lightgbm.sklearn.LGBMClassifier,
         LGBMRegressor=lightgbm.sklearn.LGBMRegressor,
         LGBMRanker=lightgbm.sklearn.LGBMRanker,
     )
+    sys.modules["aikit.models.sklearn_lightgbm_wrapper"] = wrapper  # type: ignore[assignment]  # a module's stand-in
 
 
 IMPORT_SHIMS: tuple[Callable[[], None], ...] = (
@@ -309,8 +311,12 @@ def search_space_values() -> None:
         raise CompatError(f"{text_svd.__name__}.custom_hyper changed: {text_svd.custom_hyper}")
     text_svd.custom_hyper = {**text_svd.custom_hyper, "n_components": hp.HyperRangeInt(10, 500, step=5)}
     # The register computed every space when aikit was imported: recompute them.
-    for cls in vars(reg).values():
-        if isinstance(cls, type) and issubclass(cls, _AbstractModelRepresentation) and cls.klass is not None:
+    # aikit's model representations: untyped classes whose attributes (klass, category) are Any.
+    representations: list[Any] = [
+        cls for cls in vars(reg).values() if isinstance(cls, type) and issubclass(cls, _AbstractModelRepresentation)
+    ]
+    for cls in representations:
+        if cls.klass is not None:
             key = (cls.category, cls.klass.__name__)
             if key in MODEL_REGISTER.hyper_parameters:
                 MODEL_REGISTER.hyper_parameters[key] = cls.get_hyper_parameter()
@@ -373,12 +379,13 @@ def guider_metric_target() -> None:
     if not np.isinf(perfect).all():
         raise CompatError("aikit's default metric transformation no longer maps a perfect score to inf")
 
-    def kde_cdf(values: np.ndarray) -> np.ndarray:
+    def kde_cdf(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if np.ptp(values) == 0:
             return np.full(len(values), 0.5)
-        return np.clip(mg.kde_transfo_quantile(values), 1e-6, 1 - 1e-6)
+        cdf: npt.NDArray[np.float64] = np.clip(mg.kde_transfo_quantile(values), 1e-6, 1 - 1e-6)
+        return cdf
 
-    def transform(how: str | None, scorer: str, values: np.ndarray) -> np.ndarray:
+    def transform(how: str | None, scorer: str, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if how is None:
             return values
         if how == "rank":
@@ -395,7 +402,8 @@ def guider_metric_target() -> None:
                 best = finite.max() + GUIDER_PERFECT_BONUS if len(finite) else 0.0
                 return np.nan_to_num(out, nan=finite.min() if len(finite) else 0.0, posinf=best, neginf=-best)
         if how in ("normal", "default"):
-            return mg.norm.ppf(kde_cdf(values))
+            quantiles: npt.NDArray[np.float64] = mg.norm.ppf(kde_cdf(values))
+            return quantiles
         raise ValueError(f"I don't know this metric_transformation {how}")
 
     def fit_metric_model(self: Any) -> Any:
@@ -549,7 +557,8 @@ def reduction_components() -> None:
 
     @functools.wraps(original)
     def int_n_components(nbcolumns: int, n_components: float) -> int:
-        return max(original(nbcolumns, n_components), min(nbcolumns, 1))
+        count: int = original(nbcolumns, n_components)
+        return max(count, min(nbcolumns, 1))
 
     base.int_n_components = int_n_components
 

@@ -59,12 +59,12 @@ class Exhausted(Exception):
     """The generator keeps proposing candidates already evaluated."""
 
 
-def available_families(X: pd.DataFrame, y: pd.Series, task: int) -> list[str]:
+def available_families(X: pd.DataFrame, y: pd.Series[Any], task: c.Task) -> list[str]:
     """aikit model names that suit the task on this table."""
     return [name for step, name in _config(X, y, task).models_to_keep if step == "Model"]
 
 
-def _config(X: pd.DataFrame, y: pd.Series, task: int) -> Any:
+def _config(X: pd.DataFrame, y: pd.Series[Any], task: c.Task) -> Any:
     aikit_compat.load()
     from aikit.enums import TypeOfProblem
     from aikit.ml_machine import AutoMlConfig
@@ -84,8 +84,8 @@ class Candidates:
     def __init__(
         self,
         X: pd.DataFrame,
-        y: pd.Series,
-        task: int,
+        y: pd.Series[Any],
+        task: c.Task,
         families: list[str],
         scorer_names: list[str],
         folds: int,

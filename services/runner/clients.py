@@ -20,15 +20,19 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 from google.protobuf import field_mask_pb2
 
 from automl.common import context, errors, status
+from automl.common.runs import run_event
+from automl.v1 import common_pb2 as c
 from automl.v1 import (
     dataset_pb2,
     event_pb2,
@@ -40,9 +44,11 @@ from automl.v1 import (
     storage_service_pb2,
     storage_service_pb2_grpc,
 )
-from services.runner.execution import RunGone, run_event
+from services.runner.execution import RunGone
 
 log = logging.getLogger("automl.runner.clients")
+
+T = TypeVar("T")
 
 CHUNK = 1024 * 1024
 PREDICTIONS_KIND = "predictions/npz"
@@ -331,9 +337,7 @@ class Services:
                     yield storage_service_pb2.WriteArtifactRequest(chunk=chunk)
 
         # Again from the start while storage restarts: nothing was acknowledged.
-        return await self.retry(  # type: ignore[return-value]
-            lambda: self.storage.WriteArtifact(requests(), metadata=self.metadata, timeout=600)
-        )
+        return await self.retry(lambda: self.storage.WriteArtifact(requests(), metadata=self.metadata, timeout=600))
 
     async def model_results(self, run: str) -> list[run_pb2.ModelResult]:
         """Every stored result of a run, in evaluation order, FULL view."""
@@ -400,9 +404,9 @@ class Services:
     async def set_state(
         self,
         name: str,
-        expected: Sequence[int],
-        state: int,
-        reason: int = 0,
+        expected: Sequence[c.RunState],
+        state: c.RunState,
+        reason: c.StopReason = c.STOP_REASON_UNSPECIFIED,
         message: str = "",
         runner_id: str = "",
         add_notes: Sequence[str] = (),
@@ -432,7 +436,7 @@ class Services:
         if number and not backlog:
             await self.outbox.taken(number, TAKEN_SECONDS)
 
-    async def retry(self, call: object) -> object:
+    async def retry(self, call: Callable[[], Awaitable[T]]) -> T:
         """`call()`, again while storage is UNAVAILABLE, for up to
         STORAGE_PATIENCE_SECONDS: a storage restart (seconds) must not fail a
         run whose results are safe (measured by bench/chaos.py: 3.75 s of
@@ -441,7 +445,7 @@ class Services:
         deadline = time.monotonic() + STORAGE_PATIENCE_SECONDS
         while True:
             try:
-                return await call()  # type: ignore[operator]
+                return await call()
             except errors.Unavailable:
                 if time.monotonic() + delay > deadline:
                     raise
@@ -457,7 +461,13 @@ class GrpcRecorder:
         self.run = run
         self.runner_id = runner_id
 
-    async def set_state(self, expected: Sequence[int], state: int, reason: int = 0, message: str = "") -> run_pb2.Run:
+    async def set_state(
+        self,
+        expected: Sequence[c.RunState],
+        state: c.RunState,
+        reason: c.StopReason = c.STOP_REASON_UNSPECIFIED,
+        message: str = "",
+    ) -> run_pb2.Run:
         try:
             return await self.services.set_state(self.run, expected, state, reason, message)
         except GONE as exc:
@@ -482,7 +492,7 @@ class GrpcRecorder:
             raise RunGone(exc.message) from None
         except errors.AlreadyExists as exc:  # stored by an attempt whose answer was lost
             return await self._stored(result, exc)
-        return reply.model_results[0], reply.run  # type: ignore[attr-defined]
+        return reply.model_results[0], reply.run
 
     async def _stored(
         self, result: run_pb2.ModelResult, error: errors.AlreadyExists
@@ -497,7 +507,7 @@ class GrpcRecorder:
     async def publish(self, events: list[event_pb2.Event]) -> None:
         await self.services.publish(events)
 
-    async def keep_predictions(self, predictions: np.ndarray) -> str:
+    async def keep_predictions(self, predictions: npt.NDArray[np.float32]) -> str:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, predictions=predictions.astype(np.float32))
         artifact = await self.services.write_artifact(PREDICTIONS_KIND, buffer.getvalue())

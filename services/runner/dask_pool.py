@@ -46,7 +46,9 @@ class DaskPool:
     async def start(self) -> None:
         from distributed import Client
 
-        self.client = await Client(self.address, asynchronous=True, timeout="30s")
+        self.client = await Client(  # type: ignore[no-untyped-call]  # distributed's Client is unannotated
+            self.address, asynchronous=True, timeout="30s"
+        )
         payload = Path(self.data_path).read_bytes()
         self.data = await self.client.scatter(payload, broadcast=True, hash=False)
         self.digest = hashlib.sha256(payload).hexdigest()
@@ -68,7 +70,8 @@ class DaskPool:
         )
         self.busy.add(future)
         try:
-            return await future
+            evaluation: Evaluation = await future  # the task's return value (evaluate_task)
+            return evaluation
         except Exception as exc:  # noqa: BLE001 - a lost Dask worker fails the candidate, not the run
             return Evaluation(job_id, Outcome.FAILED, error=f"the Dask task failed: {type(exc).__name__}: {exc}")
         finally:
@@ -79,7 +82,10 @@ class DaskPool:
         if self.client is not None and self.busy:
             from distributed import Event
 
-            self._pending.add(asyncio.ensure_future(Event(self.stop_name, client=self.client).set()))
+            stop = Event(  # type: ignore[no-untyped-call]  # distributed's Event is unannotated
+                self.stop_name, client=self.client
+            )
+            self._pending.add(asyncio.ensure_future(stop.set()))  # type: ignore[no-untyped-call]  # Event.set is unannotated
 
     def close(self) -> None:
         self.interrupt()
@@ -111,12 +117,12 @@ def evaluate_task(
     # with it), and multiprocessing refuses children to a daemonic process.
     # The candidate processes started here are killed by this task, and end
     # with their pipe if the worker dies: lift the flag for them.
-    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]
+    multiprocessing.current_process()._config["daemon"] = False  # type: ignore[attr-defined]  # private, untyped
     if digest not in _data_files:
         with tempfile.NamedTemporaryFile(prefix="automl-data-", suffix=".pkl", delete=False) as f:
             f.write(data)
         _data_files[digest] = f.name
-    stop = Event(stop_name)
+    stop = Event(stop_name)  # type: ignore[no-untyped-call]  # distributed's Event is unannotated
 
     async def one() -> Evaluation:
         worker = Worker(_data_files[digest], setup)

@@ -27,11 +27,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import KFold, StratifiedKFold
 
-Metric = Callable[[np.ndarray, np.ndarray], float]
+Metric = Callable[[npt.NDArray[Any], npt.NDArray[Any]], float]
 
 # ------------------------------------------------------------------- folds
 
@@ -43,7 +44,9 @@ def splitter(classification: bool, folds: int, seed: int) -> KFold | StratifiedK
     return kind(n_splits=folds, shuffle=True, random_state=seed)
 
 
-def fold_assignment(y: pd.Series | np.ndarray, classification: bool, folds: int, seed: int) -> np.ndarray:
+def fold_assignment(
+    y: pd.Series[Any] | npt.NDArray[Any], classification: bool, folds: int, seed: int
+) -> npt.NDArray[np.intp]:
     """Each row's test fold (0 .. folds - 1, int array aligned to y) under the
     splitter the worker's Evaluator cross-validates candidates with, for the
     same y (all of the search rows, in the worker's order)."""
@@ -61,7 +64,7 @@ CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "avg_roc_
 REGRESSION_METRICS = ("r2", "neg_root_mean_squared_error", "neg_mean_absolute_error")
 
 
-def metric_function(scorer_name: str, classes: np.ndarray | None) -> Metric:
+def metric_function(scorer_name: str, classes: npt.NDArray[Any] | None) -> Metric:
     """score(y_true, predictions) -> float, the value aikit's scorer
     `scorer_name` (aikit.scorer.SCORERS) gives a fitted model whose
     predict_proba (classification) or predict (regression) returns
@@ -90,13 +93,13 @@ def metric_function(scorer_name: str, classes: np.ndarray | None) -> Metric:
 class _Labels:
     """Class labels -> column positions, remembering the last y_true."""
 
-    def __init__(self, classes: np.ndarray | None) -> None:
+    def __init__(self, classes: npt.NDArray[Any] | None) -> None:
         self.classes = None if classes is None else np.asarray(classes)
         self._seen: Any = None
         self._codes = np.empty(0, dtype=np.intp)
         self._classes = np.empty(0)
 
-    def codes(self, y_true: Any) -> tuple[np.ndarray, int]:
+    def codes(self, y_true: Any) -> tuple[npt.NDArray[np.intp], int]:
         """(column of each row's true label, number of classes)."""
         if y_true is not self._seen:
             labels = np.asarray(y_true)
@@ -109,7 +112,7 @@ class _Labels:
         return self._codes, len(self._classes)
 
 
-def _probabilities(predictions: np.ndarray, k: int) -> np.ndarray:
+def _probabilities(predictions: npt.NDArray[Any], k: int) -> npt.NDArray[np.float64]:
     p = np.asarray(predictions, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != k:
         raise ValueError(f"predictions must be (rows, {k} classes), got {p.shape}")
@@ -117,7 +120,7 @@ def _probabilities(predictions: np.ndarray, k: int) -> np.ndarray:
 
 
 def _accuracy(labels: _Labels) -> Metric:
-    def accuracy(y_true: np.ndarray, predictions: np.ndarray) -> float:
+    def accuracy(y_true: npt.NDArray[Any], predictions: npt.NDArray[Any]) -> float:
         codes, k = labels.codes(y_true)
         return float(np.mean(_probabilities(predictions, k).argmax(axis=1) == codes))
 
@@ -125,7 +128,7 @@ def _accuracy(labels: _Labels) -> Metric:
 
 
 def _balanced_accuracy(labels: _Labels) -> Metric:
-    def balanced_accuracy(y_true: np.ndarray, predictions: np.ndarray) -> float:
+    def balanced_accuracy(y_true: npt.NDArray[Any], predictions: npt.NDArray[Any]) -> float:
         codes, k = labels.codes(y_true)
         predicted = _probabilities(predictions, k).argmax(axis=1)
         support = np.bincount(codes, minlength=k)
@@ -137,7 +140,7 @@ def _balanced_accuracy(labels: _Labels) -> Metric:
 
 
 def _f1_macro(labels: _Labels) -> Metric:
-    def f1_macro(y_true: np.ndarray, predictions: np.ndarray) -> float:
+    def f1_macro(y_true: npt.NDArray[Any], predictions: npt.NDArray[Any]) -> float:
         codes, k = labels.codes(y_true)
         predicted = _probabilities(predictions, k).argmax(axis=1)
         support = np.bincount(codes, minlength=k)
@@ -150,7 +153,7 @@ def _f1_macro(labels: _Labels) -> Metric:
 
 
 def _avg_roc_auc(labels: _Labels) -> Metric:
-    def avg_roc_auc(y_true: np.ndarray, predictions: np.ndarray) -> float:
+    def avg_roc_auc(y_true: npt.NDArray[Any], predictions: npt.NDArray[Any]) -> float:
         # aikit's avg_roc_auc_score: one-vs-rest ROC AUC of each class present
         # in y_true, macro average (binary included: both columns).
         codes, k = labels.codes(y_true)
@@ -177,7 +180,7 @@ def _avg_roc_auc(labels: _Labels) -> Metric:
 
 
 def _log_loss(labels: _Labels) -> Metric:
-    def log_loss_patched(y_true: np.ndarray, predictions: np.ndarray) -> float:
+    def log_loss_patched(y_true: npt.NDArray[Any], predictions: npt.NDArray[Any]) -> float:
         # aikit's log_loss_scorer_patched: -log_loss(labels=classes); scikit-learn
         # 1.5 clips at the dtype's epsilon and does not renormalize the rows.
         codes, k = labels.codes(y_true)
@@ -191,7 +194,9 @@ def _log_loss(labels: _Labels) -> Metric:
     return log_loss_patched
 
 
-def _regression_values(y_true: np.ndarray, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _regression_values(
+    y_true: npt.NDArray[Any], predictions: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     truth = np.asarray(y_true, dtype=np.float64).ravel()
     predicted = np.asarray(predictions, dtype=np.float64).ravel()
     if truth.shape != predicted.shape:
@@ -199,7 +204,7 @@ def _regression_values(y_true: np.ndarray, predictions: np.ndarray) -> tuple[np.
     return truth, predicted
 
 
-def _r2(y_true: np.ndarray, predictions: np.ndarray) -> float:
+def _r2(y_true: npt.NDArray[Any], predictions: npt.NDArray[Any]) -> float:
     truth, predicted = _regression_values(y_true, predictions)
     residual = float(np.sum((truth - predicted) ** 2))
     total = float(np.sum((truth - truth.mean()) ** 2))
@@ -208,12 +213,12 @@ def _r2(y_true: np.ndarray, predictions: np.ndarray) -> float:
     return 1.0 - residual / total
 
 
-def _neg_rmse(y_true: np.ndarray, predictions: np.ndarray) -> float:
+def _neg_rmse(y_true: npt.NDArray[Any], predictions: npt.NDArray[Any]) -> float:
     truth, predicted = _regression_values(y_true, predictions)
     return -float(np.sqrt(np.mean((truth - predicted) ** 2)))
 
 
-def _neg_mae(y_true: np.ndarray, predictions: np.ndarray) -> float:
+def _neg_mae(y_true: npt.NDArray[Any], predictions: npt.NDArray[Any]) -> float:
     truth, predicted = _regression_values(y_true, predictions)
     return -float(np.mean(np.abs(truth - predicted)))
 
@@ -250,8 +255,8 @@ PATIENCE = 5
 
 
 def select(
-    predictions: Sequence[np.ndarray],
-    y: np.ndarray,
+    predictions: Sequence[npt.NDArray[Any]],
+    y: npt.NDArray[Any],
     score: Metric,
     size: int = 25,
     *,
@@ -312,7 +317,7 @@ def select(
     return [float(c) / float(best_counts.sum()) for c in best_counts]
 
 
-def weighted_average(predictions: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+def weighted_average(predictions: Sequence[npt.NDArray[Any]], weights: Sequence[float]) -> npt.NDArray[np.float64]:
     """The blend (float64) of prediction arrays, weights as `select` gives them."""
     total = np.zeros(np.shape(predictions[0]), dtype=np.float64)
     for p, w in zip(predictions, weights, strict=True):
@@ -322,11 +327,11 @@ def weighted_average(predictions: Sequence[np.ndarray], weights: Sequence[float]
 
 
 def fold_rows(
-    blend: np.ndarray,
-    y: np.ndarray,
-    fold_of_row: np.ndarray,
+    blend: npt.NDArray[Any],
+    y: npt.NDArray[Any],
+    fold_of_row: npt.NDArray[Any],
     scorer_names: list[str],
-    classes: np.ndarray | None,
+    classes: npt.NDArray[Any] | None,
     *,
     fit_time: float = 0.0,
 ) -> list[dict[str, Any]]:
@@ -378,7 +383,7 @@ def description(classification: bool, models: Sequence[Any], weights: Sequence[f
     return name, {"models": [m for m, _ in kept], "weights": [w for _, w in kept]}
 
 
-class _GreedyEnsemble(BaseEstimator):
+class _GreedyEnsemble(BaseEstimator):  # type: ignore[misc]  # scikit-learn has no type information
     """Members are aikit model descriptions; fit builds each as worker.build
     does (one core) and fits it on all of X, y. Members of weight 0 are not fit."""
 
@@ -401,7 +406,7 @@ class _GreedyEnsemble(BaseEstimator):
         self.weights_ = np.asarray([w / total for _, w in kept], dtype=np.float64)
 
 
-class GreedyEnsembleClassifier(ClassifierMixin, _GreedyEnsemble):
+class GreedyEnsembleClassifier(ClassifierMixin, _GreedyEnsemble):  # type: ignore[misc]  # scikit-learn: untyped
     """Weighted average of the members' class probabilities."""
 
     def fit(self, X: Any, y: Any) -> GreedyEnsembleClassifier:
@@ -409,7 +414,7 @@ class GreedyEnsembleClassifier(ClassifierMixin, _GreedyEnsemble):
         self._fit_members(X, y)
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any) -> npt.NDArray[np.float64]:
         """(rows, len(classes_)), columns in the order of classes_; a class a
         member does not know gets 0 from it."""
         out = np.zeros((_rows(X), len(self.classes_)), dtype=np.float64)
@@ -418,18 +423,19 @@ class GreedyEnsembleClassifier(ClassifierMixin, _GreedyEnsemble):
             out[:, columns] += weight * np.asarray(estimator.predict_proba(X), dtype=np.float64)
         return out
 
-    def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+    def predict(self, X: Any) -> npt.NDArray[Any]:
+        predicted: npt.NDArray[Any] = self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return predicted
 
 
-class GreedyEnsembleRegressor(RegressorMixin, _GreedyEnsemble):
+class GreedyEnsembleRegressor(RegressorMixin, _GreedyEnsemble):  # type: ignore[misc]  # scikit-learn: untyped
     """Weighted average of the members' predictions."""
 
     def fit(self, X: Any, y: Any) -> GreedyEnsembleRegressor:
         self._fit_members(X, y)
         return self
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any) -> npt.NDArray[np.float64]:
         out = np.zeros(_rows(X), dtype=np.float64)
         for estimator, weight in zip(self.estimators_, self.weights_, strict=True):
             out += weight * np.asarray(estimator.predict(X), dtype=np.float64).ravel()

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from automl.common import metrics, runs
 from automl.common.runs import final_state, run_event
@@ -84,16 +85,16 @@ class SearchData:
     """What the loop needs of the search rows: row samples for large tables,
     fold assignment and targets for the ensemble."""
 
-    y: np.ndarray
+    y: npt.NDArray[Any]
     classification: bool
     folds: int
     seed: int
 
     @property
-    def classes(self) -> np.ndarray | None:
+    def classes(self) -> npt.NDArray[Any] | None:
         return np.unique(self.y) if self.classification else None
 
-    def codes(self) -> np.ndarray | None:
+    def codes(self) -> npt.NDArray[np.intp] | None:
         return np.unique(self.y, return_inverse=True)[1] if self.classification else None
 
 
@@ -116,7 +117,7 @@ class Member:
     name: str
     index: int
     candidate: Candidate
-    predictions: np.ndarray
+    predictions: npt.NDArray[np.float32]
     fit_time: float
     rung: int
 
@@ -129,7 +130,11 @@ class RunRecorder(Protocol):
     """Where a run's state, results and events go (storage and notifier)."""
 
     async def set_state(
-        self, expected: Sequence[int], state: int, reason: int = 0, message: str = ""
+        self,
+        expected: Sequence[c.RunState],
+        state: c.RunState,
+        reason: c.StopReason = c.STOP_REASON_UNSPECIFIED,
+        message: str = "",
     ) -> run_pb2.Run: ...
 
     async def heartbeat(self) -> run_pb2.Run: ...
@@ -140,7 +145,7 @@ class RunRecorder(Protocol):
 
     async def add_notes(self, notes: list[str]) -> None: ...
 
-    async def keep_predictions(self, predictions: np.ndarray) -> str:
+    async def keep_predictions(self, predictions: npt.NDArray[np.float32]) -> str:
         """Store a result's out-of-fold predictions; the artifact's name."""
         ...
 
@@ -154,7 +159,7 @@ def kill_time(grace: float) -> float:
 
 @dataclass
 class Stop:
-    reason: int
+    reason: c.StopReason
     message: str
     deadline: float
     """monotonic time after which candidates under way are killed."""
@@ -211,7 +216,7 @@ class Execution:
         return self.run.name
 
     @property
-    def metric(self) -> int:
+    def metric(self) -> c.Metric:
         return self.run.primary_metric
 
     def event(self, **payload: object) -> event_pb2.Event:
@@ -219,7 +224,7 @@ class Execution:
 
     # -------------------------------------------------------------- resume
 
-    def resume(self, results: Sequence[run_pb2.ModelResult], predictions: dict[str, np.ndarray]) -> None:
+    def resume(self, results: Sequence[run_pb2.ModelResult], predictions: dict[str, npt.NDArray[np.float32]]) -> None:
         """Go on from the results a lost runner stored: counts, best score and
         lack of progress from them, their candidates never drawn again, the
         complete ones measured for the time predictions and, with their stored
@@ -283,7 +288,7 @@ class Execution:
 
     # ------------------------------------------------------------ stopping
 
-    async def request_stop(self, reason: int, message: str, grace: float | None = None) -> run_pb2.Run:
+    async def request_stop(self, reason: c.StopReason, message: str, grace: float | None = None) -> run_pb2.Run:
         """Stop drawing candidates; those under way get `grace` seconds. The
         first request wins; later ones return the run as it stands."""
         async with self._stopping:
@@ -369,9 +374,9 @@ class Execution:
             waker = asyncio.create_task(self._wake.wait())
             done, _ = await asyncio.wait({*running, waker}, timeout=self._tick(), return_when=asyncio.FIRST_COMPLETED)
             waker.cancel()
-            for task in done - {waker}:
-                job = running.pop(task)  # type: ignore[arg-type]
-                await self._record(job, task.result())  # type: ignore[arg-type]
+            for task in running.keys() & done:  # the evaluations that ended (not the waker)
+                job = running.pop(task)
+                await self._record(job, task.result())
             if self.stop is not None and time.monotonic() >= self.stop.deadline:
                 self.pool.interrupt()
 
@@ -529,7 +534,7 @@ class Execution:
             },
         )
 
-    async def _keep_predictions(self, predictions: np.ndarray) -> str:
+    async def _keep_predictions(self, predictions: npt.NDArray[np.float32]) -> str:
         """Out-of-fold predictions kept in storage, so that an ensemble can be
         built again from stored results; a failure costs that, not the result."""
         try:
@@ -634,7 +639,7 @@ class Execution:
             await self.recorder.add_notes([f"the ensemble could not be built: {type(exc).__name__}: {exc}"])
 
     @staticmethod
-    def _selection_score(name: str, classes: np.ndarray | None, rows: int) -> Callable[..., float]:
+    def _selection_score(name: str, classes: npt.NDArray[Any] | None, rows: int) -> Callable[..., float]:
         """The primary metric; a metric of counted rows (accuracy, F1) has ties,
         broken by the log loss, too little to outweigh one row: without it,
         blends that are better calibrated at the same accuracy are never chosen."""
@@ -644,7 +649,7 @@ class Execution:
         loss = ensemble.metric_function("log_loss_patched", classes)
         weight = 1.0 / (100.0 * rows)  # the loss term is clipped at 10: below a tenth of a row
 
-        def score(y: np.ndarray, blend: np.ndarray) -> float:
+        def score(y: npt.NDArray[Any], blend: npt.NDArray[np.float64]) -> float:
             return float(primary(y, blend) + weight * max(float(loss(y, blend)), -10.0))
 
         return score
@@ -714,7 +719,9 @@ class Execution:
         await self._end(final_state(reason, self.progress.done), reason, self.stop.message)
 
     async def _hand_back(self) -> None:
-        run = await self.recorder.set_state([c.RUN_STATE_RUNNING], c.RUN_STATE_QUEUED, 0, self.handing_back)
+        run = await self.recorder.set_state(
+            [c.RUN_STATE_RUNNING], c.RUN_STATE_QUEUED, c.STOP_REASON_UNSPECIFIED, self.handing_back
+        )
         await self.recorder.publish(runs.queued_events(run, c.RUN_STATE_RUNNING, self.handing_back))
         log.info("run handed back", extra={"run": self.name, "position": run.queue_position})
 
@@ -724,7 +731,7 @@ class Execution:
         except Exception:
             log.exception("cannot record the failure of the run", extra={"run": self.name})
 
-    async def _end(self, state: int, reason: int, message: str) -> None:
+    async def _end(self, state: c.RunState, reason: c.StopReason, message: str) -> None:
         previous = self.run.state
         run = await self.recorder.set_state([c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING], state, reason, message)
         self.run = run

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,7 +81,7 @@ def _arrow_encoding(encoding: str) -> str:
     return "utf8" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
-def uniforms(seed: int, salt: int, rows: np.ndarray) -> np.ndarray:
+def uniforms(seed: int, salt: int, rows: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.float64]:
     """A uniform in [0, 1) for each row number, the same whoever reads the
     row and however the file is cut into blocks (splitmix64 of seed, salt, row)."""
     key = np.uint64((seed * _GOLDEN + salt * 0xD1B54A32D192ED03) % 2**64)
@@ -91,7 +93,7 @@ def uniforms(seed: int, salt: int, rows: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
-def infer(column: pd.Series) -> pd.Series:
+def infer(column: pd.Series[Any]) -> pd.Series[Any]:
     """Numbers when every value is one (integers stay integers), else text."""
     numbers = pd.to_numeric(column, errors="coerce")
     if not (numbers.notna() | column.isna()).all():
@@ -107,15 +109,15 @@ class Counts:
 
     rows: int = 0
     missing: int = 0
-    classes: pd.Series | None = None
+    classes: pd.Series[Any] = field(default_factory=lambda: pd.Series(dtype="int64"))
     """Rows per label (text)."""
     text_example: str | None = None
     """A value that is not a number, if any."""
 
 
-def count_target(path: Path, dataset: dataset_pb2.Dataset, target: str, task: int) -> Counts:
+def count_target(path: Path, dataset: dataset_pb2.Dataset, target: str, task: c.Task) -> Counts:
     """Pass 1: counts of the target column, in memory that does not grow with the rows."""
-    counts = Counts(classes=pd.Series(dtype="int64"))
+    counts = Counts()
     for batch in reader(path, dataset, [target]):
         column = batch.column(0)
         counts.rows += len(column)
@@ -204,7 +206,7 @@ def load(
     return made
 
 
-def check(counts: Counts, experiment: experiment_pb2.Experiment) -> tuple[int, float, int, list[str]]:
+def check(counts: Counts, experiment: experiment_pb2.Experiment) -> tuple[c.Task, float, int, list[str]]:
     """The checks problem.split makes on a whole target, made on its counts."""
     name = experiment.target_column
     task, folds, fraction = searchable.search_settings(experiment)
@@ -218,7 +220,7 @@ def check(counts: Counts, experiment: experiment_pb2.Experiment) -> tuple[int, f
     return task, fraction, folds, notes
 
 
-def _labels(y: pd.Series, task: int) -> pd.Series:
+def _labels(y: pd.Series[Any], task: c.Task) -> pd.Series[Any]:
     if task == c.TASK_REGRESSION:
         return y.astype(float)
     if y.dtype.kind == "f" and (y.dropna() == y.dropna().round()).all():

@@ -21,19 +21,19 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from google.protobuf import json_format
 
 from automl.common import errors, status
 from automl.common.errors import InvalidArgument
+from automl.common.runs import run_event
 from automl.common.settings import Settings
 from automl.v1 import common_pb2 as c
 from automl.v1 import dataset_pb2, event_pb2, experiment_pb2, model_pb2
 from services.runner import aikit_compat, predicting, problem, signing
 from services.runner.clients import Services
-from services.runner.execution import run_event
 from services.runner.serving import Served
 from services.runner.workers import Outcome, Worker
 
@@ -144,7 +144,7 @@ class Models:
             training_rows=done["training_rows"],
             fit_time_seconds=done["fit_time"],
             feature_columns=[
-                model_pb2.FeatureColumn(name=str(original), type=profiles.get(str(original), 0))
+                model_pb2.FeatureColumn(name=str(original), type=profiles.get(str(original), c.COLUMN_TYPE_UNSPECIFIED))
                 for original in done["columns"]
             ],
         )
@@ -190,7 +190,7 @@ class Models:
             worker.close()
         if done.outcome != Outcome.SUCCEEDED or done.rows is None:
             raise errors.FailedPrecondition(f"the {'refit' if mode == 'fit' else 'test'} failed: {done.error}")
-        return done.rows  # type: ignore[return-value]
+        return cast("dict[str, Any]", done.rows)  # a fit or test job's answer, not a score table
 
     async def recorded(
         self, services: Services, run: str, folder: Path

@@ -145,6 +145,7 @@ def entries(config: Any, rows: int, features: int, seed: int) -> Iterator[Entry]
         usable = True
         for step in config.needed_steps:
             name = step["step"]
+            choice: str | None
             if name == "Model":
                 choice = model
             elif step["optional"]:

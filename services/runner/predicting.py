@@ -15,9 +15,10 @@ import io
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sklearn import metrics as skm
 
@@ -64,7 +65,7 @@ class Loaded:
         return [str(label) for label in self.classes]
 
     @functools.cached_property
-    def argmax_classes(self) -> np.ndarray | None:
+    def argmax_classes(self) -> npt.NDArray[Any] | None:
         """See one_pass_classes (looked up once per loaded model)."""
         return one_pass_classes(self.model) if self.classification else None
 
@@ -92,7 +93,8 @@ def frame_from_csv(data: bytes, options: c.CsvOptions | None, model: Loaded, fie
     if options is None or options.ByteSize() == 0:
         options = c.CsvOptions(**model.csv_options)
     try:
-        return problem.read_csv(io.BytesIO(data), options, dtype=str)
+        frame: pd.DataFrame = problem.read_csv(io.BytesIO(data), options, dtype=str)
+        return frame
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument.field(field, f"cannot be read as CSV: {exc}") from None
 
@@ -176,7 +178,7 @@ def _csv_dialect(delimiter: str, quote: str, na_values: tuple[str, ...]) -> tupl
     of numbers: "-1" makes "-1.0" missing too)."""
     d, q = re.escape(delimiter), re.escape(quote)
     field = f"(?:{q}(?:[^{q}]|{q}{q})*{q}|[^{d}{q}]*)"
-    from pandas.io.parsers.readers import _clean_na_values
+    from pandas.io.parsers.readers import _clean_na_values  # type: ignore[attr-defined]  # private: not in the stubs
 
     strings, _ = _clean_na_values(list(na_values), keep_default_na=False)
     return re.compile(f"{field}(?:{d}{field})*"), frozenset(v for v in strings if isinstance(v, str))
@@ -273,18 +275,20 @@ def quick_columns(
     if not rows:
         return None
     if header is not None:
+        table = cast("list[list[Any]]", rows)  # with a header: quick_csv's rows, lists of cells
         where = {name: i for i, name in enumerate(header)}
-        position = [where.get(original) for original in model.features.values()]
-        if None in position:
+        position = [where[original] for original in model.features.values() if original in where]
+        if len(position) != len(model.features):
             return None
-        columns = [[row[i] for row in rows] for i in position]  # type: ignore[index]
+        columns = [[row[i] for row in table] for i in position]
     else:
+        records = cast("list[dict[str, Any]]", rows)  # without: quick_records' rows, dicts
         present: set[str] = set()
-        for row in rows:
-            present.update(row)  # type: ignore[arg-type]
+        for record in records:
+            present.update(record)
         if any(original not in present for original in model.features.values()):
             return None
-        columns = [[row.get(original) for row in rows] for original in model.features.values()]  # type: ignore[union-attr]
+        columns = [[record.get(original) for record in records] for original in model.features.values()]
     names, numeric, values = [], [], []
     for (sanitized, original), cells in zip(model.features.items(), columns, strict=True):
         is_number = model.numeric[original]
@@ -376,7 +380,7 @@ def _argmax_predictors() -> tuple[type, ...]:
     return (RandomForestClassifier, ExtraTreesClassifier, LGBMClassifier, GreedyEnsembleClassifier)
 
 
-def one_pass_classes(model: Any) -> np.ndarray | None:
+def one_pass_classes(model: Any) -> npt.NDArray[Any] | None:
     """The classes to take at the argmax of `model`'s class probabilities when
     that is exactly its predict: then one pass of the pipeline (its transforms
     run once, not twice) gives both answers. None otherwise. The final step of
@@ -391,9 +395,10 @@ def one_pass_classes(model: Any) -> np.ndarray | None:
     return np.asarray(final.classes_)
 
 
-def raw_predictions(model: Loaded, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+def raw_predictions(model: Loaded, X: pd.DataFrame) -> tuple[npt.NDArray[Any], npt.NDArray[Any] | None]:
     """The pipeline's predictions, and its class probabilities when it has them
     (in the process that holds the model)."""
+    probabilities: npt.NDArray[Any] | None
     try:
         classes = model.argmax_classes
         if classes is not None:
@@ -411,7 +416,7 @@ def raw_predictions(model: Loaded, X: pd.DataFrame) -> tuple[np.ndarray, np.ndar
 
 
 def answers(
-    classification: bool, predicted: np.ndarray, probabilities: np.ndarray | None
+    classification: bool, predicted: npt.NDArray[Any], probabilities: npt.NDArray[Any] | None
 ) -> list[model_pb2.Prediction]:
     """Prediction messages of raw predictions, one per row."""
     out = []
@@ -426,7 +431,7 @@ def answers(
     return out
 
 
-def evaluate(model: Loaded, X: pd.DataFrame, y: pd.Series) -> model_pb2.HoldoutEvaluation:
+def evaluate(model: Loaded, X: pd.DataFrame, y: pd.Series[Any]) -> model_pb2.HoldoutEvaluation:
     """Scores on the holdout: accuracy, balanced accuracy, F1 (macro), ROC AUC,
     log loss and the confusion matrix for classification; RMSE, MAE and R2 for
     regression."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from automl.common.csvformat import CsvFormat, column_name
@@ -23,8 +24,10 @@ from automl.common.errors import InvalidArgument
 from automl.v1 import common_pb2 as c
 from automl.v1 import dataset_pb2, experiment_pb2
 from services.runner import largedata
+
+# The runner and predicting know it as problem.Problem.
+from services.runner.searchable import Problem as Problem
 from services.runner.searchable import (
-    Problem,
     check_classes,
     check_not_constant,
     features,
@@ -56,12 +59,12 @@ class _NamedChunks:
         return self
 
     def __next__(self) -> pd.DataFrame:
-        chunk = next(self.reader)
+        chunk: pd.DataFrame = next(self.reader)
         chunk.columns = [column_name(i) for i in range(chunk.shape[1])]
         return chunk
 
 
-def read_csv(path: Path, options: c.CsvOptions, **kwargs: Any) -> Any:
+def read_csv(path: Path | IO[bytes], options: c.CsvOptions, **kwargs: Any) -> Any:
     """The file as the dataset's options say to read it; every cell that is
     not a number stays text (no date parsing, no guessing of booleans). A
     DataFrame, or with `chunksize` an iterator of them (a context manager)."""
@@ -120,19 +123,19 @@ def load(
 class Split:
     """Which data rows (0-based, of the whole file) go where."""
 
-    task: int
+    task: c.Task
     folds: int
-    y: pd.Series
+    y: pd.Series[Any]
     """Target of the rows that have one, indexed by their data row number."""
-    search: np.ndarray
+    search: npt.NDArray[np.intp]
     """Sorted data rows of the search (training) part."""
-    holdout: np.ndarray
+    holdout: npt.NDArray[np.intp]
     """Sorted data rows kept out."""
     rows_without_target: int
     notes: list[str] = field(default_factory=list)
 
 
-def split(target: pd.Series, experiment: experiment_pb2.Experiment) -> Split:
+def split(target: pd.Series[Any], experiment: experiment_pb2.Experiment) -> Split:
     """Check the target of every data row and split off the holdout
     (stratified for classification, seeded)."""
     name = experiment.target_column
@@ -158,13 +161,15 @@ def split(target: pd.Series, experiment: experiment_pb2.Experiment) -> Split:
     return Split(task, folds, y, rows[search], rows[kept_out], int((~has_target).sum()), notes)
 
 
-def class_codes(y: pd.Series) -> np.ndarray:
+def class_codes(y: pd.Series[Any]) -> npt.NDArray[np.intp]:
     """A small integer per row: its class's rank among the sorted labels."""
     codes, _ = pd.factorize(y, sort=True)
     return codes
 
 
-def pick(codes: np.ndarray | None, n: int, fraction: float, seed: int, min_search: int = 0) -> np.ndarray:
+def pick(
+    codes: npt.NDArray[np.intp] | None, n: int, fraction: float, seed: int, min_search: int = 0
+) -> npt.NDArray[np.bool_]:
     """A seeded choice of `fraction` of n positions (of each class's positions
     when codes are given: at least one of each class, but never so many that
     fewer than `min_search` rows of a class stay out of it), as a boolean mask.
@@ -232,14 +237,14 @@ def problem_of(
     )
 
 
-def _labels(y: pd.Series) -> pd.Series:
+def _labels(y: pd.Series[Any]) -> pd.Series[Any]:
     """The target of the rows kept, as the models see it (categories as their labels)."""
     if isinstance(y.dtype, pd.CategoricalDtype):  # the large-data path: labels of their own type (1, not "1")
         y = y.astype(y.cat.categories.dtype)
     return y.reset_index(drop=True)
 
 
-def _target(y: pd.Series, name: str, task: int) -> pd.Series:
+def _target(y: pd.Series[Any], name: str, task: c.Task) -> pd.Series[Any]:
     if task == c.TASK_REGRESSION:
         if isinstance(y.dtype, pd.CategoricalDtype):  # text read by the large-data path
             y = y.astype(object)

@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 # Racing: a candidate is stopped once it has run RACE_AFTER_FOLDS folds and
 # even its best fold is below the best candidate's mean by one standard
@@ -40,7 +41,9 @@ def rung_sizes(rows: int) -> list[int]:
     return sizes
 
 
-def nested_samples(codes: np.ndarray | None, sizes: list[int], seed: int) -> list[np.ndarray | None]:
+def nested_samples(
+    codes: npt.NDArray[np.intp] | None, sizes: list[int], seed: int
+) -> list[npt.NDArray[np.intp] | None]:
     """Sorted row positions of each rung's sample (None for the top rung: every
     row). Samples are nested, and stratified when class codes are given (each
     class keeps its share, at least one row)."""
@@ -56,7 +59,7 @@ def nested_samples(codes: np.ndarray | None, sizes: list[int], seed: int) -> lis
     for label in range(len(counts)):
         members = np.flatnonzero(codes == label)
         rank[members] = rng.permutation(len(members))
-    out: list[np.ndarray | None] = []
+    out: list[npt.NDArray[np.intp] | None] = []
     for size in sizes[:-1]:
         share = np.maximum(np.round(counts * size / rows).astype(np.int64), 1)
         out.append(np.flatnonzero(rank < share[codes]))
@@ -76,7 +79,7 @@ class Rung:
 class Halving:
     """The rungs of a run and who is promoted next."""
 
-    def __init__(self, rows: int, codes: np.ndarray | None, seed: int) -> None:
+    def __init__(self, rows: int, codes: npt.NDArray[np.intp] | None, seed: int) -> None:
         sizes = rung_sizes(rows)
         self.rungs = [Rung(size) for size in sizes]
         self.samples = nested_samples(codes, sizes, seed)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 from google.protobuf import timestamp_pb2
 
 from automl.common import errors, identity, runs, status
@@ -180,7 +181,7 @@ class Runner:
 
     async def _history(
         self, services: Services, run: run_pb2.Run, prepared: Prepared
-    ) -> tuple[list[run_pb2.ModelResult], dict[str, np.ndarray]]:
+    ) -> tuple[list[run_pb2.ModelResult], dict[str, npt.NDArray[np.float32]]]:
         """A resumed run's stored results, and the stored out-of-fold
         predictions of those the ensemble could use (the best of each sample size)."""
         try:
@@ -277,9 +278,9 @@ class Runner:
         services: Services,
         prepared: Prepared,
         run: run_pb2.Run,
-        previous: int,
+        previous: c.RunState,
         notes: list[str],
-        history: tuple[list[run_pb2.ModelResult], dict[str, np.ndarray]] | None,
+        history: tuple[list[run_pb2.ModelResult], dict[str, npt.NDArray[np.float32]]] | None,
     ) -> None:
         setup = {
             "classification": prepared.problem.task == c.TASK_CLASSIFICATION,
@@ -346,7 +347,7 @@ class Runner:
         self.tasks[run.name] = asyncio.create_task(execute(), name=f"execute {run.name}")
         log.info("run started", extra={"run": run.name, "workers": prepared.workers})
 
-    async def stop_execution(self, name: str, reason: int, message: str, grace: float | None) -> run_pb2.Run:
+    async def stop_execution(self, name: str, reason: c.StopReason, message: str, grace: float | None) -> run_pb2.Run:
         execution = self.executions.get(name)
         if execution is None:
             raise errors.NotFound(f"runner {self.runner_id} does not execute {name}")

@@ -9,7 +9,7 @@ units (automl.v1.Metric).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from automl.v1 import common_pb2 as c
 
 @dataclass(frozen=True)
 class Scorer:
-    metric: int
+    metric: c.Metric
     name: str
     """aikit's scorer name (a key of aikit.scorer.SCORERS)."""
     sign: float
@@ -40,7 +40,7 @@ REGRESSION = (
 FOLD_COLUMNS = ("fit_time", "score_time", "n_test_samples")
 
 
-def scorers(task: int, primary: int) -> list[Scorer]:
+def scorers(task: c.Task, primary: c.Metric) -> list[Scorer]:
     """The task's scorers, the primary metric's first (aikit's main scorer:
     its early stopping of poor candidates watches the first one)."""
     every = REGRESSION if task == c.TASK_REGRESSION else CLASSIFICATION
@@ -64,13 +64,13 @@ class Summary:
     score_time: float
 
 
-def summarize(rows: list[Mapping[str, Any]], used: list[Scorer]) -> Summary:
+def summarize(rows: Sequence[Mapping[str, Any]], used: list[Scorer]) -> Summary:
     """Summarize aikit's score table (one mapping per fold that ran)."""
-    folds = []
+    folds: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
         values = {str(k): float(v) for k, v in row.items() if k != "fold_nb" and _number(v) and math.isfinite(float(v))}
         folds.append({"fold_nb": int(row.get("fold_nb", i)), "values": values})
-    metrics = []
+    metrics: list[dict[str, Any]] = []
     primary = None
     for scorer in used:
         test = [f["values"].get(f"test_{scorer.name}") for f in folds]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from automl.common.errors import InvalidArgument
@@ -36,9 +37,9 @@ class Problem:
 
     X: pd.DataFrame
     """Search rows (holdout left out), with sanitized column names."""
-    y: pd.Series
-    task: int
-    metric: int
+    y: pd.Series[Any]
+    task: c.Task
+    metric: c.Metric
     folds: int
     seed: int
     holdout_rows: list[int]
@@ -51,7 +52,7 @@ class Problem:
     rows_without_target: int = 0
     holdout_X: pd.DataFrame | None = None
     """Holdout rows, features as in X."""
-    holdout_y: pd.Series | None = None
+    holdout_y: pd.Series[Any] | None = None
     training_rows: int = 0
     """Rows a chosen model is refitted on: every row with a target but the holdout."""
     holdout_count: int = 0
@@ -92,7 +93,7 @@ def holdout_fraction(experiment: experiment_pb2.Experiment) -> float:
     return experiment.holdout_fraction or DEFAULT_HOLDOUT
 
 
-def search_settings(experiment: experiment_pb2.Experiment) -> tuple[int, int, float]:
+def search_settings(experiment: experiment_pb2.Experiment) -> tuple[c.Task, int, float]:
     """The experiment's task, cross-validation folds and holdout fraction, or
     INVALID_ARGUMENT naming the field that cannot work."""
     task = experiment.resolved_task
@@ -135,7 +136,7 @@ def held_out(count: int, fraction: float, min_search: int) -> int:
 
 
 def check_classes(
-    counts: pd.Series, name: str, folds: int, holdout: float, stratified: bool = False
+    counts: pd.Series[Any], name: str, folds: int, holdout: float, stratified: bool = False
 ) -> tuple[int, list[str]]:
     """Refuse a target with one class; adapt to small classes rather than
     refuse them. Returns the folds to use and a note per adaptation.
@@ -151,7 +152,7 @@ def check_classes(
         )
     notes: list[str] = []
     if stratified:
-        kept = [label for label, n in counts.items() if held_out(int(n), holdout, folds) == 0]
+        kept: list[Any] = [label for label, n in counts.items() if held_out(int(n), holdout, folds) == 0]
         if kept:
             notes.append(
                 f"classes {_listed(counts[kept])} are too small to give rows to the holdout: "
@@ -172,13 +173,13 @@ def check_classes(
     return folds, notes
 
 
-def _listed(counts: pd.Series, most: int = 5) -> str:
+def _listed(counts: pd.Series[Any], most: int = 5) -> str:
     """The first classes by name and size; a note stays short whatever the number of classes."""
     listed = ", ".join(f"{str(label)[:40]!r} ({n} row{'s' if n != 1 else ''})" for label, n in counts[:most].items())
     return listed + (f" and {len(counts) - most} more" if len(counts) > most else "")
 
 
-def row_digest(rows: np.ndarray) -> str:
+def row_digest(rows: npt.NDArray[Any]) -> str:
     """sha256 of row numbers (ascending, as little-endian int64). largedata
     computes the same digest block by block."""
     return hashlib.sha256(np.asarray(rows, dtype="<i8").tobytes()).hexdigest()

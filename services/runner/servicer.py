@@ -4,7 +4,8 @@ its Models (train, test, predict) and back."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+
+import grpc
 
 from automl.common import context, names
 from automl.common.errors import InvalidArgument
@@ -36,10 +37,14 @@ class RunnerServicer(runner_service_pb2_grpc.RunnerServicer):
             services = self._services[key] = self.runner.services(tenant)
         return services
 
-    async def ExecuteRun(self, request: pb.ExecuteRunRequest, ctx: Any) -> run_pb2.Run:
+    async def ExecuteRun(
+        self, request: pb.ExecuteRunRequest, ctx: grpc.aio.ServicerContext[pb.ExecuteRunRequest, run_pb2.Run]
+    ) -> run_pb2.Run:
         return await self.runner.execute(context.tenant.get(), names.check(request.name, "runs"))
 
-    async def StopExecution(self, request: pb.StopExecutionRequest, ctx: Any) -> run_pb2.Run:
+    async def StopExecution(
+        self, request: pb.StopExecutionRequest, ctx: grpc.aio.ServicerContext[pb.StopExecutionRequest, run_pb2.Run]
+    ) -> run_pb2.Run:
         name = names.check(request.name, "runs")
         if request.reason == common_pb2.STOP_REASON_UNSPECIFIED or request.reason not in common_pb2.StopReason.values():
             raise InvalidArgument.field("reason", "required: why the run stops (e.g. STOP_REASON_USER)")
@@ -50,23 +55,41 @@ class RunnerServicer(runner_service_pb2_grpc.RunnerServicer):
                 raise InvalidArgument.field("grace_period", "must be 0 or positive")
         return await self.runner.stop_execution(name, request.reason, request.message, grace)
 
-    async def GetRunnerStatus(self, request: pb.GetRunnerStatusRequest, ctx: Any) -> pb.RunnerStatus:
+    async def GetRunnerStatus(
+        self,
+        request: pb.GetRunnerStatusRequest,
+        ctx: grpc.aio.ServicerContext[pb.GetRunnerStatusRequest, pb.RunnerStatus],
+    ) -> pb.RunnerStatus:
         return self.runner.status()
 
-    async def ExecuteTraining(self, request: pb.ExecuteTrainingRequest, ctx: Any) -> model_pb2.TrainedModel:
+    async def ExecuteTraining(
+        self,
+        request: pb.ExecuteTrainingRequest,
+        ctx: grpc.aio.ServicerContext[pb.ExecuteTrainingRequest, model_pb2.TrainedModel],
+    ) -> model_pb2.TrainedModel:
         name = names.check(request.name, "trainedModels")
         return await self.runner.models.start_training(self.runner.services(context.tenant.get()), name)
 
-    async def TestModel(self, request: model_pb2.TestModelRequest, ctx: Any) -> model_pb2.HoldoutEvaluation:
+    async def TestModel(
+        self,
+        request: model_pb2.TestModelRequest,
+        ctx: grpc.aio.ServicerContext[model_pb2.TestModelRequest, model_pb2.HoldoutEvaluation],
+    ) -> model_pb2.HoldoutEvaluation:
         name = names.check(request.name, "trainedModels")
         return await self.runner.models.test(self.runner.services(context.tenant.get()), name)
 
-    async def Predict(self, request: model_pb2.PredictRequest, ctx: Any) -> model_pb2.PredictResponse:
+    async def Predict(
+        self,
+        request: model_pb2.PredictRequest,
+        ctx: grpc.aio.ServicerContext[model_pb2.PredictRequest, model_pb2.PredictResponse],
+    ) -> model_pb2.PredictResponse:
         names.check(request.name, "trainedModels")
         return await self.runner.models.predict(self._services_of(context.tenant.get()), request)
 
     async def PredictStream(
-        self, request_iterator: AsyncIterator[model_pb2.PredictStreamRequest], ctx: Any
+        self,
+        request_iterator: AsyncIterator[model_pb2.PredictStreamRequest],
+        ctx: grpc.aio.ServicerContext[model_pb2.PredictStreamRequest, model_pb2.PredictStreamResponse],
     ) -> AsyncIterator[model_pb2.PredictStreamResponse]:
         services = self._services_of(context.tenant.get())
         try:

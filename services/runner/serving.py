@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -70,7 +70,7 @@ class Served:
             raise errors.ResourceExhausted(f"{self.name} could not {doing}: {done.error}; send fewer rows per call")
         if done.outcome != Outcome.SUCCEEDED or done.rows is None:
             raise errors.FailedPrecondition(f"{self.name} could not {doing}: {done.error}")
-        answer: dict[str, Any] = done.rows  # type: ignore[assignment]  # a serve job's answer, not a score table
+        answer = cast("dict[str, Any]", done.rows)  # a serve job's answer, not a score table
         if "refused" in answer:
             raise errors.FailedPrecondition(answer["refused"])
         return answer

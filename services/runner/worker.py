@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from services.runner import aikit_compat, ensemble, signing
 
@@ -47,7 +48,7 @@ class Scored(NamedTuple):
 
     rows: list[dict[str, Any]]
     """aikit's score table, one dict per fold that ran."""
-    predictions: np.ndarray | None
+    predictions: npt.NDArray[np.float32] | None
     """Out-of-fold predictions (float32), rows in the order of the Evaluator's
     X (of the sample's rows, in order, for a candidate raced on a sample);
     (rows, classes) probabilities, columns in the order of np.unique(y), for
@@ -157,6 +158,7 @@ def test_from_csv(job_param: dict[str, Any]) -> dict[str, Any]:
     data = problem.load(Path(job_param["csv"]), dataset, experiment, job_param["sample_cells"], "holdout")
     with signing.open_sealed(Path(job_param["model_path"]), job_param["key"]) as stream:
         loaded = predicting.Loaded.of(joblib.load(stream))
+    assert data.holdout_X is not None and data.holdout_y is not None  # the "holdout" part holds them
     evaluation = predicting.evaluate(loaded, data.holdout_X, data.holdout_y)
     return {"evaluation": evaluation.SerializeToString(), "holdout_digest": data.holdout_digest}
 
@@ -230,7 +232,8 @@ def main(conn: Connection, data_path: str, setup: dict[str, Any]) -> None:
         job_id, job_param = message
         try:
             if evaluator is None:
-                payload = {"rows": job(job_param), "predictions": None}
+                assert job is not None  # a worker without a job kind has an evaluator
+                payload: dict[str, Any] = {"rows": job(job_param), "predictions": None}
             else:
                 scored = evaluator.evaluate(job_param)
                 payload = {"rows": scored.rows, "predictions": scored.predictions}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 log = logging.getLogger("automl.runner.workers")
 
@@ -62,7 +63,7 @@ class Evaluation:
     rows: list[dict[str, Any]] | None = None
     error: str = ""
     seconds: float = 0.0
-    predictions: np.ndarray | None = None
+    predictions: npt.NDArray[np.float32] | None = None
     """Out-of-fold predictions of a candidate that ran every fold on all the
     rows (float32; worker.Scored says their shape and order), else None."""
 
@@ -110,7 +111,12 @@ class Worker:
         loop = asyncio.get_running_loop()
         readable = loop.create_future()
         fd = self.conn.fileno()
-        loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+
+        def wake() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(fd, wake)
         try:
             await readable
         finally:

@@ -18,8 +18,9 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 from minio import Minio
@@ -61,8 +62,9 @@ class BlobStore(ABC):
         """Start writing the blob `key`."""
 
     @abstractmethod
-    def read(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
-        """The blob's bytes in chunks; errors.NotFound when missing."""
+    def read(self, key: str, chunk_size: int = CHUNK) -> Generator[bytes, None, None]:
+        """The blob's bytes in chunks; errors.NotFound when missing. A generator:
+        close() releases the file or connection of one not read to its end."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -135,7 +137,7 @@ class FileBlobStore(BlobStore):
     def writer(self, key: str) -> BlobWriter:
         return _FileWriter(self._path(key), self.tmp)
 
-    def read(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    def read(self, key: str, chunk_size: int = CHUNK) -> Generator[bytes, None, None]:
         try:
             handle = open(self._path(key), "rb")  # noqa: SIM115 - closed by the generator
         except FileNotFoundError:
@@ -228,7 +230,7 @@ class S3BlobStore(BlobStore):
     def writer(self, key: str) -> BlobWriter:
         return _S3Writer(self, self._key(key))
 
-    def read(self, key: str, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    def read(self, key: str, chunk_size: int = CHUNK) -> Generator[bytes, None, None]:
         try:
             response = self.client.get_object(self.bucket, self._key(key))
         except S3Error as exc:
@@ -277,7 +279,9 @@ class S3BlobStore(BlobStore):
                 started = upload.initiated_time.timestamp() if upload.initiated_time else cutoff
                 if started < cutoff:
                     with contextlib.suppress(S3Error):
-                        self.client._abort_multipart_upload(self.bucket, upload.object_name, upload.upload_id)
+                        # A listed upload has its UploadId (minio types every field of a listing optional).
+                        upload_id = cast(str, upload.upload_id)
+                        self.client._abort_multipart_upload(self.bucket, upload.object_name, upload_id)
                         aborted += 1
             if not page.is_truncated:
                 return aborted

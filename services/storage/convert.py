@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from typing import Any
+from typing import Any, TypeVar, cast, overload
 
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
+from sqlalchemy import Row
 
 from automl.v1 import common_pb2, dataset_pb2, event_pb2, experiment_pb2, model_pb2, run_pb2, storage_service_pb2
 from services.storage import schema
@@ -24,6 +25,10 @@ _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_UTC = _EPOCH.replace(tzinfo=dt.UTC)
 
 
+@overload
+def _ts(value: dt.datetime) -> timestamp_pb2.Timestamp: ...
+@overload
+def _ts(value: None) -> None: ...
 def _ts(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     """A stored time (naive UTC, or aware) as a Timestamp; None stays None.
     Arithmetic instead of Timestamp.FromDatetime: a third of the cost, same value."""
@@ -33,8 +38,12 @@ def _ts(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     return timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
-def _parse(document: str | None, message: Message) -> Message:
-    if document and (data := _parsed(type(message), document)):  # b"": nothing set, as ParseDict of {} sets nothing
+_M = TypeVar("_M", bound=Message)
+
+
+def _parse(document: str | None, message: _M) -> _M:
+    kind: type = type(message)  # plain `type`: mypy takes a type[Message] for unhashable (python/mypy#17730)
+    if document and (data := _parsed(kind, document)):  # b"": nothing set, as ParseDict of {} sets nothing
         message.MergeFromString(data)
     return message
 
@@ -80,9 +89,9 @@ def experiment(row: schema.Experiment, run_count: int) -> experiment_pb2.Experim
         description=row.description,
         dataset=f"datasets/{row.dataset_id}",
         target_column=row.target_column,
-        task=row.task,
-        resolved_task=row.resolved_task,
-        primary_metric=row.primary_metric,
+        task=cast(common_pb2.Task, row.task),  # the enums' numbers, as stored
+        resolved_task=cast(common_pb2.Task, row.resolved_task),
+        primary_metric=cast(common_pb2.Metric, row.primary_metric),
         cv_folds=row.cv_folds,
         holdout_fraction=row.holdout_fraction,
         seed=row.seed,
@@ -218,9 +227,9 @@ def trained_model(
         model_result=f"modelResults/{row.result_id}",
         run=f"runs/{row.run_id}",
         experiment=f"experiments/{experiment_id}",
-        state=row.state,
+        state=cast(model_pb2.TrainedModel.State, row.state),  # the enums' numbers, as stored
         error_message=row.error_message,
-        task=row.task,
+        task=cast(common_pb2.Task, row.task),
         classes=json.loads(row.classes),
         training_rows=row.training_rows,
         fit_time_seconds=row.fit_time_seconds,
@@ -267,7 +276,7 @@ def subscription(row: schema.Subscription, experiment_name: str = "") -> storage
         experiment=f"experiments/{row.experiment_id}" if row.experiment_id else experiment_name,
         event_types=json.loads(row.event_types),
         webhook_url=row.webhook_url,
-        state=row.state,
+        state=cast(event_pb2.Subscription.State, row.state),  # the enum's number, as stored
         create_time=_ts(row.create_time),
     )
     if row.webhook_status:
@@ -277,7 +286,8 @@ def subscription(row: schema.Subscription, experiment_name: str = "") -> storage
     )
 
 
-def api_key(row: schema.ApiKey) -> storage_service_pb2.ApiKey:
+def api_key(row: schema.ApiKey | Row[Any]) -> storage_service_pb2.ApiKey:
+    """An API key (an ORM schema.ApiKey, or a Core row with its attribute names) as a message."""
     return storage_service_pb2.ApiKey(
         name=f"apiKeys/{row.id}",
         tenant=row.tenant,

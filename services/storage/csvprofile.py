@@ -31,16 +31,18 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 
 from automl.common import csvformat
 from automl.common.csvformat import CsvFormat
 
 if TYPE_CHECKING:
     import numpy as np
+    import numpy.typing as npt
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
+    from _typeshed import WriteableBuffer
 
     from services.storage import sketch
 else:  # bound by _load() on first use: the storage process starts without them
@@ -77,6 +79,12 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\
 
 
 _PARSED = object()  # the parser's last word: no more batches
+
+
+class Readable(Protocol):
+    """What the profile reads a CSV from: a binary file, or an upload's bytes as they come."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class CsvFormatError(ValueError):
@@ -232,7 +240,7 @@ class _Readahead:
 class _Scanner(io.RawIOBase):
     """Passes the bytes of `source` through, checking each chunk as it goes."""
 
-    def __init__(self, source: BinaryIO, encoding: str, max_line_bytes: int) -> None:
+    def __init__(self, source: Readable, encoding: str, max_line_bytes: int) -> None:
         self.source = source
         self.decoder = codecs.getincrementaldecoder(encoding)("strict")
         self.max_line = max_line_bytes
@@ -247,9 +255,10 @@ class _Scanner(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        with memoryview(buffer) as view:  # `buffer[:n] = data` for any writable buffer, not just a memoryview
+            data = self.read(len(view))
+            view[: len(data)] = data
         return len(data)
 
     def read(self, size: int = -1) -> bytes:
@@ -475,7 +484,7 @@ class _Column:
         sizes = self.sizes
         return sketch.Distinct(sizes.exact_distinct, counting, sizes.slot_bits, sizes.register_bits)
 
-    def _cast(self, values: pa.Array) -> np.ndarray | None:
+    def _cast(self, values: pa.Array) -> npt.NDArray[np.float64] | None:
         """The values as float64 (nulls left out), or None when one is not a number."""
         typed = None
         if self.integral:  # an int64 cast fails on the first non-integer (once per column)
@@ -491,7 +500,7 @@ class _Column:
             typed = typed.drop_null()
         return np.asarray(typed.to_numpy(zero_copy_only=False), dtype=np.float64)
 
-    def _add_numbers(self, numbers: np.ndarray) -> None:
+    def _add_numbers(self, numbers: npt.NDArray[np.float64]) -> None:
         low, high = numbers.min(), numbers.max()
         if np.isnan(low) or np.isnan(high):  # as Arrow's min_max: NaN only when nothing else
             low, high = np.nanmin(numbers), np.nanmax(numbers)
@@ -542,7 +551,7 @@ class _Column:
         assert self.text_sketch is not None
         self.text_sketch.add(self._hashes(values))  # repeats cost nothing in the estimate
 
-    def _hashes(self, values: pa.Array) -> np.ndarray:
+    def _hashes(self, values: pa.Array) -> sketch.Hashes:
         """Hashes of text values (no nulls) for the estimate: by content or, in a
         column that counted numbers before it turned text, by value for the text
         that reads as a number (as those numbers were counted)."""
@@ -592,6 +601,10 @@ class _Column:
             return self.text_sketch.count(), False, self.top, set()
         if not self.counts:
             return 0, True, [], set()
+        return self._merged_distinct()
+
+    def _merged_distinct(self) -> tuple[int, bool, list[str], set[str]]:
+        """_distinct of the exact text counts, merged: the merge may switch to the estimate."""
         table = self._merge()
         if not self.exact:
             return self._distinct()
@@ -643,7 +656,7 @@ class _Column:
         return "categorical"
 
 
-def _string_hashes(values: pa.Array) -> np.ndarray:
+def _string_hashes(values: pa.Array) -> sketch.Hashes:
     """sketch.string_hashes of a string array without nulls, from its buffers."""
     _, offsets, data = values.buffers()
     positions = np.frombuffer(offsets, dtype=np.int32)[values.offset : values.offset + len(values) + 1]
@@ -652,7 +665,7 @@ def _string_hashes(values: pa.Array) -> np.ndarray:
 
 def _top(table: pa.Table, n: int = 5) -> list[str]:
     order = pc.sort_indices(table, sort_keys=[("count_sum", "descending"), ("value", "ascending")])
-    return table.column("value").take(order[:n]).to_pylist()
+    return cast("list[str]", table.column("value").take(order[:n]).to_pylist())  # pyarrow is untyped
 
 
 # ---------------------------------------------------------------------- reader
@@ -778,7 +791,7 @@ def _parsed_ahead(reader: pacsv.CSVStreamingReader, readahead: _Readahead) -> It
         while (item := ready.get()) is not _PARSED:
             if isinstance(item, BaseException):
                 raise item
-            yield item  # type: ignore[misc]
+            yield item
         parser.join()
     finally:
         # Stopped early (an error, or the caller gave up): the parser ends at its
@@ -787,7 +800,7 @@ def _parsed_ahead(reader: pacsv.CSVStreamingReader, readahead: _Readahead) -> It
         readahead.close()
 
 
-def profile_csv(source: BinaryIO, fmt: CsvFormat, limits: Limits | None = None) -> CsvProfile:
+def profile_csv(source: Readable, fmt: CsvFormat, limits: Limits | None = None) -> CsvProfile:
     """Read `source` to its end; the profile, or CsvFormatError (CsvLimitError past `limits`)."""
     check_format(fmt)
     limits = limits or Limits()

@@ -17,9 +17,10 @@ import queue
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from automl.common import errors
+from automl.common.csvformat import CsvFormat
 from services.storage import csvprofile, query
 from services.storage.blobs import BlobStore, BlobWriter
 from services.storage.repository import StoredContent
@@ -88,8 +89,9 @@ class _QueueSource:
             elif isinstance(item, BaseException):
                 raise item
             else:
-                parts.append(item)  # type: ignore[arg-type]
-                have += len(item)  # type: ignore[arg-type]
+                chunk = cast(bytes, item)  # the rest of what the upload pushes: its chunks
+                parts.append(chunk)
+                have += len(chunk)
         data = b"".join(parts)
         if size < 0:
             self.pending = b""
@@ -185,7 +187,7 @@ def _run_into(target: Future[Any], consumer: Callable[[_QueueSource], Any], sour
         target.set_exception(exc)
 
 
-def profile(fmt: csvprofile.CsvFormat, limits: csvprofile.Limits) -> Callable[[_QueueSource], csvprofile.CsvProfile]:
+def profile(fmt: CsvFormat, limits: csvprofile.Limits) -> Callable[[_QueueSource], csvprofile.CsvProfile]:
     """The CSV consumer of an upload: a file past a size limit is RESOURCE_EXHAUSTED
     (the message names the setting), other validation errors INVALID_ARGUMENT."""
 

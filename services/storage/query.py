@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
 from automl.common.errors import InvalidArgument
 
 # Resource names and ids are one rule for every service (automl.common.names);
@@ -115,7 +117,7 @@ def parse_filter(text: str, allowed: dict[str, str]) -> list[Term]:
     return terms
 
 
-def enum_value(enum: Any, text: str) -> int:
+def enum_value(enum: EnumTypeWrapper, text: str) -> int:
     try:
         return enum.Value(text)
     except ValueError:

@@ -11,6 +11,7 @@ transaction that creates, after locking the tenant's row (`_lock_tenant`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import threading
@@ -18,12 +19,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    CursorResult,
     Engine,
+    Result,
     Row,
     Select,
     and_,
@@ -148,8 +151,8 @@ class MetadataStore:
         until this one commits, then counts it. An UPDATE, not SELECT ... FOR
         UPDATE, which SQLite ignores: any write takes SQLite's write lock."""
         now = utcnow()
-        locked = session.execute(
-            update(schema.TenantLock).where(schema.TenantLock.tenant == tenant).values(lock_time=now)
+        locked = _dml(
+            session.execute(update(schema.TenantLock).where(schema.TenantLock.tenant == tenant).values(lock_time=now))
         )
         if locked.rowcount:
             return
@@ -540,17 +543,17 @@ class MetadataStore:
 
     def list_runs(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
         """A page of run messages, newest first. ALL_TENANTS allowed."""
-        page, rows = self._run_rows(tenant, page_size, page_token, filter_text, since_best=False)
-        page.items = [convert.run(row, row.experiment_id, page.items.get(row.id, 0)) for row in rows]
+        page, rows, positions = self._run_rows(tenant, page_size, page_token, filter_text, since_best=False)
+        page.items = [convert.run(row, row.experiment_id, positions.get(row.id, 0)) for row in rows]
         return page
 
     def list_run_records(self, tenant: str, page_size: int, page_token: str, filter_text: str) -> PageOf:
         """A page of RunRecord messages (run, tenant, models since best), newest
         first: what the gateway's supervisor checks. ALL_TENANTS allowed."""
-        page, rows = self._run_rows(tenant, page_size, page_token, filter_text, since_best=True)
+        page, rows, positions = self._run_rows(tenant, page_size, page_token, filter_text, since_best=True)
         page.items = [
             storage_service_pb2.RunRecord(
-                run=convert.run(row, row.experiment_id, page.items.get(row.id, 0)),
+                run=convert.run(row, row.experiment_id, positions.get(row.id, 0)),
                 tenant=row.tenant,
                 models_since_best=_since_best(row),
             )
@@ -560,10 +563,10 @@ class MetadataStore:
 
     def _run_rows(
         self, tenant: str, page_size: int, page_token: str, filter_text: str, since_best: bool
-    ) -> tuple[PageOf, list[Row]]:
+    ) -> tuple[PageOf, Sequence[Row[Any]], dict[str, int]]:
         """A page of run rows (RUN_COLUMNS, and up_to_best when `since_best`),
-        newest first, with the total; the PageOf's items are the QUEUED runs'
-        positions by id, for the caller's messages."""
+        newest first, with the total (the PageOf's items left for the caller's
+        messages), and the QUEUED runs' positions by id."""
         terms = query.parse_filter(filter_text, {"experiment": "=", "state": "="})
         scope = f"runs|{tenant}|{filter_text}"
         page = query.page(page_size, page_token, scope)
@@ -587,7 +590,7 @@ class MetadataStore:
             total = connection.scalar(select(func.count()).select_from(joined).where(*where)) or 0
             rows = connection.execute(paged(stmt.where(*where), order, page)).all()
             positions = _queue_positions(connection, rows)
-        return PageOf(positions, query.next_token(page, len(rows), total, scope), total), rows  # type: ignore[arg-type]
+        return PageOf([], query.next_token(page, len(rows), total, scope), total), rows, positions
 
     def update_run_state(
         self,
@@ -633,12 +636,14 @@ class MetadataStore:
             # transaction's until commit.
             # Setting the state to itself takes the row (and, on SQLite, the
             # database's write lock) while the previous state is read below.
-            claimed = session.execute(
-                update(schema.Run)
-                .where(schema.Run.id == run_id, schema.Run.state.in_(list(expected)))
-                .where(true() if tenant == ALL_TENANTS else schema.Run.tenant == tenant)
-                .values(state=schema.Run.state)
-                .execution_options(synchronize_session=False)
+            claimed = _dml(
+                session.execute(
+                    update(schema.Run)
+                    .where(schema.Run.id == run_id, schema.Run.state.in_(list(expected)))
+                    .where(true() if tenant == ALL_TENANTS else schema.Run.tenant == tenant)
+                    .values(state=schema.Run.state)
+                    .execution_options(synchronize_session=False)
+                )
             )
             row = self._run(session, tenant, run_id, lock=True)
             if claimed.rowcount != 1:
@@ -714,7 +719,9 @@ class MetadataStore:
 
     # ------------------------------------------------------------ model results
 
-    def create_results(self, tenant: str, run_id: str, results: Sequence[dict[str, Any]]) -> tuple[list, schema.Run]:
+    def create_results(
+        self, tenant: str, run_id: str, results: Sequence[dict[str, Any]]
+    ) -> tuple[list[schema.ModelResult], schema.Run]:
         """Store a batch of a run's results and update its counters and best result.
 
         Each dict has the ModelResult fields (position, job_id, model_family,
@@ -856,7 +863,9 @@ class MetadataStore:
         result.items = [(r, found[r.id]) for r in result.items]
         return result
 
-    def leaderboard(self, tenant: str, run_id: str, metric: int, page_size: int, page_token: str) -> tuple[PageOf, int]:
+    def leaderboard(
+        self, tenant: str, run_id: str, metric: c.Metric, page_size: int, page_token: str
+    ) -> tuple[PageOf, c.Metric]:
         """Succeeded results ranked by `metric`'s mean (0: the run's primary metric).
         Returns a page of LeaderboardEntry messages and the metric used. Ties share
         the better rank. One connection; the large model_json and folds columns
@@ -870,7 +879,7 @@ class MetadataStore:
             run = connection.execute(RUN_HEAD, {"run_id": run_id}).first()
             if run is None or (tenant != ALL_TENANTS and run.tenant != tenant):
                 raise errors.NotFound(f"runs/{run_id} does not exist")
-            metric = metric or run.primary_metric
+            metric = metric or cast(c.Metric, run.primary_metric)  # the enum's number, as stored
             scope = f"leaderboard|{run_id}|{metric}"
             page = query.page(page_size, page_token, scope)
             ranked = {"run_id": run_id, "metric": metric}
@@ -1041,11 +1050,13 @@ class MetadataStore:
             ids = session.scalars(select(model.id).where(*lost).limit(MAX_LOST_TRAININGS)).all()
             for model_id in ids:
                 # Conditional, one by one: a model whose runner ended it meanwhile keeps its end.
-                changed = session.execute(
-                    update(model)
-                    .where(model.id == model_id, *lost)
-                    .values(state=model_pb2.TrainedModel.STATE_FAILED, error_message=message, update_time=utcnow())
-                    .execution_options(synchronize_session=False)
+                changed = _dml(
+                    session.execute(
+                        update(model)
+                        .where(model.id == model_id, *lost)
+                        .values(state=model_pb2.TrainedModel.STATE_FAILED, error_message=message, update_time=utcnow())
+                        .execution_options(synchronize_session=False)
+                    )
                 )
                 if changed.rowcount == 1:
                     row = session.get(model, model_id)
@@ -1135,7 +1146,7 @@ class MetadataStore:
                 schema.Event.tenant.in_(tenants), schema.Event.event_id.in_(wanted[start : start + 500])
             )
             for row in session.scalars(stmt):
-                found[row.tenant, row.event_id] = row  # type: ignore[index]
+                found[row.tenant, cast(str, row.event_id)] = row  # selected by its event id: not None
         return found
 
     def list_events(
@@ -1280,7 +1291,13 @@ class MetadataStore:
     # ------------------------------------------------------------------ helpers
 
     def _page(
-        self, stmt: Select, order: Sequence[Any], page_size: int, page_token: str, scope: str, rows: bool = False
+        self,
+        stmt: Select[*tuple[Any, ...]],
+        order: Sequence[Any],
+        page_size: int,
+        page_token: str,
+        scope: str,
+        rows: bool = False,
     ) -> PageOf:
         """One page of `stmt` in `order`, with the total count. `rows`: keep result
         rows (several entities) instead of the first entity."""
@@ -1313,7 +1330,13 @@ def _append_notes(row: schema.Run, notes: Sequence[str]) -> None:
 # ------------------------------------------------------------------- queries
 
 
-def paged(stmt: Select, order: Sequence[Any], page: query.Page) -> Select:
+def _dml(result: Result[Any]) -> CursorResult[Any]:
+    """What Session.execute answers an UPDATE or DELETE: a CursorResult, with
+    its rowcount (the session's signature says only Result)."""
+    return cast("CursorResult[Any]", result)
+
+
+def paged(stmt: Select[*tuple[Any, ...]], order: Sequence[Any], page: query.Page) -> Select[*tuple[Any, ...]]:
     """One page of `stmt`: OFFSET ... FETCH on SQL Server, LIMIT ... OFFSET elsewhere.
     Lists run newest first with a descending tie-break (create_time DESC, id DESC):
     one backward scan of the (tenant, create_time) index, whose rows SQL Server
@@ -1332,7 +1355,7 @@ def columns_of(entity: type[schema.Base], leave_out: Sequence[str] = ()) -> list
     """The table columns of an ORM entity, each labelled with its attribute's
     name (Run.state is the column run_state): a Core row then reads like the
     entity, and automl.storage.convert takes either."""
-    table = entity.__table__  # type: ignore[attr-defined]
+    table = entity.__table__
     return [
         table.c[prop.columns[0].name].label(prop.key)
         for prop in inspect(entity).column_attrs
@@ -1367,10 +1390,10 @@ RESULT_BASIC_COLUMNS = columns_of(schema.ModelResult, leave_out=("model_json", "
 METRIC_COLUMNS = columns_of(schema.ModelResultMetric)
 
 
-def _since_best(row: Row) -> int:
+def _since_best(row: Row[Any]) -> int:
     """Candidates evaluated or failed after the best one; interrupted ones (a
     normal stop of the run) are no lack of progress and count nowhere."""
-    done = row.models_evaluated + row.models_failed
+    done: int = row.models_evaluated + row.models_failed
     if row.best_result_id is None:
         return done
     return max(0, done - (row.up_to_best or 0))
@@ -1390,13 +1413,13 @@ def _queue_positions(connection: Connection | Session, rows: Iterable[Any]) -> d
             )
         )
     ]
-    holding = dict(
-        connection.execute(  # type: ignore[arg-type]
+    holding: dict[str, int] = dict(
+        connection.execute(
             select(run.tenant, func.count()).where(run.run_state.in_(HOLDING_STATES)).group_by(run.tenant)
         ).all()
     )
-    served = dict(
-        connection.execute(  # type: ignore[arg-type]
+    served: dict[str, dt.datetime] = dict(
+        connection.execute(
             select(run.tenant, func.max(run.claim_time))
             .where(run.tenant.in_({q.tenant for q in queued}))
             .group_by(run.tenant)
@@ -1405,9 +1428,9 @@ def _queue_positions(connection: Connection | Session, rows: Iterable[Any]) -> d
     return runqueue.positions(queued, holding, served)
 
 
-def _metric_rows(connection: Connection, result_ids: list[str]) -> dict[str, list[Row]]:
+def _metric_rows(connection: Connection, result_ids: list[str]) -> dict[str, list[Row[Any]]]:
     """The metric rows of these results, by result id, in metric order."""
-    by_result: dict[str, list[Row]] = {rid: [] for rid in result_ids}
+    by_result: dict[str, list[Row[Any]]] = {rid: [] for rid in result_ids}
     for chunk_start in range(0, len(result_ids), 500):  # bounded IN lists
         chunk = result_ids[chunk_start : chunk_start + 500]
         stmt = select(*METRIC_COLUMNS).where(METRICS.c.result_id.in_(chunk)).order_by(METRICS.c.metric)
@@ -1436,7 +1459,7 @@ LEADERBOARD_MEANS = {  # by higher_is_better: the means best first, from the ind
 }
 
 
-def _ranked_results(higher: bool, bounded: bool) -> Select:
+def _ranked_results(higher: bool, bounded: bool) -> Select[*tuple[Any, ...]]:
     """A run's succeeded results (their columns but model_json and folds) with their
     mean on the metric (ranked_mean), best first; `bounded`: down to the mean
     :last only."""

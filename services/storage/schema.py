@@ -49,9 +49,18 @@ NAMING = {
 
 # SQL Server types spelled out: without a known server version (offline Alembic
 # rendering) the dialect would fall back to the deprecated IMAGE / NTEXT / DATETIME.
-Timestamp = DateTime().with_variant(mssql.DATETIME2(), "mssql")
-LongText = UnicodeText().with_variant(mssql.NVARCHAR("max"), "mssql")
-Bytes = LargeBinary().with_variant(mssql.VARBINARY("max"), "mssql")
+Timestamp = DateTime().with_variant(
+    mssql.DATETIME2(),  # type: ignore[no-untyped-call]  # SQLAlchemy leaves its __init__ unannotated
+    "mssql",
+)
+LongText = UnicodeText().with_variant(
+    mssql.NVARCHAR("max"),  # type: ignore[arg-type]  # SQL Server's "max" length: SQLAlchemy types lengths as int
+    "mssql",
+)
+Bytes = LargeBinary().with_variant(
+    mssql.VARBINARY("max"),  # type: ignore[no-untyped-call]  # SQLAlchemy leaves its __init__ unannotated
+    "mssql",
+)
 # JSON documents as text: portable, and SQL Server's JSON type is too new to rely on.
 JsonText = LongText
 Id = String(40)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any, TypeVar, cast
 
+import grpc
 from google.protobuf import empty_pb2, json_format
 
 from automl.common import context, csvformat, errors, metrics
@@ -61,7 +62,9 @@ def column_dicts(profile: csvprofile.CsvProfile) -> list[dict[str, Any]]:
         message = dataset_pb2.ColumnProfile(
             name=col.name,
             index=col.index,
-            inferred_type=common_pb2.ColumnType.Value(f"COLUMN_TYPE_{col.inferred_type.upper()}"),
+            inferred_type=cast(
+                common_pb2.ColumnType, common_pb2.ColumnType.Value(f"COLUMN_TYPE_{col.inferred_type.upper()}")
+            ),
             missing_count=col.missing_count,
             distinct_count=col.distinct_count,
             distinct_is_estimate=col.distinct_is_estimate,
@@ -143,7 +146,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
 
     # ------------------------------------------------------------- datasets
 
-    async def UploadDataset(self, request_iterator: AsyncIterator[dataset_pb2.UploadDatasetRequest], ctx: Any) -> Any:
+    async def UploadDataset(
+        self,
+        request_iterator: AsyncIterator[dataset_pb2.UploadDatasetRequest],
+        ctx: grpc.aio.ServicerContext[dataset_pb2.UploadDatasetRequest, dataset_pb2.Dataset],
+    ) -> dataset_pb2.Dataset:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("content") != "header":
             raise InvalidArgument.field("header", "the first message of an upload must carry the header")
@@ -189,11 +196,19 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         stored = await call(self.store.content, row.content_sha256)
         return convert.dataset(row, stored)
 
-    async def GetDataset(self, request: dataset_pb2.GetDatasetRequest, ctx: Any) -> Any:
+    async def GetDataset(
+        self,
+        request: dataset_pb2.GetDatasetRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.GetDatasetRequest, dataset_pb2.Dataset],
+    ) -> dataset_pb2.Dataset:
         row = await call(self.store.get_dataset, tenant(), parse_name(request.name, "datasets"))
         return convert.dataset(row, await call(self.store.content, row.content_sha256))
 
-    async def ListDatasets(self, request: dataset_pb2.ListDatasetsRequest, ctx: Any) -> Any:
+    async def ListDatasets(
+        self,
+        request: dataset_pb2.ListDatasetsRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.ListDatasetsRequest, dataset_pb2.ListDatasetsResponse],
+    ) -> dataset_pb2.ListDatasetsResponse:
         page = await call(self.store.list_datasets, tenant(), request.page_size, request.page_token, request.filter)
         return dataset_pb2.ListDatasetsResponse(
             datasets=[convert.dataset(row) for row in page.items],
@@ -201,12 +216,20 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             total_size=page.total_size,
         )
 
-    async def DeleteDataset(self, request: dataset_pb2.DeleteDatasetRequest, ctx: Any) -> Any:
+    async def DeleteDataset(
+        self,
+        request: dataset_pb2.DeleteDatasetRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.DeleteDatasetRequest, empty_pb2.Empty],
+    ) -> empty_pb2.Empty:
         removed = await call(self.store.delete_dataset, tenant(), parse_name(request.name, "datasets"), request.force)
         await self._drop_blobs(removed)
         return empty_pb2.Empty()
 
-    async def PreviewDataset(self, request: dataset_pb2.PreviewDatasetRequest, ctx: Any) -> Any:
+    async def PreviewDataset(
+        self,
+        request: dataset_pb2.PreviewDatasetRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.PreviewDatasetRequest, dataset_pb2.PreviewDatasetResponse],
+    ) -> dataset_pb2.PreviewDatasetResponse:
         if not 0 <= request.row_count <= 1000:
             raise InvalidArgument.field("row_count", f"{request.row_count}: use 1 to 1000 (0 for 20)")
         row = await call(self.store.get_dataset, tenant(), parse_name(request.name, "datasets"))
@@ -220,10 +243,14 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             source.close()
         response = dataset_pb2.PreviewDatasetResponse(columns=message.columns, total_rows=row.row_count)
         for values in rows:
-            json_format.ParseDict(values, response.rows.add())
+            json_format.ParseDict(values, response.rows.add())  # type: ignore[arg-type]  # a ListValue parses from a JSON array
         return response
 
-    async def DownloadDataset(self, request: dataset_pb2.DownloadDatasetRequest, ctx: Any) -> Any:
+    async def DownloadDataset(
+        self,
+        request: dataset_pb2.DownloadDatasetRequest,
+        ctx: grpc.aio.ServicerContext[dataset_pb2.DownloadDatasetRequest, dataset_pb2.DownloadDatasetResponse],
+    ) -> AsyncIterator[dataset_pb2.DownloadDatasetResponse]:
         row = await call(self.store.get_dataset, tenant(), parse_name(request.name, "datasets"))
         content = await call(self.store.content, row.content_sha256)
         async for chunk in self._stream_content(content):
@@ -231,7 +258,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
 
     # ---------------------------------------------------------- experiments
 
-    async def CreateExperiment(self, request: experiment_pb2.CreateExperimentRequest, ctx: Any) -> Any:
+    async def CreateExperiment(
+        self,
+        request: experiment_pb2.CreateExperimentRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.CreateExperimentRequest, experiment_pb2.Experiment],
+    ) -> experiment_pb2.Experiment:
         e = request.experiment
         validation.check_display_name(e.display_name, "experiment.display_name")
         validation.check_description(e.description, "experiment.description")
@@ -254,11 +285,19 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         )
         return convert.experiment(row, 0)
 
-    async def GetExperiment(self, request: experiment_pb2.GetExperimentRequest, ctx: Any) -> Any:
+    async def GetExperiment(
+        self,
+        request: experiment_pb2.GetExperimentRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.GetExperimentRequest, experiment_pb2.Experiment],
+    ) -> experiment_pb2.Experiment:
         row, runs = await call(self.store.get_experiment, tenant(), parse_name(request.name, "experiments"))
         return convert.experiment(row, runs)
 
-    async def ListExperiments(self, request: experiment_pb2.ListExperimentsRequest, ctx: Any) -> Any:
+    async def ListExperiments(
+        self,
+        request: experiment_pb2.ListExperimentsRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.ListExperimentsRequest, experiment_pb2.ListExperimentsResponse],
+    ) -> experiment_pb2.ListExperimentsResponse:
         page = await call(self.store.list_experiments, tenant(), request.page_size, request.page_token, request.filter)
         return experiment_pb2.ListExperimentsResponse(
             experiments=[convert.experiment(row, runs) for row, runs in page.items],
@@ -266,7 +305,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             total_size=page.total_size,
         )
 
-    async def UpdateExperiment(self, request: experiment_pb2.UpdateExperimentRequest, ctx: Any) -> Any:
+    async def UpdateExperiment(
+        self,
+        request: experiment_pb2.UpdateExperimentRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.UpdateExperimentRequest, experiment_pb2.Experiment],
+    ) -> experiment_pb2.Experiment:
         e = request.experiment
         values = {
             "display_name": e.display_name,
@@ -282,14 +325,20 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         )
         return convert.experiment(row, runs)
 
-    async def DeleteExperiment(self, request: experiment_pb2.DeleteExperimentRequest, ctx: Any) -> Any:
+    async def DeleteExperiment(
+        self,
+        request: experiment_pb2.DeleteExperimentRequest,
+        ctx: grpc.aio.ServicerContext[experiment_pb2.DeleteExperimentRequest, empty_pb2.Empty],
+    ) -> empty_pb2.Empty:
         removed = await call(self.store.delete_experiment, tenant(), parse_name(request.name, "experiments"))
         await self._drop_blobs(removed)
         return empty_pb2.Empty()
 
     # ----------------------------------------------------------------- runs
 
-    async def CreateRun(self, request: pb.CreateRunRequest, ctx: Any) -> Any:
+    async def CreateRun(
+        self, request: pb.CreateRunRequest, ctx: grpc.aio.ServicerContext[pb.CreateRunRequest, run_pb2.Run]
+    ) -> run_pb2.Run:
         r = request.run
         experiment_id = parse_name(r.experiment, "experiments", "run.experiment")
         conditions = convert.to_dict(r.stop_conditions) if r.HasField("stop_conditions") else None
@@ -303,10 +352,16 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         )
         return convert.run(row, experiment_id)
 
-    async def GetRun(self, request: run_pb2.GetRunRequest, ctx: Any) -> Any:
+    async def GetRun(
+        self, request: run_pb2.GetRunRequest, ctx: grpc.aio.ServicerContext[run_pb2.GetRunRequest, run_pb2.Run]
+    ) -> run_pb2.Run:
         return await read_by_key(self.store, self.store.get_run, tenant(), parse_name(request.name, "runs"))
 
-    async def ListRuns(self, request: run_pb2.ListRunsRequest, ctx: Any) -> Any:
+    async def ListRuns(
+        self,
+        request: run_pb2.ListRunsRequest,
+        ctx: grpc.aio.ServicerContext[run_pb2.ListRunsRequest, run_pb2.ListRunsResponse],
+    ) -> run_pb2.ListRunsResponse:
         page = await call(self.store.list_runs, tenant(), request.page_size, request.page_token, request.filter)
         return run_pb2.ListRunsResponse(
             runs=page.items,
@@ -314,14 +369,20 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             total_size=page.total_size,
         )
 
-    async def ListRunRecords(self, request: pb.ListRunRecordsRequest, ctx: Any) -> Any:
+    async def ListRunRecords(
+        self,
+        request: pb.ListRunRecordsRequest,
+        ctx: grpc.aio.ServicerContext[pb.ListRunRecordsRequest, pb.ListRunRecordsResponse],
+    ) -> pb.ListRunRecordsResponse:
         page = await call(self.store.list_run_records, tenant(), request.page_size, request.page_token, request.filter)
         return pb.ListRunRecordsResponse(
             records=page.items,
             next_page_token=page.next_page_token,
         )
 
-    async def UpdateRunState(self, request: pb.UpdateRunStateRequest, ctx: Any) -> Any:
+    async def UpdateRunState(
+        self, request: pb.UpdateRunStateRequest, ctx: grpc.aio.ServicerContext[pb.UpdateRunStateRequest, run_pb2.Run]
+    ) -> run_pb2.Run:
         row, experiment_id = await call(
             self.store.update_run_state,
             tenant(),
@@ -337,7 +398,9 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         )
         return convert.run(row, experiment_id)
 
-    async def HeartbeatRun(self, request: pb.HeartbeatRunRequest, ctx: Any) -> Any:
+    async def HeartbeatRun(
+        self, request: pb.HeartbeatRunRequest, ctx: grpc.aio.ServicerContext[pb.HeartbeatRunRequest, run_pb2.Run]
+    ) -> run_pb2.Run:
         if not request.runner_id:
             raise InvalidArgument.field("runner_id", "required")
         row, experiment_id = await call(
@@ -351,7 +414,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
 
     # -------------------------------------------------------- model results
 
-    async def BatchCreateModelResults(self, request: pb.BatchCreateModelResultsRequest, ctx: Any) -> Any:
+    async def BatchCreateModelResults(
+        self,
+        request: pb.BatchCreateModelResultsRequest,
+        ctx: grpc.aio.ServicerContext[pb.BatchCreateModelResultsRequest, pb.BatchCreateModelResultsResponse],
+    ) -> pb.BatchCreateModelResultsResponse:
         run_id = parse_name(request.run, "runs", "run")
         rows, run = await call(
             self.store.create_results, tenant(), run_id, [convert.result_fields(m) for m in request.model_results]
@@ -372,11 +439,19 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             model_results=results, run=convert.run(run, experiment.removeprefix("experiments/"))
         )
 
-    async def GetModelResult(self, request: run_pb2.GetModelResultRequest, ctx: Any) -> Any:
+    async def GetModelResult(
+        self,
+        request: run_pb2.GetModelResultRequest,
+        ctx: grpc.aio.ServicerContext[run_pb2.GetModelResultRequest, run_pb2.ModelResult],
+    ) -> run_pb2.ModelResult:
         row, metric_rows = await call(self.store.get_result, tenant(), parse_name(request.name, "modelResults"))
         return convert.model_result(row, metric_rows, request.view != run_pb2.MODEL_RESULT_VIEW_BASIC)
 
-    async def ListModelResults(self, request: run_pb2.ListModelResultsRequest, ctx: Any) -> Any:
+    async def ListModelResults(
+        self,
+        request: run_pb2.ListModelResultsRequest,
+        ctx: grpc.aio.ServicerContext[run_pb2.ListModelResultsRequest, run_pb2.ListModelResultsResponse],
+    ) -> run_pb2.ListModelResultsResponse:
         page = await call(
             self.store.list_results,
             tenant(),
@@ -392,7 +467,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             total_size=page.total_size,
         )
 
-    async def GetLeaderboard(self, request: run_pb2.GetLeaderboardRequest, ctx: Any) -> Any:
+    async def GetLeaderboard(
+        self,
+        request: run_pb2.GetLeaderboardRequest,
+        ctx: grpc.aio.ServicerContext[run_pb2.GetLeaderboardRequest, run_pb2.GetLeaderboardResponse],
+    ) -> run_pb2.GetLeaderboardResponse:
         if request.metric and request.metric not in common_pb2.Metric.values():
             raise InvalidArgument.field("metric", f"unknown metric {request.metric}")
         page, metric = await call(
@@ -419,19 +498,31 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             _, content = await call(self.store.get_artifact, tenant(), row.artifact_id)
         return convert.trained_model(row, experiment_id, content)
 
-    async def CreateTrainedModel(self, request: pb.CreateTrainedModelRequest, ctx: Any) -> Any:
+    async def CreateTrainedModel(
+        self,
+        request: pb.CreateTrainedModelRequest,
+        ctx: grpc.aio.ServicerContext[pb.CreateTrainedModelRequest, model_pb2.TrainedModel],
+    ) -> model_pb2.TrainedModel:
         result_id = parse_name(request.trained_model.model_result, "modelResults", "trained_model.model_result")
         row = await call(self.store.create_trained_model, tenant(), result_id, request.trained_model.includes_holdout)
         _, experiment_id = await call(self.store.get_trained_model, tenant(), row.id)
         return convert.trained_model(row, experiment_id)
 
-    async def GetTrainedModel(self, request: model_pb2.GetTrainedModelRequest, ctx: Any) -> Any:
+    async def GetTrainedModel(
+        self,
+        request: model_pb2.GetTrainedModelRequest,
+        ctx: grpc.aio.ServicerContext[model_pb2.GetTrainedModelRequest, model_pb2.TrainedModel],
+    ) -> model_pb2.TrainedModel:
         row, experiment_id = await call(
             self.store.get_trained_model, tenant(), parse_name(request.name, "trainedModels")
         )
         return await self._trained_model_message(row, experiment_id)
 
-    async def ListTrainedModels(self, request: model_pb2.ListTrainedModelsRequest, ctx: Any) -> Any:
+    async def ListTrainedModels(
+        self,
+        request: model_pb2.ListTrainedModelsRequest,
+        ctx: grpc.aio.ServicerContext[model_pb2.ListTrainedModelsRequest, model_pb2.ListTrainedModelsResponse],
+    ) -> model_pb2.ListTrainedModelsResponse:
         page = await call(
             self.store.list_trained_models, tenant(), request.page_size, request.page_token, request.filter
         )
@@ -441,7 +532,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             total_size=page.total_size,
         )
 
-    async def UpdateTrainedModel(self, request: pb.UpdateTrainedModelRequest, ctx: Any) -> Any:
+    async def UpdateTrainedModel(
+        self,
+        request: pb.UpdateTrainedModelRequest,
+        ctx: grpc.aio.ServicerContext[pb.UpdateTrainedModelRequest, model_pb2.TrainedModel],
+    ) -> model_pb2.TrainedModel:
         m = request.trained_model
         values = {
             "state": m.state,
@@ -462,7 +557,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         )
         return await self._trained_model_message(row, experiment_id)
 
-    async def FailLostTrainings(self, request: pb.FailLostTrainingsRequest, ctx: Any) -> Any:
+    async def FailLostTrainings(
+        self,
+        request: pb.FailLostTrainingsRequest,
+        ctx: grpc.aio.ServicerContext[pb.FailLostTrainingsRequest, pb.FailLostTrainingsResponse],
+    ) -> pb.FailLostTrainingsResponse:
         if tenant() != ALL_TENANTS:
             raise errors.PermissionDenied('FailLostTrainings acts for every tenant: call it with "x-automl-tenant: *"')
         if not request.HasField("silent_since"):
@@ -480,7 +579,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
 
     # ------------------------------------------------------------ artifacts
 
-    async def WriteArtifact(self, request_iterator: AsyncIterator[pb.WriteArtifactRequest], ctx: Any) -> Any:
+    async def WriteArtifact(
+        self,
+        request_iterator: AsyncIterator[pb.WriteArtifactRequest],
+        ctx: grpc.aio.ServicerContext[pb.WriteArtifactRequest, pb.Artifact],
+    ) -> pb.Artifact:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("content") != "header":
             raise InvalidArgument.field("header", "the first message must carry the header")
@@ -502,19 +605,31 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             await call(self.blobs.delete, content.blob_key)
         return convert.artifact(row, await call(self.store.content, content.sha256))
 
-    async def ReadArtifact(self, request: pb.ReadArtifactRequest, ctx: Any) -> Any:
+    async def ReadArtifact(
+        self,
+        request: pb.ReadArtifactRequest,
+        ctx: grpc.aio.ServicerContext[pb.ReadArtifactRequest, pb.ReadArtifactResponse],
+    ) -> AsyncIterator[pb.ReadArtifactResponse]:
         row, content = await call(self.store.get_artifact, tenant(), parse_name(request.name, "artifacts"))
         yield pb.ReadArtifactResponse(artifact=convert.artifact(row, content))
         async for chunk in self._stream_content(content):
             yield pb.ReadArtifactResponse(chunk=chunk)
 
-    async def DeleteArtifact(self, request: pb.DeleteArtifactRequest, ctx: Any) -> Any:
+    async def DeleteArtifact(
+        self,
+        request: pb.DeleteArtifactRequest,
+        ctx: grpc.aio.ServicerContext[pb.DeleteArtifactRequest, empty_pb2.Empty],
+    ) -> empty_pb2.Empty:
         await self._drop_blobs(await call(self.store.delete_artifact, tenant(), parse_name(request.name, "artifacts")))
         return empty_pb2.Empty()
 
     # --------------------------------------------------------------- events
 
-    async def AppendEvents(self, request: pb.AppendEventsRequest, ctx: Any) -> Any:
+    async def AppendEvents(
+        self,
+        request: pb.AppendEventsRequest,
+        ctx: grpc.aio.ServicerContext[pb.AppendEventsRequest, pb.AppendEventsResponse],
+    ) -> pb.AppendEventsResponse:
         events = []
         given = []
         for i, event in enumerate(request.events):
@@ -548,7 +663,9 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             stored.append(copy)
         return pb.AppendEventsResponse(events=stored, already_stored=[row.already_stored for row in appended])
 
-    async def ListEvents(self, request: pb.ListEventsRequest, ctx: Any) -> Any:
+    async def ListEvents(
+        self, request: pb.ListEventsRequest, ctx: grpc.aio.ServicerContext[pb.ListEventsRequest, pb.ListEventsResponse]
+    ) -> pb.ListEventsResponse:
         rows, has_more, first = await call(
             self.store.list_events,
             tenant(),
@@ -565,7 +682,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
 
     # -------------------------------------------------------- subscriptions
 
-    async def CreateSubscriptionRecord(self, request: pb.CreateSubscriptionRecordRequest, ctx: Any) -> Any:
+    async def CreateSubscriptionRecord(
+        self,
+        request: pb.CreateSubscriptionRecordRequest,
+        ctx: grpc.aio.ServicerContext[pb.CreateSubscriptionRecordRequest, pb.SubscriptionRecord],
+    ) -> pb.SubscriptionRecord:
         record = request.record
         sub = record.subscription
         if not record.token_sha256:
@@ -586,7 +707,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
         )
         return convert.subscription(row)
 
-    async def GetSubscriptionRecord(self, request: pb.GetSubscriptionRecordRequest, ctx: Any) -> Any:
+    async def GetSubscriptionRecord(
+        self,
+        request: pb.GetSubscriptionRecordRequest,
+        ctx: grpc.aio.ServicerContext[pb.GetSubscriptionRecordRequest, pb.SubscriptionRecord],
+    ) -> pb.SubscriptionRecord:
         if request.WhichOneof("key") == "name":
             row = await call(
                 self.store.get_subscription, tenant(), subscription_id=parse_name(request.name, "subscriptions")
@@ -597,7 +722,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             raise InvalidArgument.field("key", "set name or token_sha256")
         return convert.subscription(row)
 
-    async def ListSubscriptionRecords(self, request: pb.ListSubscriptionRecordsRequest, ctx: Any) -> Any:
+    async def ListSubscriptionRecords(
+        self,
+        request: pb.ListSubscriptionRecordsRequest,
+        ctx: grpc.aio.ServicerContext[pb.ListSubscriptionRecordsRequest, pb.ListSubscriptionRecordsResponse],
+    ) -> pb.ListSubscriptionRecordsResponse:
         page = await call(
             self.store.list_subscriptions,
             tenant(),
@@ -609,7 +738,11 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             records=[convert.subscription(row) for row in page.items], next_page_token=page.next_page_token
         )
 
-    async def UpdateSubscriptionRecord(self, request: pb.UpdateSubscriptionRecordRequest, ctx: Any) -> Any:
+    async def UpdateSubscriptionRecord(
+        self,
+        request: pb.UpdateSubscriptionRecordRequest,
+        ctx: grpc.aio.ServicerContext[pb.UpdateSubscriptionRecordRequest, pb.SubscriptionRecord],
+    ) -> pb.SubscriptionRecord:
         sub = request.record.subscription
         values: dict[str, Any] = {}
         for path in request.update_mask.paths:
@@ -635,28 +768,38 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
 
     # ------------------------------------------------------------- API keys
 
-    async def CreateApiKey(self, request: pb.CreateApiKeyRequest, ctx: Any) -> Any:
+    async def CreateApiKey(
+        self, request: pb.CreateApiKeyRequest, ctx: grpc.aio.ServicerContext[pb.CreateApiKeyRequest, pb.ApiKey]
+    ) -> pb.ApiKey:
         key = request.api_key
         row = await call(self.store.create_api_key, key.tenant, key.display_name, key.prefix, request.key_sha256)
         return convert.api_key(row)
 
-    async def LookupApiKey(self, request: pb.LookupApiKeyRequest, ctx: Any) -> Any:
+    async def LookupApiKey(
+        self, request: pb.LookupApiKeyRequest, ctx: grpc.aio.ServicerContext[pb.LookupApiKeyRequest, pb.ApiKey]
+    ) -> pb.ApiKey:
         return await read_by_key(self.store, self.store.lookup_api_key, request.key_sha256)
 
-    async def ListApiKeys(self, request: pb.ListApiKeysRequest, ctx: Any) -> Any:
+    async def ListApiKeys(
+        self,
+        request: pb.ListApiKeysRequest,
+        ctx: grpc.aio.ServicerContext[pb.ListApiKeysRequest, pb.ListApiKeysResponse],
+    ) -> pb.ListApiKeysResponse:
         page = await call(self.store.list_api_keys, request.page_size, request.page_token)
         return pb.ListApiKeysResponse(
             api_keys=[convert.api_key(row) for row in page.items], next_page_token=page.next_page_token
         )
 
-    async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, ctx: Any) -> Any:
+    async def RevokeApiKey(
+        self, request: pb.RevokeApiKeyRequest, ctx: grpc.aio.ServicerContext[pb.RevokeApiKeyRequest, pb.ApiKey]
+    ) -> pb.ApiKey:
         return convert.api_key(await call(self.store.revoke_api_key, parse_name(request.name, "apiKeys")))
 
 
 class _BlobSource(io.RawIOBase):
     """Inline bytes or a blob's chunks as a file-like object (for the preview)."""
 
-    def __init__(self, inline: bytes | None, chunks: Iterator[bytes] | None) -> None:
+    def __init__(self, inline: bytes | None, chunks: Generator[bytes, None, None] | None) -> None:
         self.inline = io.BytesIO(inline or b"")
         self.chunks = chunks
         self.pending = b""

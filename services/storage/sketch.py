@@ -15,7 +15,14 @@ Imported on the first CSV, with numpy (the storage process starts without it).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
+
+Hashes = npt.NDArray[np.uint64]
+"""64-bit hashes (and the keys `mix` makes them from)."""
+Counts = npt.NDArray[np.int64]
 
 SLOT_BITS = 14  # a 16,384-slot table per column: 128 KiB, cache-resident
 REGISTER_BITS = 14  # HyperLogLog: 16,384 registers, standard error 1.04 / sqrt(16,384)
@@ -24,7 +31,7 @@ _C2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 
 
-def mix(bits: np.ndarray) -> np.ndarray:
+def mix(bits: Hashes) -> Hashes:
     """A bijection of 64-bit keys (MurmurHash3's finaliser) that spreads any
     input over all 64 bits, low ones included (HyperLogLog reads those; floats
     of whole numbers have them all zero). `bits` (uint64) is overwritten."""
@@ -36,13 +43,13 @@ def mix(bits: np.ndarray) -> np.ndarray:
     return bits
 
 
-def number_hashes(numbers: np.ndarray) -> np.ndarray:
+def number_hashes(numbers: npt.NDArray[Any]) -> Hashes:
     """Hashes of float64 values, by value: 1, 1.0 and -0.0 + 0 hash alike."""
     normal = np.add(numbers, 0.0, dtype=np.float64)  # a copy; -0.0 becomes 0.0
     return mix(normal.view(np.uint64))
 
 
-def string_hashes(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+def string_hashes(offsets: npt.NDArray[np.integer[Any]], data: npt.NDArray[np.uint8]) -> Hashes:
     """Hashes of the strings of an Arrow string array, by content, without a
     Python object per string: `offsets` (n + 1 positions, as in the array's
     offsets buffer) into `data` (its bytes). A polynomial of each string's
@@ -64,7 +71,7 @@ _P = np.uint64(0x100000001B3)  # FNV's 64-bit prime: odd, so its powers never va
 _powers_cache = np.ones(1, dtype=np.uint64)
 
 
-def _powers(count: int) -> np.ndarray:
+def _powers(count: int) -> Hashes:
     """P**0 .. P**(count - 1) modulo 2**64 (kept for the longest string so far)."""
     global _powers_cache
     powers = _powers_cache  # one read: uploads profile in threads of their own
@@ -94,9 +101,9 @@ class Distinct:
         self.table[0] = np.uint64(1) << np.uint64(63)
         self.slot_counts = np.zeros(1 << slot_bits, dtype=np.int64) if counting else None
         self.extra: dict[int, int] = {}  # counts of hashes whose slot another one holds
-        self.registers: np.ndarray | None = None  # the HyperLogLog, once past k
+        self.registers: npt.NDArray[np.uint8] | None = None  # the HyperLogLog, once past k
 
-    def add(self, hashes: np.ndarray) -> None:
+    def add(self, hashes: Hashes) -> None:
         if self.registers is not None:
             _update(self.registers, hashes)
             return
@@ -106,6 +113,8 @@ class Distinct:
             self.slot_counts += np.bincount(slot[seen], minlength=len(self.table))
         if seen.all():
             return
+        values: Hashes
+        counts: Counts
         values, counts = np.unique(hashes[~seen], return_counts=True)
         at = np.searchsorted(self.kept, values)
         if len(self.kept):  # seen before, though another hash holds their slot
@@ -121,7 +130,7 @@ class Distinct:
         self.kept = np.insert(self.kept, at, values)
         self._claim(values, counts)
 
-    def _claim(self, values: np.ndarray, counts: np.ndarray) -> None:
+    def _claim(self, values: Hashes, counts: Counts) -> None:
         """Record new values in free slots of the table; count the rest aside."""
         slots = (values >> self.shift).astype(np.intp)
         free = (self.table[slots] >> self.shift).astype(np.intp) != slots
@@ -132,11 +141,11 @@ class Distinct:
         np.add.at(self.slot_counts, slots[held], counts[held])
         self._count_aside(values[~held], counts[~held])
 
-    def _count_aside(self, values: np.ndarray, counts: np.ndarray) -> None:
+    def _count_aside(self, values: Hashes, counts: Counts) -> None:
         for value, count in zip(values.tolist(), counts.tolist(), strict=True):
             self.extra[value] = self.extra.get(value, 0) + count
 
-    def _estimate(self, every: np.ndarray) -> None:
+    def _estimate(self, every: Hashes) -> None:
         """Past k values: the HyperLogLog from here on, seeded with all seen."""
         self.exact = False
         self.slot_counts = None
@@ -151,7 +160,7 @@ class Distinct:
             return len(self.kept)
         return round(_estimate_count(self.registers))
 
-    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+    def counts(self) -> tuple[Hashes, Counts]:
         """(hashes, occurrences) of every value, while exact and counting."""
         assert self.slot_counts is not None
         owned = (self.table >> self.shift).astype(np.intp) == np.arange(len(self.table))
@@ -162,7 +171,7 @@ class Distinct:
         return hashes, counts
 
 
-def _update(registers: np.ndarray, hashes: np.ndarray) -> None:
+def _update(registers: npt.NDArray[np.uint8], hashes: Hashes) -> None:
     """HyperLogLog: the register named by a hash's top bits keeps the largest
     rank (leading zeros + 1) of its other bits."""
     bits = len(registers).bit_length() - 1
@@ -174,7 +183,7 @@ def _update(registers: np.ndarray, hashes: np.ndarray) -> None:
     np.maximum.at(registers, index, (1023 + 64 - exponent).astype(np.uint8))
 
 
-def _estimate_count(registers: np.ndarray) -> float:
+def _estimate_count(registers: npt.NDArray[np.uint8]) -> float:
     """Ertl's improved estimator ("New cardinality estimation algorithms for
     HyperLogLog sketches", 2017): unbiased from a few values to 2**64 without
     the empirical tables of HyperLogLog++ (the classic estimate, switching
@@ -186,7 +195,7 @@ def _estimate_count(registers: np.ndarray) -> float:
     for k in range(q, 0, -1):
         z = 0.5 * (z + histogram[k])
     z += m * _sigma(histogram[0] / m)
-    return m * m / (2 * np.log(2) * z)
+    return float(m * m / (2 * np.log(2) * z))
 
 
 def _sigma(x: float) -> float:
@@ -215,7 +224,7 @@ def _tau(x: float) -> float:
             return z / 3
 
 
-def unmix(hashes: np.ndarray) -> np.ndarray:
+def unmix(hashes: Hashes) -> Hashes:
     """The keys `mix` turned into `hashes` (its inverse): the values behind counts."""
     out = hashes ^ (hashes >> _S33)  # a shift by half the width or more undoes itself
     out *= _INV_C2

@@ -4,11 +4,12 @@ offline (render_sql) from the URL alone."""
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from services.storage.schema import Base
 
 config = context.config
-connection = config.attributes.get("connection")
+connection: Connection | None = config.attributes.get("connection")  # db.upgrade() hands it in
 
 if context.is_offline_mode():
     context.configure(
@@ -20,11 +21,10 @@ if context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        # SQLite cannot ALTER most things: Alembic recreates tables in batch mode.
-        render_as_batch=config.attributes.get("render_as_batch", connection.dialect.name == "sqlite"),
-    )
+    if connection is None:
+        raise RuntimeError("online migrations run through services.storage.db.upgrade(), which hands in a connection")
+    # SQLite cannot ALTER most things: Alembic recreates tables in batch mode.
+    batch: bool = config.attributes.get("render_as_batch", connection.dialect.name == "sqlite")
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=batch)
     with context.begin_transaction():
         context.run_migrations()
