@@ -133,7 +133,15 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         ctx: grpc.aio.ServicerContext[dataset_pb2.UploadDatasetRequest, dataset_pb2.Dataset],
     ) -> dataset_pb2.Dataset:
         first = await _checked_first(request_iterator, "the stream is empty: send a header, then the file's bytes")
-        return await self.storage.UploadDataset(_checked_stream(first, request_iterator), timeout=STREAM_TIMEOUT)
+        call = self.storage.UploadDataset(_checked_stream(first, request_iterator), timeout=STREAM_TIMEOUT)
+        try:
+            return await call
+        finally:
+            # A no-op once answered. When the upload is cut (the HTTP door cancels
+            # mid-body) storage must learn it now, to drop its temporary file: the
+            # cancellation does not always reach the forwarded call by itself
+            # (gRPC's task feeding it may end first, without cancelling it).
+            call.cancel()
 
     async def GetDataset(
         self,

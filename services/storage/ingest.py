@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import queue
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -39,9 +40,21 @@ class ContentWriter:
         self.buffer = bytearray()
         self.blob: BlobWriter | None = None
         self.blob_key = ""
+        # write() and abort() run in worker threads, and a cancelled upload's
+        # abort may start while its last write still runs (asyncio cancels the
+        # await, not the thread): that write could open the blob's temporary
+        # file after abort looked, leaving it behind. One at a time, and no
+        # write after an abort.
+        self._lock = threading.Lock()
+        self._aborted = False
 
     def write(self, chunk: bytes) -> None:
         """Blocking: call from a worker thread."""
+        with self._lock:
+            if not self._aborted:
+                self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
         self.hash.update(chunk)
         self.size += len(chunk)
         if self.blob is None and self.size <= self.inline_max:
@@ -63,10 +76,12 @@ class ContentWriter:
 
     def abort(self) -> None:
         """Blocking: discard everything; never raises."""
-        if self.blob is not None:
-            self.blob.abort()
-            with contextlib.suppress(Exception):  # committed already? then remove it
-                self.blobs.delete(self.blob_key)
+        with self._lock:
+            self._aborted = True
+            if self.blob is not None:
+                self.blob.abort()
+                with contextlib.suppress(Exception):  # committed already? then remove it
+                    self.blobs.delete(self.blob_key)
 
 
 class _QueueSource:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 
@@ -11,6 +12,7 @@ import pytest
 from automl.common import errors
 from automl.common.settings import Settings
 from services.storage.blobs import FileBlobStore, open_blob_store
+from services.storage.ingest import ContentWriter
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -55,6 +57,39 @@ def test_abort_leaves_nothing(store):
     writer.write(os.urandom(12 * 1024 * 1024))
     writer.abort()
     assert not store.exists("gone")
+
+
+def test_a_cancelled_upload_leaves_no_temporary_file_whatever_the_order(tmp_path):
+    """asyncio cancels an upload's await, not the thread writing its chunk: the
+    abort may run while (or before) the write that opens the blob's temporary
+    file. That write must wait for, or give way to, the abort."""
+    store = FileBlobStore(tmp_path / "blobs")
+    aborted_first = ContentWriter(store, inline_max=4)
+    aborted_first.abort()
+    aborted_first.write(b"x" * 100)  # the cancelled thread's late write
+    assert not list((tmp_path / "blobs").rglob("*.part"))
+
+    slow = ContentWriter(SlowBlobs(store), inline_max=4)
+    writing = threading.Thread(target=slow.write, args=(b"y" * 100,))
+    writing.start()
+    time.sleep(0.05)  # the write is opening the blob
+    slow.abort()
+    writing.join()
+    assert not list((tmp_path / "blobs").rglob("*.part"))
+
+
+class SlowBlobs:
+    """A folder store whose writer takes a moment to open."""
+
+    def __init__(self, store: FileBlobStore) -> None:
+        self.store = store
+
+    def writer(self, key: str):
+        time.sleep(0.2)
+        return self.store.writer(key)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
 
 
 def test_s3_wrong_keys_stop_with_a_clear_error(s3_server):
