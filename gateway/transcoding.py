@@ -397,6 +397,38 @@ def content_disposition(filename: str) -> str:
 
 
 GZIP_LEVEL = 5
+RECENT_JSON_BYTES = 2048
+"""Answers from this size (serialized) are looked up in RecentJson before they
+are turned into JSON."""
+
+
+class RecentJson:
+    """What the door made of the last large answers (JSON body, ETag, gzipped
+    body), by their message type and serialized bytes. An answer the gateway
+    cannot keep (a running run's leaderboard page, which may change) is often
+    the same bytes as a moment ago, and what the door makes of it is a
+    function of those bytes alone: it is made once (json_format costs 3.8 ms
+    for a page of 50 results, the bytes' digest 0.05 ms). Whoever is answered
+    from here received the same bytes from the servicer."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max_entries
+        self._memos: dict[tuple[str, bytes], dict[str, Any]] = {}
+
+    def memo(self, reply: Message) -> dict[str, Any] | None:
+        """The dict to keep `reply`'s JSON in (as AnswerCache.memo), or None for a small answer."""
+        if reply.ByteSize() < RECENT_JSON_BYTES:
+            return None
+        key = (reply.DESCRIPTOR.full_name, hashlib.sha256(reply.SerializeToString(deterministic=True)).digest())
+        memo = self._memos.pop(key, None)
+        if memo is None:
+            memo = {}
+            while len(self._memos) >= self.max_entries:
+                del self._memos[next(iter(self._memos))]  # the least recently used (a dict keeps order)
+        self._memos[key] = memo
+        return memo
+
+
 GZIP_DOWNLOADS = frozenset({"application/x-ndjson", "application/json"})
 """Downloads gzipped for a client that accepts it: JSON lines (exports). Not
 CSV datasets (large, and often compressed by the client's own tools), nor
@@ -465,6 +497,7 @@ class Transcoder:
         self.door_token = door_token
         self.methods = methods
         self.memo = memo or (lambda answer: None)
+        self.recent = RecentJson()
         self.options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -571,6 +604,8 @@ class Transcoder:
 
     def _unary_response(self, request: Request, reply: Message, request_id: str) -> Response:
         memo = self.memo(reply)
+        if memo is None:
+            memo = self.recent.memo(reply)
         if memo is not None and "body" in memo:
             body, etag = memo["body"], memo["etag"]
         else:
