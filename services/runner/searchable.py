@@ -155,7 +155,8 @@ def check_classes(
         kept: list[Any] = [label for label, n in counts.items() if held_out(int(n), holdout, folds) == 0]
         if kept:
             notes.append(
-                f"classes {_listed(counts[kept])} are too small to give rows to the holdout: "
+                # By label, not counts[kept]: a list of booleans (a True/False target) is read as a mask.
+                f"classes {_listed(counts[counts.index.isin(kept)])} are too small to give rows to the holdout: "
                 "kept whole in training (the holdout test does not cover them)"
             )
         search = counts.map(lambda n: int(n) - held_out(int(n), holdout, folds))

@@ -74,6 +74,16 @@ def test_small_classes_are_adapted_to_not_refused():
     assert made.notes[1].startswith("2-fold cross-validation instead of 3")
 
 
+def test_a_true_false_target_with_a_small_class_is_adapted_too():
+    """A True/False column is read as booleans: the small class's note must
+    not take its list of labels [True] for a mask (it raised IndexError)."""
+    frame = mixed_table(100).assign(label=False)
+    frame.loc[[0, 1, 2], "label"] = True
+    made = problem.prepare(frame, dataset_pb2.Dataset(), experiment())
+    assert made.y.value_counts()[True] == 3
+    assert "'True' (3 rows)" in made.notes[0] and "kept whole in training" in made.notes[0]
+
+
 def test_a_small_class_gives_the_holdout_what_it_can_spare():
     frame = mixed_table(200)
     frame.loc[range(4), "label"] = "rare"  # 4 rows: 1 to the holdout, 3 stay for 3 folds
