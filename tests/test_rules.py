@@ -12,7 +12,7 @@ from automl.common.errors import FieldViolation, InvalidArgument
 from automl.v1 import common_pb2 as c
 from gateway import validation as gateway
 from services.runner import servicer as runner_servicer
-from services.storage import convert, csvprofile, query
+from services.storage import convert, csvprofile
 from services.storage import validation as storage
 
 
@@ -27,7 +27,7 @@ def refusal(fn, *args) -> list[FieldViolation]:
 )
 def test_a_bad_name_is_refused_alike_by_every_service(value):
     at_the_gateway = gateway.name(value, "runs", "run")
-    in_storage = refusal(query.parse_name, value, "runs", "run")
+    in_storage = refusal(names.parse, value, "runs", "run")
     in_the_runner = refusal(names.check, value, "runs", "run")
     assert at_the_gateway == in_storage == in_the_runner
     assert at_the_gateway[0].field == "run" and "runs/abc123" in at_the_gateway[0].description
@@ -35,9 +35,9 @@ def test_a_bad_name_is_refused_alike_by_every_service(value):
 
 def test_a_good_name_passes_everywhere():
     assert gateway.name("runs/r1", "runs") == []
-    assert query.parse_name("runs/r1", "runs") == "r1"
+    assert names.parse("runs/r1", "runs") == "r1"
     assert names.check("runs/r1", "runs") == "runs/r1"
-    assert query.optional_name("", "runs", "run") == ""
+    assert names.parse_optional("", "runs", "run") == ""
     assert not hasattr(runner_servicer, "resource_name"), "the runner checks names with automl.common.names"
 
 
@@ -49,7 +49,7 @@ def test_a_long_bad_name_is_quoted_cut():
 def test_a_client_chosen_id_follows_one_rule():
     assert names.client_id_violations("my-experiment", "experiment_id") == []
     (violation,) = names.client_id_violations("X", "experiment_id")
-    assert refusal(query.check_client_id, "X", "experiment_id") == [violation]
+    assert refusal(names.check_client_id, "X", "experiment_id") == [violation]
     assert "starting with a letter" in violation.description
 
 

@@ -11,9 +11,9 @@ from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 from sqlalchemy import Row
 
+from automl.common.names import parse_optional as optional_name
 from automl.v1 import common_pb2, dataset_pb2, event_pb2, experiment_pb2, model_pb2, run_pb2, storage_service_pb2
 from services.storage import schema
-from services.storage.query import optional_name
 
 
 def to_dict(message: Message) -> dict[str, Any]:

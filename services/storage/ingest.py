@@ -20,9 +20,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, cast
 
-from automl.common import errors
+from automl.common import errors, names
 from automl.common.csvformat import CsvFormat
-from services.storage import csvprofile, query
+from services.storage import csvprofile
 from services.storage.blobs import BlobStore, BlobWriter
 from services.storage.repository import StoredContent
 
@@ -61,7 +61,7 @@ class ContentWriter:
             self.buffer += chunk
             return
         if self.blob is None:
-            self.blob_key = f"contents/{query.new_id()}{query.new_id()}"
+            self.blob_key = f"contents/{names.new_id()}{names.new_id()}"
             self.blob = self.blobs.writer(self.blob_key)
             self.blob.write(bytes(self.buffer))
             self.buffer = bytearray()

@@ -15,13 +15,6 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from automl.common.errors import InvalidArgument
 
-# Resource names and ids are one rule for every service (automl.common.names);
-# the repository reaches them through this module.
-from automl.common.names import check_client_id as check_client_id
-from automl.common.names import new_id as new_id
-from automl.common.names import parse as parse_name
-from automl.common.names import parse_optional as optional_name
-
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 
@@ -30,14 +23,10 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "Page",
     "Term",
-    "check_client_id",
     "enum_value",
-    "new_id",
     "next_token",
-    "optional_name",
     "page",
     "parse_filter",
-    "parse_name",
     "text_match",
 ]
 

@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from automl.common import errors, metrics, runs
+from automl.common import errors, metrics, names, runs
 from automl.common.errors import FieldViolation, InvalidArgument
 from automl.common.runs import ACTIVE_STATES, HOLDING_STATES, TERMINAL_STATES
 from automl.common.tenants import ALL_TENANTS
@@ -243,7 +243,7 @@ class MetadataStore:
                 check_dataset_quota(self._dataset_usage(session, tenant), content.size_bytes, quota)
             is_new = self._attach_content(session, content)
             row = schema.Dataset(
-                id=query.new_id(),
+                id=names.new_id(),
                 tenant=tenant,
                 display_name=display_name,
                 description=description,
@@ -317,7 +317,7 @@ class MetadataStore:
     ) -> schema.Experiment:
         """Check the experiment against its dataset's profile, fill the defaults, store it."""
         if experiment_id:
-            query.check_client_id(experiment_id, "experiment_id")
+            names.check_client_id(experiment_id, "experiment_id")
         with self._tx() as session:
             dataset = self._dataset(session, tenant, dataset_id)
             columns = {col["name"]: col for col in json.loads(dataset.columns)}
@@ -332,7 +332,7 @@ class MetadataStore:
                 raise InvalidArgument.of(violations)
             now = utcnow()
             row = schema.Experiment(
-                id=experiment_id or query.new_id(),
+                id=experiment_id or names.new_id(),
                 tenant=tenant,
                 dataset_id=dataset_id,
                 display_name=display_name or f"{target_column} on {dataset.display_name}"[:256],
@@ -385,7 +385,7 @@ class MetadataStore:
         stmt = select(schema.Experiment).where(schema.Experiment.tenant == tenant)
         for term in terms:
             if term.key == "dataset":
-                stmt = stmt.where(schema.Experiment.dataset_id == query.parse_name(term.value, "datasets", "filter"))
+                stmt = stmt.where(schema.Experiment.dataset_id == names.parse(term.value, "datasets", "filter"))
             elif term.key == "task":
                 stmt = stmt.where(schema.Experiment.resolved_task == query.enum_value(c.Task, term.value))
             else:
@@ -493,7 +493,7 @@ class MetadataStore:
                         "one, or ask the operator to raise it"
                     )
             row = schema.Run(
-                id=query.new_id(),
+                id=names.new_id(),
                 tenant=tenant,
                 experiment_pk=experiment.pk,
                 state=c.RUN_STATE_PENDING,
@@ -576,7 +576,7 @@ class MetadataStore:
             where.append(runs.tenant == tenant)
         for term in terms:
             if term.key == "experiment":
-                where.append(experiments.id == query.parse_name(term.value, "experiments", "filter"))
+                where.append(experiments.id == names.parse(term.value, "experiments", "filter"))
             else:
                 where.append(runs.run_state == query.enum_value(c.RunState, term.value))
         joined = RUNS.join(EXPERIMENTS, experiments.pk == runs.experiment_pk)
@@ -771,7 +771,7 @@ class MetadataStore:
                     )
                 )
                 row = schema.ModelResult(
-                    id=query.new_id(),
+                    id=names.new_id(),
                     run_id=run_id,
                     tenant=tenant,
                     position=position,
@@ -900,7 +900,7 @@ class MetadataStore:
             raise InvalidArgument.field("header.kind", "required: what the payload is, e.g. model/joblib (≤ 64 chars)")
         with self._tx() as session:
             is_new = self._attach_content(session, content)
-            row = schema.Artifact(id=query.new_id(), tenant=tenant, kind=kind, content_sha256=content.sha256)
+            row = schema.Artifact(id=names.new_id(), tenant=tenant, kind=kind, content_sha256=content.sha256)
             session.add(row)
             return row, is_new
 
@@ -945,7 +945,7 @@ class MetadataStore:
             )
             now = utcnow()
             row = schema.TrainedModel(
-                id=query.new_id(),
+                id=names.new_id(),
                 tenant=tenant,
                 result_id=result_id,
                 run_id=run.id,
@@ -989,9 +989,9 @@ class MetadataStore:
         stmt = stmt.where(schema.TrainedModel.tenant == tenant)
         for term in terms:
             if term.key == "run":
-                stmt = stmt.where(schema.TrainedModel.run_id == query.parse_name(term.value, "runs", "filter"))
+                stmt = stmt.where(schema.TrainedModel.run_id == names.parse(term.value, "runs", "filter"))
             elif term.key == "model_result":
-                result_id = query.parse_name(term.value, "modelResults", "filter")
+                result_id = names.parse(term.value, "modelResults", "filter")
                 stmt = stmt.where(schema.TrainedModel.result_id == result_id)
             else:
                 stmt = stmt.where(
@@ -1198,7 +1198,7 @@ class MetadataStore:
             if fields.get("experiment_id"):
                 self._experiment(session, tenant, fields["experiment_id"])
             row = schema.Subscription(
-                id=query.new_id(),
+                id=names.new_id(),
                 tenant=tenant,
                 run_id=fields.get("run_id", ""),
                 experiment_id=fields.get("experiment_id", ""),
@@ -1261,7 +1261,7 @@ class MetadataStore:
             raise InvalidArgument.field("key_sha256", "the lowercase hex SHA-256 of the key")
         with self._tx() as session:
             row = schema.ApiKey(
-                id=query.new_id(), tenant=tenant, display_name=display_name, prefix=prefix[:16], key_sha256=key_sha256
+                id=names.new_id(), tenant=tenant, display_name=display_name, prefix=prefix[:16], key_sha256=key_sha256
             )
             session.add(row)
             return row
