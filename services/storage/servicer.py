@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import empty_pb2, json_format
+from google.protobuf.message import Message
 
 from automl.common import context, csvformat, errors, metrics
 from automl.common.errors import InvalidArgument
@@ -33,10 +34,12 @@ from automl.v1 import (
     storage_service_pb2 as pb,
 )
 from services.storage import convert, csvprofile, ingest, repository, validation
+from services.storage.answers import Answers, database_version
 from services.storage.blobs import CHUNK, BlobStore
 from services.storage.repository import DatasetQuota, MetadataStore, Removed
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 
 def tenant() -> str:
@@ -90,8 +93,14 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
             max_field_bytes=settings.csv_max_field_bytes,
         )
         self.dataset_quota = DatasetQuota(settings.tenant_max_datasets, settings.tenant_max_stored_bytes)
+        self.answers = Answers(database_version(store.engine))
 
     # --------------------------------------------------------------- shared
+
+    async def _kept(self, request: Message, load: Callable[[], Awaitable[M]]) -> M:
+        """A hot read's answer, kept until the database changes (answers.py)."""
+        key = (type(request), tenant(), request.SerializeToString(deterministic=True))
+        return await self.answers.read(key, load)
 
     async def _upload_limit(self, tenant: str) -> ingest.SizeLimit:
         """Refuse at once a tenant already at its dataset quotas; the bytes the
@@ -355,30 +364,36 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
     async def GetRun(
         self, request: run_pb2.GetRunRequest, ctx: grpc.aio.ServicerContext[run_pb2.GetRunRequest, run_pb2.Run]
     ) -> run_pb2.Run:
-        return await read_by_key(self.store, self.store.get_run, tenant(), parse_name(request.name, "runs"))
+        run_id = parse_name(request.name, "runs")
+        return await self._kept(request, lambda: read_by_key(self.store, self.store.get_run, tenant(), run_id))
 
     async def ListRuns(
         self,
         request: run_pb2.ListRunsRequest,
         ctx: grpc.aio.ServicerContext[run_pb2.ListRunsRequest, run_pb2.ListRunsResponse],
     ) -> run_pb2.ListRunsResponse:
-        page = await call(self.store.list_runs, tenant(), request.page_size, request.page_token, request.filter)
-        return run_pb2.ListRunsResponse(
-            runs=page.items,
-            next_page_token=page.next_page_token,
-            total_size=page.total_size,
-        )
+        async def load() -> run_pb2.ListRunsResponse:
+            page = await call(self.store.list_runs, tenant(), request.page_size, request.page_token, request.filter)
+            return run_pb2.ListRunsResponse(
+                runs=page.items,
+                next_page_token=page.next_page_token,
+                total_size=page.total_size,
+            )
+
+        return await self._kept(request, load)
 
     async def ListRunRecords(
         self,
         request: pb.ListRunRecordsRequest,
         ctx: grpc.aio.ServicerContext[pb.ListRunRecordsRequest, pb.ListRunRecordsResponse],
     ) -> pb.ListRunRecordsResponse:
-        page = await call(self.store.list_run_records, tenant(), request.page_size, request.page_token, request.filter)
-        return pb.ListRunRecordsResponse(
-            records=page.items,
-            next_page_token=page.next_page_token,
-        )
+        async def load() -> pb.ListRunRecordsResponse:
+            page = await call(
+                self.store.list_run_records, tenant(), request.page_size, request.page_token, request.filter
+            )
+            return pb.ListRunRecordsResponse(records=page.items, next_page_token=page.next_page_token)
+
+        return await self._kept(request, load)
 
     async def UpdateRunState(
         self, request: pb.UpdateRunStateRequest, ctx: grpc.aio.ServicerContext[pb.UpdateRunStateRequest, run_pb2.Run]
@@ -474,21 +489,21 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
     ) -> run_pb2.GetLeaderboardResponse:
         if request.metric and request.metric not in common_pb2.Metric.values():
             raise InvalidArgument.field("metric", f"unknown metric {request.metric}")
-        page, metric = await call(
-            self.store.leaderboard,
-            tenant(),
-            parse_name(request.run, "runs", "run"),
-            request.metric,
-            request.page_size,
-            request.page_token,
-        )
-        return run_pb2.GetLeaderboardResponse(
-            entries=page.items,
-            next_page_token=page.next_page_token,
-            total_size=page.total_size,
-            metric=metric,
-            higher_is_better=metrics.higher_is_better(metric),
-        )
+        run_id = parse_name(request.run, "runs", "run")
+
+        async def load() -> run_pb2.GetLeaderboardResponse:
+            page, metric = await call(
+                self.store.leaderboard, tenant(), run_id, request.metric, request.page_size, request.page_token
+            )
+            return run_pb2.GetLeaderboardResponse(
+                entries=page.items,
+                next_page_token=page.next_page_token,
+                total_size=page.total_size,
+                metric=metric,
+                higher_is_better=metrics.higher_is_better(metric),
+            )
+
+        return await self._kept(request, load)
 
     # ------------------------------------------------------- trained models
 
@@ -778,7 +793,7 @@ class StorageServicer(storage_service_pb2_grpc.StorageServicer):
     async def LookupApiKey(
         self, request: pb.LookupApiKeyRequest, ctx: grpc.aio.ServicerContext[pb.LookupApiKeyRequest, pb.ApiKey]
     ) -> pb.ApiKey:
-        return await read_by_key(self.store, self.store.lookup_api_key, request.key_sha256)
+        return await self._kept(request, lambda: read_by_key(self.store, self.store.lookup_api_key, request.key_sha256))
 
     async def ListApiKeys(
         self,

@@ -1,0 +1,123 @@
+"""Storage's answers to its hot reads, kept while the database has not changed.
+
+A read's answer is a function of its request, its tenant and the database's
+contents; the gateway asks the same few (a run being watched, page 1 of its
+leaderboard, a tenant's runs) far more often than anything is written. So the
+servicer keeps each answer under (method, tenant, request bytes), and drops
+them all when the database's version moves.
+
+The version comes from the database, not from this process's writes, so that
+a write by anything else (a second storage process on the same file, the admin
+command, a test's direct UPDATE) is seen too. SQLite says it in a microsecond:
+`PRAGMA data_version` on a connection that never writes changes whenever
+another connection commits. A database server has no such cheap question (it
+would be a round trip, as dear as the read), so there the answers are not kept.
+
+Why an answer is never served stale: the version is read before the answer
+is looked up or loaded, and a loaded answer is kept only if no newer version
+was seen meanwhile. An answer loaded across a commit is newer than the version
+it is kept under, and the next read sees the commit's version and drops it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy import Engine
+
+M = TypeVar("M", bound=Message)
+
+MAX_ANSWERS = 2048
+MAX_BYTES = 32 * 1024 * 1024  # a leaderboard page of 500 full entries is ~1 MB
+
+
+class SqliteVersion:
+    """`PRAGMA data_version` of a SQLite file, on a connection of its own that
+    never writes (the version moves on other connections' commits only)."""
+
+    def __init__(self, database: str) -> None:
+        self._connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            row = self._connection.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def database_version(engine: Engine) -> SqliteVersion | None:
+    """The cheap version of `engine`'s database, or None when it has none
+    (a database server, or an in-memory SQLite database: one per connection)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return SqliteVersion(database)
+
+
+class Answers:
+    """A bounded LRU of read answers (protobuf messages, shared: never changed
+    after they are kept), all dropped when the database's version moves."""
+
+    def __init__(
+        self,
+        version: Callable[[], int] | None,
+        max_answers: int = MAX_ANSWERS,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
+        self._version = version
+        self.max_answers = max_answers
+        self.max_bytes = max_bytes
+        self._answers: OrderedDict[Hashable, tuple[Message, int]] = OrderedDict()
+        self._bytes = 0
+        self._seen: int | None = None
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._version is not None
+
+    async def read(self, key: Hashable, load: Callable[[], Awaitable[M]]) -> M:
+        """The answer kept under `key` at the database's current version, or
+        `load()`'s (kept unless the database moved on meanwhile). Errors are
+        not kept: load() raises them each time."""
+        if self._version is None:
+            return await load()
+        version = self._version()
+        if version != self._seen:
+            self._answers.clear()
+            self._bytes = 0
+            self._seen = version
+        kept = self._answers.get(key)
+        if kept is not None:
+            self._answers.move_to_end(key)
+            self.hits += 1
+            return kept[0]  # type: ignore[return-value]  # kept under this key by load(): an M
+        self.misses += 1
+        answer = await load()
+        if self._seen == version:
+            self._keep(key, answer)
+        return answer
+
+    def _keep(self, key: Hashable, answer: Message) -> None:
+        size = answer.ByteSize()
+        if size > self.max_bytes // 8:  # one huge answer would push out everything else
+            return
+        if (old := self._answers.pop(key, None)) is not None:
+            self._bytes -= old[1]
+        self._answers[key] = (answer, size)
+        self._bytes += size
+        while len(self._answers) > self.max_answers or self._bytes > self.max_bytes:
+            _, (_, dropped) = self._answers.popitem(last=False)
+            self._bytes -= dropped
+
+    def __len__(self) -> int:
+        return len(self._answers)

@@ -1,0 +1,127 @@
+"""Storage keeps its hot reads' answers (services/storage/answers.py) while the
+database has not changed, and never serves one after a change: not after its
+own writes, not after another connection's."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from automl.v1 import common_pb2 as c
+from automl.v1 import run_pb2
+from automl.v1 import storage_service_pb2 as pb
+from services.storage import schema
+from services.storage.answers import Answers, SqliteVersion
+from tests.storage.test_search_records import result, run
+
+
+async def test_reads_are_kept_until_anything_is_written(storage):
+    answers = storage.servicer.answers
+    sqlite = storage.settings.database.startswith("sqlite")
+    assert answers.enabled is sqlite  # a database server has no cheap version: nothing is kept
+    created = await run(storage)
+    get = run_pb2.GetRunRequest(name=created.name)
+    board = run_pb2.GetLeaderboardRequest(run=created.name)
+
+    first = await storage.stub.GetRun(get)
+    hits = answers.hits
+    assert await storage.stub.GetRun(get) == first
+    assert answers.hits == hits + sqlite
+
+    # Its own write: a state change, then results (the leaderboard and the run's counters).
+    await storage.stub.UpdateRunState(
+        pb.UpdateRunStateRequest(
+            name=created.name, expected_states=[c.RUN_STATE_PENDING], state=c.RUN_STATE_RUNNING, runner_id="r1"
+        )
+    )
+    assert (await storage.stub.GetRun(get)).state == c.RUN_STATE_RUNNING
+    assert (await storage.stub.GetLeaderboard(board)).total_size == 0
+    await storage.stub.BatchCreateModelResults(
+        pb.BatchCreateModelResultsRequest(run=created.name, model_results=[result(0.8)])
+    )
+    assert (await storage.stub.GetRun(get)).models_evaluated == 1
+    assert [e.model_result.primary_score for e in (await storage.stub.GetLeaderboard(board)).entries] == [
+        pytest.approx(0.8)
+    ]
+
+    # Another connection's write, behind storage's back.
+    with storage.servicer.store.engine.begin() as connection:
+        connection.execute(
+            update(schema.Run).where(schema.Run.id == created.name.split("/")[1]).values(status_message="x")
+        )
+    assert (await storage.stub.GetRun(get)).status_message == "x"
+
+    listed = await storage.stub.ListRuns(run_pb2.ListRunsRequest())
+    second = await run(storage)
+    assert [r.name for r in (await storage.stub.ListRuns(run_pb2.ListRunsRequest())).runs] == [
+        second.name,
+        *(r.name for r in listed.runs),
+    ]
+
+    key = await storage.stub.CreateApiKey(
+        pb.CreateApiKeyRequest(api_key=pb.ApiKey(tenant="acme", display_name="ci", prefix="ak_12"), key_sha256="c" * 64)
+    )
+    lookup = pb.LookupApiKeyRequest(key_sha256="c" * 64)
+    assert not (await storage.stub.LookupApiKey(lookup)).HasField("revoke_time")
+    await storage.stub.RevokeApiKey(pb.RevokeApiKeyRequest(name=key.name))
+    assert (await storage.stub.LookupApiKey(lookup)).HasField("revoke_time")
+
+
+async def test_an_answer_loaded_across_a_commit_is_not_kept_past_it(tmp_path: Path):
+    path = tmp_path / "a.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (v INTEGER)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    version = SqliteVersion(str(path))
+    answers = Answers(version)
+
+    def value() -> run_pb2.Run:
+        (v,) = writer.execute("SELECT v FROM t").fetchone()
+        return run_pb2.Run(name=f"runs/{v}")
+
+    async def stale_load() -> run_pb2.Run:
+        answer = value()  # read before the commit lands...
+        writer.execute("UPDATE t SET v = 2")  # ...then it lands, while the answer is on its way
+        return answer
+
+    async def load() -> run_pb2.Run:
+        return value()
+
+    assert (await answers.read("k", stale_load)).name == "runs/1"
+    assert (await answers.read("k", load)).name == "runs/2", "the answer read before the commit was served"
+    assert (await answers.read("k", load)).name == "runs/2" and answers.hits == 1
+
+    async def overtaken_load() -> run_pb2.Run:
+        answer = value()
+        writer.execute("UPDATE t SET v = 3")
+        assert (await answers.read("k", load)).name == "runs/3"  # a later reader sees the commit first
+        return answer
+
+    await answers.read("other", overtaken_load)
+    assert (await answers.read("other", load)).name == "runs/3", "an answer older than a version seen was kept"
+    version.close()
+    writer.close()
+
+
+async def test_the_answers_are_bounded_by_count_and_bytes():
+    answers = Answers(lambda: 1, max_answers=3, max_bytes=10_000)
+
+    def load(size: int):
+        async def loaded() -> run_pb2.Run:
+            return run_pb2.Run(status_message="x" * size)
+
+        return loaded
+
+    for k in range(5):
+        await answers.read(k, load(10))
+    assert len(answers) == 3
+    await answers.read("big", load(2_000))  # more than an eighth of the bytes: served, not kept
+    await answers.read("big", load(2_000))
+    assert answers.misses == 7 and len(answers) == 3
+    for k in range(3):
+        await answers.read(("mid", k), load(1_200))
+    assert len(answers) == 3
