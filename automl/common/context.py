@@ -4,7 +4,7 @@ services and in context variables within one."""
 from __future__ import annotations
 
 import contextvars
-import uuid
+import os
 
 REQUEST_ID_KEY = "x-request-id"
 TENANT_KEY = "x-automl-tenant"
@@ -14,7 +14,7 @@ tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits as 32 hex digits, as uuid4().hex but cheaper
 
 
 def outgoing_metadata() -> list[tuple[str, str]]:

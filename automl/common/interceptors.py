@@ -19,7 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from automl.common import context, errors, status, streams
+from automl.common import context, errors, logs, status, streams
 from automl.common.identity import Verifier
 
 log = logging.getLogger("automl.rpc")
@@ -95,7 +95,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 if handler.request_streaming
                 else ("unary_unary", handler.unary_unary)
             )
-            wrapped = self._wrap_unary(method, _aio(behavior))
+            wrapped = self._wrap_unary(method, _aio(behavior), handler.request_streaming)
         factory = getattr(grpc, f"{kind}_rpc_method_handler")
         self._handlers[method] = factory(
             wrapped,
@@ -108,26 +108,41 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         """What authenticates calls of `method` (health and reflection: nothing)."""
         if method.startswith(_PROBES):
             return None
-        if self.verifier is not None:
-            verifier = self.verifier
+        if (admit := self._admit(method)) is not None:
 
-            async def admit(metadata: dict[str, Any], method: str) -> str:
-                call = _call.get()  # the peer's certificate names, under mutual TLS
-                return verifier.admit(metadata, method, call.auth_context() if call and verifier.certificates else None)
+            async def admitted(metadata: dict[str, Any], method: str) -> str:
+                return admit(metadata)
 
-            return admit
+            return admitted
         return self.authenticate
 
-    def _wrap_unary(self, method: str, behavior: Behavior) -> Behavior:
-        authenticate = self._authenticator(method)
+    def _admit(self, method: str) -> Callable[[dict[str, Any]], str] | None:
+        """An internal service's check of a call of `method`, synchronous (it
+        computes, it does not wait: no coroutine per call); None elsewhere."""
+        if self.verifier is None or method.startswith(_PROBES):
+            return None
+        verifier = self.verifier
+
+        def admit(metadata: dict[str, Any]) -> str:
+            call = _call.get()  # the peer's certificate names, under mutual TLS
+            return verifier.admit(metadata, method, call.auth_context() if call and verifier.certificates else None)
+
+        return admit
+
+    def _wrap_unary(self, method: str, behavior: Behavior, request_streaming: bool) -> Behavior:
+        admit = self._admit(method)
+        authenticate = None if admit is not None else self._authenticator(method)
         done = self._done(method)
+        checked = _Checked if request_streaming else _as_it_is  # chosen once, not tested per call
 
         async def unary(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started, metadata = self._enter(ctx)
             code = grpc.StatusCode.OK
-            request = _Checked.of(request)
+            request = checked(request)
             try:
-                if authenticate is not None:
+                if admit is not None:
+                    context.tenant.set(admit(metadata))
+                elif authenticate is not None:
                     context.tenant.set(await authenticate(metadata, method))
                 if isinstance(request, _Malformed):
                     raise request.error
@@ -233,7 +248,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             latency.observe(elapsed)
             level = logging.DEBUG if probe else logging.INFO if code in _QUIET_CODES else logging.WARNING
             if log.isEnabledFor(level):
-                log.log(level, "rpc", extra={"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)})
+                fields = {"method": method, "code": code.name, "ms": round(elapsed * 1000, 2)}
+                logs.access_line(log, level, "rpc", fields)
 
         return done
 
@@ -384,6 +400,10 @@ class _Checked:
             await streams.drain(self.messages)
             raise self.refused
         return message
+
+
+def _as_it_is(request: Any) -> Any:
+    return request
 
 
 def _being_cancelled() -> bool:

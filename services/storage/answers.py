@@ -89,13 +89,9 @@ class Answers:
         """The answer kept under `key` at the database's current version, or
         `load()`'s (kept unless the database moved on meanwhile). Errors are
         not kept: load() raises them each time."""
-        if self._version is None:
+        version = self._current()
+        if version is None:
             return await load()
-        version = self._version()
-        if version != self._seen:
-            self._answers.clear()
-            self._bytes = 0
-            self._seen = version
         kept = self._answers.get(key)
         if kept is not None:
             self._answers.move_to_end(key)
@@ -106,6 +102,18 @@ class Answers:
         if self._seen == version:
             self._keep(key, answer)
         return answer
+
+    def _current(self) -> int | None:
+        """The database's version now (None: answers are not kept), the
+        answers of an older one dropped."""
+        if self._version is None:
+            return None
+        version = self._version()
+        if version != self._seen:
+            self._answers.clear()
+            self._bytes = 0
+            self._seen = version
+        return version
 
     def _keep(self, key: Hashable, answer: Message) -> None:
         size = answer.ByteSize()
