@@ -29,7 +29,19 @@ What can still change, and how it is bounded:
 - Trained models are not cached (a READY model's holdout_evaluation changes
   when it is tested).
 
-ttl_seconds 0 or max_entries 0 turns the cache off.
+A running run's answers (GetRun, its leaderboard and result pages) are kept
+too, for `running_ttl_seconds` only (AUTOML_GATEWAY_RUNNING_TTL_SECONDS,
+default 0.5 s): many clients following one run ask for the same answers many
+times a second. They are dropped at once by any event of the run that a
+WatchRun stream of this gateway sees (before the watchers get it, so a client
+that reads after an event reads what the event says), by StopRun through this
+gateway, and by anything that drops the run's or the tenant's entries. A read
+that was on its way to storage while anything was dropped is not kept (it may
+predate the change). A client that does not watch the run through this
+gateway reads it at most running_ttl_seconds late.
+
+ttl_seconds 0 or max_entries 0 turns the cache off; running_ttl_seconds 0
+keeps nothing of a running run.
 """
 
 from __future__ import annotations
@@ -50,10 +62,12 @@ class AnswerCache:
     """An LRU of immutable answers by (tenant, kind, key), each with the run it
     belongs to (for invalidation) and an expiry."""
 
-    def __init__(self, max_entries: int, ttl_seconds: float) -> None:
+    def __init__(self, max_entries: int, ttl_seconds: float, running_ttl_seconds: float = 0.0) -> None:
         self.max_entries = max_entries
         self.ttl_seconds = ttl_seconds
         self.enabled = max_entries > 0 and ttl_seconds > 0
+        self.running_ttl_seconds = running_ttl_seconds if self.enabled else 0.0
+        self._drops = 0  # how many times anything was dropped: a read across a drop is not kept
         self._entries: OrderedDict[tuple[str, str, Any], tuple[float, str, Any]] = OrderedDict()
         self._by_run: dict[tuple[str, str], set[tuple[str, str, Any]]] = {}  # (tenant, run) -> its keys
         self._memos: dict[int, tuple[Any, dict[str, Any]]] = {}  # id(answer) -> (answer, what is made of it)
@@ -81,13 +95,14 @@ class AnswerCache:
         self.hits += 1
         return entry[2]
 
-    def put(self, tenant: str, kind: str, key: Any, run: str, answer: Any) -> None:
+    def put(self, tenant: str, kind: str, key: Any, run: str, answer: Any, ttl_seconds: float | None = None) -> None:
         if not self.enabled:
             return
         k = (tenant, kind, key)
         if k in self._entries:
             self._remove(k)
-        self._entries[k] = (time.monotonic() + self.ttl_seconds, run, answer)
+        ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
+        self._entries[k] = (time.monotonic() + ttl, run, answer)
         if run:
             self._by_run.setdefault((tenant, run), set()).add(k)
         self._memos[id(answer)] = (answer, {})
@@ -118,8 +133,22 @@ class AnswerCache:
         run: run_pb2.Run | None = self.get(tenant, "run", name)
         return run
 
-    def saw_run(self, tenant: str, run: run_pb2.Run) -> None:
-        """Keep `run` if it is terminal; remember it is running otherwise."""
+    def running_run(self, tenant: str, name: str) -> run_pb2.Run | None:
+        """The Run `name` as read less than running_ttl_seconds ago while it
+        was not terminal, or None."""
+        if not self.running_ttl_seconds:
+            return None
+        run: run_pb2.Run | None = self.get(tenant, "running", name)
+        return run
+
+    def mark(self) -> int:
+        """Taken before a read from storage, given back to saw_run or
+        put_running: the read is kept only if nothing was dropped meanwhile."""
+        return self._drops
+
+    def saw_run(self, tenant: str, run: run_pb2.Run, mark: int | None = None) -> None:
+        """Keep `run` if it is terminal; remember it is running otherwise, and
+        keep it for running_ttl_seconds when read since `mark`."""
         if not self.enabled:
             return
         if run.state in TERMINAL_STATES:
@@ -127,6 +156,14 @@ class AnswerCache:
             self.put(tenant, "run", run.name, run.name, run)
         else:
             self.running(tenant, run.name)
+            if mark is not None:
+                self.put_running(tenant, "running", run.name, run.name, run, mark)
+
+    def put_running(self, tenant: str, kind: str, key: Any, run: str, answer: Any, mark: int) -> None:
+        """Keep an answer about the running `run` for running_ttl_seconds,
+        unless something was dropped since `mark` (the answer may predate it)."""
+        if self.running_ttl_seconds and mark == self._drops:
+            self.put(tenant, kind, key, run, answer, self.running_ttl_seconds)
 
     def running(self, tenant: str, name: str) -> None:
         if len(self._running) > max(1000, self.max_entries):
@@ -141,17 +178,20 @@ class AnswerCache:
 
     def drop_run(self, tenant: str, run: str) -> None:
         """Forget what is kept of `run` (its events say something changed)."""
+        self._drops += 1
         self._running.pop((tenant, run), None)
         for k in list(self._by_run.get((tenant, run), ())):
             self._remove(k)
 
     def drop_runs(self, tenant: str) -> None:
         """Forget every kept Run of `tenant` (their last_sequence may grow)."""
-        for k in [k for k in self._entries if k[0] == tenant and k[1] == "run"]:
+        self._drops += 1
+        for k in [k for k in self._entries if k[0] == tenant and k[1] in ("run", "running")]:
             self._remove(k)
 
     def drop_tenant(self, tenant: str) -> None:
         """Forget everything of `tenant` (something of it was deleted)."""
+        self._drops += 1
         for k in [k for k in self._entries if k[0] == tenant]:
             self._remove(k)
         for running in [k for k in self._running if k[0] == tenant]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from automl.common import errors, runs, status
 from automl.v1 import common_pb2 as c
@@ -37,6 +38,9 @@ def event(run: run_pb2.Run, **payload: object) -> event_pb2.Event:
 class RunControl:
     def __init__(self, backends: Backends) -> None:
         self.backends = backends
+        self.changed: Callable[[str, str], None] = _nothing
+        """Told (tenant, run name) after each change this makes to a run, or
+        asks its runner to make (the gateway's cache drops the run's answers)."""
 
     async def get(self, tenant: str, name: str) -> run_pb2.Run:
         return await self.backends.storage.GetRun(run_pb2.GetRunRequest(name=name), metadata=as_tenant(tenant))
@@ -67,6 +71,8 @@ class RunControl:
             return await self.get(tenant, run.name)
         except NOT_HERE:
             pass
+        finally:
+            self.changed(tenant, run.name)
         return await self._stop_in_storage(tenant, run, reason, message)
 
     async def enqueue(self, tenant: str, run: run_pb2.Run, why: str, if_full: c.RunState) -> run_pb2.Run | None:
@@ -96,6 +102,8 @@ class RunControl:
             queued = await self.backends.storage.UpdateRunState(request, metadata=as_tenant(tenant))
         except errors.FailedPrecondition:
             return None
+        finally:
+            self.changed(tenant, run.name)
         log.info("run queued", extra={"run": run.name, "position": queued.queue_position, "detail": message})
         await self.publish(tenant, runs.queued_events(queued, run.state, message))
         return queued
@@ -138,7 +146,10 @@ class RunControl:
         request = storage_service_pb2.UpdateRunStateRequest(
             name=name, expected_states=expected, state=state, stop_reason=reason, status_message=message
         )
-        return await self.backends.storage.UpdateRunState(request, metadata=as_tenant(tenant))
+        try:
+            return await self.backends.storage.UpdateRunState(request, metadata=as_tenant(tenant))
+        finally:
+            self.changed(tenant, name)
 
     async def publish(self, tenant: str, events: list[event_pb2.Event]) -> None:
         """Publish, retrying a notifier that does not answer (PUBLISH_ATTEMPTS
@@ -158,3 +169,7 @@ class RunControl:
                     return
             await asyncio.sleep(delay)
             delay = min(2 * delay, 2.0)
+
+
+def _nothing(tenant: str, name: str) -> None:
+    pass

@@ -109,8 +109,12 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         # `is None`, not `or`: an empty cache is falsy (len 0), and the HTTP door's
         # memo must be this very cache's.
         if cache is None:
-            cache = AnswerCache(settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds)
+            cache = AnswerCache(
+                settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds, settings.gateway_running_ttl_seconds
+            )
         self.cache = cache
+        if control is not None:  # None in tests that only read
+            control.changed = cache.drop_run  # what the gateway changes of a run is never read from memory
         self.watches = watch.Watches(backends, self.cache, settings.gateway_watch_buffer)
 
     @property
@@ -284,10 +288,14 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     ) -> run_pb2.Run:
         check(request)
         tenant = context.tenant.get()
-        if (kept := self.cache.terminal_run(tenant, request.name)) is not None:
+        kept = self.cache.terminal_run(tenant, request.name)
+        if kept is None:
+            kept = self.cache.running_run(tenant, request.name)
+        if kept is not None:
             return kept
+        mark = self.cache.mark()
         run = await self.storage.GetRun(request)
-        self.cache.saw_run(tenant, run)
+        self.cache.saw_run(tenant, run, mark)
         return run
 
     async def ListRuns(
@@ -366,17 +374,20 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         kept: PageResponse | None = self.cache.get(tenant, kind, key)
         if kept is not None:
             return kept
+        mark = self.cache.mark()
         terminal = self.cache.terminal_run(tenant, request.run) is not None
         if not terminal and not self.cache.known_running(tenant, request.run):
             try:
                 run = await self.storage.GetRun(run_pb2.GetRunRequest(name=request.run))
             except errors.AutoMLError:
                 return await fetch(request)  # the page's own call says what is wrong
-            self.cache.saw_run(tenant, run)
+            self.cache.saw_run(tenant, run, mark)
             terminal = run.state in TERMINAL_STATES
         answer = await fetch(request)
         if terminal:
             self.cache.put(tenant, kind, key, request.run, answer)
+        else:
+            self.cache.put_running(tenant, kind, key, request.run, answer, mark)
         return answer
 
     async def ExportRunResults(

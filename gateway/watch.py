@@ -87,6 +87,7 @@ class _Feed:
         self.done = False
         self.error: BaseException | None = None
         self._changed = asyncio.Event()
+        self._merged: dict[tuple[int, int], event_pb2.WatchRunResponse] = {}
         request = notifier_service_pb2.StreamEventsRequest(run=run, after_sequence=after, end_with_run=True)
         # Created in the first watcher's call: the task carries its tenant and request id.
         self.task = asyncio.create_task(self._read(request))
@@ -126,7 +127,21 @@ class _Feed:
             self.watches.forget(self)
             self._wake()
 
+    def merged(self, start: int, stop: int) -> event_pb2.WatchRunResponse:
+        """The event batches of log entries start..stop-1 (absolute) as one
+        message: made once for all the watchers that are as far behind."""
+        if stop == start + 1:
+            return self.log[start - self.offset].response
+        merged = self._merged.get((start, stop))
+        if merged is None:
+            merged = event_pb2.WatchRunResponse()
+            for index in range(start, stop):
+                merged.batch.events.extend(self.log[index - self.offset].response.batch.events)
+            self._merged[(start, stop)] = merged
+        return merged
+
     def _append(self, entry: _Entry) -> None:
+        self._merged.clear()
         self.log.append(entry)
         while len(self.log) > self.watches.buffer:
             dropped = self.log.popleft()
@@ -197,17 +212,32 @@ class Watches:
                     async for message in self._own_stream(feed.run, last, until):
                         yield message
                     return
-                if position < feed.offset + len(feed.log):
+                end = feed.offset + len(feed.log)
+                if position < end:
                     entry = feed.log[position - feed.offset]
-                    position += 1
                     if not entry.first:
+                        position += 1
                         yield entry.response
                         continue
                     if entry.upto <= last:
+                        position += 1
                         continue
                     if entry.first > last:
-                        yield entry.response
+                        # This batch and the ones right after it, already here, in one message: a watcher
+                        # that fell behind (a burst of events) catches up in one write, not one per batch.
+                        stop = position + 1
+                        while (
+                            stop < end
+                            and feed.log[stop - feed.offset].first
+                            and (until is None or feed.log[stop - 1 - feed.offset].upto < until)
+                        ):
+                            stop += 1
+                        response = feed.merged(position, stop)
+                        entry = feed.log[stop - 1 - feed.offset]
+                        position = stop
+                        yield response
                     else:  # straddles the watcher's position: the events it has not had
+                        position += 1
                         events = [e for e in entry.response.batch.events if e.sequence > last]
                         out = event_pb2.WatchRunResponse()
                         out.batch.events.extend(events)

@@ -385,6 +385,14 @@ class Settings:
         "tested later). Deletes and trainings through the same process drop the tenant's entries at once. "
         "0: no cache.",
     )
+    gateway_running_ttl_seconds: float = _setting(
+        "AUTOML_GATEWAY_RUNNING_TTL_SECONDS",
+        0.5,
+        "How long the gateway answers a running run's GetRun, leaderboard and result pages from memory (many "
+        "clients following one run ask for them many times a second): the most they lag behind the run for a "
+        "client that does not watch it through this gateway process. The run's events seen by a WatchRun of the "
+        "process, and StopRun through it, drop them at once. 0: always asked of storage.",
+    )
     gateway_watch_buffer: int = _setting(
         "AUTOML_GATEWAY_WATCH_BUFFER",
         1000,
@@ -497,6 +505,7 @@ class Settings:
             "http_gzip_bytes",
             "gateway_cache_entries",
             "gateway_cache_ttl_seconds",
+            "gateway_running_ttl_seconds",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 (no limit) or more")

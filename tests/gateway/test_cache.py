@@ -130,9 +130,13 @@ class FakeNotifier:
         return Call()
 
 
-def backends(storage: FakeStorage | None = None, notifier: FakeNotifier | None = None) -> Any:
+def backends(storage: FakeStorage | None = None, notifier: FakeNotifier | None = None, running_ttl: float = 0.0) -> Any:
     settings = SimpleNamespace(
-        tenant_max_open_streams=0, gateway_cache_entries=100, gateway_cache_ttl_seconds=60.0, gateway_watch_buffer=1000
+        tenant_max_open_streams=0,
+        gateway_cache_entries=100,
+        gateway_cache_ttl_seconds=60.0,
+        gateway_running_ttl_seconds=running_ttl,
+        gateway_watch_buffer=1000,
     )
     return SimpleNamespace(settings=settings, storage=storage or FakeStorage(), notifier=notifier or FakeNotifier())
 
@@ -216,6 +220,62 @@ def test_servicer_keeps_ended_runs_and_their_pages_per_tenant():
     asyncio.run(scenario())
 
 
+def test_a_running_run_is_kept_briefly_and_dropped_by_its_events(monkeypatch):
+    storage, notifier = FakeStorage(), FakeNotifier()
+    storage.runs[("alpha", "runs/live")] = run_pb2.Run(name="runs/live", state=RUNNING, last_sequence=0)
+    servicer = AutoMLServicer(backends(storage, notifier, running_ttl=0.5), control=None)  # type: ignore[arg-type]
+    get = run_pb2.GetRunRequest(name="runs/live")
+    page = run_pb2.GetLeaderboardRequest(run="runs/live", page_size=10)
+
+    async def scenario() -> None:
+        context.tenant.set("alpha")
+        for _ in range(5):
+            assert (await servicer.GetRun(get, None)).state == RUNNING
+            await servicer.GetLeaderboard(page, None)
+        assert (storage.calls["GetRun"], storage.calls["GetLeaderboard"]) == (1, 1)
+
+        # An event of the run, seen by a watcher through this gateway, drops both before the watcher has it.
+        seen: list[int] = []
+        watcher = asyncio.create_task(collect(servicer.watches, event_pb2.WatchRunRequest(name="runs/live"), seen))
+        await asyncio.sleep(0.05)
+        storage.runs[("alpha", "runs/live")].last_sequence = 1
+        notifier.publish()
+        while not seen:
+            await asyncio.sleep(0.01)
+        assert (await servicer.GetRun(get, None)).last_sequence == 1
+        await servicer.GetLeaderboard(page, None)
+        assert storage.calls["GetLeaderboard"] == 2
+
+        # Past running_ttl_seconds, storage is asked again.
+        calls = storage.calls["GetRun"]
+        now = time.monotonic()
+        monkeypatch.setattr(cache_module.time, "monotonic", lambda: now + 0.6)
+        await servicer.GetRun(get, None)
+        assert storage.calls["GetRun"] == calls + 1
+        notifier.end()
+        await asyncio.wait_for(watcher, 10)
+
+    asyncio.run(scenario())
+
+
+def test_a_read_on_its_way_while_something_was_dropped_is_not_kept():
+    cache = AnswerCache(max_entries=100, ttl_seconds=10, running_ttl_seconds=5)
+    live = run_pb2.Run(name="runs/r1", state=RUNNING)
+    mark = cache.mark()
+    cache.drop_run("alpha", "runs/r1")  # an event came while the read was on its way
+    cache.saw_run("alpha", live, mark)
+    cache.put_running("alpha", "leaderboard", b"k", "runs/r1", run_pb2.GetLeaderboardResponse(), mark)
+    assert cache.running_run("alpha", "runs/r1") is None and cache.get("alpha", "leaderboard", b"k") is None
+    cache.saw_run("alpha", live, cache.mark())
+    assert cache.running_run("alpha", "runs/r1") is live
+    assert cache.terminal_run("alpha", "runs/r1") is None  # a running run is never taken for an ended one
+    cache.drop_runs("alpha")
+    assert cache.running_run("alpha", "runs/r1") is None
+    off = AnswerCache(max_entries=100, ttl_seconds=10)  # running_ttl_seconds 0: nothing of a running run
+    off.saw_run("alpha", live, off.mark())
+    assert off.running_run("alpha", "runs/r1") is None
+
+
 # ------------------------------------------------------------------ watch
 
 
@@ -250,6 +310,41 @@ def test_watchers_of_a_run_share_one_notifier_stream_and_a_slow_one_holds_none_b
         await asyncio.wait_for(asyncio.gather(*tasks, slow_task), 10)
         assert slow == list(range(1, 41))  # fell behind the buffer: caught up on a replay, no gap, no repeat
         assert notifier.streams == 2 and notifier.open == 0 and not watches.feeds
+
+    asyncio.run(scenario())
+
+
+def test_a_watcher_behind_catches_up_in_one_message_per_burst():
+    storage, notifier = FakeStorage(), FakeNotifier()
+    storage.runs[("alpha", "runs/r1")] = run_pb2.Run(name="runs/r1", state=RUNNING)
+
+    async def scenario() -> None:
+        context.tenant.set("alpha")
+        watches = Watches(backends(storage, notifier), AnswerCache(10, 10), buffer=1000)
+        batches: list[list[int]] = []
+
+        async def slow() -> None:
+            async for message in watches.watch(event_pb2.WatchRunRequest(name="runs/r1")):
+                if message.WhichOneof("content") == "batch":
+                    batches.append([e.sequence for e in message.batch.events])
+                    await asyncio.sleep(0.2)  # a slow write: the next batches pile up meanwhile
+
+        fast: list[int] = []
+        tasks = [
+            asyncio.create_task(slow()),
+            asyncio.create_task(collect(watches, event_pb2.WatchRunRequest(name="runs/r1"), fast)),
+        ]
+        await asyncio.sleep(0.05)
+        for _ in range(20):
+            notifier.publish()
+            for _ in range(5):
+                await asyncio.sleep(0)  # each event its own notifier message
+        assert len(watches.feeds[("alpha", "runs/r1")].log) == 20
+        notifier.end()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert fast == list(range(1, 21))
+        assert [s for batch in batches for s in batch] == list(range(1, 21))  # every event once, in order
+        assert len(batches) == 2, batches  # the first, then the 19 that came during its write, as one
 
     asyncio.run(scenario())
 
