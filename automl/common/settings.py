@@ -203,6 +203,13 @@ class Settings:
         "Resident memory one worker process may use; past it, the worker is killed and the candidate "
         "recorded OUT_OF_MEMORY. 0: no limit.",
     )
+    runner_worker_nice: int = _setting(
+        "AUTOML_RUNNER_WORKER_NICE",
+        10,
+        "How much lower a search worker's CPU priority is than the services' (Unix nice, 0-19): when fitting "
+        "candidates takes every core, the services' answers, WatchRun events and Predict still get the CPU "
+        "first, and a search alone on the machine runs as fast. 0: the same priority.",
+    )
     runner_stop_grace_seconds: float = _setting(
         "AUTOML_RUNNER_STOP_GRACE_SECONDS",
         5.0,
@@ -509,6 +516,11 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 (no limit) or more")
+        if not 0 <= self.runner_worker_nice <= 19:
+            raise SettingsError(
+                f"AUTOML_RUNNER_WORKER_NICE={self.runner_worker_nice}: a nice value is between 0 (the services' "
+                "priority) and 19 (the lowest)"
+            )
         for name in ("upload_max_bytes", "csv_max_columns", "csv_max_line_bytes", "csv_max_field_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be greater than 0")

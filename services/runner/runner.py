@@ -287,6 +287,7 @@ class Runner:
             "folds": prepared.problem.folds,
             "seed": prepared.problem.random_state,
             "scorers": [s.name for s in prepared.scorers],
+            "nice": self.settings.runner_worker_nice,
         }
         # The budget counts from the claim as storage recorded it, not from now,
         # plus what the runners before used (time queued does not count).

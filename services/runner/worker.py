@@ -218,6 +218,9 @@ def main(conn: Connection, data_path: str, setup: dict[str, Any]) -> None:
     job = JOBS.get(setup.get("mode", ""))
     evaluator = None
     if job is None:  # a search worker: its run's rows, once
+        # Below the services' CPU priority: when the candidates take every core,
+        # answers and event streams still come first (AUTOML_RUNNER_WORKER_NICE).
+        os.nice(int(setup.get("nice", 0)))
         with open(data_path, "rb") as f:
             X, y = pickle.load(f)
         evaluator = Evaluator(X, y, setup["classification"], setup["folds"], setup["seed"], setup["scorers"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -126,10 +127,12 @@ async def test_a_worker_process_sends_its_predictions(tmp_path: Path):
     X, y = iris()
     data = tmp_path / "data.pkl"
     data.write_bytes(pickle.dumps((X, y)))
-    setup = {"classification": True, "folds": 3, "seed": 2, "scorers": CLASSIFICATION}
+    setup = {"classification": True, "folds": 3, "seed": 2, "scorers": CLASSIFICATION, "nice": 7}
     process = Worker(str(data), setup)
     try:
         await process.ready()
+        nice = int(Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        assert nice == os.nice(0) + 7  # below the runner's priority (AUTOML_RUNNER_WORKER_NICE)
         done = await process.evaluate("a", {"model_json": FOREST}, 60.0, 0)
         sampled = await process.evaluate("b", {"model_json": FOREST, "rows": np.arange(90)}, 60.0, 0)
     finally:
