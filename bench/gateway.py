@@ -45,8 +45,9 @@ cache and the supervisor) and measures:
 
     .venv/bin/python -m bench.gateway [--quick] [--only unary fanout upload]
 
-AUTOML_LOG_LEVEL, AUTOML_API_KEY_CACHE_SECONDS, AUTOML_STREAM_MESSAGES_PER_SECOND
-and AUTOML_SUBSCRIBER_QUEUE in the environment are passed to the services.
+AUTOML_LOG_LEVEL, AUTOML_API_KEY_CACHE_SECONDS, AUTOML_STREAM_MESSAGES_PER_SECOND,
+AUTOML_SUBSCRIBER_QUEUE and AUTOML_GATEWAY_RUNNING_TTL_SECONDS (0: a running
+run's reads all go to storage) in the environment are passed to the services.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ PASSED_ENV = (
     "AUTOML_API_KEY_CACHE_SECONDS",
     "AUTOML_STREAM_MESSAGES_PER_SECOND",
     "AUTOML_SUBSCRIBER_QUEUE",
+    "AUTOML_GATEWAY_RUNNING_TTL_SECONDS",
 )
 LOCAL = [("grpc.use_local_subchannel_pool", 1)]  # each channel its own connection
 

@@ -22,7 +22,13 @@ over the window, divided by the calls answered, give "CPU ms per call".
 The echo server answers each method with the bytes storage answered: the
 cost of gRPC and asyncio alone.
 
-    .venv/bin/python -m bench.storage_reads [--seconds 4] [--rounds 2] [--only GetRun ...]
+Storage keeps these answers until the database changes (SQLite:
+services/storage/answers.py), so a quiet database measures the kept path;
+--writes-per-second N has another process commit a running run's heartbeat
+N times a second meanwhile (a search writes a few results and heartbeats a
+second), each commit dropping what storage kept.
+
+    .venv/bin/python -m bench.storage_reads [--seconds 4] [--rounds 2] [--only GetRun ...] [--writes-per-second 50]
     .venv/bin/python -m bench.storage_reads --py-spy /tmp/storage.svg --only GetRun   # needs py-spy
 """
 
@@ -97,8 +103,9 @@ def _result(rng: np.random.Generator, score: float) -> dict:
     }
 
 
-def fill(url: str) -> dict[str, Read]:
-    """The database of the benchmark; returns the five reads' requests."""
+def fill(url: str) -> tuple[dict[str, Read], str]:
+    """The database of the benchmark; returns the five reads' requests and a
+    running run (what the writer heartbeats)."""
     from services.storage import db
     from services.storage.repository import MetadataStore, StoredContent
 
@@ -142,14 +149,13 @@ def fill(url: str) -> dict[str, Read]:
         return run_id
 
     leaderboard_run = run(10_000, end=True)
-    for _ in range(20):
-        run(3, end=False)
+    running = [run(3, end=False) for _ in range(20)]
     for _ in range(50):
         run(2, end=True)
     get_run = run(2, end=True)
     key = store.create_api_key(TENANT, "bench", "ak_bench", hashlib.sha256(b"ak_bench_key").hexdigest())
     engine.dispose()
-    return {
+    reads = {
         "GetRun": Read("GetRun", run_pb2.GetRunRequest(name=f"runs/{get_run}").SerializeToString()),
         "ListRuns": Read("ListRuns", run_pb2.ListRunsRequest(page_size=50).SerializeToString()),
         "GetLeaderboard": Read(
@@ -170,9 +176,28 @@ def fill(url: str) -> dict[str, Read]:
             tenant=identity.ALL_TENANTS,
         ),
     }
+    return reads, running[0]
 
 
 # --------------------------------------------------------------- processes
+
+
+def _writer(url: str, run_id: str, per_second: float, stop, out) -> None:
+    """Commits a heartbeat of the running `run_id` `per_second` times a second,
+    straight to the database file, until `stop` is set; puts how many."""
+    from services.storage import db
+    from services.storage.repository import MetadataStore
+
+    store = MetadataStore(db.make_engine(url))
+    done = 0
+    period = 1.0 / per_second
+    next_at = time.monotonic()
+    while not stop.is_set():
+        store.heartbeat_run(TENANT, run_id, "runner-1")
+        done += 1
+        next_at += period
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    out.put(done)
 
 
 def _echo_server(port: int, answers: dict[str, bytes]) -> None:
@@ -300,6 +325,13 @@ def main() -> None:
         help="py-spy record of storage over one more window per read (.svg, or .txt: collapsed)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (storage's log)")
+    parser.add_argument(
+        "--writes-per-second",
+        type=float,
+        default=0.0,
+        help="commits per second to the database meanwhile (a running run's heartbeat, from another process): "
+        "each drops storage's kept answers",
+    )
     args = parser.parse_args()
     from tests.conftest import spawn, suite_env
     from tests.ports import free_port
@@ -314,7 +346,7 @@ def main() -> None:
             env[name] = os.environ[name]
     (folder / "data").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    reads = fill(url)
+    reads, running = fill(url)
     print(f"filled the database in {time.monotonic() - started:.1f} s ({folder})", flush=True)
     log = folder / "storage.log"
     storage = spawn("services.storage", env, log)
@@ -333,6 +365,14 @@ def main() -> None:
         echo_target = f"127.0.0.1:{echo_port}"
         wait_ready(echo_target, echo)
         servers = [("storage", storage_target, storage.pid), ("echo", echo_target, echo.pid)]
+        if args.writes_per_second > 0:
+            spawn_ctx = mp.get_context("spawn")
+            stop_writes, writes_done = spawn_ctx.Event(), spawn_ctx.Queue()
+            writer = spawn_ctx.Process(
+                target=_writer, args=(url, running, args.writes_per_second, stop_writes, writes_done), daemon=True
+            )
+            writer.start()
+            writes_started = time.monotonic()
         print(
             f"{args.clients} callers on {args.channels} connections, {args.rounds} x {args.seconds:g} s "
             f"per read and server, interleaved; CPU ms per call of the server process",
@@ -343,6 +383,11 @@ def main() -> None:
             for method in args.only:
                 for label, target, pid in servers if r % 2 == 0 else servers[::-1]:
                     window(target, pid, reads[method], args, figures[method, label])
+        if args.writes_per_second > 0:
+            stop_writes.set()
+            written = writes_done.get(timeout=60)
+            writer.join(30)
+            print(f"{written} commits by the writer, {written / (time.monotonic() - writes_started):.1f} per second")
         print(
             f"{'read':<16}{'answer B':>9}{'storage':>10}{'echo':>8}{'storage-echo':>14}{'storage/echo':>14}"
             f"{'storage calls/s':>17}   storage per window"
