@@ -17,10 +17,16 @@ Why an answer is never served stale: the version is read before the answer
 is looked up or loaded, and a loaded answer is kept only if no newer version
 was seen meanwhile. An answer loaded across a commit is newer than the version
 it is kept under, and the next read sees the commit's version and drops it.
+
+Callers that miss the same answer at the same version wait for one load
+instead of each loading it (after a commit, every caller of a busy read
+misses at once): a load begun at version v reads what any caller that also
+saw v would have read, since no commit came between their two looks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -78,8 +84,10 @@ class Answers:
         self._answers: OrderedDict[Hashable, tuple[Message, int]] = OrderedDict()
         self._bytes = 0
         self._seen: int | None = None
+        self._loading: dict[tuple[Hashable, int], asyncio.Future[Message]] = {}
         self.hits = 0
         self.misses = 0
+        self.shared = 0  # misses that waited for another caller's load
 
     @property
     def enabled(self) -> bool:
@@ -98,7 +106,28 @@ class Answers:
             self.hits += 1
             return kept[0]  # type: ignore[return-value]  # kept under this key by load(): an M
         self.misses += 1
-        answer = await load()
+        flight = (key, version)
+        if (loading := self._loading.get(flight)) is not None:
+            try:
+                shared = await asyncio.shield(loading)  # this caller leaving does not cancel the others' load
+            except _LoaderLeft:
+                return await self.read(key, load)  # its own load now
+            self.shared += 1
+            return shared  # type: ignore[return-value]  # the same key's load: an M
+        loading = asyncio.get_running_loop().create_future()
+        loading.add_done_callback(_retrieved)
+        self._loading[flight] = loading
+        try:
+            answer = await load()
+        except asyncio.CancelledError:
+            loading.set_exception(_LoaderLeft())  # the waiters load for themselves
+            raise
+        except BaseException as exc:
+            loading.set_exception(exc)  # the same request: the same error
+            raise
+        finally:
+            del self._loading[flight]
+        loading.set_result(answer)
         if self._seen == version:
             self._keep(key, answer)
         return answer
@@ -129,3 +158,13 @@ class Answers:
 
     def __len__(self) -> int:
         return len(self._answers)
+
+
+class _LoaderLeft(Exception):
+    """The caller that was loading an answer for others was cancelled."""
+
+
+def _retrieved(future: asyncio.Future[Message]) -> None:
+    """Marks a load's error as seen when no other caller waited for it."""
+    if not future.cancelled():
+        future.exception()

@@ -4,12 +4,14 @@ own writes, not after another connection's."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
+from automl.common import errors
 from automl.v1 import common_pb2 as c
 from automl.v1 import run_pb2
 from automl.v1 import storage_service_pb2 as pb
@@ -125,3 +127,49 @@ async def test_the_answers_are_bounded_by_count_and_bytes():
     for k in range(3):
         await answers.read(("mid", k), load(1_200))
     assert len(answers) == 3
+
+
+async def test_callers_missing_together_share_one_load_of_their_version(tmp_path: Path):
+    path = tmp_path / "a.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (v INTEGER)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    version = SqliteVersion(str(path))
+    answers = Answers(version)
+    loads = 0
+
+    async def load() -> run_pb2.Run:
+        nonlocal loads
+        loads += 1
+        (v,) = writer.execute("SELECT v FROM t").fetchone()
+        await asyncio.sleep(0.05)  # a read in a worker thread
+        return run_pb2.Run(name=f"runs/{v}")
+
+    got = await asyncio.gather(*(answers.read("k", load) for _ in range(10)))
+    assert {r.name for r in got} == {"runs/1"} and loads == 1 and answers.shared == 9
+
+    # A caller that saw a later version does not take the answer of a load begun before it.
+    first = asyncio.create_task(answers.read("j", load))
+    await asyncio.sleep(0.01)
+    writer.execute("UPDATE t SET v = 2")
+    assert (await answers.read("j", load)).name == "runs/2"
+    await first
+
+    # The loader leaves (its client went away): the others load for themselves.
+    leaving = asyncio.create_task(answers.read("m", load))
+    await asyncio.sleep(0.01)
+    staying = asyncio.create_task(answers.read("m", load))
+    await asyncio.sleep(0.01)
+    leaving.cancel()
+    assert (await staying).name == "runs/2"
+
+    # An error is the same request's answer: shared too, never kept.
+    async def refused() -> run_pb2.Run:
+        await asyncio.sleep(0.05)
+        raise errors.NotFound("runs/x does not exist")
+
+    results = await asyncio.gather(*(answers.read("x", refused) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, errors.NotFound) for r in results) and len(answers) == 2
+    version.close()
+    writer.close()
