@@ -72,13 +72,18 @@ async def test_reads_are_kept_until_anything_is_written(storage):
     assert (await storage.stub.LookupApiKey(lookup)).HasField("revoke_time")
 
 
-async def test_an_answer_loaded_across_a_commit_is_not_kept_past_it(tmp_path: Path):
-    path = tmp_path / "a.db"
+def one_value_database(folder: Path) -> tuple[sqlite3.Connection, SqliteVersion]:
+    """A WAL database of one value (1), a connection that writes it, and its version."""
+    path = folder / "a.db"
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("PRAGMA journal_mode=WAL")
     writer.execute("CREATE TABLE t (v INTEGER)")
     writer.execute("INSERT INTO t VALUES (1)")
-    version = SqliteVersion(str(path))
+    return writer, SqliteVersion(str(path))
+
+
+async def test_an_answer_loaded_across_a_commit_is_not_kept_past_it(tmp_path: Path):
+    writer, version = one_value_database(tmp_path)
     answers = Answers(version)
 
     def value() -> run_pb2.Run:
@@ -130,12 +135,7 @@ async def test_the_answers_are_bounded_by_count_and_bytes():
 
 
 async def test_callers_missing_together_share_one_load_of_their_version(tmp_path: Path):
-    path = tmp_path / "a.db"
-    writer = sqlite3.connect(path, isolation_level=None)
-    writer.execute("PRAGMA journal_mode=WAL")
-    writer.execute("CREATE TABLE t (v INTEGER)")
-    writer.execute("INSERT INTO t VALUES (1)")
-    version = SqliteVersion(str(path))
+    writer, version = one_value_database(tmp_path)
     answers = Answers(version)
     loads = 0
 
