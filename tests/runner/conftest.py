@@ -197,6 +197,17 @@ class Stack:
             ).events
         )
 
+    def finished_events(self, run: run_pb2.Run, timeout: float = 10) -> list[event_pb2.Event]:
+        """The run's events once its RUN_FINISHED is stored (or after `timeout`):
+        the runner stores the final state, then publishes the event, so a run
+        seen ended may not have it in its log yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events(run)
+            if (events and events[-1].HasField("run_finished")) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.1)
+
 
 def start_stack(folder: Path, extra: dict[str, str] | None = None) -> Stack:
     stack = Stack(suite_env(folder) | RUNNER_ENV | (extra or {}), folder)

@@ -107,7 +107,7 @@ def test_stopping_written_in_storage_is_obeyed(stack: Stack):
     write_state(stack, run, c.RUN_STATE_STOPPING, c.STOP_REASON_NO_IMPROVEMENT, "supervisor: no improvement")
     end = stack.wait_end(run, timeout=30)
     assert (end.state, end.stop_reason) == (c.RUN_STATE_SUCCEEDED, c.STOP_REASON_NO_IMPROVEMENT)
-    assert kinds(stack.events(run))[-1] == "RUN_FINISHED"
+    assert kinds(stack.finished_events(run))[-1] == "RUN_FINISHED"
 
 
 @pytest.mark.slow

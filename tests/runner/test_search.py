@@ -67,7 +67,7 @@ def test_breast_cancer_search_of_15_candidates(stack: Stack):
         "ExtraTreesClassifier",
         "LGBMClassifier",
     }
-    events = stack.events(run)
+    events = stack.finished_events(run)
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     assert kinds(events)[:2] == ["RUN_STATE_CHANGED", "RUN_STARTED"]
     assert kinds(events).count("MODEL_EVALUATED") == 16
@@ -151,7 +151,7 @@ def test_user_stop_interrupts_within_the_grace_period(stack: Stack):
     end = stack.wait_end(run, timeout=60)
     assert time.monotonic() - asked < 0.5 + 5
     assert (end.state, end.stop_reason, end.status_message) == (c.RUN_STATE_STOPPED, c.STOP_REASON_USER, "enough")
-    events = stack.events(run)
+    events = stack.finished_events(run)
     assert "STOP_REQUESTED" in kinds(events) and kinds(events)[-1] == "RUN_FINISHED"
     assert events[-1].run_finished.state == c.RUN_STATE_STOPPED
 
