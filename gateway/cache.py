@@ -51,6 +51,7 @@ from collections import OrderedDict
 from typing import Any
 
 from automl.common.runs import TERMINAL_STATES
+from automl.common.settings import Settings
 from automl.v1 import run_pb2
 
 RUNNING_RECHECK_SECONDS = 1.0
@@ -74,6 +75,13 @@ class AnswerCache:
         self._running: dict[tuple[str, str], float] = {}  # (tenant, run) -> until when it is taken as running
         self.hits = 0
         self.misses = 0
+
+    @classmethod
+    def of(cls, settings: Settings) -> AnswerCache:
+        """The cache the settings ask for (AUTOML_GATEWAY_CACHE_*, AUTOML_GATEWAY_RUNNING_TTL_SECONDS)."""
+        return cls(
+            settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds, settings.gateway_running_ttl_seconds
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -133,12 +141,12 @@ class AnswerCache:
         run: run_pb2.Run | None = self.get(tenant, "run", name)
         return run
 
-    def running_run(self, tenant: str, name: str) -> run_pb2.Run | None:
-        """The Run `name` as read less than running_ttl_seconds ago while it
-        was not terminal, or None."""
-        if not self.running_ttl_seconds:
-            return None
-        run: run_pb2.Run | None = self.get(tenant, "running", name)
+    def kept_run(self, tenant: str, name: str) -> run_pb2.Run | None:
+        """The kept Run `name`: terminal, or read less than running_ttl_seconds
+        ago while it was not; None when neither is kept."""
+        run = self.terminal_run(tenant, name)
+        if run is None and self.running_ttl_seconds:
+            run = self.get(tenant, "running", name)
         return run
 
     def mark(self) -> int:

@@ -43,9 +43,7 @@ def build(settings: Settings) -> ServiceDefinition:
     )
 
     service = automl_service_pb2.DESCRIPTOR.services_by_name["AutoML"]
-    cache = AnswerCache(
-        settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds, settings.gateway_running_ttl_seconds
-    )
+    cache = AnswerCache.of(settings)
     servicer = AutoMLServicer(backends, control, cache)
 
     def register(server: grpc.aio.Server) -> None:

@@ -109,9 +109,7 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
         # `is None`, not `or`: an empty cache is falsy (len 0), and the HTTP door's
         # memo must be this very cache's.
         if cache is None:
-            cache = AnswerCache(
-                settings.gateway_cache_entries, settings.gateway_cache_ttl_seconds, settings.gateway_running_ttl_seconds
-            )
+            cache = AnswerCache.of(settings)
         self.cache = cache
         if control is not None:  # None in tests that only read
             control.changed = cache.drop_run  # what the gateway changes of a run is never read from memory
@@ -288,10 +286,7 @@ class AutoMLServicer(automl_service_pb2_grpc.AutoMLServicer):
     ) -> run_pb2.Run:
         check(request)
         tenant = context.tenant.get()
-        kept = self.cache.terminal_run(tenant, request.name)
-        if kept is None:
-            kept = self.cache.running_run(tenant, request.name)
-        if kept is not None:
+        if (kept := self.cache.kept_run(tenant, request.name)) is not None:
             return kept
         mark = self.cache.mark()
         run = await self.storage.GetRun(request)

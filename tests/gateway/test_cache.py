@@ -265,15 +265,15 @@ def test_a_read_on_its_way_while_something_was_dropped_is_not_kept():
     cache.drop_run("alpha", "runs/r1")  # an event came while the read was on its way
     cache.saw_run("alpha", live, mark)
     cache.put_running("alpha", "leaderboard", b"k", "runs/r1", run_pb2.GetLeaderboardResponse(), mark)
-    assert cache.running_run("alpha", "runs/r1") is None and cache.get("alpha", "leaderboard", b"k") is None
+    assert cache.kept_run("alpha", "runs/r1") is None and cache.get("alpha", "leaderboard", b"k") is None
     cache.saw_run("alpha", live, cache.mark())
-    assert cache.running_run("alpha", "runs/r1") is live
+    assert cache.kept_run("alpha", "runs/r1") is live
     assert cache.terminal_run("alpha", "runs/r1") is None  # a running run is never taken for an ended one
     cache.drop_runs("alpha")
-    assert cache.running_run("alpha", "runs/r1") is None
+    assert cache.kept_run("alpha", "runs/r1") is None
     off = AnswerCache(max_entries=100, ttl_seconds=10)  # running_ttl_seconds 0: nothing of a running run
     off.saw_run("alpha", live, off.mark())
-    assert off.running_run("alpha", "runs/r1") is None
+    assert off.kept_run("alpha", "runs/r1") is None
 
 
 # ------------------------------------------------------------------ watch
