@@ -106,6 +106,8 @@ PASSED_ENV = (
     "AUTOML_STREAM_MESSAGES_PER_SECOND",
     "AUTOML_SUBSCRIBER_QUEUE",
     "AUTOML_GATEWAY_RUNNING_TTL_SECONDS",
+    "AUTOML_GC_THRESHOLD",
+    "AUTOML_RUNNER_WORKER_NICE",
 )
 LOCAL = [("grpc.use_local_subchannel_pool", 1)]  # each channel its own connection
 

@@ -4,6 +4,7 @@ start-up errors."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import pkgutil
@@ -20,6 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 import automl.v1
 from automl.common import health
+from automl.common.server import tune_gc
 from automl.v1 import automl_service_pb2_grpc, dataset_pb2
 from tests import internal
 from tests.conftest import ROOT, SERVICES, free_port, suite_env, wait_serving
@@ -90,6 +92,37 @@ def test_sigterm_stops_gracefully(tmp_path):
     assert 'msg="shutting down"' in log
     assert "msg=stopped" in log
     assert health.check(target) == "UNREACHABLE"
+
+
+@pytest.mark.parametrize("threshold", ["12345", "0"])
+def test_garbage_collection_tuned_once_serving(tmp_path, threshold):
+    env = suite_env(tmp_path) | {"AUTOML_GC_THRESHOLD": threshold}
+    proc = subprocess.Popen([sys.executable, "-m", "services.notifier"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    try:
+        wait_serving(f"127.0.0.1:{env['AUTOML_NOTIFIER_PORT']}", "automl.v1.Notifier", proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    tuned = [line for line in proc.stderr.read().decode().splitlines() if 'msg="collections tuned"' in line]
+    if threshold == "0":  # Python's defaults: nothing said, nothing frozen
+        assert not tuned
+        return
+    assert len(tuned) == 1 and "gc_threshold=12345" in tuned[0]
+    frozen = int(tuned[0].split("frozen=")[1].split()[0])
+    assert frozen > 10_000  # the modules and tables of the started service
+
+
+def test_tune_gc_sets_the_threshold_and_freezes():
+    before = gc.get_threshold()
+    try:
+        tune_gc(0)
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+        tune_gc(5000)
+        assert gc.get_threshold() == (5000, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_bad_setting_stops_with_one_clear_line(tmp_path):

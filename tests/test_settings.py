@@ -48,6 +48,7 @@ def test_environment_overrides_and_types():
         ({"AUTOML_LOG_FORMAT": "xml"}, "AUTOML_LOG_FORMAT=xml: use text or json"),
         ({"AUTOML_LOG_LEVEL": "LOUD"}, "AUTOML_LOG_LEVEL=LOUD: use DEBUG, INFO, WARNING or ERROR"),
         ({"AUTOML_CALL_TIMEOUT_SECONDS": "0"}, "AUTOML_CALL_TIMEOUT_SECONDS=0.0: must be greater than 0"),
+        ({"AUTOML_GC_THRESHOLD": "-1"}, "AUTOML_GC_THRESHOLD=-1: must be 0 or more"),
         (
             {"AUTOML_RUNNER_WORKER_NICE": "25"},
             "AUTOML_RUNNER_WORKER_NICE=25: a nice value is between 0 (the services' priority) and 19 (the lowest)",

@@ -345,6 +345,14 @@ class Settings:
     call_timeout_seconds: float = _setting(
         "AUTOML_CALL_TIMEOUT_SECONDS", 30.0, "Deadline of every outgoing unary call between services, in seconds."
     )
+    gc_threshold: int = _setting(
+        "AUTOML_GC_THRESHOLD",
+        10_000,
+        "Python's young-generation garbage-collection threshold in each service process (Python's default: 700), "
+        "and what the process made while starting is frozen out of every later collection. With a thousand "
+        "open streams, the default made the gateway pause for collections 3 to 12 ms at a time, and over 50 ms "
+        "for a full one, in the middle of fanning an event out. 0: Python's defaults, nothing frozen.",
+    )
     shutdown_grace_seconds: float = _setting(
         "AUTOML_SHUTDOWN_GRACE_SECONDS", 10.0, "On SIGTERM, how long calls in flight may finish before they are cut."
     )
@@ -439,6 +447,7 @@ class Settings:
             "runner_sample_cells",
             "launcher_max_restarts",
             "auth_max_failures",
+            "gc_threshold",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{env_name(name)}={getattr(self, name)}: must be 0 or more")
