@@ -36,7 +36,7 @@ cache and the supervisor) and measures:
           Each round is one run per side (notifier, gateway; the next round
           gateway, notifier); each side's deliveries are pooled over --rounds
           (4: a p99 over some 120 events is not one bad moment). --per-event
-          prints each event's first, median and last receipt.
+          prints each event's first, median and last receipt and its payload.
 3. upload UploadDataset of a generated CSV of M MB (bench/csvgen.py) in 1 MiB
           chunks through the gateway and straight to storage, R times each,
           interleaved, one value of the first row changed per upload so that
@@ -653,6 +653,7 @@ def reads_section(suite, client, args: argparse.Namespace) -> list[str]:
 class Watched:
     sequences: list[list[int]]  # per watcher, the sequence of each event received
     delays_ms: list[list[float]]  # per watcher, receipt - create_time of each event received
+    kinds: dict[int, str] = field(default_factory=dict)  # sequence -> payload, as the first watcher got it
 
 
 async def _watchers(kind: str, target: str, run: str, key: str, count: int, ready, timeout: float) -> Watched:
@@ -666,6 +667,7 @@ async def _watchers(kind: str, target: str, run: str, key: str, count: int, read
     channels = [channel_to(target) for _ in range(0, count, STREAMS_PER_CHANNEL)]
     sequences: list[list[int]] = [[] for _ in range(count)]
     delays: list[list[float]] = [[] for _ in range(count)]
+    kinds: dict[int, str] = {}
     opened = asyncio.Semaphore(0)
 
     def open_stream(i: int):
@@ -691,6 +693,8 @@ async def _watchers(kind: str, target: str, run: str, key: str, count: int, read
                 for event in message.batch.events:
                     delay.append((now - event.create_time.ToNanoseconds()) / 1e6)
                     seen.append(event.sequence)
+                    if i == 0:
+                        kinds[event.sequence] = str(event.WhichOneof("payload"))
 
     tasks = [asyncio.create_task(watch(i)) for i in range(count)]
     for channel in channels:
@@ -702,7 +706,7 @@ async def _watchers(kind: str, target: str, run: str, key: str, count: int, read
     await asyncio.gather(*tasks)
     for channel in channels:
         await channel.close()
-    return Watched(sequences, delays)
+    return Watched(sequences, delays, kinds)
 
 
 def _watch_worker(kind: str, target: str, run: str, key: str, count: int, ready, timeout: float, out) -> None:
@@ -810,9 +814,11 @@ def fanout(
                 by_event.setdefault(sequence, []).append(ms)
     state = common_pb2.RunState.Name(end.state)
     if getattr(args, "per_event", False):
-        print(f"  {label} per event: sequence first/median/last receipt ms after create_time")
+        kinds = {k: v for o in outcomes for k, v in o.kinds.items()}
+        print(f"  {label} per event: sequence first/median/last receipt ms after create_time, payload")
         for sequence, ms in sorted(by_event.items()):
-            print(f"    {sequence:>4} {min(ms):8.1f} {statistics.median(ms):8.1f} {max(ms):8.1f}")
+            receipts = f"{min(ms):8.1f} {statistics.median(ms):8.1f} {max(ms):8.1f}"
+            print(f"    {sequence:>4} {receipts}  {kinds.get(sequence, '')}")
     print(
         f"  {label:<8} {run.name}: {state} ({common_pb2.StopReason.Name(end.stop_reason)}), "
         f"{end.models_evaluated} models, {end.last_sequence} events in {window.seconds:.1f} s; "
