@@ -992,6 +992,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=20.0, help="max_duration of each fan-out run, seconds")
     parser.add_argument("--rounds", type=int, default=4, help="fan-out runs per side, alternating which goes first")
     parser.add_argument("--per-event", action="store_true", help="fan-out: print each event's receipt delays")
+    parser.add_argument("--keep", type=Path, help="keep the suite's folder (logs, data) here")
     parser.add_argument("--upload-mb", type=float, default=50.0)
     parser.add_argument("--repeat", type=int, default=3, help="uploads on each side")
     args = parser.parse_args()
@@ -1003,8 +1004,8 @@ def main() -> None:
 
     report: list[str] = []
     with tempfile.TemporaryDirectory(prefix="automl-bench-") as tmp:
-        folder = Path(tmp) / "suite"
-        folder.mkdir()
+        folder = args.keep or Path(tmp) / "suite"
+        folder.mkdir(parents=True, exist_ok=True)
         suite = start_gateway_suite(folder, SUITE_ENV | {k: os.environ[k] for k in PASSED_ENV if k in os.environ})
         try:
             client = suite.client()

@@ -57,12 +57,6 @@ log = logging.getLogger("automl.runner.execution")
 
 TICK_SECONDS = 0.25
 ENDING_SECONDS = 0.3  # to store the interrupted candidates and the final state (measured: about 0.1 s)
-ENDING_HOLD_SECONDS = 0.25
-"""Once a run is stopping, its events go out together at most this often, and
-with its final events at the end. Its last events (candidates interrupted,
-the ensemble, the end) came within some 150 ms as four or five Publishes,
-each one message to every watcher: a thousand watchers got the last ones
-over 100 ms late, behind the fan-out of the others."""
 FIT_ATTEMPTS = 20
 """Draws in a row whose predicted time does not fit before the deadline: then the search closes."""
 ENSEMBLE_CANDIDATES = 20
@@ -204,10 +198,9 @@ class Execution:
     notes_told: int = 0
     handing_back: str = ""
     """Why the runner lets go of the run (it shuts down): it goes back to the queue."""
-    holding: bool = False
-    """Stopping: events are held (ENDING_HOLD_SECONDS)."""
+    ending: bool = False
+    """The search is over: events wait to go out with the run's final events."""
     held: list[event_pb2.Event] = field(default_factory=list)
-    _release_later: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         data = self.data
@@ -311,7 +304,6 @@ class Execution:
             run = await self.recorder.set_state([c.RUN_STATE_RUNNING], c.RUN_STATE_STOPPING, reason, message)
             self.run = run
             await self.recorder.publish(runs.stopping_events(run, reason, message))
-            self.holding = True
             return run
 
     def hand_back(self, message: str) -> None:
@@ -320,7 +312,6 @@ class Execution:
         if self.stop is None:
             self.handing_back = message
             self.stop = Stop(c.STOP_REASON_RUNNER_LOST, message, time.monotonic())
-            self.holding = True
             self._wake.set()
 
     def _stopped_elsewhere(self, run: run_pb2.Run) -> None:
@@ -328,7 +319,6 @@ class Execution:
         if run.state == c.RUN_STATE_STOPPING and self.stop is None:
             self.stop = Stop(run.stop_reason or c.STOP_REASON_USER, run.status_message, kill_time(self.grace))
             self.run = run
-            self.holding = True
             self._wake.set()
 
     # ---------------------------------------------------------------- loop
@@ -349,6 +339,9 @@ class Execution:
                     task.cancel()
                 self.pool.close()
                 self.workers_freed()
+            # What comes now (the ensemble) goes out with the final events a
+            # few milliseconds later: one message to every watcher, not two.
+            self.ending = True
             if self.handing_back:
                 await self._hand_back()
                 return
@@ -742,26 +735,19 @@ class Execution:
         log.info("run handed back", extra={"run": self.name, "position": run.queue_position})
 
     async def _publish(self, events: list[event_pb2.Event]) -> None:
-        """Publish now, or, once the run is stopping, within ENDING_HOLD_SECONDS
-        together with whatever else comes meanwhile."""
-        if not self.holding:
+        """Publish now, or, once the search is over, with the final events."""
+        if self.ending:
+            self.held += events
+        else:
             await self.recorder.publish(events)
-            return
-        self.held += events
-        if self._release_later is None:
-            self._release_later = asyncio.create_task(self._release_after(ENDING_HOLD_SECONDS))
 
-    async def _release_after(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        self._release_later = None
-        await self._release(holding=True)
+    async def _release(self, more: Sequence[event_pb2.Event] = ()) -> None:
+        """Publish what is held, then `more`, in one Publish.
 
-    async def _release(self, more: Sequence[event_pb2.Event] = (), *, holding: bool = False) -> None:
-        """Publish what is held, then `more`, in one Publish; hold from now on only if `holding`."""
-        self.holding = holding
-        if self._release_later is not None and not holding:
-            self._release_later.cancel()  # asleep: what it would release goes now
-            self._release_later = None
+        A run's last events (its ensemble, then its end) came a few
+        milliseconds apart as two Publishes, each one message to every
+        watcher: with a thousand watchers, the end queued behind the
+        ensemble's fan-out and reached the last of them over 100 ms late."""
         events, self.held = [*self.held, *more], []
         if events:
             await self.recorder.publish(events)
