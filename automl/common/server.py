@@ -169,9 +169,7 @@ async def serve(definition: ServiceDefinition, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    if settings.gc_threshold:
-        tune_gc(settings.gc_threshold)
-        log.info("collections tuned", extra={"gc_threshold": settings.gc_threshold, "frozen": gc.get_freeze_count()})
+    tune_gc(settings.gc_threshold)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": settings.shutdown_grace_seconds})
     await server.stop(settings.shutdown_grace_seconds)
@@ -192,6 +190,7 @@ def tune_gc(threshold: int) -> None:
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(threshold, middle, oldest)
+    log.info("collections tuned", extra={"gc_threshold": threshold, "frozen": gc.get_freeze_count()})
 
 
 def run(build: Callable[[Settings], ServiceDefinition]) -> None:
