@@ -3,6 +3,7 @@ details, request ids, pass-through of downstream errors, UNIMPLEMENTED."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -314,3 +315,76 @@ def test_messages_are_capped_by_their_weight_in_the_trailer():
     assert cut.endswith("… (3,540 more characters)") and cut.startswith("a" * 1400)
     cut = status.cap_message("é" * 5000)  # 3 bytes per UTF-8 byte once percent-encoded
     assert len(cut) < 300 and cut.endswith("more characters)")
+
+
+class KeyCheck:
+    """An `authenticate` with rechecks: the key in `authorization` is good
+    unless revoked; counts the rechecks of each key."""
+
+    recheck_seconds = 0.05
+
+    def __init__(self) -> None:
+        self.revoked: set[str] = set()
+        self.rechecks: dict[str, int] = {}
+
+    async def __call__(self, metadata: dict, method: str) -> str:
+        key = str(metadata.get("authorization", ""))
+        if key in self.revoked:
+            raise errors.Unauthenticated(f"{key} was revoked")
+        return "alpha"
+
+    async def recheck(self, metadata: dict, method: str) -> str:
+        key = str(metadata.get("authorization", ""))
+        self.rechecks[key] = self.rechecks.get(key, 0) + 1
+        return await self(metadata, method)
+
+
+class Endless(FakeStorage):
+    async def DownloadDataset(self, request, ctx) -> AsyncIterator[dataset_pb2.DownloadDatasetResponse]:
+        yield dataset_pb2.DownloadDatasetResponse(chunk=b"first")
+        await asyncio.Event().wait()  # open until the caller leaves or the key is refused
+        yield dataset_pb2.DownloadDatasetResponse()  # not reached
+
+
+async def test_open_streams_are_rechecked_once_per_key_and_a_refusal_ends_that_keys_streams():
+    check = KeyCheck()
+    definition = ServiceDefinition(
+        name="test",
+        descriptors=(storage_service_pb2.DESCRIPTOR.services_by_name["Storage"],),
+        port=0,
+        register=lambda s: storage_service_pb2_grpc.add_StorageServicer_to_server(Endless(), s),
+        authenticate=check,
+    )
+    server = make_server(definition, SETTINGS, port=0)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = storage_service_pb2_grpc.StorageStub(channel)
+            request = dataset_pb2.DownloadDatasetRequest(name="datasets/x")
+            calls = {
+                key: [stub.DownloadDataset(request, metadata=[("authorization", key)]) for _ in range(n)]
+                for key, n in (("key-a", 20), ("key-b", 3))
+            }
+            for call in calls["key-a"] + calls["key-b"]:
+                assert (await call.read()).chunk == b"first"
+            await asyncio.sleep(0.5)  # some 10 periods
+            # One check per period for the 20 streams of key-a, not one per stream.
+            assert 3 <= check.rechecks["key-a"] <= 14, check.rechecks
+            assert 3 <= check.rechecks["key-b"] <= 14, check.rechecks
+
+            check.revoked.add("key-a")
+            for call in calls["key-a"]:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await asyncio.wait_for(call.read(), 2)
+                assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+                assert "key-a was revoked" in (caught.value.details() or "")
+            assert not any(call.done() for call in calls["key-b"])  # another key's streams go on
+
+            for call in calls["key-b"]:
+                call.cancel()
+            await asyncio.sleep(0.2)
+            counted = dict(check.rechecks)
+            await asyncio.sleep(0.3)
+            assert check.rechecks == counted  # no stream left: nothing is rechecked any more
+    finally:
+        await server.stop(0)

@@ -37,7 +37,9 @@ Authenticate = Callable[[dict[str, Any], str], Awaitable[str]]
 """(call metadata, method) -> the caller's tenant; raises errors.Unauthenticated.
 One that also has `recheck` (same signature) and `recheck_seconds` is asked
 again every recheck_seconds while a stream is open, so that a revoked
-credential's streams end (UNAUTHENTICATED) instead of running on."""
+credential's streams end (UNAUTHENTICATED) instead of running on. Its answer
+must depend only on the call's `authorization` metadata and method: the open
+streams of one credential are rechecked together."""
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
@@ -158,6 +160,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_streaming(self, method: str, behavior: Behavior) -> Behavior:
         authenticate = self._authenticator(method)
+        rechecks = _Rechecks.of(authenticate, method)
         done = self._done(method)
 
         async def streaming(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
@@ -168,7 +171,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if authenticate is not None:
                     context.tenant.set(await authenticate(metadata, method))
-                    guard = _Revocation.start(authenticate, metadata, method)
+                    guard = rechecks.join(metadata) if rechecks is not None else None
                 if isinstance(request, _Malformed):
                     raise request.error
                 result = behavior(request, ctx)
@@ -267,39 +270,88 @@ def peer() -> str:
     return (call.peer() or "") if call is not None else ""
 
 
-class _Revocation:
-    """Checks a stream's credential again every recheck_seconds; when it is
-    refused, cancels the stream's task (the one that iterates its answers,
-    whatever it is waiting for), which then ends with the refusal."""
+class _Rechecks:
+    """The credentials of one method's open streams, checked again every
+    recheck_seconds: once per credential, however many streams use it. A
+    thousand watchers of one API key are one check per period, not a
+    thousand timers firing together in the middle of an event's fan-out. A
+    refusal ends every stream of the credential."""
 
-    def __init__(self) -> None:
-        self.refused: errors.AutoMLError | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.stream: asyncio.Task[Any] | None = None
+    def __init__(self, recheck: Authenticate, period: float, method: str) -> None:
+        self.recheck = recheck
+        self.period = period
+        self.method = method
+        self.credentials: dict[str, _Credential] = {}
 
     @classmethod
-    def start(cls, authenticate: Authenticate, metadata: dict[str, Any], method: str) -> _Revocation | None:
+    def of(cls, authenticate: Authenticate | None, method: str) -> _Rechecks | None:
         recheck = getattr(authenticate, "recheck", None)
         period = getattr(authenticate, "recheck_seconds", 0.0)
         if recheck is None or period <= 0:
             return None
-        guard = cls()
-        guard.stream = asyncio.current_task()
-        guard.task = asyncio.create_task(guard._watch(recheck, period, metadata, method))
+        return cls(recheck, period, method)
+
+    def join(self, metadata: dict[str, Any]) -> _Revocation:
+        """The stream being served (the current task), rechecked with the others of its credential."""
+        key = str(metadata.get("authorization") or "")
+        credential = self.credentials.get(key)
+        if credential is None:
+            credential = self.credentials[key] = _Credential(self, key, metadata)
+        guard = _Revocation(credential, asyncio.current_task())
+        credential.streams.add(guard)
         return guard
 
-    async def _watch(self, recheck: Authenticate, period: float, metadata: dict[str, Any], method: str) -> None:
+
+class _Credential:
+    """One credential's open streams of a method and the task that rechecks it."""
+
+    def __init__(self, rechecks: _Rechecks, key: str, metadata: dict[str, Any]) -> None:
+        self.rechecks = rechecks
+        self.key = key
+        self.streams: set[_Revocation] = set()
+        # A context of its own: not the first stream's (its request id, its call).
+        self.task = asyncio.create_task(self._watch(metadata), context=contextvars.Context())
+
+    async def _watch(self, metadata: dict[str, Any]) -> None:
+        rechecks = self.rechecks
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(rechecks.period)
+            context.request_id.set(context.new_request_id())
             try:
-                await recheck(metadata, method)
+                await rechecks.recheck(metadata, rechecks.method)
             except errors.Unauthenticated as exc:
-                self.refused = exc
-                if self.stream is not None:
-                    self.stream.cancel()
+                self._forget()
+                for guard in list(self.streams):
+                    guard.refuse(exc)
                 return
             except errors.AutoMLError:
-                continue  # storage cannot say now: the stream goes on, the next check decides
+                continue  # storage cannot say now: the streams go on, the next check decides
+
+    def leave(self, guard: _Revocation) -> None:
+        self.streams.discard(guard)
+        if not self.streams:
+            self._forget()
+            self.task.cancel()
+
+    def _forget(self) -> None:
+        if self.rechecks.credentials.get(self.key) is self:
+            del self.rechecks.credentials[self.key]
+
+
+class _Revocation:
+    """One open stream under its credential's rechecks: when the credential is
+    refused, the stream's task (the one that iterates its answers, whatever
+    it is waiting for) is cancelled, and then ends with the refusal."""
+
+    def __init__(self, credential: _Credential, stream: asyncio.Task[Any] | None) -> None:
+        self.credential = credential
+        self.stream = stream
+        self.refused: errors.AutoMLError | None = None
+
+    def refuse(self, exc: errors.AutoMLError) -> None:
+        self.refused = exc
+        if self.stream is not None:
+            self.stream.cancel()
 
     def take_back_cancel(self) -> None:
         """The cancel was ours, not the caller's: the task may await again (to abort)."""
@@ -307,8 +359,7 @@ class _Revocation:
             self.stream.uncancel()
 
     def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        self.credential.leave(self)
 
 
 class _Malformed:
