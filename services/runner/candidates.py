@@ -59,6 +59,10 @@ class Exhausted(Exception):
     """The generator keeps proposing candidates already evaluated."""
 
 
+class Closed(Exception):
+    """The run is over: no more candidates (a draw left running in its thread ends with this)."""
+
+
 def available_families(X: pd.DataFrame, y: pd.Series[Any], task: c.Task) -> list[str]:
     """aikit model names that suit the task on this table."""
     return [name for step, name in _config(X, y, task).models_to_keep if step == "Model"]
@@ -133,6 +137,14 @@ class Candidates:
         self.notes: list[str] = []
         """Lines for the run's notes (a fallback taken); the run takes them as they come."""
         self.seen: set[str] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """The run is over and its folder about to go. A draw still under way
+        in its thread (a guided fit outlives the deadline that abandoned it)
+        then fails quietly with Closed, not as the guider's failure: no
+        warning, no note, for a run that has ended."""
+        self.closed = True
 
     @contextlib.contextmanager
     def _own_random_state(self) -> Iterator[None]:
@@ -151,6 +163,8 @@ class Candidates:
     def next(self) -> Candidate:
         """Draw a candidate not evaluated yet in this run (blocking: the guided
         phase fits a model; call it from a thread)."""
+        if self.closed:
+            raise Closed("the run is over")
         for _ in range(MAX_DUPLICATE_DRAWS):
             with self._own_random_state():
                 job_id = self._draw()
@@ -168,7 +182,9 @@ class Candidates:
         if self._guided:
             try:
                 return str(self.queue.remove())
-            except Exception as exc:  # noqa: BLE001 - any failure of aikit's guider or a proposal: explore instead
+            except Exception as exc:  # any failure of aikit's guider or a proposal: explore instead
+                if self.closed:  # its folder went while it fitted: not the guider's failure
+                    raise Closed("the run is over") from exc
                 self._guided = False
                 note = (
                     f"aikit's guided search failed ({type(exc).__name__}: {str(exc)[:200]}): "

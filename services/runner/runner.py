@@ -343,6 +343,7 @@ class Runner:
                 self.executions.pop(run.name, None)
                 self.tasks.pop(run.name, None)
                 self.give_back(run.name)  # when the execution could not begin
+                prepared.candidates.close()  # a draw still fitting in its thread then ends quietly
                 shutil.rmtree(prepared.folder, ignore_errors=True)
 
         self.tasks[run.name] = asyncio.create_task(execute(), name=f"execute {run.name}")

@@ -10,7 +10,7 @@ import sklearn.datasets
 
 from automl.v1 import common_pb2 as c
 from services.runner import portfolio
-from services.runner.candidates import Candidates, describe
+from services.runner.candidates import Candidates, Closed, describe
 
 
 @pytest.fixture
@@ -78,3 +78,17 @@ def test_work_follows_the_final_estimators_trees():
     assert work(("GraphPipeline", {"models": {"a": ("NumImputer", {}), "b": forest}, "edges": [("a", "b")]})) == 3.0
     assert work(("BoxCoxTargetTransformer", ("LGBMRegressor", {"n_estimators": 1000}), {})) == 10.0
     assert work(("LogisticRegression", {})) == 1.0
+
+
+def test_a_draw_that_fails_after_the_run_is_over_ends_quietly(iris: Candidates, caplog):
+    def folder_gone() -> str:
+        iris.close()  # the run ended while the guider was fitting, and its folder went
+        raise OSError("failed to create .../aikit: No such file or directory")
+
+    iris._portfolio.clear()
+    iris.queue.remove = folder_gone  # type: ignore[method-assign]
+    with pytest.raises(Closed):
+        iris.next()
+    assert iris.notes == [] and "guided search failed" not in caplog.text
+    with pytest.raises(Closed):
+        iris.next()  # and no draw starts once closed
