@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("automl.runner.execution")
 
 TICK_SECONDS = 0.25
+INTERRUPTED_SECONDS = 2.0  # killed workers' candidates end within moments (a pipe's end, or a poll)
 ENDING_SECONDS = 0.3  # to store the interrupted candidates and the final state (measured: about 0.1 s)
 FIT_ATTEMPTS = 20
 """Draws in a row whose predicted time does not fit before the deadline: then the search closes."""
@@ -200,6 +201,10 @@ class Execution:
     """Why the runner lets go of the run (it shuts down): it goes back to the queue."""
     ending: bool = False
     """The search is over: events wait to go out with the run's final events."""
+    gathering: bool = False
+    """Results that ended together are being recorded: their events wait for the last one's."""
+    interrupted: bool = False
+    """The candidates under way were killed (the stop's grace is over)."""
     held: list[event_pb2.Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -378,15 +383,26 @@ class Execution:
                         await self.request_stop(c.STOP_REASON_MAX_MODELS, f"{self.drawn} models evaluated")
                     continue
                 return
-            self._wake.clear()
-            waker = asyncio.create_task(self._wake.wait())
-            done, _ = await asyncio.wait({*running, waker}, timeout=self._tick(), return_when=asyncio.FIRST_COMPLETED)
-            waker.cancel()
-            for task in running.keys() & done:  # the evaluations that ended (not the waker)
-                job = running.pop(task)
-                await self._record(job, task.result())
+            if self.interrupted:
+                # Killed, every candidate under way ends within moments: all of
+                # their results are recorded, then told in one Publish.
+                done: set[asyncio.Task[Any]] = (await asyncio.wait(running, timeout=INTERRUPTED_SECONDS))[0]
+            else:
+                self._wake.clear()
+                waker = asyncio.create_task(self._wake.wait())
+                waiting: set[asyncio.Task[Any]] = {*running, waker}
+                done = (await asyncio.wait(waiting, timeout=self._tick(), return_when=asyncio.FIRST_COMPLETED))[0]
+                waker.cancel()
+            ended = [task for task in running if task in done]  # the evaluations that ended (not the waker)
+            # Results that ended together go out together: one message to every watcher, not one each.
+            self.gathering = len(ended) > 1
+            for task in ended:
+                await self._record(running.pop(task), task.result())
+            self.gathering = False
+            await self._release()
             if self.stop is not None and time.monotonic() >= self.stop.deadline:
                 self.pool.interrupt()
+                self.interrupted = True
 
     async def _check_limits(self) -> None:
         if self.stop is not None:
@@ -735,8 +751,9 @@ class Execution:
         log.info("run handed back", extra={"run": self.name, "position": run.queue_position})
 
     async def _publish(self, events: list[event_pb2.Event]) -> None:
-        """Publish now, or, once the search is over, with the final events."""
-        if self.ending:
+        """Publish now; or with the other results that ended at the same time;
+        or, once the search is over, with the final events."""
+        if self.ending or self.gathering:
             self.held += events
         else:
             await self.recorder.publish(events)

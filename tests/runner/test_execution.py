@@ -97,10 +97,54 @@ def test_workers_are_gone_and_freed_before_the_end_is_written(tmp_path: Path):
     assert run.state == c.RUN_STATE_SUCCEEDED and run.models_evaluated == 2
     assert recorder.at_end == {"freed": [True], "workers_alive": []}
     assert freed == [True] and recorder.processes
+    batches = [[e.WhichOneof("payload") for e in batch] for batch in recorder.published]
+    # Each result at once while searching (two that end in the same moment, together).
+    assert batches[:-2] in ([["model_evaluated"], ["model_evaluated"]], [["model_evaluated", "model_evaluated"]])
+    assert batches[-2:] == [["stop_requested", "run_state_changed"], ["run_state_changed", "run_finished"]]
+
+
+def test_candidates_interrupted_together_are_told_in_one_message(tmp_path: Path):
+    """A stop kills every candidate under way at once: their results go out in
+    one Publish (one message to every watcher, not one per candidate)."""
+    X, y = sklearn.datasets.load_digits(return_X_y=True, as_frame=True)
+    data = tmp_path / "data.pkl"
+    data.write_bytes(pickle.dumps((X, y)))
+    scorers = scoring.scorers(c.TASK_CLASSIFICATION, c.METRIC_ACCURACY)
+    names = [s.name for s in scorers]
+    # The portfolio's forest (300 trees, 5 folds): seconds each, under way when the stop comes.
+    candidates = Candidates(X, y, c.TASK_CLASSIFICATION, ["RandomForestClassifier"], names, 5, 0, tmp_path / "aikit")
+    pool = Pool(2, str(data), {"classification": True, "folds": 5, "seed": 0, "scorers": names})
+    run = run_pb2.Run(name="runs/r1", experiment="experiments/e1", state=c.RUN_STATE_RUNNING)
+    run.primary_metric = c.METRIC_ACCURACY
+    run.start_time.GetCurrentTime()
+    recorder = Recorder(run, pool, [])
+    execution = Execution(
+        run=run,
+        limits=Limits.of(c.StopConditions(max_models=10), 60),
+        scorers=scorers,
+        candidates=candidates,
+        pool=pool,
+        recorder=recorder,
+        grace=0,
+        memory_limit=2**30,
+        heartbeat_seconds=5,
+    )
+
+    async def scenario() -> None:
+        searching = asyncio.create_task(execution.execute())
+        for _ in range(600):
+            if len(pool.busy) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(pool.busy) == 2 and not recorder.published
+        await execution.request_stop(c.STOP_REASON_USER, "stopped by the test", grace=0)
+        await searching
+
+    asyncio.run(scenario())
+    assert run.state == c.RUN_STATE_CANCELLED and run.models_stopped == 2
     assert [[e.WhichOneof("payload") for e in batch] for batch in recorder.published] == [
-        ["model_evaluated"],
-        ["model_evaluated"],  # each result at once, while searching
         ["stop_requested", "run_state_changed"],
+        ["model_failed", "model_failed"],  # both interrupted: one message
         ["run_state_changed", "run_finished"],
     ]
 
