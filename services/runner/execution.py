@@ -396,9 +396,11 @@ class Execution:
             ended = [task for task in running if task in done]  # the evaluations that ended (not the waker)
             # Results that ended together go out together: one message to every watcher, not one each.
             self.gathering = len(ended) > 1
-            for task in ended:
-                await self._record(running.pop(task), task.result())
-            self.gathering = False
+            try:
+                for task in ended:
+                    await self._record(running.pop(task), task.result())
+            finally:  # on a failure, execute() publishes what is held
+                self.gathering = False
             await self._release()
             if self.stop is not None and time.monotonic() >= self.stop.deadline:
                 self.pool.interrupt()
