@@ -531,7 +531,8 @@ def synthetic_run(suite, experiment: str, results: int, end: bool) -> run_pb2.Ru
         storage_service_pb2.CreateRunRequest(
             run=run_pb2.Run(
                 experiment=experiment,
-                stop_conditions=common_pb2.StopConditions(max_models=results),
+                # One more than it gets: the gateway's supervisor must not stop it while it is written.
+                stop_conditions=common_pb2.StopConditions(max_models=results + 1),
                 primary_metric=common_pb2.METRIC_ACCURACY,
             )
         ),
