@@ -66,38 +66,50 @@ class Recorder:
         return ""
 
 
-def test_workers_are_gone_and_freed_before_the_end_is_written(tmp_path: Path):
-    """A client that sees the run ended may start the next one on the same
-    runner at once (CI once caught RESOURCE_EXHAUSTED there)."""
-    X, y = sklearn.datasets.load_iris(return_X_y=True, as_frame=True)
+def search(
+    tmp_path: Path, X: object, y: object, family: str, folds: int, max_models: int, grace: float, freed: list[bool]
+) -> tuple[Execution, Pool, Recorder, run_pb2.Run]:
+    """A classification run of one model family, with 2 real workers and the in-memory recorder."""
     data = tmp_path / "data.pkl"
     data.write_bytes(pickle.dumps((X, y)))
     scorers = scoring.scorers(c.TASK_CLASSIFICATION, c.METRIC_ACCURACY)
     names = [s.name for s in scorers]
-    candidates = Candidates(X, y, c.TASK_CLASSIFICATION, ["LogisticRegression"], names, 3, 0, tmp_path / "aikit")
-    pool = Pool(2, str(data), {"classification": True, "folds": 3, "seed": 0, "scorers": names})
+    candidates = Candidates(X, y, c.TASK_CLASSIFICATION, [family], names, folds, 0, tmp_path / "aikit")  # type: ignore[arg-type]
+    pool = Pool(2, str(data), {"classification": True, "folds": folds, "seed": 0, "scorers": names})
     run = run_pb2.Run(name="runs/r1", experiment="experiments/e1", state=c.RUN_STATE_RUNNING)
     run.primary_metric = c.METRIC_ACCURACY
     run.start_time.GetCurrentTime()
-    freed: list[bool] = []
     recorder = Recorder(run, pool, freed)
     execution = Execution(
         run=run,
-        limits=Limits.of(c.StopConditions(max_models=2), 60),
+        limits=Limits.of(c.StopConditions(max_models=max_models), 60),
         scorers=scorers,
         candidates=candidates,
         pool=pool,
         recorder=recorder,
-        grace=2,
+        grace=grace,
         memory_limit=2**30,
         heartbeat_seconds=5,
         workers_freed=lambda: freed.append(True),
     )
+    return execution, pool, recorder, run
+
+
+def payloads(recorder: Recorder) -> list[list[str]]:
+    return [[str(e.WhichOneof("payload")) for e in batch] for batch in recorder.published]
+
+
+def test_workers_are_gone_and_freed_before_the_end_is_written(tmp_path: Path):
+    """A client that sees the run ended may start the next one on the same
+    runner at once (CI once caught RESOURCE_EXHAUSTED there)."""
+    X, y = sklearn.datasets.load_iris(return_X_y=True, as_frame=True)
+    freed: list[bool] = []
+    execution, _, recorder, run = search(tmp_path, X, y, "LogisticRegression", 3, 2, 2, freed)
     asyncio.run(execution.execute())
     assert run.state == c.RUN_STATE_SUCCEEDED and run.models_evaluated == 2
     assert recorder.at_end == {"freed": [True], "workers_alive": []}
     assert freed == [True] and recorder.processes
-    batches = [[e.WhichOneof("payload") for e in batch] for batch in recorder.published]
+    batches = payloads(recorder)
     # Each result at once while searching (two that end in the same moment, together).
     assert batches[:-2] in ([["model_evaluated"], ["model_evaluated"]], [["model_evaluated", "model_evaluated"]])
     assert batches[-2:] == [["stop_requested", "run_state_changed"], ["run_state_changed", "run_finished"]]
@@ -107,28 +119,8 @@ def test_candidates_interrupted_together_are_told_in_one_message(tmp_path: Path)
     """A stop kills every candidate under way at once: their results go out in
     one Publish (one message to every watcher, not one per candidate)."""
     X, y = sklearn.datasets.load_digits(return_X_y=True, as_frame=True)
-    data = tmp_path / "data.pkl"
-    data.write_bytes(pickle.dumps((X, y)))
-    scorers = scoring.scorers(c.TASK_CLASSIFICATION, c.METRIC_ACCURACY)
-    names = [s.name for s in scorers]
     # The portfolio's forest (300 trees, 5 folds): seconds each, under way when the stop comes.
-    candidates = Candidates(X, y, c.TASK_CLASSIFICATION, ["RandomForestClassifier"], names, 5, 0, tmp_path / "aikit")
-    pool = Pool(2, str(data), {"classification": True, "folds": 5, "seed": 0, "scorers": names})
-    run = run_pb2.Run(name="runs/r1", experiment="experiments/e1", state=c.RUN_STATE_RUNNING)
-    run.primary_metric = c.METRIC_ACCURACY
-    run.start_time.GetCurrentTime()
-    recorder = Recorder(run, pool, [])
-    execution = Execution(
-        run=run,
-        limits=Limits.of(c.StopConditions(max_models=10), 60),
-        scorers=scorers,
-        candidates=candidates,
-        pool=pool,
-        recorder=recorder,
-        grace=0,
-        memory_limit=2**30,
-        heartbeat_seconds=5,
-    )
+    execution, pool, recorder, run = search(tmp_path, X, y, "RandomForestClassifier", 5, 10, 0, [])
 
     async def scenario() -> None:
         searching = asyncio.create_task(execution.execute())
@@ -142,7 +134,7 @@ def test_candidates_interrupted_together_are_told_in_one_message(tmp_path: Path)
 
     asyncio.run(scenario())
     assert run.state == c.RUN_STATE_CANCELLED and run.models_stopped == 2
-    assert [[e.WhichOneof("payload") for e in batch] for batch in recorder.published] == [
+    assert payloads(recorder) == [
         ["stop_requested", "run_state_changed"],
         ["model_failed", "model_failed"],  # both interrupted: one message
         ["run_state_changed", "run_finished"],
