@@ -761,12 +761,13 @@ class Execution:
             await self.recorder.publish(events)
 
     async def _release(self, more: Sequence[event_pb2.Event] = ()) -> None:
-        """Publish what is held, then `more`, in one Publish.
+        """Publish what is held (results that ended together, or the ensemble
+        once the search is over), then `more`, in one Publish.
 
-        A run's last events (its ensemble, then its end) came a few
-        milliseconds apart as two Publishes, each one message to every
-        watcher: with a thousand watchers, the end queued behind the
-        ensemble's fan-out and reached the last of them over 100 ms late."""
+        Events a few milliseconds apart went out as separate Publishes, each
+        one message to every watcher: with a thousand watchers, each queued
+        behind the fan-out of the one before (the end reached the last of
+        them over 100 ms late)."""
         events, self.held = [*self.held, *more], []
         if events:
             await self.recorder.publish(events)
