@@ -78,6 +78,9 @@ def test_work_follows_the_final_estimators_trees():
     assert work(("GraphPipeline", {"models": {"a": ("NumImputer", {}), "b": forest}, "edges": [("a", "b")]})) == 3.0
     assert work(("BoxCoxTargetTransformer", ("LGBMRegressor", {"n_estimators": 1000}), {})) == 10.0
     assert work(("LogisticRegression", {})) == 1.0
+    # dart boosting's time grows with the square of its trees
+    assert work(("LGBMClassifier", {"boosting_type": "dart", "n_estimators": 600})) == 18.0
+    assert work(("LGBMClassifier", {"boosting_type": "gbdt", "n_estimators": 600})) == 6.0
 
 
 def test_a_draw_that_fails_after_the_run_is_over_ends_quietly(iris: Candidates, caplog):
