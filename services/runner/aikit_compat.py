@@ -679,6 +679,23 @@ def string_column_names() -> None:
         module.generic_hstack = generic_hstack
 
 
+def kernel_cdf_in_numpy() -> None:
+    """transformers/base.py: CdfScaler's "kernel" distribution (every column
+    of at most 1,000 rows under "auto-nonparam") evaluated statsmodels'
+    KDEMultivariate.cdf one point at a time in Python: 77 s for one 5-fold
+    candidate on titanic, longer than most budgets, so the search lost a
+    worker to it. Not an upstream change. The same sum in numpy
+    (services.runner.kernel_cdf)."""
+    from aikit.transformers import base
+    from statsmodels.nonparametric.kernel_density import KDEMultivariate
+
+    from services.runner.kernel_cdf import KernelCdf
+
+    if base.KDEMultivariate is not KDEMultivariate:
+        raise CompatError("aikit's transformers/base.py no longer fits statsmodels' KDEMultivariate")
+    base.KDEMultivariate = KernelCdf
+
+
 def _source(function: Any) -> str:
     import inspect
 
@@ -697,4 +714,5 @@ RUNTIME_PATCHES: tuple[Callable[[], None], ...] = (
     float_text_counts,
     block_search_default_parameters,
     string_column_names,
+    kernel_cdf_in_numpy,
 )
