@@ -103,7 +103,7 @@ def test_runs_queue_and_start_fairly_as_capacity_frees(suite):
 def test_a_runner_that_shuts_down_hands_its_run_back(suite):
     client = suite.client("alpha")
     experiment = client.experiment(sklearn_csv("iris"), "target")
-    run = client.start(experiment, max_duration=seconds(25))
+    run = client.start(experiment, max_duration=seconds(15))
     deadline = time.monotonic() + 60
     while client.get(run).models_evaluated < 1:
         assert time.monotonic() < deadline

@@ -320,7 +320,7 @@ def test_killed_runner_is_taken_over_mid_run(suite, experiment):
     """kill -9 of the runner mid-run, restarted: the run goes on where it was
     and ends SUCCEEDED with every result, its event log whole."""
     client = suite.client()
-    run = client.start(experiment, max_duration=seconds(25))
+    run = client.start(experiment, max_duration=seconds(15))
     deadline = time.monotonic() + 60
     while client.get(run).models_evaluated < 2:
         assert time.monotonic() < deadline
