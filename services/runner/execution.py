@@ -59,6 +59,13 @@ TICK_SECONDS = 0.25
 INTERRUPTED_SECONDS = 2.0  # killed workers' candidates end within moments (a pipe's end, or a poll)
 ENDING_SECONDS = 0.3  # to store the interrupted candidates and the final state (measured: about 0.1 s)
 FIT_ATTEMPTS = 20
+OVERRUN = 5.0
+OVERRUN_SHARE = 0.25
+"""Under a time budget, a candidate whose family's time was measured in the
+run is stopped past OVERRUN times its predicted time, once that is over
+OVERRUN_SHARE of the budget: aikit draws pipelines whose steps cost far more
+than their model (on titanic, two predicted at about a second each held both
+workers for the last 37 s of a 60 s run)."""
 """Draws in a row whose predicted time does not fit before the deadline: then the search closes."""
 ENSEMBLE_CANDIDATES = 20
 """The best complete results kept (with their out-of-fold predictions) for the ensemble."""
@@ -107,6 +114,8 @@ class Job:
     candidate: Candidate
     rung: int
     rows: int
+    overrun: float | None = None
+    """Its time limit under the budget (OVERRUN), when tighter than the per-model one."""
 
 
 @dataclass
@@ -369,9 +378,13 @@ class Execution:
                 await self._tell_notes()
                 if job is None or self.stop is not None:  # asked to stop while drawing: start nothing new
                     break
+                job.overrun = self._overrun_limit(job)
                 task = asyncio.create_task(
                     self.pool.evaluate(
-                        job.candidate.job_id, self._job_param(job), self.limits.per_model_time_limit, self.memory_limit
+                        job.candidate.job_id,
+                        self._job_param(job),
+                        job.overrun or self.limits.per_model_time_limit,
+                        self.memory_limit,
                     )
                 )
                 running[task] = job
@@ -471,6 +484,16 @@ class Execution:
         predicted = self.durations.predict(candidate.model_family, rows * candidate.work)
         return deadline is None or predicted is None or time.monotonic() + predicted <= deadline
 
+    def _overrun_limit(self, job: Job) -> float | None:
+        """The job's time limit under the budget (see OVERRUN), or None: no
+        budget, nothing measured of its family, or the per-model limit is tighter."""
+        budget = self.limits.max_duration
+        predicted = self.durations.predict(job.candidate.model_family, job.rows * job.candidate.work, any_family=False)
+        if not budget or predicted is None:
+            return None
+        limit = max(OVERRUN * predicted, OVERRUN_SHARE * budget)
+        return limit if limit < self.limits.per_model_time_limit else None
+
     def _job_param(self, job: Job) -> dict[str, Any]:
         """What the worker gets: the model, its row sample, and the racing threshold of its rung."""
         param = dict(job.candidate.job_param)
@@ -522,6 +545,12 @@ class Execution:
             sample_rows=job.rows,
             job_type=candidate.job_type,
         )
+        if evaluation.outcome == Outcome.TIMED_OUT and job.overrun is not None:
+            result.error_message = (
+                f"stopped after {evaluation.seconds:.1f} s: its limit under the {self.limits.max_duration:g} s "
+                f"budget was {job.overrun:.1f} s, the longer of {OVERRUN:g} times the time predicted for it "
+                f"and {OVERRUN_SHARE:.0%} of the budget"
+            )
         summary = self._summarize(result, evaluation.rows)
         complete = summary is not None and summary.folds_run >= (self.data.folds if self.data else summary.folds_run)
         if complete and evaluation.predictions is not None:

@@ -127,8 +127,11 @@ class Durations:
         if work > 0 and seconds > 0:
             self.per_unit[family].append(seconds / work)
 
-    def predict(self, family: str, work: float) -> float | None:
-        measured = self.per_unit.get(family) or [v for values in self.per_unit.values() for v in values]
+    def predict(self, family: str, work: float, any_family: bool = True) -> float | None:
+        """Seconds, or None with nothing measured (for `family` alone when not `any_family`)."""
+        measured = self.per_unit.get(family)
+        if not measured and any_family:
+            measured = [v for values in self.per_unit.values() for v in values]
         if not measured:
             return None
         return statistics.median(measured) * work

@@ -9,13 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import sklearn.datasets
+from google.protobuf import duration_pb2
 
 from automl.common.stopping import Limits
 from automl.v1 import common_pb2 as c
 from automl.v1 import event_pb2, run_pb2
 from services.runner import scoring
-from services.runner.candidates import Candidates
-from services.runner.execution import Execution
+from services.runner.candidates import Candidate, Candidates
+from services.runner.execution import Execution, Job
 from services.runner.workers import Pool
 from tests.runner.conftest import TERMINAL
 
@@ -141,16 +142,14 @@ def test_candidates_interrupted_together_are_told_in_one_message(tmp_path: Path)
     ]
 
 
-def test_once_the_search_is_over_its_events_go_out_with_the_end():
-    """The ensemble comes a few milliseconds before the run's end: one message
-    to every watcher rather than two (with a thousand watchers, the end queued
-    behind the ensemble's fan-out)."""
+def bare(limits: Limits) -> tuple[Execution, Recorder, run_pb2.Run]:
+    """An execution with no candidates and no pool: nothing is evaluated."""
     run = run_pb2.Run(name="runs/r1", experiment="experiments/e1", state=c.RUN_STATE_RUNNING)
     run.start_time.GetCurrentTime()
-    recorder = Recorder(run, None, [])  # type: ignore[arg-type]  # no pool: nothing is evaluated
+    recorder = Recorder(run, None, [])  # type: ignore[arg-type]
     execution = Execution(
         run=run,
-        limits=Limits.of(c.StopConditions(max_models=2), 60),
+        limits=limits,
         scorers=[],
         candidates=None,  # type: ignore[arg-type]
         pool=None,  # type: ignore[arg-type]
@@ -159,6 +158,40 @@ def test_once_the_search_is_over_its_events_go_out_with_the_end():
         memory_limit=2**30,
         heartbeat_seconds=5,
     )
+    return execution, recorder, run
+
+
+def test_a_candidate_gets_a_tighter_limit_under_a_budget_once_its_family_was_timed():
+    """aikit draws pipelines whose steps cost far more than their model: on
+    titanic two, predicted at about a second, held both workers for the last
+    37 s of a 60 s run. Under a budget a candidate may take 5 times its
+    predicted time, or a quarter of the budget if longer."""
+    budget = c.StopConditions(max_duration=duration_pb2.Duration(seconds=60))
+    execution, _, _ = bare(Limits.of(budget, 300))
+    lgbm = Candidate("j1", "exploration", {}, "", "LGBMClassifier", [], work=0.5)
+    job = Job(1, lgbm, 0, 500)
+    assert execution._overrun_limit(job) is None  # nothing measured of its family
+    execution.durations.record("RandomForestClassifier", 1000, 2.0)
+    assert execution._overrun_limit(job) is None  # other families are no guide
+    execution.durations.record("LGBMClassifier", 1500, 4.5)  # 3 ms a unit: 0.75 s predicted
+    assert execution._overrun_limit(job) == 15.0  # a quarter of the budget
+    slow = Job(2, Candidate("j2", "exploration", {}, "", "LGBMClassifier", [], work=10), 0, 500)
+    assert execution._overrun_limit(slow) == 75.0  # 5 times the 15 s predicted
+    tight, _, _ = bare(
+        Limits.of(c.StopConditions(max_duration=budget.max_duration, per_model_time_limit=budget.max_duration), 300)
+    )
+    tight.durations = execution.durations
+    assert tight._overrun_limit(slow) is None  # the run's own per-model limit (60 s) is tighter
+    unbounded, _, _ = bare(Limits.of(c.StopConditions(max_models=10), 300))
+    unbounded.durations = execution.durations
+    assert unbounded._overrun_limit(job) is None  # no budget, no such limit
+
+
+def test_once_the_search_is_over_its_events_go_out_with_the_end():
+    """The ensemble comes a few milliseconds before the run's end: one message
+    to every watcher rather than two (with a thousand watchers, the end queued
+    behind the ensemble's fan-out)."""
+    execution, recorder, run = bare(Limits.of(c.StopConditions(max_models=2), 60))
 
     def note(text: str) -> event_pb2.Event:
         return event_pb2.Event(run=run.name, run_note=event_pb2.RunNote(message=text))
