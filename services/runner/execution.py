@@ -61,11 +61,14 @@ ENDING_SECONDS = 0.3  # to store the interrupted candidates and the final state 
 FIT_ATTEMPTS = 20
 OVERRUN = 5.0
 OVERRUN_SHARE = 0.25
+OVERRUN_FLOOR_SECONDS = 10.0
 """Under a time budget, a candidate whose family's time was measured in the
 run is stopped past OVERRUN times its predicted time, once that is over
-OVERRUN_SHARE of the budget: aikit draws pipelines whose steps cost far more
-than their model (on titanic, two predicted at about a second each held both
-workers for the last 37 s of a 60 s run)."""
+OVERRUN_SHARE of the budget and OVERRUN_FLOOR_SECONDS: aikit draws pipelines
+whose steps cost far more than their model (on titanic, two predicted at
+about a second each held both workers for the last 37 s of a 60 s run).
+The floor leaves short runs alone: their budget ends such a candidate soon
+enough, and a second's noise is not an overrun."""
 """Draws in a row whose predicted time does not fit before the deadline: then the search closes."""
 ENSEMBLE_CANDIDATES = 20
 """The best complete results kept (with their out-of-fold predictions) for the ensemble."""
@@ -491,7 +494,7 @@ class Execution:
         predicted = self.durations.predict(job.candidate.model_family, job.rows * job.candidate.work, any_family=False)
         if not budget or predicted is None:
             return None
-        limit = max(OVERRUN * predicted, OVERRUN_SHARE * budget)
+        limit = max(OVERRUN * predicted, OVERRUN_SHARE * budget, OVERRUN_FLOOR_SECONDS)
         return limit if limit < self.limits.per_model_time_limit else None
 
     def _job_param(self, job: Job) -> dict[str, Any]:
@@ -548,8 +551,8 @@ class Execution:
         if evaluation.outcome == Outcome.TIMED_OUT and job.overrun is not None:
             result.error_message = (
                 f"stopped after {evaluation.seconds:.1f} s: its limit under the {self.limits.max_duration:g} s "
-                f"budget was {job.overrun:.1f} s, the longer of {OVERRUN:g} times the time predicted for it "
-                f"and {OVERRUN_SHARE:.0%} of the budget"
+                f"budget was {job.overrun:.1f} s: {OVERRUN:g} times the time predicted for it, "
+                f"or {OVERRUN_SHARE:.0%} of the budget, or {OVERRUN_FLOOR_SECONDS:g} s, whichever is longest"
             )
         summary = self._summarize(result, evaluation.rows)
         complete = summary is not None and summary.folds_run >= (self.data.folds if self.data else summary.folds_run)

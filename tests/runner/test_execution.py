@@ -165,7 +165,7 @@ def test_a_candidate_gets_a_tighter_limit_under_a_budget_once_its_family_was_tim
     """aikit draws pipelines whose steps cost far more than their model: on
     titanic two, predicted at about a second, held both workers for the last
     37 s of a 60 s run. Under a budget a candidate may take 5 times its
-    predicted time, or a quarter of the budget if longer."""
+    predicted time, a quarter of the budget or 10 s, whichever is longest."""
     budget = c.StopConditions(max_duration=duration_pb2.Duration(seconds=60))
     execution, _, _ = bare(Limits.of(budget, 300))
     lgbm = Candidate("j1", "exploration", {}, "", "LGBMClassifier", [], work=0.5)
@@ -182,6 +182,9 @@ def test_a_candidate_gets_a_tighter_limit_under_a_budget_once_its_family_was_tim
     )
     tight.durations = execution.durations
     assert tight._overrun_limit(slow) is None  # the run's own per-model limit (60 s) is tighter
+    short, _, _ = bare(Limits.of(c.StopConditions(max_duration=duration_pb2.Duration(seconds=20)), 300))
+    short.durations = execution.durations
+    assert short._overrun_limit(job) == 10.0  # never under 10 s
     unbounded, _, _ = bare(Limits.of(c.StopConditions(max_models=10), 300))
     unbounded.durations = execution.durations
     assert unbounded._overrun_limit(job) is None  # no budget, no such limit
