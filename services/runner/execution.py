@@ -59,6 +59,7 @@ TICK_SECONDS = 0.25
 INTERRUPTED_SECONDS = 2.0  # killed workers' candidates end within moments (a pipe's end, or a poll)
 ENDING_SECONDS = 0.3  # to store the interrupted candidates and the final state (measured: about 0.1 s)
 FIT_ATTEMPTS = 20
+"""Draws in a row whose predicted time does not fit before the deadline: then the search closes."""
 OVERRUN = 5.0
 OVERRUN_SHARE = 0.25
 OVERRUN_FLOOR_SECONDS = 10.0
@@ -69,7 +70,6 @@ whose steps cost far more than their model (on titanic, two predicted at
 about a second each held both workers for the last 37 s of a 60 s run).
 The floor leaves short runs alone: their budget ends such a candidate soon
 enough, and a second's noise is not an overrun."""
-"""Draws in a row whose predicted time does not fit before the deadline: then the search closes."""
 ENSEMBLE_CANDIDATES = 20
 """The best complete results kept (with their out-of-fold predictions) for the ensemble."""
 ENSEMBLE_ROUNDS = 25

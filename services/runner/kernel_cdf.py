@@ -5,7 +5,7 @@ statsmodels' KDEMultivariate.cdf makes one Python call per point, each over
 every row it was fitted on: 20 µs a point on 1,000 rows. CdfScaler calls it
 for every column on every row it transforms, and picks "kernel" for every
 column of at most 1,000 rows under "auto-nonparam" (half of its draws): one
-5-fold candidate on titanic's 668 rows took 77 s, 45 of them in that loop.
+5-fold candidate on titanic's 668 rows took 55 s, 28 s with this sum.
 """
 
 from __future__ import annotations

@@ -325,7 +325,7 @@ def test_svd_keeping_sparse_word_counts_gives_string_column_names(aikit):
 def test_cdf_scaler_kernel_gives_statsmodels_values_without_its_point_by_point_loop(aikit):
     """ "auto-nonparam" picks a kernel density for each column of at most
     1,000 rows; statsmodels evaluated its cdf one Python call per point
-    (77 s for one titanic candidate). The numpy sum must give the same values
+    (55 s for one titanic candidate). The numpy sum must give the same values
     (its speed: bench/README.md)."""
     import pickle
 
