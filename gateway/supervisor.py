@@ -8,6 +8,15 @@ AUTOML_RUN_MAX_TAKEOVERS times): the next runner with capacity goes on from
 its stored results with what is left of its time budget, which counts only
 time a runner held it.
 
+A run's end is written first, then told (RunStateChanged and RunFinished):
+a runner killed in between leaves an ended run whose log never says so, and
+whose live watchers wait. The supervisor remembers the runs it saw RUNNING
+or STOPPING; once one has ended, and its runner had lost_after to tell it,
+an end missing from the log is published (with the ids the runner would
+have used, so that it is stored once whoever tells it). That memory is the
+one thing it keeps: after a gateway restart, runs that ended meanwhile are
+not checked.
+
 The runner enforces the same conditions itself (automl.common.stopping, one
 rule for both); the supervisor is what makes them hold when the runner does
 not (a runner that missed one, a runner that died). It keeps no state that
@@ -28,7 +37,7 @@ from prometheus_client import Counter, Gauge
 
 from automl.common import errors, status
 from automl.common.events import new_event_id
-from automl.common.runs import ACTIVE_STATES, final_state
+from automl.common.runs import ACTIVE_STATES, final_events, final_state, is_terminal
 from automl.common.settings import Settings
 from automl.common.stopping import Limits, Progress, limit_reached, search_seconds
 from automl.v1 import common_pb2 as c
@@ -48,6 +57,7 @@ SUPERVISOR_STOPS = Counter("automl_supervisor_actions_total", "Runs the supervis
 REASK_SECONDS = 10.0  # a stop already asked for is asked again only after this long
 DISPATCH_ATTEMPTS = 2  # runners behind one name answer in turn: a busy one is not every one
 NO_CAPACITY = (errors.ResourceExhausted, errors.Unavailable, errors.DeadlineExceeded)
+END_CHECKS = 10  # of an ended run's log, lost_after apart, until it says the run ended
 
 
 def seconds_since(ts: timestamp_pb2.Timestamp, now: dt.datetime) -> float:
@@ -67,6 +77,10 @@ class Supervisor:
         self._trainings_due = 0.0
         self._counts: dict[str, tuple[int, int, int]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._held: dict[str, tuple[str, c.RunState]] = {}
+        """Runs seen RUNNING or STOPPING in the last round: name -> (tenant, state)."""
+        self._ended: dict[str, tuple[str, c.RunState, float, int]] = {}
+        """Runs gone from the active ones: name -> (tenant, last state seen, next check, checks made)."""
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="supervisor")
@@ -113,6 +127,14 @@ class Supervisor:
         for name in set(self._counts) - seen:
             self._counts.pop(name, None)
             self._asked.pop(name, None)
+        for name in set(self._held) - seen:
+            self._ended[name] = (*self._held[name], time.monotonic() + self.lost_after, 0)
+        self._held = {
+            r.run.name: (r.tenant, r.run.state)
+            for r in records
+            if r.run.state in (c.RUN_STATE_RUNNING, c.RUN_STATE_STOPPING)
+        }
+        await self.tell_missing_ends()
         queued = [r for r in records if r.run.state == c.RUN_STATE_QUEUED]
         await self._tell_positions(queued)
         if queued and (self._dispatching is None or self._dispatching.done()):
@@ -121,6 +143,35 @@ class Supervisor:
         if time.monotonic() >= self._trainings_due:  # a query of every tenant: a few times per lost_after
             self._trainings_due = time.monotonic() + self.lost_after / 5
             await self.end_lost_trainings(now)
+
+    async def tell_missing_ends(self) -> None:
+        """Publish the final events of runs that ended lost_after ago or more
+        with no RunFinished last in their log (see the module's docstring);
+        checked again every lost_after, END_CHECKS times at most, until the
+        log says it (a notifier away costs a Publish its events)."""
+        for name, (tenant, previous, due, checks) in list(self._ended.items()):
+            if time.monotonic() < due:
+                continue
+            self._ended.pop(name)
+            try:
+                run = await self.backends.storage.GetRun(run_pb2.GetRunRequest(name=name), metadata=as_tenant(tenant))
+                if not is_terminal(run.state) or await self._end_told(tenant, run):
+                    continue
+                log.warning("run ended untold: the supervisor tells its end", extra={"run": name})
+                await self.control.publish(tenant, final_events(run, previous, run.status_message))
+                SUPERVISOR_STOPS.labels("end_told").inc()
+            except errors.AutoMLError as exc:
+                log.warning("cannot check a run's end", extra={"run": name, "error": status.code_of(exc).name})
+            if checks + 1 < END_CHECKS:
+                self._ended[name] = (tenant, previous, time.monotonic() + self.lost_after, checks + 1)
+
+    async def _end_told(self, tenant: str, run: run_pb2.Run) -> bool:
+        """Whether the run's last event is its RunFinished."""
+        last = await self.backends.storage.ListEvents(
+            storage_service_pb2.ListEventsRequest(run=run.name, after_sequence=max(run.last_sequence - 1, 0)),
+            metadata=as_tenant(tenant),
+        )
+        return bool(last.events) and last.events[-1].type == event_pb2.EVENT_TYPE_RUN_FINISHED
 
     async def dispatch(self, queued: list[storage_service_pb2.RunRecord]) -> None:
         """Hand queued runs to runners in the queue's order, until none has capacity."""

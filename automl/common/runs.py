@@ -10,6 +10,7 @@ gateway and one told by the runner carry the same fields.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -177,10 +178,21 @@ def final_events(
     changed = event_pb2.RunStateChanged(
         previous_state=previous, state=ended.state, stop_reason=stop_reason, message=message
     )
-    return [
+    events = [
         run_event(ended.name, ended.experiment, run_state_changed=changed),
         run_event(ended.name, ended.experiment, run_finished=finished),
     ]
+    for event, kind in zip(events, ("changed", "finished"), strict=True):
+        event.id = final_event_id(ended.name, kind)
+    return events
+
+
+def final_event_id(run: str, kind: str) -> str:
+    """The id of a run's final event of `kind` ("changed", "finished"): the
+    same wherever it is made, since a run ends once. An end told twice (by
+    its runner, and by the supervisor that found it missing from the log)
+    is then stored and delivered once."""
+    return f"end-{kind}-{uuid.uuid5(uuid.NAMESPACE_URL, run).hex}"
 
 
 def queued_events(queued: run_pb2.Run, previous: c.RunState, message: str) -> list[event_pb2.Event]:

@@ -302,6 +302,51 @@ def test_a_training_whose_runner_is_silent_ends_failed(suite, experiment):
         ghost.close()
 
 
+def test_an_end_its_runner_did_not_tell_is_told_once_and_ends_live_watchers(suite, experiment):
+    """A runner killed between storing its run's end and publishing it left an
+    ended run whose log never said so, and whose live watchers waited."""
+    from automl.common.runs import final_events
+    from automl.v1 import notifier_service_pb2, notifier_service_pb2_grpc
+
+    ghost = Ghost(suite, experiment, max_models=100)
+    client = suite.client()
+    watched: list[list[event_pb2.Event]] = []
+    try:
+        ghost.results(0.7)
+        watcher = threading.Thread(target=lambda: watched.append(client.watch(ghost.run, after=0, timeout=60)[1]))
+        watcher.start()
+        time.sleep(1)  # the supervisor sees it RUNNING
+        ended = ghost.storage.UpdateRunState(
+            storage_service_pb2.UpdateRunStateRequest(
+                name=ghost.run.name,
+                expected_states=[c.RUN_STATE_RUNNING],
+                state=c.RUN_STATE_SUCCEEDED,
+                stop_reason=c.STOP_REASON_MAX_MODELS,
+                status_message="told by nobody",
+            ),
+            metadata=ghost.metadata,
+        )  # ...and the ghost "dies" before it publishes the end
+        watcher.join(timeout=30)  # AUTOML_RUNNER_LOST_SECONDS (5) for the runner to tell it first
+        assert not watcher.is_alive(), "the live watcher still waits for the run's end"
+        finished = [e for e in watched[0] if e.type == event_pb2.EVENT_TYPE_RUN_FINISHED]
+        assert [(e.run_finished.state, e.run_finished.models_evaluated) for e in finished] == [
+            (c.RUN_STATE_SUCCEEDED, 1)
+        ]
+        # The runner's own Publish of its end, late: the same ids, stored and delivered once.
+        channel = internal.channel(suite.stack.target("notifier"), identity.RUNNER)
+        notifier_service_pb2_grpc.NotifierStub(channel).Publish(
+            notifier_service_pb2.PublishRequest(events=final_events(ended, c.RUN_STATE_RUNNING, "late")),
+            metadata=ghost.metadata,
+        )
+        channel.close()
+        log = events(suite, ghost.run)
+        assert [e.type for e in log][-2:] == [event_pb2.EVENT_TYPE_RUN_STATE_CHANGED, event_pb2.EVENT_TYPE_RUN_FINISHED]
+        assert sum(e.type == event_pb2.EVENT_TYPE_RUN_FINISHED for e in log) == 1
+        assert [e.sequence for e in log] == list(range(1, len(log) + 1))
+    finally:
+        ghost.close()
+
+
 def test_supervision_survives_a_gateway_restart(suite, experiment):
     ghost = Ghost(suite, experiment, max_models=3)
     try:
