@@ -160,6 +160,8 @@ class Supervisor:
                 log.warning("run ended untold: the supervisor tells its end", extra={"run": name})
                 await self.control.publish(tenant, final_events(run, previous, run.status_message))
                 SUPERVISOR_STOPS.labels("end_told").inc()
+            except errors.NotFound:
+                continue  # deleted with its experiment since: nothing to tell
             except errors.AutoMLError as exc:
                 log.warning("cannot check a run's end", extra={"run": name, "error": status.code_of(exc).name})
             if checks + 1 < END_CHECKS:
